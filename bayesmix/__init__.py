@@ -1,0 +1,82 @@
+"""bayesmix: Bayesian and ML/REML mixed-effects models from lme4-style formulas.
+
+>>> import bayesmix as bmx
+>>> model = bmx.lmm("Reaction ~ Days + (Days | Subject)", bmx.load_dataset("sleepstudy"))
+>>> ml = model.fit()                      # REML, agrees with lme4
+>>> post = model.sample(random_seed=1)    # NUTS posterior (nutpie)
+
+Public names are loaded on first use, so ``import bayesmix`` stays quick and
+never imports PyMC.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import errors
+from .errors import (
+    BayesmixWarning,
+    ComparisonError,
+    ConvergenceWarning,
+    DataError,
+    DataWarning,
+    FitError,
+    FormulaError,
+    PriorError,
+    SamplingWarning,
+    SingularFitWarning,
+)
+from .model import LinearMixedModel, gls, lmm
+
+__version__ = "0.1.0"
+
+# name -> module that defines it, imported lazily by __getattr__.
+_LAZY = {
+    "load_dataset": "datasets",
+    "list_datasets": "datasets",
+    "anova": "compare",
+    "MLResult": "results",
+    "BayesResult": "bayes_results",
+    "Normal": "priors",
+    "StudentT": "priors",
+    "HalfNormal": "priors",
+    "HalfStudentT": "priors",
+    "Exponential": "priors",
+    "LKJ": "priors",
+    "plot_ranef": "plotting",
+    "plot_qq": "plotting",
+    "plot_residuals": "plotting",
+    "plot_coefficients": "plotting",
+}
+
+__all__ = [
+    "BayesmixWarning",
+    "ComparisonError",
+    "ConvergenceWarning",
+    "DataError",
+    "DataWarning",
+    "FitError",
+    "FormulaError",
+    "LinearMixedModel",
+    "PriorError",
+    "SamplingWarning",
+    "SingularFitWarning",
+    "errors",
+    "gls",
+    "lmm",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bayesmix' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,210 @@
+"""Model constructors: the one place where the ML and Bayesian engines meet.
+
+``lmm`` and ``gls`` return an unfitted :class:`LinearMixedModel`; ``.fit()``
+gives an :class:`~bayesmix.results.MLResult` (ML/REML) and ``.sample()`` a
+:class:`~bayesmix.bayes_results.BayesResult` (NUTS). PyMC is imported only
+when ``.sample()`` or ``.pymc_model()`` is called, so ML work stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from .design import Design, build_design
+from .errors import FormulaError
+from .formula import parse_formula, update_formula
+
+if TYPE_CHECKING:
+    from .bayes_results import BayesResult
+    from .priors import Prior
+    from .results import MLResult
+
+Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
+
+
+class LinearMixedModel:
+    """A linear mixed model defined by an lme4-style formula and a DataFrame.
+
+    Build it with :func:`lmm` or :func:`gls`. The model is never changed by
+    fitting: :meth:`fit` and :meth:`sample` return new result objects, and
+    :meth:`update` returns a new model.
+
+    Attributes
+    ----------
+    formula : str
+    data : DataFrame
+        The data as given (rows with missing values are dropped in ``design``).
+    design : Design
+        Numeric arrays shared by both engines.
+    """
+
+    def __init__(self, formula: str, data: pd.DataFrame) -> None:
+        self.formula = formula
+        self.data = data
+        self.design: Design = build_design(formula, data)
+
+    def __repr__(self) -> str:
+        blocks = ", ".join(b.label for b in self.design.blocks) or "none"
+        return (
+            f"<LinearMixedModel {self.formula!r}: {self.design.n_obs} observations, "
+            f"{self.design.n_fixed} fixed effects, random effects: {blocks}>"
+        )
+
+    # ---------------------------------------------------------------- ML / REML
+    def fit(self, method: Literal["REML", "ML"] = "REML") -> MLResult:
+        """Maximum-likelihood (``"ML"``) or restricted ML (``"REML"``) fit.
+
+        Returns
+        -------
+        MLResult
+            Estimates, logLik/AIC/BIC, ``fixef()``, ``ranef()``, ``varcorr()``...
+        """
+        method = _check_method(method)
+        from .ml_fit import fit_estimates
+        from .results import MLResult
+
+        estimates = fit_estimates(self.design, method=method)
+        return MLResult(design=self.design, estimates=estimates, model=self)
+
+    # ----------------------------------------------------------------- Bayesian
+    def default_priors(self) -> dict[str, Prior]:
+        """Default priors, scaled to the data (see :mod:`bayesmix.priors`)."""
+        from .priors import default_priors
+
+        return default_priors(self.design)
+
+    def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
+        """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
+        from .bayes_model import build_pymc_model
+        from .priors import resolve_priors
+
+        return build_pymc_model(self.design, resolve_priors(self.design, priors))
+
+    def sample(
+        self,
+        *,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        sampler: Sampler = "nutpie",
+        target_accept: float | None = None,
+        priors: dict[str, Prior] | None = None,
+        random_seed: int | None = None,
+        progressbar: bool = False,
+    ) -> BayesResult:
+        """Draw from the posterior with NUTS.
+
+        Parameters
+        ----------
+        draws, tune, chains : int
+            Draws kept per chain, warm-up iterations per chain, number of chains.
+        sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+            NUTS implementation; nutpie (default) is the fastest here.
+        target_accept : float, optional
+            Target acceptance rate; raise it (e.g. 0.95) if divergences are reported.
+        priors : dict, optional
+            Overrides of :meth:`default_priors`, keyed by the same names.
+        random_seed : int, optional
+            Seed for reproducible draws.
+        progressbar : bool
+            Show the sampler's progress bar.
+
+        Returns
+        -------
+        BayesResult
+        """
+        from .bayes_fit import sample_model
+
+        options: dict[str, Any] = {}
+        if target_accept is not None:
+            options["target_accept"] = target_accept
+        return sample_model(
+            self.design,
+            priors=priors,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            sampler=sampler,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            **options,
+        )
+
+    # ------------------------------------------------------------------ update
+    def update(
+        self,
+        formula: str | None = None,
+        *,
+        random: str | None = None,
+        data: pd.DataFrame | None = None,
+    ) -> LinearMixedModel:
+        """A new model with an edited formula or other data (R's ``update``).
+
+        Parameters
+        ----------
+        formula : str, optional
+            An edit such as ``". ~ . + nutrient:amd"`` (``.`` keeps the old
+            response or right-hand side; ``- term`` removes a term or a bar), or
+            a complete new formula.
+        random : str, optional
+            Replacement for the whole random part, e.g. ``"(nutrient | popu/gen)"``
+            (nlme's ``update(random = ~nutrient | popu/gen)``); ``""`` removes it.
+        data : DataFrame, optional
+            New data; defaults to this model's data.
+        """
+        new_formula = self.formula if formula is None else update_formula(self.formula, formula)
+        if random is not None:
+            spec = parse_formula(new_formula)
+            random = random.strip().removeprefix("~").strip()
+            if random and not random.startswith("("):
+                random = f"({random})"
+            new_formula = f"{spec.response} ~ {spec.fixed}" + (f" + {random}" if random else "")
+        return LinearMixedModel(new_formula, self.data if data is None else data)
+
+
+def lmm(formula: str, data: pd.DataFrame) -> LinearMixedModel:
+    """A linear mixed model from an lme4-style formula.
+
+    Parameters
+    ----------
+    formula : str
+        E.g. ``"Reaction ~ Days + (Days | Subject)"``. Random-effects bars:
+        ``(1 | g)``, ``(x | g)`` (correlated), ``(x || g)`` (uncorrelated),
+        ``(1 | a/b)`` (nested), ``(1 | a) + (1 | b)`` (crossed), ``(1 | a:b)``.
+    data : DataFrame
+
+    Returns
+    -------
+    LinearMixedModel
+        Unfitted; call ``.fit()`` (ML/REML) or ``.sample()`` (Bayesian).
+
+    Examples
+    --------
+    >>> import bayesmix as bmx
+    >>> sleep = bmx.load_dataset("sleepstudy")
+    >>> fit = bmx.lmm("Reaction ~ Days + (Days | Subject)", sleep).fit()
+    >>> round(fit.loglik, 3)
+    -871.814
+    """
+    return LinearMixedModel(formula, data)
+
+
+def gls(formula: str, data: pd.DataFrame) -> LinearMixedModel:
+    """A model without random effects (nlme's ``gls`` with independent errors).
+
+    Its ML/REML fit can head an :func:`~bayesmix.anova` table as the null model.
+    """
+    if parse_formula(formula).bars:
+        raise FormulaError(
+            f"gls() takes no random-effects terms, but {formula!r} has some; use lmm()."
+        )
+    return LinearMixedModel(formula, data)
+
+
+def _check_method(method: str) -> Literal["REML", "ML"]:
+    upper = str(method).upper()
+    if upper not in ("REML", "ML"):
+        raise ValueError(f"method must be 'REML' or 'ML', got {method!r}.")
+    return upper  # type: ignore[return-value]
