@@ -1,0 +1,521 @@
+"""Result of a maximum-likelihood (ML) or REML fit: :class:`MLResult`.
+
+The result is an immutable view of a :class:`~bayesmix.design.Design` and the
+numeric estimates produced by ``bayesmix.ml_fit``; every accessor returns a
+fresh pandas object in the layout shared with the Bayesian results (see
+``fixef``, ``ranef``, ``varcorr``). Nothing here runs an optimiser.
+
+Statistics follow lme4's conventions (``AIC = -2 logLik + 2 df``,
+``BIC = -2 logLik + df log(n)``, also for REML fits); ``bic_nlme`` gives
+nlme's variant, which uses ``log(n - p)`` for REML fits.
+
+Notation
+--------
+n : observations, p : fixed-effect columns, k : columns of one random block,
+beta : fixed effects, b : conditional modes of the random effects,
+sigma : residual standard deviation, theta : relative covariance parameters.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .design import Design, RandomBlock
+from .errors import DataWarning
+
+ResidualKind = Literal["response", "pearson", "normalized"]
+
+
+# --- R-like number formatting (shared with compare.py) ----------------------
+
+
+def _decimals_needed(value: float, digits: int) -> int:
+    """Decimals needed to show ``value`` with ``digits`` significant digits."""
+    if not math.isfinite(value) or value == 0.0:
+        return 0
+    mantissa, exponent = f"{abs(value):.{digits - 1}e}".split("e")
+    fraction = mantissa.partition(".")[2].rstrip("0")
+    return max(0, len(fraction) - int(exponent))
+
+
+def format_column(values: Sequence[float], digits: int = 7, na: str = "") -> list[str]:
+    """Format like R's ``format(x, digits=)``: one shared number of decimals,
+    enough for the smallest non-zero entry to show ``digits`` significant digits."""
+    floats = [math.nan if v is None else float(v) for v in values]
+    decimals = max([_decimals_needed(v, digits) for v in floats] + [0])
+    return format_fixed(floats, decimals, na)
+
+
+def format_fixed(values: Sequence[float], decimals: int, na: str = "") -> list[str]:
+    """Format numbers with ``decimals`` decimals, right-justified; NaN -> ``na``."""
+    cells = [
+        f"{float(v):.{decimals}f}" if v is not None and math.isfinite(v) else na for v in values
+    ]
+    width = max([len(c) for c in cells] + [0])
+    return [c.rjust(width) for c in cells]
+
+
+def zapsmall(values: Sequence[float], digits: int = 7) -> np.ndarray:
+    """R's ``zapsmall``: round to ``digits`` significant digits of the largest entry."""
+    x = np.asarray(values, dtype=float)
+    finite = x[np.isfinite(x)]
+    largest = float(np.max(np.abs(finite))) if finite.size else 0.0
+    if largest > 0:
+        return np.round(x, max(0, digits - math.ceil(math.log10(largest))))
+    return np.round(x, digits)
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    """Lay out string cells in columns; ``align`` holds ``l`` or ``r`` per column."""
+    widths = [max(len(line[j]) for line in [header, *rows]) for j in range(len(header))]
+    lines = []
+    for line in [header, *rows]:
+        cells = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(line, widths, align)]
+        lines.append(" ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+# --- the result object ------------------------------------------------------
+
+
+def _group_labels(blocks: Sequence[RandomBlock]) -> list[list[str]]:
+    """lme4's VarCorr group labels per block and term.
+
+    lme4 gives every covariance matrix its own entry, suffixing repeated grouping
+    names (``Subject``, ``Subject.1``); a ``||`` bar is one matrix per term.
+    """
+    seen: dict[str, int] = {}
+    labels = []
+    for block in blocks:
+        parts = block.n_terms if block.covariance == "diagonal" else 1
+        names = []
+        for _ in range(parts):
+            count = seen.get(block.grouping, 0)
+            seen[block.grouping] = count + 1
+            names.append(block.grouping if count == 0 else f"{block.grouping}.{count}")
+        labels.append(names * block.n_terms if parts == 1 else names)
+    return labels
+
+
+@dataclass(frozen=True)
+class MLResult:
+    """A fitted linear mixed model (ML or REML), in lme4's vocabulary.
+
+    Attributes
+    ----------
+    design : Design
+        The model's numeric design.
+    estimates : MLEstimates
+        Numbers from ``bayesmix.ml_fit.fit_estimates``.
+    model : object, optional
+        The unfitted model, used by :meth:`update`.
+
+    Notes
+    -----
+    ``aic`` and ``bic`` follow lme4: ``-2 logLik + 2 df`` and
+    ``-2 logLik + df log(n)``, for REML fits too (with the REML log-likelihood).
+    nlme's ``BIC`` of a REML fit uses ``log(n - p)`` instead; :attr:`bic_nlme`
+    reproduces it and :func:`bayesmix.compare.anova` uses it, as nlme does.
+    """
+
+    design: Design
+    estimates: Any
+    model: Any = None
+
+    # -- scalar statistics
+    @property
+    def method(self) -> str:
+        """``"ML"`` or ``"REML"``."""
+        return str(self.estimates.method)
+
+    @property
+    def formula(self) -> str:
+        return self.design.formula
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood (restricted log-likelihood for REML fits)."""
+        return float(self.estimates.loglik)
+
+    @property
+    def df(self) -> int:
+        """Number of estimated parameters (R's ``attr(logLik, "df")``)."""
+        return int(self.estimates.n_params)
+
+    @property
+    def nobs(self) -> int:
+        return int(self.estimates.n_obs)
+
+    @property
+    def df_resid(self) -> int:
+        """lme4's ``df.resid``: observations minus parameters."""
+        return self.nobs - self.df
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion, ``-2 logLik + 2 df``."""
+        return -2.0 * self.loglik + 2.0 * self.df
+
+    @property
+    def bic(self) -> float:
+        """lme4's BIC, ``-2 logLik + df log(n)`` (ML and REML fits alike)."""
+        return -2.0 * self.loglik + self.df * math.log(self.nobs)
+
+    @property
+    def bic_nlme(self) -> float:
+        """nlme's BIC: ``log(n - p)`` replaces ``log(n)`` for REML fits."""
+        n = self.nobs - (self.design.n_fixed if self.method == "REML" else 0)
+        return -2.0 * self.loglik + self.df * math.log(n)
+
+    @property
+    def deviance(self) -> float:
+        """``-2 logLik`` of an ML fit.
+
+        Raises
+        ------
+        ValueError
+            For REML fits: lme4's ``deviance()`` of a REML fit is not the REML
+            criterion, so rather than guess, use :attr:`reml_criterion`.
+        """
+        if self.method != "ML":
+            raise ValueError(
+                "deviance is only defined here for ML fits; this is a REML fit. Use "
+                "`reml_criterion` for the REML criterion, or refit with method='ML'."
+            )
+        return -2.0 * self.loglik
+
+    @property
+    def reml_criterion(self) -> float:
+        """REML criterion at convergence (``-2`` times the REML log-likelihood)."""
+        if self.method != "REML":
+            raise ValueError(
+                "reml_criterion is only available for REML fits; this is an ML fit "
+                "(use `deviance`, or refit with method='REML')."
+            )
+        return float(self.estimates.criterion)
+
+    @property
+    def theta(self) -> np.ndarray:
+        return np.asarray(self.estimates.theta, dtype=float)
+
+    @property
+    def sigma(self) -> float:
+        return float(self.estimates.sigma)
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.estimates.converged)
+
+    @property
+    def singular(self) -> bool:
+        return bool(self.estimates.singular)
+
+    # -- fixed effects
+    def fixef(self) -> pd.DataFrame:
+        """Fixed effects: ``estimate``, ``std_error`` and ``t_value`` per coefficient."""
+        beta = np.asarray(self.estimates.beta, dtype=float)
+        se = np.sqrt(np.diag(np.asarray(self.estimates.vcov_beta, dtype=float)))
+        index = pd.Index(list(self.design.fixed_terms), name="term")
+        return pd.DataFrame({"estimate": beta, "std_error": se, "t_value": beta / se}, index=index)
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects (lme4's ``vcov``), named."""
+        names = list(self.design.fixed_terms)
+        return pd.DataFrame(
+            np.array(self.estimates.vcov_beta, dtype=float), index=names, columns=names
+        )
+
+    # -- variance components
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components in lme4's ``as.data.frame(VarCorr(fit))`` layout.
+
+        Columns ``grp``, ``var1``, ``var2``, ``vcov``, ``sdcor``. For each
+        covariance matrix, SD rows (``var2`` None; ``vcov`` the variance) come
+        first, then correlation rows (``vcov`` the covariance, ``sdcor`` the
+        correlation) in lme4's order; the ``Residual`` row is last. As in lme4,
+        a repeated grouping factor (``(1|g) + (0+x|g)``) or a ``||`` bar gives
+        groups ``g``, ``g.1``, ...
+        """
+        rows: list[tuple] = []  # (grp, var1, var2, vcov, sdcor)
+        labels = _group_labels(self.design.blocks)
+        for block, cov, names in zip(self.design.blocks, self.estimates.covariances, labels):
+            cov = np.asarray(cov, dtype=float)
+            sd = np.sqrt(np.diag(cov))
+            rows += [(names[j], t, None, cov[j, j], sd[j]) for j, t in enumerate(block.terms)]
+            if block.covariance == "diagonal":
+                continue
+            for j in range(block.n_terms):  # lower triangle, column by column (lme4)
+                for i in range(j + 1, block.n_terms):
+                    corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else math.nan
+                    rows.append((names[0], block.terms[j], block.terms[i], cov[i, j], corr))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        grp, var1, var2, vcov, sdcor = zip(*rows)
+        # object dtype keeps None (not NaN) in var1/var2, as in the shared layout
+        text = {"grp": grp, "var1": var1, "var2": var2}
+        frame = {key: pd.Series(list(values), dtype=object) for key, values in text.items()}
+        frame.update(vcov=np.array(vcov, dtype=float), sdcor=np.array(sdcor, dtype=float))
+        return pd.DataFrame(frame)
+
+    # -- random effects
+    def _merged_blocks(self) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i, block in enumerate(self.design.blocks):
+            groups.setdefault(block.grouping, []).append(i)
+        return groups
+
+    def ranef(self, wide: bool = False) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects, one DataFrame per grouping factor.
+
+        Parameters
+        ----------
+        wide : bool
+            ``False`` (default): rows indexed by (level, term), columns
+            ``estimate`` (conditional mode) and ``std_error`` (conditional SD,
+            lme4's ``condVar``). ``True``: levels x terms of the modes, like
+            lme4's ``ranef(fit)$g``.
+
+        Blocks sharing a grouping factor are merged under one key.
+        """
+        out = {}
+        for grouping, indices in self._merged_blocks().items():
+            blocks_levels = (self.design.blocks[i].levels for i in indices)
+            levels = list(dict.fromkeys(lv for lvs in blocks_levels for lv in lvs))
+            modes: dict[str, pd.Series] = {}
+            sds: dict[str, pd.Series] = {}
+            for i in indices:
+                block = self.design.blocks[i]
+                b = np.asarray(self.estimates.b[i], dtype=float)
+                var = np.asarray(self.estimates.b_cond_var[i], dtype=float)
+                se = np.sqrt(np.clip(np.diagonal(var, axis1=1, axis2=2), 0.0, None))
+                for j, term in enumerate(block.terms):
+                    modes[term] = pd.Series(b[:, j], index=list(block.levels))
+                    sds[term] = pd.Series(se[:, j], index=list(block.levels))
+            wide_modes = pd.DataFrame(modes).reindex(levels)
+            wide_modes.index.name = grouping
+            if wide:
+                out[grouping] = wide_modes
+                continue
+            long_sd = pd.DataFrame(sds).reindex(levels).stack(future_stack=True)
+            frame = pd.DataFrame(
+                {"estimate": wide_modes.stack(future_stack=True), "std_error": long_sd}
+            )
+            frame.index.names = ["level", "term"]
+            out[grouping] = frame
+        return out
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients, fixed plus random effects, like lme4's ``coef``.
+
+        One DataFrame per grouping factor (levels x coefficients). Random terms
+        without a matching fixed effect are prepended with a fixed value of 0.
+        """
+        fixed = pd.Series(
+            np.asarray(self.estimates.beta, dtype=float), index=list(self.design.fixed_terms)
+        )
+        modes = self.ranef(wide=True)
+        extra = [t for m in modes.values() for t in m.columns if t not in fixed.index]
+        fixed = pd.concat([pd.Series(0.0, index=list(dict.fromkeys(extra))), fixed])
+        out = {}
+        for grouping, frame in modes.items():
+            values = pd.DataFrame(
+                np.tile(fixed.to_numpy(), (len(frame), 1)), index=frame.index, columns=fixed.index
+            )
+            out[grouping] = values.add(frame.fillna(0.0), fill_value=0.0)[list(fixed.index)]
+        return out
+
+    # -- fitted values, residuals, prediction
+    def fitted(self) -> np.ndarray:
+        """Fitted values including the conditional modes of the random effects."""
+        return np.array(self.estimates.fitted, dtype=float)
+
+    def residuals(self, kind: ResidualKind = "response") -> np.ndarray:
+        """Residuals at the innermost level (conditional on the random effects).
+
+        Parameters
+        ----------
+        kind : {"response", "pearson", "normalized"}
+            ``response``: ``y - fitted``. ``pearson``: response residuals divided
+            by ``sigma``. ``normalized``: nlme's normalised residuals, the
+            Pearson residuals pre-multiplied by the inverse Cholesky factor of
+            the within-group error correlation; the models fitted here have
+            independent, homoscedastic errors, so that factor is the identity
+            and ``normalized`` equals ``pearson`` (as in nlme for such models).
+        """
+        response = np.asarray(self.design.y, dtype=float) - self.fitted()
+        if kind == "response":
+            return response
+        if kind in ("pearson", "normalized"):
+            return response / self.sigma
+        raise ValueError(f"kind must be 'response', 'pearson' or 'normalized', not {kind!r}.")
+
+    def predict(
+        self, newdata: pd.DataFrame | None = None, include_random: bool = True
+    ) -> np.ndarray:
+        """Predictions on the response scale.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            New observations; ``None`` predicts for the fitting data.
+        include_random : bool
+            Add the conditional modes of the random effects (lme4's
+            ``re.form = NULL``); ``False`` gives population predictions
+            (``re.form = NA``). Levels not seen in fitting get a zero random
+            effect, i.e. the population prediction, with a ``DataWarning``.
+        """
+        beta = np.asarray(self.estimates.beta, dtype=float)
+        if newdata is None:
+            return (
+                self.fitted() if include_random else np.asarray(self.design.X, dtype=float) @ beta
+            )
+        new = self.design.evaluate_new_data(newdata)
+        eta = np.asarray(new.X, dtype=float) @ beta
+        if not include_random:
+            return eta
+        unseen = []
+        for block, (codes, Z), b in zip(self.design.blocks, new.blocks, self.estimates.b):
+            codes = np.asarray(codes)
+            known = codes >= 0
+            if not known.all() and block.grouping not in unseen:
+                unseen.append(block.grouping)
+            b = np.asarray(b, dtype=float)
+            eta[known] += np.sum(np.asarray(Z, dtype=float)[known] * b[codes[known]], axis=1)
+        if unseen:
+            warnings.warn(
+                f"newdata has levels of {', '.join(unseen)} not seen in fitting; their random "
+                "effects are set to zero (population prediction). Other rows are unaffected.",
+                DataWarning,
+                stacklevel=2,
+            )
+        return eta
+
+    # -- presentation
+    def summary(self) -> MLSummary:
+        """lme4-style summary; ``str()`` gives the text, notebooks show HTML."""
+        return MLSummary(self)
+
+    def update(self, formula: str | None = None, method: str | None = None) -> MLResult:
+        """Refit with a changed formula (``". ~ . + x"`` syntax) and/or method."""
+        if self.model is None:
+            raise ValueError(
+                "update() needs the unfitted model, but this result was built without one; "
+                "fit the new model directly with bayesmix.lmm(formula, data).fit()."
+            )
+        model = self.model if formula is None else self.model.update(formula)
+        return model.fit(method=method or self.method)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MLResult {self.method}: {self.design.formula}; n={self.nobs}, "
+            f"logLik={self.loglik:.4f}, df={self.df}>"
+        )
+
+
+class MLSummary:
+    """Text and HTML summary of an :class:`MLResult`, laid out like lme4's."""
+
+    def __init__(self, result: MLResult):
+        self.result = result
+
+    def _header(self) -> list[str]:
+        r = self.result
+        kind = "REML" if r.method == "REML" else "maximum likelihood"
+        model = "Linear mixed model" if r.design.blocks else "Linear model (no random effects)"
+        lines = [f"{model} fit by {kind}", f"Formula: {r.design.formula}", ""]
+        if r.method == "REML":
+            lines.append(f"REML criterion at convergence: {r.reml_criterion:.1f}")
+        else:
+            values = [r.aic, r.bic, r.loglik, r.deviance, float(r.df_resid)]
+            cells = [f"{v:.1f}" for v in values[:4]] + [str(r.df_resid)]
+            names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
+            lines.append(render_table(names, [cells], "rrrrr"))
+        return lines
+
+    def _residual_lines(self) -> list[str]:
+        q = np.quantile(self.result.residuals("pearson"), [0, 0.25, 0.5, 0.75, 1.0])
+        cells = format_column(zapsmall(q, digits=5), digits=4)  # lme4's .prt.resids
+        return [
+            "Scaled residuals:",
+            render_table(["Min", "1Q", "Median", "3Q", "Max"], [cells], "rrrrr"),
+        ]
+
+    def random_table(self) -> list[list[str]]:
+        """Rows of lme4's random-effects table (Groups, Name, Variance, Std.Dev., Corr...)."""
+        r = self.result
+        vc = r.varcorr()
+        sd_rows = vc[vc["var2"].isna()]
+        variance = format_column(sd_rows["vcov"].to_numpy(), digits=4)
+        stddev = format_column(sd_rows["sdcor"].to_numpy(), digits=4)
+        max_k = max([b.n_terms for b in r.design.blocks if b.covariance == "unstructured"] + [1])
+        rows, position, last_group = [], 0, None
+        for grp, term in zip(sd_rows["grp"], sd_rows["var1"]):
+            corr = [""] * (max_k - 1)
+            if grp != "Residual":
+                pairs = vc[(vc["grp"] == grp) & (vc["var2"] == term)]
+                corr[: len(pairs)] = [f"{c:.2f}" for c in pairs["sdcor"]]
+            shown = "" if grp == last_group else grp
+            name = "" if pd.isna(term) else str(term)
+            rows.append([shown, name, variance[position], stddev[position], *corr])
+            last_group, position = grp, position + 1
+        return rows
+
+    def fixed_table(self) -> list[list[str]]:
+        fe = self.result.fixef()
+        se = fe["std_error"].to_numpy()
+        decimals = max([_decimals_needed(v, 4) for v in se] + [1])
+        est = format_fixed(fe["estimate"].to_numpy(), decimals)
+        ses = format_fixed(se, decimals)
+        tvals = format_column(fe["t_value"].to_numpy(), digits=4)
+        return [[name, e, s, t] for name, e, s, t in zip(fe.index, est, ses, tvals)]
+
+    def __str__(self) -> str:
+        r = self.result
+        lines = self._header() + [""] + self._residual_lines() + ["", "Random effects:"]
+        random_rows = self.random_table()
+        ncorr = len(random_rows[0]) - 4
+        header = ["Groups", "Name", "Variance", "Std.Dev."] + (
+            ["Corr"] + [""] * (ncorr - 1) if ncorr else []
+        )
+        table = render_table(header, random_rows, "llrr" + "r" * ncorr)
+        lines += [" " + line for line in table.splitlines()]
+        counts = [f"{g}, {n}" for g, n in self._group_counts().items()]
+        lines.append(
+            f"Number of obs: {r.nobs}" + (", groups:  " + "; ".join(counts) if counts else "")
+        )
+        lines += ["", "Fixed effects:"]
+        lines.append(
+            render_table(["", "Estimate", "Std. Error", "t value"], self.fixed_table(), "lrrr")
+        )
+        if not r.converged:
+            lines += ["", f"Optimiser did not converge: {r.estimates.message}"]
+        if r.singular:
+            lines += ["", "boundary (singular) fit: see help('isSingular')"]
+        return "\n".join(lines)
+
+    def _group_counts(self) -> dict[str, int]:
+        counts = {b.grouping: b.n_levels for b in self.result.design.blocks}
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))  # lme4: most levels first
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        r = self.result
+        head = "<br>".join(html.escape(line) for line in self._header() if line)
+        random = pd.DataFrame(
+            self.random_table(),
+            columns=["Groups", "Name", "Variance", "Std.Dev."]
+            + [f"Corr{i}" if i else "Corr" for i in range(len(self.random_table()[0]) - 4)],
+        )
+        return (
+            f"<div><p>{head}</p><p><b>Random effects</b></p>{random.to_html(index=False)}"
+            f"<p>Number of obs: {r.nobs}</p><p><b>Fixed effects</b></p>"
+            f"{r.fixef().to_html(float_format=lambda v: f'{v:.4g}')}</div>"
+        )
