@@ -24,7 +24,8 @@ import pandas as pd
 from scipy import stats
 
 from .errors import ComparisonError
-from .results import MLResult, format_column, render_table, zapsmall
+from .results import MLResult
+from .rformat import format_column, render_table, zapsmall
 
 BicConvention = Literal["nlme", "lme4"]
 

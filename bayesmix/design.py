@@ -29,7 +29,7 @@ from .formula import FormulaSpec, parse_formula
 CovarianceKind = Literal["unstructured", "diagonal"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare by identity
 class RandomBlock:
     """One random-effects bar, e.g. ``(1 + Days | Subject)``.
 
@@ -74,7 +74,7 @@ class RandomBlock:
         return f"({' + '.join(terms)} {bar} {self.grouping})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare by identity
 class Design:
     """Numeric arrays of a mixed model, shared by the ML and Bayesian engines.
 
@@ -114,7 +114,7 @@ class Design:
     def n_fixed(self) -> int:
         return int(self.X.shape[1])
 
-    def evaluate_new_data(self, newdata: pd.DataFrame) -> "NewData":
+    def evaluate_new_data(self, newdata: pd.DataFrame) -> NewData:
         """Encode new rows exactly as the fitting data were encoded.
 
         Parameters
@@ -132,7 +132,7 @@ class Design:
         return self.encoder.encode(newdata)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare by identity
 class NewData:
     """Arrays for prediction on new rows, encoded as in fitting.
 

@@ -18,12 +18,11 @@ sigma : residual standard deviation, theta : relative covariance parameters.
 
 from __future__ import annotations
 
-import html
 import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,56 +30,10 @@ import pandas as pd
 from .design import Design, RandomBlock
 from .errors import DataWarning
 
+if TYPE_CHECKING:
+    from .ml_summary import MLSummary
+
 ResidualKind = Literal["response", "pearson", "normalized"]
-
-
-# --- R-like number formatting (shared with compare.py) ----------------------
-
-
-def _decimals_needed(value: float, digits: int) -> int:
-    """Decimals needed to show ``value`` with ``digits`` significant digits."""
-    if not math.isfinite(value) or value == 0.0:
-        return 0
-    mantissa, exponent = f"{abs(value):.{digits - 1}e}".split("e")
-    fraction = mantissa.partition(".")[2].rstrip("0")
-    return max(0, len(fraction) - int(exponent))
-
-
-def format_column(values: Sequence[float], digits: int = 7, na: str = "") -> list[str]:
-    """Format like R's ``format(x, digits=)``: one shared number of decimals,
-    enough for the smallest non-zero entry to show ``digits`` significant digits."""
-    floats = [math.nan if v is None else float(v) for v in values]
-    decimals = max([_decimals_needed(v, digits) for v in floats] + [0])
-    return format_fixed(floats, decimals, na)
-
-
-def format_fixed(values: Sequence[float], decimals: int, na: str = "") -> list[str]:
-    """Format numbers with ``decimals`` decimals, right-justified; NaN -> ``na``."""
-    cells = [
-        f"{float(v):.{decimals}f}" if v is not None and math.isfinite(v) else na for v in values
-    ]
-    width = max([len(c) for c in cells] + [0])
-    return [c.rjust(width) for c in cells]
-
-
-def zapsmall(values: Sequence[float], digits: int = 7) -> np.ndarray:
-    """R's ``zapsmall``: round to ``digits`` significant digits of the largest entry."""
-    x = np.asarray(values, dtype=float)
-    finite = x[np.isfinite(x)]
-    largest = float(np.max(np.abs(finite))) if finite.size else 0.0
-    if largest > 0:
-        return np.round(x, max(0, digits - math.ceil(math.log10(largest))))
-    return np.round(x, digits)
-
-
-def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
-    """Lay out string cells in columns; ``align`` holds ``l`` or ``r`` per column."""
-    widths = [max(len(line[j]) for line in [header, *rows]) for j in range(len(header))]
-    lines = []
-    for line in [header, *rows]:
-        cells = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(line, widths, align)]
-        lines.append(" ".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 # --- the result object ------------------------------------------------------
@@ -400,6 +353,8 @@ class MLResult:
     # -- presentation
     def summary(self) -> MLSummary:
         """lme4-style summary; ``str()`` gives the text, notebooks show HTML."""
+        from .ml_summary import MLSummary
+
         return MLSummary(self)
 
     def update(self, formula: str | None = None, method: str | None = None) -> MLResult:
@@ -418,104 +373,3 @@ class MLResult:
             f"logLik={self.loglik:.4f}, df={self.df}>"
         )
 
-
-class MLSummary:
-    """Text and HTML summary of an :class:`MLResult`, laid out like lme4's."""
-
-    def __init__(self, result: MLResult):
-        self.result = result
-
-    def _header(self) -> list[str]:
-        r = self.result
-        kind = "REML" if r.method == "REML" else "maximum likelihood"
-        model = "Linear mixed model" if r.design.blocks else "Linear model (no random effects)"
-        lines = [f"{model} fit by {kind}", f"Formula: {r.design.formula}", ""]
-        if r.method == "REML":
-            lines.append(f"REML criterion at convergence: {r.reml_criterion:.1f}")
-        else:
-            values = [r.aic, r.bic, r.loglik, r.deviance, float(r.df_resid)]
-            cells = [f"{v:.1f}" for v in values[:4]] + [str(r.df_resid)]
-            names = ["AIC", "BIC", "logLik", "deviance", "df.resid"]
-            lines.append(render_table(names, [cells], "rrrrr"))
-        return lines
-
-    def _residual_lines(self) -> list[str]:
-        q = np.quantile(self.result.residuals("pearson"), [0, 0.25, 0.5, 0.75, 1.0])
-        cells = format_column(zapsmall(q, digits=5), digits=4)  # lme4's .prt.resids
-        return [
-            "Scaled residuals:",
-            render_table(["Min", "1Q", "Median", "3Q", "Max"], [cells], "rrrrr"),
-        ]
-
-    def random_table(self) -> list[list[str]]:
-        """Rows of lme4's random-effects table (Groups, Name, Variance, Std.Dev., Corr...)."""
-        r = self.result
-        vc = r.varcorr()
-        sd_rows = vc[vc["var2"].isna()]
-        variance = format_column(sd_rows["vcov"].to_numpy(), digits=4)
-        stddev = format_column(sd_rows["sdcor"].to_numpy(), digits=4)
-        max_k = max([b.n_terms for b in r.design.blocks if b.covariance == "unstructured"] + [1])
-        rows, position, last_group = [], 0, None
-        for grp, term in zip(sd_rows["grp"], sd_rows["var1"]):
-            corr = [""] * (max_k - 1)
-            if grp != "Residual":
-                pairs = vc[(vc["grp"] == grp) & (vc["var2"] == term)]
-                corr[: len(pairs)] = [f"{c:.2f}" for c in pairs["sdcor"]]
-            shown = "" if grp == last_group else grp
-            name = "" if pd.isna(term) else str(term)
-            rows.append([shown, name, variance[position], stddev[position], *corr])
-            last_group, position = grp, position + 1
-        return rows
-
-    def fixed_table(self) -> list[list[str]]:
-        fe = self.result.fixef()
-        se = fe["std_error"].to_numpy()
-        decimals = max([_decimals_needed(v, 4) for v in se] + [1])
-        est = format_fixed(fe["estimate"].to_numpy(), decimals)
-        ses = format_fixed(se, decimals)
-        tvals = format_column(fe["t_value"].to_numpy(), digits=4)
-        return [[name, e, s, t] for name, e, s, t in zip(fe.index, est, ses, tvals)]
-
-    def __str__(self) -> str:
-        r = self.result
-        lines = self._header() + [""] + self._residual_lines() + ["", "Random effects:"]
-        random_rows = self.random_table()
-        ncorr = len(random_rows[0]) - 4
-        header = ["Groups", "Name", "Variance", "Std.Dev."] + (
-            ["Corr"] + [""] * (ncorr - 1) if ncorr else []
-        )
-        table = render_table(header, random_rows, "llrr" + "r" * ncorr)
-        lines += [" " + line for line in table.splitlines()]
-        counts = [f"{g}, {n}" for g, n in self._group_counts().items()]
-        lines.append(
-            f"Number of obs: {r.nobs}" + (", groups:  " + "; ".join(counts) if counts else "")
-        )
-        lines += ["", "Fixed effects:"]
-        lines.append(
-            render_table(["", "Estimate", "Std. Error", "t value"], self.fixed_table(), "lrrr")
-        )
-        if not r.converged:
-            lines += ["", f"Optimiser did not converge: {r.estimates.message}"]
-        if r.singular:
-            lines += ["", "boundary (singular) fit: see help('isSingular')"]
-        return "\n".join(lines)
-
-    def _group_counts(self) -> dict[str, int]:
-        counts = {b.grouping: b.n_levels for b in self.result.design.blocks}
-        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))  # lme4: most levels first
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        r = self.result
-        head = "<br>".join(html.escape(line) for line in self._header() if line)
-        random = pd.DataFrame(
-            self.random_table(),
-            columns=["Groups", "Name", "Variance", "Std.Dev."]
-            + [f"Corr{i}" if i else "Corr" for i in range(len(self.random_table()[0]) - 4)],
-        )
-        return (
-            f"<div><p>{head}</p><p><b>Random effects</b></p>{random.to_html(index=False)}"
-            f"<p>Number of obs: {r.nobs}</p><p><b>Fixed effects</b></p>"
-            f"{r.fixef().to_html(float_format=lambda v: f'{v:.4g}')}</div>"
-        )

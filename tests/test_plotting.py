@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.collections import LineCollection
 
-from bayesmix import plotting  # noqa: E402
+from bayesmix import plotting
 
 LEVELS = ["308", "309", "310", "330", "331"]
 

@@ -18,7 +18,8 @@ from r_names import r_level, r_term
 import bayesmix as bmx
 from bayesmix.design import Design, RandomBlock, build_design
 from bayesmix.errors import DataWarning
-from bayesmix.results import MLResult, format_column, zapsmall
+from bayesmix.results import MLResult
+from bayesmix.rformat import format_column, zapsmall
 
 REFS = Path(__file__).parent / "refs"
 

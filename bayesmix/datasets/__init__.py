@@ -118,5 +118,5 @@ def _default_level_key(observed):
 
 
 def _is_integer_label(label: str) -> bool:
-    text = label[1:] if label.startswith("-") else label
+    text = label.removeprefix("-")
     return text.isdigit()
