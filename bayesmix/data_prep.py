@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import difflib
 import re
-import warnings
 
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, DataWarning
+from .errors import DataError, DataWarning, warn
 from .formula import FormulaSpec
 
 # Functions a formula may call without qualification (R names where they exist).
@@ -105,11 +104,9 @@ def clean_rows(data: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, in
     if n_dropped:
         per_column = subset.isna().sum()
         detail = ", ".join(f"{c}: {int(k)}" for c, k in per_column.items() if k)
-        warnings.warn(
+        warn(
             f"Dropped {n_dropped} of {len(data)} rows with missing values ({detail}).",
-            DataWarning,
-            stacklevel=4,
-        )
+            DataWarning)
     return data.loc[~missing], n_dropped
 
 

@@ -14,7 +14,6 @@ the contribution of the block to the linear predictor is
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .data_prep import FORMULA_NAMESPACE, align_categories, clean_rows, for_formulae, used_columns
-from .errors import DataError, DataWarning, FormulaError
+from .errors import DataError, DataWarning, FormulaError, warn
 from .formula import FormulaSpec, parse_formula
 
 CovarianceKind = Literal["unstructured", "diagonal"]
@@ -262,12 +261,10 @@ def _independent_columns(X: np.ndarray, names: list[str], tol: float = 1e-7) -> 
             keep.append(j)
     dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
     if dropped:
-        warnings.warn(
+        warn(
             f"The fixed-effects matrix is rank deficient; dropping aliased column(s) "
             f"{', '.join(dropped)}.",
-            DataWarning,
-            stacklevel=3,
-        )
+            DataWarning)
     return keep
 
 
@@ -303,13 +300,11 @@ def _warn_constant_slopes(block: RandomBlock) -> None:
         np.minimum.at(low, block.codes, column)
         np.maximum.at(high, block.codes, column)
         if np.all(high - low == 0):
-            warnings.warn(
+            warn(
                 f"The random slope {term!r} in {block.label} does not vary within any level "
                 f"of {block.grouping!r}, so it is confounded with the intercept; consider "
                 "removing it from the bar.",
-                DataWarning,
-                stacklevel=3,
-            )
+                DataWarning)
 
 
 @dataclass(frozen=True)

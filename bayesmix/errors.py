@@ -7,6 +7,9 @@ generic ``except ValueError`` code keeps working; every warning subclasses
 
 from __future__ import annotations
 
+import os
+import warnings
+
 
 class FormulaError(ValueError):
     """A model formula could not be parsed or refers to something invalid."""
@@ -46,3 +49,15 @@ class SingularFitWarning(BayesmixWarning):
 
 class SamplingWarning(ConvergenceWarning):
     """MCMC diagnostics (divergences, R-hat, ESS) indicate an unreliable posterior."""
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """Issue a warning attributed to the first caller outside bayesmix.
+
+    Frames inside the package are skipped, so the warning points at the user's
+    line however deep the call that raised it (``model.fit`` or ``fit.update``).
+    """
+    warnings.warn(message, category, skip_file_prefixes=(_PACKAGE_DIR,))

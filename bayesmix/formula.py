@@ -254,10 +254,15 @@ def update_formula(old: str, new: str) -> str:
             kept = remaining
         else:
             kept.append((sign, term))
-    text = " + ".join(t if s == "+" else f"- {t}" for s, t in kept).replace("+ - ", "- ")
-    # Reparse so that bars are canonical and fixed terms come first.
-    spec = parse_formula(f"{response} ~ {text or '1'}")
-    return f"{spec.response} ~ {spec.rhs}"
+    # Fixed terms first, then the bars as the user wrote them (``a/b`` stays unexpanded).
+    is_bar = [_strip_outer_parens(t) is not None and "|" in t for _, t in kept]
+    ordered = [t for t, bar in zip(kept, is_bar) if not bar] + [
+        t for t, bar in zip(kept, is_bar) if bar
+    ]
+    text = " + ".join(t if s == "+" else f"- {t}" for s, t in ordered).replace("+ - ", "- ")
+    formula = f"{response} ~ {text or '1'}"
+    parse_formula(formula)  # validate
+    return formula
 
 
 def _rhs_text(formula: str) -> str:

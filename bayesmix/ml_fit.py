@@ -17,14 +17,13 @@ sigma : residual standard deviation (REML or ML estimate, as lme4).
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from bayesmix.covariance import block_covariance, factors_from_theta, theta_is_diagonal, theta_names
 from bayesmix.design import Design
-from bayesmix.errors import ConvergenceWarning, FitError, SingularFitWarning
+from bayesmix.errors import ConvergenceWarning, FitError, SingularFitWarning, warn
 from bayesmix.ml_deviance import ProfiledDeviance
 
 # lme4's isSingular() tolerance on diagonal theta entries.
@@ -250,22 +249,18 @@ def fit_estimates(
     )
     singular_at = np.flatnonzero(is_diag & (np.abs(theta) < SINGULAR_TOLERANCE))
     if not converged:
-        warnings.warn(
+        warn(
             f"the {method} optimiser did not converge ({message}) after {n_evals} evaluations; "
             "estimates may be inaccurate: rescale covariates, simplify the random effects, "
             "or refit with start=<theta> from this fit",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+            ConvergenceWarning)
     if singular_at.size:
         which = ", ".join(names[i] for i in singular_at)
-        warnings.warn(
+        warn(
             f"boundary (singular) fit: theta {which} is ~0, so a random-effect variance is "
             "estimated as zero (or a correlation as +-1); the fit is usable, but consider "
             "simplifying the random-effects structure",
-            SingularFitWarning,
-            stacklevel=2,
-        )
+            SingularFitWarning)
     RXinv = np.linalg.inv(sol.RX) if p else np.zeros((0, 0))
     factors = factors_from_theta(theta, kinds, sizes)
     return MLEstimates(

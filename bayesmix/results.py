@@ -19,7 +19,6 @@ sigma : residual standard deviation, theta : relative covariance parameters.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .design import Design, RandomBlock
-from .errors import DataWarning
+from .errors import DataWarning, warn
 
 if TYPE_CHECKING:
     from .ml_summary import MLSummary
@@ -342,12 +341,10 @@ class MLResult:
             b = np.asarray(b, dtype=float)
             eta[known] += np.sum(np.asarray(Z, dtype=float)[known] * b[codes[known]], axis=1)
         if unseen:
-            warnings.warn(
+            warn(
                 f"newdata has levels of {', '.join(unseen)} not seen in fitting; their random "
                 "effects are set to zero (population prediction). Other rows are unaffected.",
-                DataWarning,
-                stacklevel=2,
-            )
+                DataWarning)
         return eta
 
     # -- presentation
@@ -357,14 +354,21 @@ class MLResult:
 
         return MLSummary(self)
 
-    def update(self, formula: str | None = None, method: str | None = None) -> MLResult:
-        """Refit with a changed formula (``". ~ . + x"`` syntax) and/or method."""
+    def update(
+        self, formula: str | None = None, method: str | None = None, *, random: str | None = None
+    ) -> MLResult:
+        """Refit with a changed formula, random part and/or method (R's ``update``).
+
+        ``formula`` takes ``". ~ . + x"`` edits; ``random`` replaces the whole
+        random part (``"nutrient | popu/gen"``); ``method`` defaults to this fit's.
+        """
         if self.model is None:
             raise ValueError(
                 "update() needs the unfitted model, but this result was built without one; "
                 "fit the new model directly with bayesmix.lmm(formula, data).fit()."
             )
-        model = self.model if formula is None else self.model.update(formula)
+        changed = formula is not None or random is not None
+        model = self.model.update(formula, random=random) if changed else self.model
         return model.fit(method=method or self.method)
 
     def __repr__(self) -> str:

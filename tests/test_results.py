@@ -221,8 +221,8 @@ def test_update_delegates_to_model():
     calls = []
 
     class Model:
-        def update(self, formula):
-            calls.append(("update", formula))
+        def update(self, formula, random=None):
+            calls.append(("update", formula, random))
             return self
 
         def fit(self, method):
@@ -232,9 +232,11 @@ def test_update_delegates_to_model():
     design = tiny_design()
     fit = MLResult(design, tiny_estimates(design, "ML"), model=Model())
     assert fit.update(". ~ . - x") == "refit"
-    assert calls == [("update", ". ~ . - x"), ("fit", "ML")]
+    assert calls == [("update", ". ~ . - x", None), ("fit", "ML")]
     fit.update(method="REML")
     assert calls[-1] == ("fit", "REML")
+    fit.update(random="x | g")
+    assert calls[-2:] == [("update", None, "x | g"), ("fit", "ML")]
 
 
 def test_predict_new_levels_warns_and_uses_population_value():
