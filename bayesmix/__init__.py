@@ -33,9 +33,12 @@ __version__ = "0.1.0"
 
 # name -> module that defines it, imported lazily by __getattr__.
 _LAZY = {
+    "nlmm": "nonlinear_model",
+    "NonlinearMixedModel": "nonlinear_model",
     "load_dataset": "datasets",
     "list_datasets": "datasets",
     "anova": "compare",
+    "aic_table": "compare",
     "MLResult": "results",
     "BayesResult": "bayes_results",
     "Normal": "priors",

@@ -1,0 +1,200 @@
+"""Nonlinear mixed models: :func:`nlmm` and :class:`NonlinearMixedModel`.
+
+>>> import bayesmix as bmx
+>>> theoph = bmx.load_dataset("Theoph")
+>>> model = bmx.nlmm(
+...     "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)", theoph,
+...     params={"lKe": "1", "lKa": "1 + (1 | Subject)", "lCl": "1 + (1 | Subject)"},
+...     cov={"Subject": "diagonal"})
+>>> fit = model.fit(method="ML")        # nlme's Lindstrom-Bates algorithm
+>>> round(fit.loglik, 2)
+-177.02
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+
+from .nonlinear import NonlinearDesign, build_nonlinear_design
+
+if TYPE_CHECKING:
+    from .nl_fit import NLMResult
+
+__all__ = ["NonlinearMixedModel", "nlmm"]
+
+
+class NonlinearMixedModel:
+    """A nonlinear mixed model: a mean function plus one linear formula per parameter.
+
+    Build it with :func:`nlmm`. Fitting never changes the model; :meth:`update`
+    returns a new one.
+
+    Attributes
+    ----------
+    formula : str
+    data : DataFrame
+    params : dict
+        Parameter formulas as given.
+    cov : dict or str or None
+        Covariance kind per grouping factor.
+    start : mapping or None
+        Starting fixed effects used by :meth:`fit` unless it is given others.
+    mean : callable or None
+        Python mean function, when the formula holds only the response.
+    design : NonlinearDesign
+        Numeric arrays shared by the engines.
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        params: Mapping[str, str],
+        *,
+        start: Mapping[str, Any] | None = None,
+        cov: Mapping[str, str] | str | None = None,
+        mean: Callable[..., Any] | None = None,
+    ) -> None:
+        self.formula = formula
+        self.data = data
+        self.params = dict(params) if isinstance(params, Mapping) else params
+        self.cov = dict(cov) if isinstance(cov, Mapping) else cov
+        self.start = start
+        self.mean = mean
+        self.design: NonlinearDesign = build_nonlinear_design(
+            formula, data, self.params, mean=mean, cov=self.cov
+        )
+
+    def __repr__(self) -> str:
+        d = self.design
+        blocks = ", ".join(b.label for b in d.blocks) or "none"
+        params = "; ".join(f"{p.name} ~ {p.formula}" for p in d.parameters)
+        return (
+            f"<NonlinearMixedModel {d.formula!r} [{d.mean_function.kind}]: {d.n_obs} "
+            f"observations; {params}; random effects: {blocks}>"
+        )
+
+    def fit(
+        self,
+        method: Literal["ML", "REML"] = "ML",
+        *,
+        start: Mapping[str, Any] | None = None,
+        max_iterations: int = 50,
+        tolerance: float = 1e-6,
+        reml: Literal["nlme", "linearised"] = "nlme",
+    ) -> NLMResult:
+        """Maximum-likelihood (default, as nlme) or REML fit by Lindstrom-Bates.
+
+        Parameters
+        ----------
+        method : {"ML", "REML"}
+        start : mapping, optional
+            Starting fixed effects, e.g. ``{"Asym": 190, "xmid": 700, "scal": 350}``;
+            defaults to the model's ``start``, then to self-starting values.
+        max_iterations, tolerance
+            Limits of the alternating algorithm (see :func:`bayesmix.nl_fit.fit_nonlinear`).
+        reml : {"nlme", "linearised"}
+            REML variant; ``"nlme"`` reproduces nlme's numbers.
+
+        Returns
+        -------
+        NLMResult
+            logLik/AIC/BIC of the linearised model as nlme reports them
+            (``bic_nlme`` for nlme's REML BIC), ``fixef()``, ``ranef()``,
+            ``varcorr()``, ``predict()``...
+        """
+        from .nl_fit import fit_nonlinear
+
+        return fit_nonlinear(
+            self.design,
+            method,
+            start=self.start if start is None else start,
+            max_iterations=max_iterations,
+            tolerance=tolerance,
+            reml=reml,
+            model=self,
+        )
+
+    def update(
+        self,
+        formula: str | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        cov: Mapping[str, str] | str | None = None,
+        start: Mapping[str, Any] | None = None,
+        data: pd.DataFrame | None = None,
+    ) -> NonlinearMixedModel:
+        """A new model with some parts replaced (R's ``update``).
+
+        ``formula`` replaces the model formula; ``params`` entries replace the
+        formulas of the parameters they name (others are kept); ``cov``,
+        ``start`` and ``data`` replace the old values when given.
+        """
+        new_params = dict(self.params)
+        new_params.update(params or {})
+        return NonlinearMixedModel(
+            self.formula if formula is None else formula,
+            self.data if data is None else data,
+            new_params,
+            start=self.start if start is None else start,
+            cov=self.cov if cov is None else cov,
+            mean=self.mean,
+        )
+
+
+def nlmm(
+    formula: str,
+    data: pd.DataFrame,
+    params: Mapping[str, str],
+    *,
+    start: Mapping[str, Any] | None = None,
+    cov: Mapping[str, str] | str | None = None,
+    mean: Callable[..., Any] | None = None,
+) -> NonlinearMixedModel:
+    """A nonlinear mixed model, nlme style.
+
+    Parameters
+    ----------
+    formula : str
+        ``"response ~ mean function"``: a self-starting model call
+        (``"conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"``, see
+        :data:`bayesmix.selfstart.SELF_START`) or an explicit expression of data
+        columns and parameters (``"circumference ~ Asym / (1 + exp((xmid - age) / scal))"``;
+        operators ``+ - * / ^ **``, functions exp, log, sqrt, abs, sin, cos, tan,
+        tanh, expm1, log1p, log10, the constant pi). With ``mean=`` give only the response.
+    data : DataFrame
+    params : dict
+        One lme4-style formula per parameter of the mean function, e.g.
+        ``{"lKe": "1", "lKa": "1 + (1 | Subject)", "lCl": "1 + Wt + (1 | Subject)"}``.
+        Random effects of several parameters on the same grouping factor form one
+        block with one covariance matrix.
+    start : dict, optional
+        Starting fixed effects ``{param: value}`` (the intercept of a parameter
+        with covariates) or by fixed-effect name; needed unless the mean is a
+        self-starting model.
+    cov : dict or str, optional
+        Covariance of each grouping factor's block: ``"unstructured"`` (default,
+        nlme's pdSymm) or ``"diagonal"`` (pdDiag); a string applies to all.
+    mean : callable, optional
+        A Python mean function ``mean(xp, <columns and parameters by name>)``
+        written with ``xp`` functions (``xp.exp``...), so it runs on numpy (ML)
+        and pytensor (Bayesian). Arguments named in ``params`` are parameters,
+        the others data columns.
+
+    Returns
+    -------
+    NonlinearMixedModel
+        Unfitted; call ``.fit(method="ML")``.
+
+    Raises
+    ------
+    FormulaError
+        A parameter of the mean function without a formula in ``params`` (or
+        the reverse), a disallowed expression, a bad ``cov``.
+    DataError
+        Unknown or non-numeric columns.
+    """
+    return NonlinearMixedModel(formula, data, params, start=start, cov=cov, mean=mean)
