@@ -48,7 +48,8 @@ def _named_fits(fits: tuple, named: dict[str, Any]) -> dict[str, MLResult]:
     for name, fit in items.items():
         if not isinstance(fit, MLResult):
             raise ComparisonError(
-                f"{name} is a {type(fit).__name__}, not an ML/REML fit (MLResult); likelihood-ratio "
+                f"{name} is a {type(fit).__name__}, not an ML/REML fit (MLResult); "
+                "likelihood-ratio "
                 "tables need fits from .fit(). Compare Bayesian fits with LOO instead."
             )
     return dict(items)

@@ -105,8 +105,8 @@ def clean_rows(data: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, in
         per_column = subset.isna().sum()
         detail = ", ".join(f"{c}: {int(k)}" for c, k in per_column.items() if k)
         warn(
-            f"Dropped {n_dropped} of {len(data)} rows with missing values ({detail}).",
-            DataWarning)
+            f"Dropped {n_dropped} of {len(data)} rows with missing values ({detail}).", DataWarning
+        )
     return data.loc[~missing], n_dropped
 
 

@@ -264,7 +264,8 @@ def _independent_columns(X: np.ndarray, names: list[str], tol: float = 1e-7) -> 
         warn(
             f"The fixed-effects matrix is rank deficient; dropping aliased column(s) "
             f"{', '.join(dropped)}.",
-            DataWarning)
+            DataWarning,
+        )
     return keep
 
 
@@ -304,7 +305,8 @@ def _warn_constant_slopes(block: RandomBlock) -> None:
                 f"The random slope {term!r} in {block.label} does not vary within any level "
                 f"of {block.grouping!r}, so it is confounded with the intercept; consider "
                 "removing it from the bar.",
-                DataWarning)
+                DataWarning,
+            )
 
 
 @dataclass(frozen=True)
@@ -327,18 +329,23 @@ class _Encoder:
         missing = [c for c in set(predictors) | grouping_columns if c not in newdata.columns]
         if missing:
             raise DataError(f"newdata lacks column(s) {', '.join(sorted(missing))}.")
-        frame = align_categories(newdata[[c for c in needed if c in newdata.columns]], self.template)
+        frame = align_categories(
+            newdata[[c for c in needed if c in newdata.columns]], self.template
+        )
         for name in predictors:
             if frame[name].isna().any():
                 raise DataError(
                     f"newdata column {name!r} has missing values or levels not seen in "
                     "fitting; predictions need known predictor values."
                 )
-        X = np.asarray(self.fixed_dm.common.evaluate_new_data(frame).design_matrix, dtype=float)[:, self.keep]
+        X = np.asarray(self.fixed_dm.common.evaluate_new_data(frame).design_matrix, dtype=float)[
+            :, self.keep
+        ]
         encoded, new_levels = [], []
         for bar, block in zip(self.spec.bars, self.blocks):
             Z = np.asarray(
-                self.lhs_matrices[bar.lhs].common.evaluate_new_data(frame).design_matrix, dtype=float
+                self.lhs_matrices[bar.lhs].common.evaluate_new_data(frame).design_matrix,
+                dtype=float,
             )
             labels = newdata[list(bar.factors)].astype(str).agg(":".join, axis=1)
             lookup = {level: i for i, level in enumerate(block.levels)}

@@ -92,7 +92,10 @@ class MLSummary:
         if not r.converged:
             lines += ["", f"Optimiser did not converge: {r.estimates.message}"]
         if r.singular:
-            lines += ["", "boundary (singular) fit: a variance is estimated as zero or a correlation as +-1"]
+            lines += [
+                "",
+                "boundary (singular) fit: a variance is estimated as zero or a correlation as +-1",
+            ]
         return "\n".join(lines)
 
     def _group_counts(self) -> dict[str, int]:

@@ -303,7 +303,8 @@ def parse_selfstart_call(text: str) -> SelfStartCall | None:
     wanted = model.covariates + model.params
     if len(args) != len(wanted):
         raise FormulaError(
-            f"{name} takes {len(wanted)} arguments ({', '.join(wanted)}), got {len(args)}: {rhs.strip()}"
+            f"{name} takes {len(wanted)} arguments ({', '.join(wanted)}), "
+            f"got {len(args)}: {rhs.strip()}"
         )
     bad = [a for a in args if not _IDENT.match(a)]
     if bad:
@@ -362,7 +363,8 @@ def get_initial(
         missing = [c for c in spec.covariates if c not in covariates]
         if unknown or missing:
             raise DataError(
-                f"{spec.name} covariates are {spec.covariates}; got mapping keys {tuple(covariates)}"
+                f"{spec.name} covariates are {spec.covariates}; "
+                f"got mapping keys {tuple(covariates)}"
             )
         columns = [covariates[c] for c in spec.covariates]
     else:

@@ -42,7 +42,9 @@ candidates = {
     "lmm6": "(1 | popu/gen)",
     "lmm7": "(1 | reg/popu/gen)",
 }
-fits = {name: bmx.lmm(f"{fixed} + {bar}", data).fit(method="ML") for name, bar in candidates.items()}
+fits = {
+    name: bmx.lmm(f"{fixed} + {bar}", data).fit(method="ML") for name, bar in candidates.items()
+}
 print(bmx.anova(GLM=GLM, **fits), end="\n\n")
 
 # %% [markdown]
@@ -92,7 +94,8 @@ print(side_by_side.round(3), end="\n\n")
 print(final.varcorr().round(4), end="\n\n")
 print(posterior.varcorr().round(4))
 
-ax = bmx.plot_coefficients({"GLM (ML)": GLM, "REML": final, "Bayes": posterior}, terms=[
-    t for t in final.fixef().index if t != "Intercept"
-])
+ax = bmx.plot_coefficients(
+    {"GLM (ML)": GLM, "REML": final, "Bayes": posterior},
+    terms=[t for t in final.fixef().index if t != "Intercept"],
+)
 ax.figure.savefig(FIGURES / "arabidopsis_coefficients.png", dpi=100)

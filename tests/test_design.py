@@ -54,8 +54,12 @@ def test_nested_interaction_has_only_observed_levels(arabidopsis):
     assert [b.n_levels for b in design.blocks] == [9, 24]  # not 9 * 24 = 216
     assert design.blocks[0].terms == ("Intercept", "nutrient[8]")
     assert design.fixed_terms == (
-        "Intercept", "rack[2]", "nutrient[8]", "amd[unclipped]",
-        "status[Petri.Plate]", "status[Transplant]",
+        "Intercept",
+        "rack[2]",
+        "nutrient[8]",
+        "amd[unclipped]",
+        "status[Petri.Plate]",
+        "status[Transplant]",
     )
     np.testing.assert_allclose(design.y, np.log1p(arabidopsis["total.fruits"]))
     # every popu:gen level is a popu level followed by a gen level that occurs together

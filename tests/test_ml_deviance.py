@@ -194,7 +194,7 @@ def test_kernel_matches_dense_brute_force(first_has_slope, reml, dense_B, monkey
     factors = covariance.factors_from_theta(theta, kernel.kinds, kernel.sizes)
     cond = kernel.conditional_variances(theta, sol.sigma, chunk=4)  # several chunks
     offset = 0
-    for (codes, Z, m, _), T, cv, b, ui in zip(blocks, factors, cond, sol.b, sol.u):
+    for (_codes, Z, m, _), T, cv, b, ui in zip(blocks, factors, cond, sol.b, sol.u):
         k = Z.shape[1]
         np.testing.assert_allclose(b, ui @ T.T)
         for level in range(m):

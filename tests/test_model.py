@@ -20,7 +20,8 @@ def arabidopsis():
 def test_ml_path_never_imports_pymc():
     code = (
         "import sys, bayesmix as bmx\n"
-        "fit = bmx.lmm('Reaction ~ Days + (Days | Subject)', bmx.load_dataset('sleepstudy')).fit()\n"
+        "sleep = bmx.load_dataset('sleepstudy')\n"
+        "fit = bmx.lmm('Reaction ~ Days + (Days | Subject)', sleep).fit()\n"
         "fit.summary(); bmx.anova(fit.update(method='ML'), fit.update(method='ML'))\n"
         "bad = [m for m in ('pymc', 'pytensor', 'arviz', 'matplotlib') if m in sys.modules]\n"
         "assert not bad, bad\n"
