@@ -1,0 +1,223 @@
+"""Sampling the posterior: agreement with lme4, parameter recovery, result API.
+
+Runs are short (2 chains x 300-500 draws), so ESS warnings are expected and
+filtered explicitly. Both sampled models share one graph structure (one
+correlated intercept + slope block) so the numba compilation is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesmix as bmx
+from bayesmix.design import build_design
+from bayesmix.errors import DataWarning, FitError, SamplingWarning
+
+pytest.importorskip("pymc")
+pytest.importorskip("nutpie")
+
+from bayesmix.bayes_fit import check_diagnostics, sample_model  # noqa: E402
+
+REFS = Path(__file__).parent / "refs"
+
+
+def assert_within_k_sd(draws: np.ndarray, target: float, k: float = 2.0, label: str = "") -> None:
+    """Assert that ``target`` lies within ``k`` posterior SDs of the posterior mean."""
+    draws = np.asarray(draws, dtype=float).ravel()
+    mean, sd = draws.mean(), draws.std(ddof=1)
+    assert abs(mean - target) <= k * sd, (
+        f"{label}: posterior mean {mean:.4g} is {abs(mean - target) / sd:.2f} SDs "
+        f"from {target:.4g} (allowed {k})"
+    )
+
+
+def assert_interval_covers(draws: np.ndarray, target: float, prob: float, label: str = "") -> None:
+    """Assert that the equal-tailed ``prob`` interval of ``draws`` contains ``target``."""
+    lower, upper = np.quantile(np.asarray(draws).ravel(), [(1 - prob) / 2, (1 + prob) / 2])
+    assert lower <= target <= upper, f"{label}: {target} outside [{lower:.4g}, {upper:.4g}]"
+
+
+def _quiet_sample(design, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)
+        return sample_model(design, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def sleep_data():
+    return bmx.load_dataset("sleepstudy")
+
+
+@pytest.fixture(scope="module")
+def sleep_fit(sleep_data):
+    design = build_design("Reaction ~ Days + (Days | Subject)", sleep_data)
+    return _quiet_sample(design, draws=300, tune=300, chains=2, random_seed=11)
+
+
+def _posterior(fit, name):
+    return np.asarray(fit.idata["posterior"][name].values)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_assert_helpers_can_fail():
+    draws = np.random.default_rng(0).normal(10.0, 1.0, size=2000)
+    assert_within_k_sd(draws, 11.0, k=2)
+    with pytest.raises(AssertionError, match="SDs from"):
+        assert_within_k_sd(draws, 13.0, k=2)
+    assert_interval_covers(draws, 9.0, 0.9)
+    with pytest.raises(AssertionError, match="outside"):
+        assert_interval_covers(draws, 12.5, 0.9)
+
+
+# ------------------------------------------------------------------------ sleepstudy
+
+
+def test_sleepstudy_agrees_with_lme4(sleep_fit):
+    ref = json.loads((REFS / "sleepstudy_slope_corr_reml.json").read_text())
+    beta = _posterior(sleep_fit, "beta")
+    assert_within_k_sd(beta[..., 0], ref["fixef"]["(Intercept)"], 2, "Intercept")
+    assert_within_k_sd(beta[..., 1], ref["fixef"]["Days"], 2, "Days")
+    sigma = _posterior(sleep_fit, "sigma").mean()
+    assert sigma == pytest.approx(ref["sigma"], rel=0.10)
+    cor = _posterior(sleep_fit, "cor_Subject")[..., 1, 0]
+    assert np.all((cor > -1) & (cor < 1))
+    assert cor.std() > 0.05  # a real posterior, not stuck at a boundary
+    diag = sleep_fit.diagnostics()
+    assert diag["divergences"] == 0
+    assert diag["max_r_hat"] < 1.05
+
+
+def test_result_tables(sleep_fit):
+    fe = sleep_fit.fixef(ci_prob=0.9)
+    assert list(fe.index) == ["Intercept", "Days"]
+    assert list(fe.columns) == ["mean", "sd", "lower", "upper", "r_hat", "ess_bulk"]
+    assert fe.attrs == {"ci_prob": 0.9, "ci_kind": "equal-tailed"}
+    assert np.all(fe["lower"] < fe["mean"]) and np.all(fe["mean"] < fe["upper"])
+
+    re = sleep_fit.ranef()
+    assert list(re) == ["Subject"]
+    assert re["Subject"].shape == (36, 4)
+    assert re["Subject"].index.names == ["level", "term"]
+    # group effects are centred on zero across subjects
+    assert abs(re["Subject"].xs("Intercept", level="term")["mean"].mean()) < 10
+
+    vc = sleep_fit.varcorr()
+    assert list(vc.columns) == ["grp", "var1", "var2", "mean", "sd", "lower", "upper"]
+    assert vc["grp"].tolist() == ["Subject", "Subject", "Subject", "Residual"]
+    assert vc["var1"].tolist()[:3] == ["Intercept", "Days", "Intercept"]
+    assert vc["var2"].tolist()[2] == "Days"
+
+    text = str(sleep_fit.summary(ci_prob=0.9))
+    assert "90% equal-tailed interval" in text
+    assert "Reaction ~ Days + (Days | Subject)" in text and "Residual" in text
+    assert "<table" in sleep_fit._repr_html_()
+
+
+def test_predictions_fitted_residuals(sleep_fit, sleep_data):
+    fitted = sleep_fit.fitted()
+    assert fitted.shape == (180,)
+    res = sleep_fit.residuals()
+    np.testing.assert_allclose(res, sleep_data["Reaction"].to_numpy() - fitted)
+    assert np.std(sleep_fit.residuals("pearson")) == pytest.approx(1.0, abs=0.3)
+
+    pred = sleep_fit.predict()
+    np.testing.assert_allclose(pred["mean"].to_numpy(), fitted)
+    ppc = sleep_fit.predict(kind="posterior_predictive", random_seed=1)
+    assert np.all(ppc["sd"] > pred["sd"])
+
+    new = sleep_data.iloc[[0, 1, 2]].copy()
+    new["Subject"] = ["new", "new", sleep_data["Subject"].iloc[0]]
+    with pytest.warns(DataWarning, match="New levels of Subject"):
+        out = sleep_fit.predict(new, random_seed=1)
+    assert out.shape == (3, 4)
+    assert out["sd"].iloc[0] > 2 * out["sd"].iloc[2]  # unseen subject: population spread
+    population = sleep_fit.predict(new, include_random=False)
+    draws = sleep_fit.predict(new, include_random=False, draws=True)
+    assert draws.shape == (600, 3)
+    np.testing.assert_allclose(population["mean"], draws.mean(axis=0))
+
+
+def test_loo_and_diagnostic_warning(sleep_fit):
+    assert "log_likelihood" in sleep_fit.idata.children
+    assert "observed_data" in sleep_fit.idata.children
+    loo = sleep_fit.loo()
+    assert np.isfinite(loo.elpd) and loo.elpd < 0
+    with pytest.warns(SamplingWarning, match="bulk ESS < 1e\\+09 for Intercept"):
+        check_diagnostics(sleep_fit, ess_min=1e9)
+
+
+def test_sampler_choices(sleep_fit, monkeypatch):
+    monkeypatch.setitem(sys.modules, "numpyro", None)  # as if it were not installed
+    with pytest.raises(FitError, match="pip install jax numpyro"):
+        sample_model(sleep_fit.design, sampler="numpyro")
+    with pytest.raises(ValueError, match="Unknown sampler"):
+        sample_model(sleep_fit.design, sampler="stan")
+
+
+# -------------------------------------------------------------------------- recovery
+
+
+def test_parameter_recovery_correlated_effects():
+    rng = np.random.default_rng(2024)
+    n_groups, per_group = 40, 10
+    sds, corr, sigma, beta = np.array([1.0, 0.5]), -0.6, 0.5, np.array([2.0, -1.0])
+    cov = np.diag(sds) @ np.array([[1.0, corr], [corr, 1.0]]) @ np.diag(sds)
+    effects = rng.multivariate_normal(np.zeros(2), cov, size=n_groups)
+    g = np.repeat(np.arange(n_groups), per_group)
+    x = rng.normal(size=g.size)
+    y = beta[0] + effects[g, 0] + (beta[1] + effects[g, 1]) * x + rng.normal(0, sigma, g.size)
+    data = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g]})
+    design = build_design("y ~ x + (x | g)", data)
+    fit = _quiet_sample(design, draws=500, tune=500, chains=2, random_seed=3)
+
+    post = fit.idata["posterior"]
+    assert fit.diagnostics()["divergences"] == 0
+    assert_interval_covers(post["beta"].values[..., 0], beta[0], 0.9, "Intercept")
+    assert_interval_covers(post["beta"].values[..., 1], beta[1], 0.9, "x")
+    assert_interval_covers(post["sd_g"].values[..., 0], sds[0], 0.9, "sd(Intercept)")
+    assert_interval_covers(post["sd_g"].values[..., 1], sds[1], 0.9, "sd(x)")
+    assert_interval_covers(post["cor_g"].values[..., 1, 0], corr, 0.9, "cor")
+    assert_interval_covers(post["sigma"].values, sigma, 0.9, "sigma")
+
+
+def test_compiled_model_reused_with_new_priors(sleep_fit):
+    """The in-process cache swaps data and prior values into the compiled model."""
+    from bayesmix.bayes_fit import _COMPILED
+    from bayesmix.priors import Normal
+
+    n_cached = len(_COMPILED)
+    fit = _quiet_sample(
+        sleep_fit.design,
+        priors={"Intercept": Normal(100.0, 1.0)},
+        draws=100,
+        tune=200,
+        chains=1,
+        random_seed=5,
+    )
+    assert len(_COMPILED) == n_cached  # reused, not recompiled
+    assert fit.timing["compile_s"] < 5
+    # the strong prior moves the centred intercept (mean response at mean Days) to ~100
+    intercept_c = fit.idata["posterior"]["beta_c"].values[..., 0]
+    assert abs(intercept_c.mean() - 100) < 5
+
+
+def test_numpyro_sampler_agrees_with_lme4():
+    pytest.importorskip("numpyro")
+    ref = json.loads((Path(__file__).parent / "refs" / "sleepstudy_slope_corr_reml.json").read_text())
+    design = build_design("Reaction ~ Days + (Days | Subject)", bmx.load_dataset("sleepstudy"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SamplingWarning)  # short run: ESS below 400 is expected
+        fit = sample_model(design, sampler="numpyro", draws=300, tune=300, chains=2, random_seed=5)
+    fixef = fit.fixef()
+    for name, r_name in (("Intercept", "(Intercept)"), ("Days", "Days")):
+        assert abs(fixef.loc[name, "mean"] - ref["fixef"][r_name]) < 2 * fixef.loc[name, "sd"]
+    assert fit.diagnostics()["divergences"] == 0
