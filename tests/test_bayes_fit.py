@@ -212,7 +212,8 @@ def test_compiled_model_reused_with_new_priors(sleep_fit):
 
 def test_numpyro_sampler_agrees_with_lme4():
     pytest.importorskip("numpyro")
-    ref = json.loads((Path(__file__).parent / "refs" / "sleepstudy_slope_corr_reml.json").read_text())
+    ref_path = Path(__file__).parent / "refs" / "sleepstudy_slope_corr_reml.json"
+    ref = json.loads(ref_path.read_text())
     design = build_design("Reaction ~ Days + (Days | Subject)", bmx.load_dataset("sleepstudy"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)  # short run: ESS below 400 is expected
