@@ -40,6 +40,7 @@ and centring offset, so that compiled code is shared by models of one structure)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -47,6 +48,10 @@ from typing import Literal
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+
+# bayesmix compiles with numba or JAX, never PyTensor's C backend, so pip's
+# missing-BLAS notice for that backend is noise here.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
 
 from bayesmix.design import Design, RandomBlock
 from bayesmix.errors import PriorError
