@@ -242,7 +242,7 @@ class BayesResult:
         rows.append(("Residual", None, None))
         draws.append(params["sigma"].ravel())
         stats = _interval_table(np.stack(draws, axis=1), None, ci_prob)
-        table = pd.DataFrame(rows, columns=["grp", "var1", "var2"])
+        table = pd.DataFrame(rows, columns=["grp", "var1", "var2"], dtype=object)  # None stays None
         table = pd.concat([table, stats.reset_index(drop=True)], axis=1)
         table.attrs.update(ci_prob=ci_prob, ci_kind=CI_KIND)
         return table

@@ -66,3 +66,11 @@ def test_method_is_checked():
 def test_unknown_public_name():
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         bmx.nothing  # noqa: B018
+
+
+def test_user_data_is_not_modified(arabidopsis):
+    before = arabidopsis.copy(deep=True)
+    model = bmx.lmm("log(1 + total.fruits) ~ rack + amd + (1 | popu/gen)", arabidopsis)
+    model.fit(method="ML").predict(arabidopsis.head(5))
+    assert arabidopsis.equals(before)
+    assert list(arabidopsis.dtypes) == list(before.dtypes)
