@@ -189,6 +189,24 @@ def _minimise(fun, start: np.ndarray, lower: np.ndarray, max_evaluations: int):
     return state["best_x"], converged, message, state["n"]
 
 
+def _check_identifiable(design: Design) -> None:
+    """Refuse random effects that cannot be told apart from the residual (as lme4)."""
+    n = design.n_obs
+    crowded = [b.grouping for b in design.blocks if b.n_levels >= n]
+    if crowded:
+        raise FitError(
+            f"grouping factor(s) {', '.join(crowded)} have as many levels as there are "
+            f"observations ({n}), so their variance cannot be separated from the residual "
+            "variance; remove that random effect"
+        )
+    q = sum(b.n_levels * b.n_terms for b in design.blocks)
+    if q >= n:
+        raise FitError(
+            f"the model has {q} random effects for {n} observations; the variance "
+            "components are not identifiable: simplify the random-effects terms"
+        )
+
+
 def fit_estimates(
     design: Design,
     method: str = "REML",
@@ -224,6 +242,7 @@ def fit_estimates(
     n, p = design.n_obs, design.n_fixed
     if n - (p if reml else 0) <= 0:
         raise FitError(f"{n} observations are too few for {p} fixed effects")
+    _check_identifiable(design)
     kinds, sizes = kernel.kinds, kernel.sizes
     names = tuple(
         name for b in design.blocks for name in theta_names(b.grouping, b.terms, b.covariance)

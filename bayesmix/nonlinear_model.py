@@ -21,7 +21,11 @@ import pandas as pd
 from .nonlinear import NonlinearDesign, build_nonlinear_design
 
 if TYPE_CHECKING:
+    from .nl_bayes_results import NLBayesResult
     from .nl_fit import NLMResult
+    from .priors import Prior, PriorTable
+
+Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 
 __all__ = ["NonlinearMixedModel", "nlmm"]
 
@@ -116,6 +120,84 @@ class NonlinearMixedModel:
             tolerance=tolerance,
             reml=reml,
             model=self,
+        )
+
+    # ----------------------------------------------------------------- Bayesian
+    def default_priors(self) -> PriorTable:
+        """Default priors centred on start values (:func:`bayesmix.nl_bayes.default_priors`).
+
+        Nonlinear parameters have no data-derived scale, so each fixed effect
+        gets ``Normal(start, 2.5 * max(|start|, 1))`` around the self-start
+        values (or the model's ``start``); random-effect SDs
+        ``HalfStudentT(3, max(|start|, 1))``, correlations ``LKJ(2)``, sigma
+        ``HalfStudentT(3, sd(y))``.
+        """
+        from .nl_bayes import default_priors
+
+        return default_priors(self.design, self.start)
+
+    def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
+        """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
+        from .nl_bayes import build_nonlinear_pymc_model, resolve_priors
+
+        return build_nonlinear_pymc_model(
+            self.design, resolve_priors(self.design, priors, self.start)
+        )
+
+    def sample(
+        self,
+        *,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        sampler: Sampler = "nutpie",
+        target_accept: float | None = None,
+        priors: dict[str, Prior] | None = None,
+        random_seed: int | None = None,
+        progressbar: bool = False,
+    ) -> NLBayesResult:
+        """Draw from the posterior with NUTS.
+
+        Parameters
+        ----------
+        draws, tune, chains : int
+            Draws kept per chain, warm-up iterations per chain, number of chains.
+        sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+            NUTS implementation; nutpie (default) is the fastest here.
+        target_accept : float, optional
+            Target acceptance rate (default 0.8); raise it (e.g. 0.95) if
+            divergences are reported.
+        priors : dict, optional
+            Overrides of :meth:`default_priors`, keyed by the same names
+            (``"lKa"``, ``"sd(lKa|Subject)"``, ``"cor(Subject)"``, ``"sigma"``).
+        random_seed : int, optional
+            Seed for reproducible draws.
+        progressbar : bool
+            Show the sampler's progress bar.
+
+        Returns
+        -------
+        NLBayesResult
+            ``fixef()``, ``coef()`` (per-level parameters), ``phi()``,
+            ``ranef()``, ``varcorr()``, ``summary()``, ``predict()``, ``loo()``,
+            ``diagnostics()``.
+        """
+        from .nl_bayes import sample_nonlinear
+
+        options: dict[str, Any] = {}
+        if target_accept is not None:
+            options["target_accept"] = target_accept
+        return sample_nonlinear(
+            self.design,
+            priors=priors,
+            start=self.start,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            sampler=sampler,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            **options,
         )
 
     def update(

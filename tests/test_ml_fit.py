@@ -204,3 +204,16 @@ def test_ml_fit_does_not_import_pymc():
         "bad = [m for m in ('pymc', 'pytensor', 'arviz') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+def test_unidentifiable_random_effects_are_refused():
+    import bayesmix as bmx
+    from bayesmix.errors import FitError
+
+    data = bmx.load_dataset("sleepstudy")
+    data["obs"] = [str(i) for i in range(len(data))]
+    with pytest.raises(FitError, match="as many levels as there are observations"):
+        bmx.lmm("Reaction ~ Days + (1 | obs)", data).fit()
+    few = data[data["Days"] < 2]  # 36 rows, 18 subjects x 2 terms = 36 random effects
+    with pytest.raises(FitError, match="36 random effects for 36 observations"):
+        bmx.lmm("Reaction ~ Days + (Days | Subject)", few).fit()
