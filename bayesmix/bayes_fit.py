@@ -29,7 +29,6 @@ import importlib
 import os
 import threading
 import time
-import warnings
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -37,7 +36,7 @@ import numpy as np
 import xarray as xr
 
 from bayesmix.design import Design
-from bayesmix.errors import FitError, SamplingWarning
+from bayesmix.errors import FitError, SamplingWarning, warn
 from bayesmix.priors import Prior, resolve_priors
 
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
@@ -197,7 +196,7 @@ def compile_nutpie(model, design: Design, route: CompileRoute = "auto", n_iterat
     return compiled
 
 
-def _sample_posterior(
+def sample_posterior(
     model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, route
 ):
     import pymc as pm
@@ -315,7 +314,7 @@ def sample_model(
     seed = None if random_seed is None else int(random_seed)
     if seed is None and sampler == "nutpie":
         seed = int(np.random.default_rng().integers(2**31))
-    idata, compile_s, sample_s = _sample_posterior(
+    idata, compile_s, sample_s = sample_posterior(
         model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, compile
     )
     idata["observed_data"] = xr.Dataset({"y": ("obs", np.asarray(design.y, dtype=float))})
@@ -357,11 +356,9 @@ def check_diagnostics(result, *, rhat_max: float = RHAT_MAX, ess_min: float = ES
             "random-effects structure)"
         )
     if problems:
-        warnings.warn(
+        warn(
             "The posterior draws may be unreliable: " + "; ".join(problems) + ".",
-            SamplingWarning,
-            stacklevel=3,
-        )
+            SamplingWarning)
 
 
 def _names(names: list[str], limit: int = 6) -> str:

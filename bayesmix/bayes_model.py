@@ -49,10 +49,6 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-# bayesmix compiles with numba or JAX, never PyTensor's C backend, so pip's
-# missing-BLAS notice for that backend is noise here.
-warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
-
 from bayesmix.design import Design, RandomBlock
 from bayesmix.errors import PriorError
 from bayesmix.priors import (
@@ -68,7 +64,11 @@ from bayesmix.priors import (
     resolve_priors,
 )
 
-_PYMC_DIST = {
+# bayesmix compiles with numba or JAX, never PyTensor's C backend, so pip's
+# missing-BLAS notice for that backend is noise here.
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS", category=UserWarning)
+
+PYMC_DIST = {
     Normal: pm.Normal,
     StudentT: pm.StudentT,
     HalfNormal: pm.HalfNormal,
@@ -130,7 +130,7 @@ def _families(priors: Sequence[Prior]) -> list[tuple[type, list[int]]]:
     return list(groups.items())
 
 
-class _Hyper:
+class HyperData:
     """All numeric hyperparameters in one ``pm.Data`` vector.
 
     Keeping prior parameters and centring offsets out of the graph as
@@ -166,17 +166,17 @@ class _Hyper:
         return {p: self[f"{prefix}:{cls.__name__}:{p}"] for p in prior_params(prior)}
 
 
-def _vector_rv(
-    name: str, priors: Sequence[Prior], dims: str, hyper: _Hyper, prefix: str
+def vector_rv(
+    name: str, priors: Sequence[Prior], dims: str, hyper: HyperData, prefix: str
 ) -> pt.TensorVariable:
     """One vector RV with per-element parameters; split by family when mixed."""
     groups = _families(priors)
     if len(groups) == 1:
         cls = type(priors[0])
-        return _PYMC_DIST[cls](name, **hyper.params(prefix, cls, priors[0]), dims=dims)
+        return PYMC_DIST[cls](name, **hyper.params(prefix, cls, priors[0]), dims=dims)
     out = pt.zeros(len(priors))
     for cls, idx in groups:
-        part = _PYMC_DIST[cls](
+        part = PYMC_DIST[cls](
             f"{name}_{cls.__name__}", **hyper.params(prefix, cls, priors[idx[0]]), shape=len(idx)
         )
         out = pt.set_subtensor(out[np.array(idx)], part)
@@ -205,12 +205,12 @@ def block_centring(block: RandomBlock, mode: str = "auto") -> np.ndarray:
     return zbar
 
 
-def _block_effects(
+def block_effects(
     block: RandomBlock,
     info: BlockInfo,
     priors: Mapping[str, Prior],
     zbar: np.ndarray,
-    hyper: _Hyper,
+    hyper: HyperData,
 ) -> pt.TensorVariable:
     """Group effects (levels, terms) of one block on centred columns, non-centred.
 
@@ -221,7 +221,7 @@ def _block_effects(
     dims = (info.level_dim, info.term_dim)
     z = pm.Normal(f"z_{info.tag}", 0.0, 1.0, dims=dims)
     if info.cor_key is None:
-        sd = _vector_rv(info.sd_name, sd_priors, info.term_dim, hyper, f"sd:{info.tag}")
+        sd = vector_rv(info.sd_name, sd_priors, info.term_dim, hyper, f"sd:{info.tag}")
         r = z * sd[None, :]
         pm.Deterministic(info.r_name, r, dims=dims)
         return r
@@ -232,7 +232,7 @@ def _block_effects(
             "distribution with different scales instead."
         )
     cls = type(sd_priors[0])
-    sd_dist = _PYMC_DIST[cls].dist(
+    sd_dist = PYMC_DIST[cls].dist(
         **hyper.params(f"sd:{info.tag}", cls, sd_priors[0]), shape=block.n_terms
     )
     chol, corr, stds = pm.LKJCholeskyCov(
@@ -301,7 +301,7 @@ def build_pymc_model(
     j0 = intercept_index(design)
     zbars = [block_centring(block, centre_random) for block in design.blocks]
     fixed_priors = [all_priors[name] for name in design.fixed_terms]
-    hyper = _Hyper()
+    hyper = HyperData()
     hyper.add_priors("beta", fixed_priors)
     hyper.add("xbar", centring_offsets(design))
     for info, zbar in zip(infos, zbars, strict=True):
@@ -316,10 +316,10 @@ def build_pymc_model(
         hyper.finalize()
         X = pm.Data("X", np.asarray(design.X, dtype=float), dims=("obs", "fixed"))
         if j0 is None:
-            beta_c = _vector_rv("beta", fixed_priors, "fixed", hyper, "beta")
+            beta_c = vector_rv("beta", fixed_priors, "fixed", hyper, "beta")
             mu = pt.dot(X, beta_c)
         else:
-            beta_c = _vector_rv("beta_c", fixed_priors, "fixed", hyper, "beta")
+            beta_c = vector_rv("beta_c", fixed_priors, "fixed", hyper, "beta")
             shift = pt.dot(hyper["xbar"], beta_c)
             beta = pt.set_subtensor(beta_c[j0], beta_c[j0] - shift)
             pm.Deterministic("beta", beta, dims="fixed")
@@ -329,7 +329,7 @@ def build_pymc_model(
             Z = pm.Data(
                 f"Z_{info.tag}", np.asarray(block.Z, dtype=float), dims=("obs", info.term_dim)
             )
-            r = _block_effects(block, info, all_priors, zbar, hyper)
+            r = block_effects(block, info, all_priors, zbar, hyper)
             if np.any(zbar):
                 Z = Z - hyper[f"zbar:{info.tag}"][None, :]
             for k in range(block.n_terms):
@@ -339,7 +339,7 @@ def build_pymc_model(
                 mu = mu + column
         sigma_prior = all_priors["sigma"]
         sigma_params = hyper.params("sigma", type(sigma_prior), sigma_prior)
-        sigma = _PYMC_DIST[type(sigma_prior)]("sigma", **{k: v[0] for k, v in sigma_params.items()})
+        sigma = PYMC_DIST[type(sigma_prior)]("sigma", **{k: v[0] for k, v in sigma_params.items()})
         y = pm.Data("y", np.asarray(design.y, dtype=float), dims="obs")
         pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
     return model

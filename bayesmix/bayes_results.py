@@ -21,7 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from bayesmix.design import Design
-from bayesmix.errors import DataWarning
+from bayesmix.errors import DataWarning, warn
 
 CI_KIND = "equal-tailed"
 
@@ -374,12 +374,11 @@ class BayesResult:
                 if np.any(np.asarray(codes) < 0)
             ]
             if include_random and unseen:
-                warnings.warn(
+                warn(
                     f"New levels of {', '.join(sorted(set(unseen)))}: their group effects are "
                     "drawn from the estimated population distribution (predictions stay valid, "
                     "with wider intervals).",
                     DataWarning,
-                    stacklevel=2,
                 )
             labels = _group_labels(newdata, {b.grouping for b in self.design.blocks})
         X, blocks = self._arrays(new)

@@ -39,12 +39,12 @@ from scipy.optimize import least_squares
 
 from .covariance import block_covariance, factors_from_theta
 from .design import Design
-from .errors import ConvergenceWarning, DataWarning, FitError
+from .errors import ConvergenceWarning, DataWarning, FitError, warn
 from .ml_fit import MLEstimates, _check_method, deviance_function, fit_estimates
 from .nl_results import IterationRecord, NLMResult
-from .nonlinear import NonlinearDesign
+from .nonlinear import NonlinearDesign, initial_beta
 
-__all__ = ["NLMResult", "fit_nonlinear", "initial_beta"]
+__all__ = ["NLMResult", "fit_nonlinear"]
 
 _COMPLEX_STEP = 1e-20
 _DENSE_JACOBIAN_MAX = 4_000_000  # entries; larger PNLS Jacobians are sparse
@@ -104,69 +104,6 @@ class _Linearisation:
         Xt = np.column_stack(columns) if self.n_fixed else np.zeros((self.design.n_obs, 0))
         Zt = [blk.Z * np.column_stack([G[p] for p in blk.params]) for blk in self.design.blocks]
         return Xt, Zt
-
-
-def initial_beta(design: NonlinearDesign, start: Any) -> np.ndarray:
-    """Fixed-effects start from ``start`` (or from the self-starting model).
-
-    ``start`` maps parameter names to a number (the parameter's intercept, or
-    each indicator column when it has none; other coefficients start at 0)
-    or to one value per fixed effect of that parameter; fixed-effect names
-    (``"lCl:Wt"``) may also be given. An array gives all fixed effects.
-    """
-    names = design.fixed_terms
-    if start is None:
-        call = design.mean_function.selfstart
-        listing = ", ".join(f"{p!r}: ..." for p in design.params)
-        if call is None:
-            raise FitError(
-                f"the mean function {design.mean_function.text!r} is not self-starting, so "
-                f"the fit needs starting values: pass start={{{listing}}}."
-            )
-        arrays = [design.covariates[c] for c in call.covariates]
-        try:
-            values = call.model.initial(*arrays, design.y)
-        except FitError as err:
-            reason = str(err).split("; pass start=")[0].removeprefix(f"{call.model.name}: ")
-            raise FitError(
-                f"{call.model.name} could not find starting values ({reason}); pass "
-                f"start={{{listing}}} to fit() or nlmm()."
-            ) from err
-        start = {user: values[own] for user, own in zip(call.params, call.model.params)}
-    if not isinstance(start, Mapping):
-        beta = np.asarray(start, dtype=float).ravel()
-        if beta.shape != (len(names),):
-            raise FitError(f"start needs {len(names)} values for {', '.join(names)}.")
-        return beta
-    unknown = [k for k in start if k not in design.params and k not in names]
-    if unknown:
-        raise FitError(
-            f"start names {', '.join(map(repr, unknown))}, which are neither "
-            f"parameters ({', '.join(design.params)}) nor fixed effects."
-        )
-    beta, position = np.zeros(len(names)), 0
-    for par in design.parameters:
-        width = par.X.shape[1]
-        part = beta[position : position + width]
-        value = start.get(par.name)
-        if value is not None and np.ndim(value) > 0:
-            if np.size(value) != width:
-                raise FitError(f"start[{par.name!r}] needs {width} values {par.fixed_terms}.")
-            part[:] = np.asarray(value, dtype=float).ravel()
-        elif value is not None:
-            targets = [
-                j for j, t in enumerate(par.fixed_terms) if t in (par.name, f"{par.name}:Intercept")
-            ]
-            if not targets:  # no intercept: cell-means coding takes the value per cell
-                targets = [j for j in range(width) if set(np.unique(par.X[:, j])) <= {0.0, 1.0}]
-            part[targets] = float(value)
-        for j, term in enumerate(par.fixed_terms):
-            if term in start and term != par.name:
-                part[j] = float(start[term])
-        if value is None and not any(t in start for t in par.fixed_terms):
-            raise FitError(f"start gives no value for the parameter {par.name!r}.")
-        position += width
-    return beta
 
 
 def _check_start(design: NonlinearDesign, beta: np.ndarray) -> None:
@@ -364,24 +301,21 @@ def fit_nonlinear(
             break
         beta, u, b, f, result = _pnls(lin, theta, beta, u)
         history[-1] = dataclasses.replace(history[-1], pnls_evaluations=int(result.nfev))
-    level = 2 if model is None else 3  # point at the user's call
     if not converged:
         lines = "\n".join(
             f"  iteration {h.iteration}: logLik {h.loglik:.6f}, max relative "
             f"change {h.change:.3g}".replace("change inf", "change -")
             for h in history[-5:]
         )
-        warnings.warn(
+        warn(
             f"the {method} fit (alternating PNLS/LME steps) did not converge in "
             f"{max_iterations} iterations (tolerance {tolerance:g}); the estimates may be "
             f"unreliable. Last iterations:\n{lines}\nTry other starting values (start=) or "
             "simpler random effects.",
-            ConvergenceWarning,
-            stacklevel=level,
-        )
+            ConvergenceWarning)
     for record in caught:  # warnings of the final LME step (e.g. singular fit)
         if not issubclass(record.category, DataWarning):
-            warnings.warn(record.message, record.category, stacklevel=level)
+            warn(record.message, record.category)
     if method != estimates.method:
         estimates = _restricted_at(linear, estimates)
     final = dataclasses.replace(

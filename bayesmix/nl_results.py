@@ -8,13 +8,12 @@ An :class:`~bayesmix.results.MLResult` of the model linearised at convergence
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .errors import DataWarning
+from .errors import DataWarning, warn
 from .ml_summary import MLSummary
 from .nonlinear_design import NonlinearDesign
 from .results import MLResult
@@ -85,12 +84,10 @@ class NLMResult(MLResult):
                 return np.broadcast_to(nl.mean(np, nl.phi(beta)), nl.y.shape).copy()
         new = nl.evaluate_new_data(newdata)
         if include_random and new.new_levels:
-            warnings.warn(
+            warn(
                 f"newdata has levels of {', '.join(new.new_levels)} not seen in fitting; their "
                 "random effects are set to zero (population prediction).",
-                DataWarning,
-                stacklevel=2,
-            )
+                DataWarning)
         with np.errstate(all="ignore"):
             out = nl.mean(np, nl.phi_new(new, beta, b), new.covariates)
         return np.broadcast_to(np.asarray(out, dtype=float), (len(newdata),)).copy()

@@ -37,7 +37,7 @@ import pandas as pd
 
 from .data_prep import clean_rows, used_columns
 from .design import build_design
-from .errors import DataError, FormulaError
+from .errors import DataError, FitError, FormulaError
 from .formula import parse_formula
 from .nonlinear_design import (
     NonlinearBlock,
@@ -55,6 +55,7 @@ __all__ = [
     "NonlinearNewData",
     "ParameterDesign",
     "build_nonlinear_design",
+    "initial_beta",
 ]
 
 _COV_KINDS = {
@@ -223,3 +224,66 @@ def build_nonlinear_design(
         data=kept,
         n_dropped=n_dropped,
     )
+
+
+def initial_beta(design: NonlinearDesign, start: Any) -> np.ndarray:
+    """Fixed-effects start from ``start`` (or from the self-starting model).
+
+    ``start`` maps parameter names to a number (the parameter's intercept, or
+    each indicator column when it has none; other coefficients start at 0)
+    or to one value per fixed effect of that parameter; fixed-effect names
+    (``"lCl:Wt"``) may also be given. An array gives all fixed effects.
+    """
+    names = design.fixed_terms
+    if start is None:
+        call = design.mean_function.selfstart
+        listing = ", ".join(f"{p!r}: ..." for p in design.params)
+        if call is None:
+            raise FitError(
+                f"the mean function {design.mean_function.text!r} is not self-starting, so "
+                f"the fit needs starting values: pass start={{{listing}}}."
+            )
+        arrays = [design.covariates[c] for c in call.covariates]
+        try:
+            values = call.model.initial(*arrays, design.y)
+        except FitError as err:
+            reason = str(err).split("; pass start=")[0].removeprefix(f"{call.model.name}: ")
+            raise FitError(
+                f"{call.model.name} could not find starting values ({reason}); pass "
+                f"start={{{listing}}} to fit() or nlmm()."
+            ) from err
+        start = {user: values[own] for user, own in zip(call.params, call.model.params)}
+    if not isinstance(start, Mapping):
+        beta = np.asarray(start, dtype=float).ravel()
+        if beta.shape != (len(names),):
+            raise FitError(f"start needs {len(names)} values for {', '.join(names)}.")
+        return beta
+    unknown = [k for k in start if k not in design.params and k not in names]
+    if unknown:
+        raise FitError(
+            f"start names {', '.join(map(repr, unknown))}, which are neither "
+            f"parameters ({', '.join(design.params)}) nor fixed effects."
+        )
+    beta, position = np.zeros(len(names)), 0
+    for par in design.parameters:
+        width = par.X.shape[1]
+        part = beta[position : position + width]
+        value = start.get(par.name)
+        if value is not None and np.ndim(value) > 0:
+            if np.size(value) != width:
+                raise FitError(f"start[{par.name!r}] needs {width} values {par.fixed_terms}.")
+            part[:] = np.asarray(value, dtype=float).ravel()
+        elif value is not None:
+            targets = [
+                j for j, t in enumerate(par.fixed_terms) if t in (par.name, f"{par.name}:Intercept")
+            ]
+            if not targets:  # no intercept: cell-means coding takes the value per cell
+                targets = [j for j in range(width) if set(np.unique(par.X[:, j])) <= {0.0, 1.0}]
+            part[targets] = float(value)
+        for j, term in enumerate(par.fixed_terms):
+            if term in start and term != par.name:
+                part[j] = float(start[term])
+        if value is None and not any(t in start for t in par.fixed_terms):
+            raise FitError(f"start gives no value for the parameter {par.name!r}.")
+        position += width
+    return beta

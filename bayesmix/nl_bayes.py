@@ -1,0 +1,419 @@
+"""Bayesian engine for nonlinear mixed models: default priors, PyMC model, sampling.
+
+The model is the one of :mod:`bayesmix.nonlinear`::
+
+    phi_k = X_k beta_k + sum over blocks of Z[:, t] * b[codes, t]   (terms t of parameter k)
+    y ~ Normal(f(covariates, phi), sigma)
+
+built from the same :class:`~bayesmix.nonlinear.NonlinearDesign` as the ML
+fit, with the mean function evaluated by pytensor (``design.mean(pt, ...)``).
+The machinery of the linear engine is reused: the random effects of all
+parameters on one grouping factor form one block (LKJ Cholesky covariance
+when unstructured, independent SDs when diagonal), non-centred
+(``b = z @ L.T``), entering by integer indexing; every prior parameter is a
+slot of one ``hyper`` data vector, so a refit with other prior values reuses
+the compiled model; sampling, compilation routes, caching and diagnostics are
+those of :mod:`bayesmix.bayes_fit`.
+
+Fixed effects of a parameter with an intercept and other columns are sampled
+on centred columns (the free intercept is the parameter's value at the mean
+covariates), as in :mod:`bayesmix.bayes_model`; ``beta`` reports the
+coefficients of the uncentred columns. Random-effect columns are never
+centred (a block mixes terms of several parameters). Chains start at the
+start values with random-effect SDs at a tenth of their prior scale.
+
+Notation
+--------
+n : observations; beta : fixed effects stacked parameter by parameter;
+phi : per-row parameter values; b / r : group effects ``(levels, terms)`` of a block.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from .errors import FitError, PriorError
+from .nonlinear_design import NonlinearDesign
+from .priors import (
+    LKJ,
+    POSITIVE_PRIORS,
+    REAL_PRIORS,
+    HalfStudentT,
+    Normal,
+    Prior,
+    PriorTable,
+    block_keys,
+)
+
+if TYPE_CHECKING:
+    from .bayes_fit import CompileRoute, Sampler
+    from .nl_bayes_results import NLBayesResult
+
+__all__ = ["build_nonlinear_pymc_model", "default_priors", "resolve_priors", "sample_nonlinear"]
+
+FIXED_SCALE = 2.5  # prior SD of a parameter: 2.5 * max(|start|, 1)
+
+
+def _intercept_columns(design: NonlinearDesign) -> dict[str, int | None]:
+    """Index (in stacked beta) of each parameter's column of ones, if any."""
+    out, start = {}, 0
+    for par in design.parameters:
+        out[par.name] = next(
+            (start + j for j in range(par.X.shape[1]) if np.allclose(par.X[:, j], 1.0)), None
+        )
+        start += par.X.shape[1]
+    return out
+
+
+def _centres(
+    design: NonlinearDesign, start: Any, overrides: Mapping[str, Prior] | None
+) -> np.ndarray:
+    """Start values of the fixed effects (self-start, ``start``, or the user's prior means)."""
+    from .nonlinear import initial_beta  # start-value logic shared with the ML engine
+
+    try:
+        return initial_beta(design, start)
+    except FitError as err:
+        given = [(overrides or {}).get(t) for t in design.fixed_terms]
+        if all(isinstance(p, REAL_PRIORS) for p in given):
+            return np.array([p.mu for p in given], dtype=float)
+        raise PriorError(
+            f"{err} The default priors of nonlinear parameters are centred on start values: "
+            "pass start= to nlmm(), or give a Normal/StudentT prior for every fixed effect ("
+            + ", ".join(map(repr, design.fixed_terms))
+            + ")."
+        ) from err
+
+
+def _parameter_scales(design: NonlinearDesign, centres: np.ndarray) -> dict[str, float]:
+    """``max(|start|, 1)`` of each parameter's intercept (of all its columns without one)."""
+    scales, position = {}, 0
+    intercepts = _intercept_columns(design)
+    for par in design.parameters:
+        width = par.X.shape[1]
+        j0 = intercepts[par.name]
+        values = centres[[j0]] if j0 is not None else centres[position : position + width]
+        scales[par.name] = max(1.0, float(np.abs(values).max(initial=0.0)))
+        position += width
+    return scales
+
+
+def default_priors(
+    design: NonlinearDesign,
+    start: Any = None,
+    overrides: Mapping[str, Prior] | None = None,
+) -> PriorTable:
+    """Default priors of a nonlinear mixed model, centred on start values.
+
+    Unlike a linear model, the scale of a nonlinear parameter cannot be read
+    off the data, so the defaults are centred on the **start values** (the
+    self-starting model's pooled least-squares estimates, or the user's
+    ``start``) with wide scales. With ``s0_k`` the start value of parameter
+    ``k``'s intercept and ``s_k = max(|s0_k|, 1)``:
+
+    * the intercept-like fixed effect of a parameter (``"lKa"``,
+      ``"lCl:Intercept"``, or each indicator column of a parameter without
+      intercept): ``Normal(start, 2.5 s_k)``; with other columns present the
+      prior is on the parameter at the mean of those columns (the sampler
+      centres them);
+    * other fixed effects (covariate slopes, e.g. ``"lCl:Wt"``):
+      ``Normal(start, 2.5 s_k / sd(x))`` (start is 0 unless given);
+    * random-effect SDs ``"sd(<term>|<grouping>)"``: ``HalfStudentT(3, s_k)``
+      (``s_k / sd(z)`` for a non-constant column ``z``);
+    * correlations ``"cor(<grouping>)"`` (unstructured blocks): ``LKJ(eta=2)``;
+    * residual ``"sigma"``: ``HalfStudentT(3, sd(y))``.
+
+    Log-scale parameters (``lKe``, ``lrc``...) thus get a prior SD of at
+    least 2.5 on the log scale, i.e. multiplicative factors of about e^5
+    either way at two prior SDs. Override any entry with
+    ``model.sample(priors={key: prior})``.
+
+    Parameters
+    ----------
+    design : NonlinearDesign
+    start : mapping or array, optional
+        Start values as for ``nlmm(start=...)``; default the self-start values.
+    overrides : mapping, optional
+        User priors; if no start values can be found, Normal/StudentT priors
+        for every fixed effect stand in for them.
+
+    Raises
+    ------
+    PriorError
+        When the mean function is not self-starting, no ``start`` is given and
+        ``overrides`` does not give every fixed effect a prior.
+    """
+    centres = _centres(design, start, overrides)
+    scales = _parameter_scales(design, centres)
+    intercepts = _intercept_columns(design)
+    priors = PriorTable()
+    position = 0
+    for par in design.parameters:
+        s_k = scales[par.name]
+        for j, term in enumerate(par.fixed_terms):
+            column = par.X[:, j]
+            indicator = intercepts[par.name] is None and set(np.unique(column)) <= {0.0, 1.0}
+            if position + j == intercepts[par.name] or indicator:
+                priors[term] = Normal(float(centres[position + j]), FIXED_SCALE * s_k)
+            else:
+                s_x = float(np.std(column)) or 1.0
+                priors[term] = Normal(float(centres[position + j]), FIXED_SCALE * s_k / s_x)
+        position += par.X.shape[1]
+    linear = design.linear_design()
+    for block, (sd_keys, cor_key) in zip(design.blocks, block_keys(linear), strict=True):
+        for t, key in enumerate(sd_keys):
+            s_z = float(np.std(block.Z[:, t])) or 1.0
+            priors[key] = HalfStudentT(3.0, scales[block.params[t]] / s_z)
+        if cor_key is not None:
+            priors[cor_key] = LKJ(2.0)
+    priors["sigma"] = HalfStudentT(3.0, float(np.std(design.y)) or 1.0)
+    return priors
+
+
+def resolve_priors(
+    design: NonlinearDesign, overrides: Mapping[str, Prior] | None = None, start: Any = None
+) -> PriorTable:
+    """Default priors updated with the user's ``overrides`` (same keys).
+
+    Raises
+    ------
+    PriorError
+        For a key that is not a parameter of the model (the message lists close
+        matches and all valid keys) or a prior of the wrong kind (an unbounded
+        prior on an SD, a non-LKJ prior on a correlation...).
+    """
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise PriorError(f"priors must be a dict of key -> prior, got {type(overrides).__name__}.")
+    priors = default_priors(design, start, overrides)
+    valid = list(priors)
+    unknown = [key for key in overrides or {} if key not in priors]
+    if unknown:
+        parts = []
+        for key in unknown:
+            close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.5)
+            parts.append(
+                f"{key!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" * bool(close))
+            )
+        raise PriorError(
+            f"Unknown prior key(s): {'; '.join(parts)}. Valid keys: {', '.join(valid)}."
+        )
+    for key, prior in (overrides or {}).items():
+        if key.startswith("cor("):
+            allowed: tuple[type, ...] = (LKJ,)
+        elif key == "sigma" or key.startswith("sd("):
+            allowed = POSITIVE_PRIORS
+        else:
+            allowed = REAL_PRIORS
+        if not isinstance(prior, allowed):
+            names = ", ".join(cls.__name__ for cls in allowed)
+            raise PriorError(f"Prior for {key!r} must be one of {names}; got {prior!r}.")
+        priors[key] = prior
+    return priors
+
+
+#: Chains start with random-effect SDs at this fraction of their prior scale.
+START_SD_FRACTION = 0.1
+
+
+def _start_small(model: Any, info: Any, sd_priors: list[Prior], hyper: Any) -> None:
+    """Start a block's SDs at ``START_SD_FRACTION`` of their prior scale.
+
+    PyMC would start a half-t SD at its wide scale, where individual curves
+    scatter so far that warm-up can land in another mode (SSfol's flip-flop,
+    lKa <-> lKe, was seen). The start is symbolic in ``hyper``, so a compiled
+    model reused with other priors starts from the new ones.
+    """
+    import pytensor.tensor as pt
+
+    cls = type(sd_priors[0])
+    if any(type(p) is not cls for p in sd_priors):
+        return  # mixed families: keep PyMC's default start
+    params = hyper.params(f"sd:{info.tag}", cls, sd_priors[0])
+    scale = 1.0 / params["lam"] if "lam" in params else params["sigma"]
+    start = START_SD_FRACTION * scale
+    if info.cor_key is None:
+        model.set_initval(model[info.sd_name], start)
+        return
+    n = len(sd_priors)
+    diagonal = np.array([i * (i + 3) // 2 for i in range(n)])  # packed row-major lower triangle
+    packed = pt.set_subtensor(pt.zeros(n * (n + 1) // 2)[diagonal], start)
+    model.set_initval(model[f"chol_{info.tag}"], packed)
+
+
+def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Prior]) -> Any:
+    """Build the PyMC model of a nonlinear mixed model.
+
+    Parameters
+    ----------
+    design : NonlinearDesign
+    priors : mapping
+        A complete prior table (see :func:`resolve_priors`).
+
+    Returns
+    -------
+    pymc.Model
+        Variables ``beta`` (dims ``fixed``), ``sigma``, ``sd_<g>``, ``cor_<g>``
+        (unstructured blocks with several terms) and ``r_<g>`` (dims ``<g>``,
+        ``<g>_term``) as in :mod:`bayesmix.bayes_model`; data ``X``,
+        ``codes_<g>``, ``Z_<g>``, ``x_<column>`` (mean-function covariates),
+        ``y`` and ``hyper``.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from .bayes_model import PYMC_DIST, HyperData, block_effects, block_infos, vector_rv
+
+    linear = design.linear_design()
+    infos = block_infos(linear)
+    coords: dict[str, Any] = {"obs": np.arange(design.n_obs), "fixed": list(design.fixed_terms)}
+    for block, info in zip(design.blocks, infos, strict=True):
+        coords[info.level_dim] = [str(level) for level in block.levels]
+        coords[info.term_dim] = list(block.terms)
+        if info.cor_key is not None:
+            coords[f"{info.term_dim}2"] = list(block.terms)
+    intercepts = _intercept_columns(design)
+    # centre the non-intercept columns of parameters that have an intercept
+    xbar, position = np.zeros(design.n_fixed), 0
+    for par in design.parameters:
+        width = par.X.shape[1]
+        if intercepts[par.name] is not None and width > 1:
+            xbar[position : position + width] = par.X.mean(axis=0)
+            xbar[intercepts[par.name]] = 0.0
+        position += width
+    centred = bool(np.any(xbar))
+    fixed_priors = [priors[t] for t in design.fixed_terms]
+    hyper = HyperData()
+    if fixed_priors:
+        hyper.add_priors("beta", fixed_priors)
+    if centred:
+        hyper.add("xbar", xbar)
+    for info in infos:
+        hyper.add_priors(f"sd:{info.tag}", [priors[key] for key in info.sd_keys])
+        if info.cor_key is not None:
+            hyper.add(f"eta:{info.tag}", priors[info.cor_key].eta)
+    hyper.add_priors("sigma", [priors["sigma"]])
+
+    with pm.Model(coords=coords, check_bounds=False) as model:
+        hyper.finalize()
+        phi: dict[str, Any] = {}
+        if fixed_priors:
+            X = pm.Data("X", np.asarray(design.X, dtype=float), dims=("obs", "fixed"))
+            beta_c = vector_rv(
+                "beta_c" if centred else "beta", fixed_priors, "fixed", hyper, "beta"
+            )
+            beta = beta_c
+        position = 0
+        for par in design.parameters:
+            width = par.X.shape[1]
+            cols = slice(position, position + width)
+            j0 = intercepts[par.name]
+            if width == 0:
+                phi[par.name] = pt.zeros(())
+            elif width == 1 and j0 is not None:
+                phi[par.name] = beta_c[position]  # a scalar, broadcast by the mean function
+            else:
+                phi[par.name] = pt.dot(X[:, cols], beta_c[cols])
+            if centred and j0 is not None and width > 1:
+                shift = pt.dot(hyper["xbar"][cols], beta_c[cols])
+                phi[par.name] = phi[par.name] - shift
+                beta = pt.set_subtensor(beta[j0], beta_c[j0] - shift)
+            position += width
+        if centred:
+            pm.Deterministic("beta", beta, dims="fixed")
+        for block, info in zip(design.blocks, infos, strict=True):
+            codes = pm.Data(f"codes_{info.tag}", np.asarray(block.codes, dtype="int64"), dims="obs")
+            Z = pm.Data(
+                f"Z_{info.tag}", np.asarray(block.Z, dtype=float), dims=("obs", info.term_dim)
+            )
+            r = block_effects(block.random_block(), info, priors, np.zeros(block.n_terms), hyper)
+            _start_small(model, info, [priors[key] for key in info.sd_keys], hyper)
+            for t, name in enumerate(block.params):
+                column = r[codes, t]
+                if not np.allclose(block.Z[:, t], 1.0):
+                    column = Z[:, t] * column
+                phi[name] = phi[name] + column
+        covariates = {
+            c: pm.Data(f"x_{c}", np.asarray(v, dtype=float), dims="obs")
+            for c, v in design.covariates.items()
+        }
+        mu = design.mean(pt, phi, covariates)
+        sigma_prior = priors["sigma"]
+        params = hyper.params("sigma", type(sigma_prior), sigma_prior)
+        sigma = PYMC_DIST[type(sigma_prior)]("sigma", **{k: v[0] for k, v in params.items()})
+        y = pm.Data("y", np.asarray(design.y, dtype=float), dims="obs")
+        pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
+    return model
+
+
+def sample_nonlinear(
+    design: NonlinearDesign,
+    *,
+    priors: Mapping[str, Prior] | None = None,
+    start: Any = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    sampler: Sampler = "nutpie",
+    target_accept: float = 0.8,
+    random_seed: int | None = None,
+    progressbar: bool = False,
+    log_likelihood: bool | None = None,
+    compile: CompileRoute = "auto",
+) -> NLBayesResult:
+    """Draw from the posterior of a nonlinear mixed model with NUTS.
+
+    Parameters
+    ----------
+    design : NonlinearDesign
+    priors : mapping, optional
+        Overrides of :func:`default_priors`, by the same keys.
+    start : mapping or array, optional
+        Start values the default priors are centred on (default: self-start).
+    draws, tune, chains, sampler, target_accept, random_seed, progressbar, log_likelihood, compile
+        As in :func:`bayesmix.bayes_fit.sample_model`.
+
+    Returns
+    -------
+    NLBayesResult
+
+    Warns
+    -----
+    SamplingWarning
+        On divergences, R-hat > 1.01 or bulk ESS < 400.
+    """
+    from .bayes_fit import LOGLIK_MAX_SIZE, check_diagnostics, sample_posterior
+    from .bayes_results import pointwise_loglik
+    from .nl_bayes_results import NLBayesResult
+
+    if sampler not in ("nutpie", "pymc", "numpyro", "blackjax"):
+        raise ValueError(
+            f"Unknown sampler {sampler!r}; use 'nutpie', 'pymc', 'numpyro' or 'blackjax'."
+        )
+    all_priors = resolve_priors(design, priors, start)
+    model = build_nonlinear_pymc_model(design, all_priors)
+    seed = None if random_seed is None else int(random_seed)
+    if seed is None and sampler == "nutpie":
+        seed = int(np.random.default_rng().integers(2**31))
+    idata, compile_s, sample_s = sample_posterior(
+        model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, compile
+    )
+    idata["observed_data"] = xr.Dataset({"y": ("obs", np.asarray(design.y, dtype=float))})
+    result = NLBayesResult(
+        design=design.linear_design(),
+        idata=idata,
+        priors=all_priors,
+        sampler=sampler,
+        timing={"compile_s": compile_s, "sample_s": sample_s},
+        nonlinear_design=design,
+    )
+    if log_likelihood is None:
+        log_likelihood = draws * chains * design.n_obs <= LOGLIK_MAX_SIZE
+    if log_likelihood:
+        idata["log_likelihood"] = xr.Dataset({"y": pointwise_loglik(result)})
+    check_diagnostics(result)
+    return result
