@@ -26,13 +26,13 @@ from bayesmix.errors import DataWarning, warn
 CI_KIND = "equal-tailed"
 
 
-def _flat(da: xr.DataArray) -> np.ndarray:
+def flat_draws(da: xr.DataArray) -> np.ndarray:
     """Draws with chain and draw merged into one leading axis."""
     values = np.asarray(da.transpose("chain", "draw", ...).values)
     return values.reshape((-1,) + values.shape[2:])
 
 
-def _interval_table(draws: np.ndarray, index, ci_prob: float) -> pd.DataFrame:
+def interval_table(draws: np.ndarray, index, ci_prob: float) -> pd.DataFrame:
     """mean, sd, lower, upper of (S, ...) draws, one row per trailing element."""
     flat = draws.reshape(draws.shape[0], -1)
     tail = (1.0 - ci_prob) / 2.0
@@ -56,7 +56,7 @@ def pointwise_loglik(result: BayesResult, chunk: int = 200) -> xr.DataArray:
     post = result.idata["posterior"]
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
     y = np.asarray(result.design.y, dtype=float)
-    sigma = _flat(post["sigma"])
+    sigma = flat_draws(post["sigma"])
     out = np.empty((sigma.shape[0], y.shape[0]))
     for start in range(0, sigma.shape[0], chunk):
         sl = slice(start, start + chunk)
@@ -192,7 +192,7 @@ class BayesResult:
     def fixef(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """Fixed effects: mean, sd, lower, upper, r_hat, ess_bulk per coefficient."""
         beta = np.asarray(self._posterior()["beta"].transpose("chain", "draw", ...).values)
-        table = _interval_table(
+        table = interval_table(
             beta.reshape(-1, beta.shape[-1]), list(self.design.fixed_terms), ci_prob
         )
         diag = self.diagnostics()["table"]
@@ -205,11 +205,11 @@ class BayesResult:
         parts: dict[str, list[pd.DataFrame]] = {}
         post = self._posterior()
         for block, info in zip(self.design.blocks, _infos(self.design), strict=True):
-            draws = _flat(post[info.r_name])
+            draws = flat_draws(post[info.r_name])
             index = pd.MultiIndex.from_product(
                 [[str(level) for level in block.levels], list(block.terms)], names=["level", "term"]
             )
-            parts.setdefault(block.grouping, []).append(_interval_table(draws, index, ci_prob))
+            parts.setdefault(block.grouping, []).append(interval_table(draws, index, ci_prob))
         out = {}
         for grouping, tables in parts.items():
             table = pd.concat(tables) if len(tables) > 1 else tables[0]
@@ -241,7 +241,7 @@ class BayesResult:
                         )
         rows.append(("Residual", None, None))
         draws.append(params["sigma"].ravel())
-        stats = _interval_table(np.stack(draws, axis=1), None, ci_prob)
+        stats = interval_table(np.stack(draws, axis=1), None, ci_prob)
         table = pd.DataFrame(rows, columns=["grp", "var1", "var2"], dtype=object)  # None stays None
         table = pd.concat([table, stats.reset_index(drop=True)], axis=1)
         table.attrs.update(ci_prob=ci_prob, ci_kind=CI_KIND)
@@ -294,14 +294,14 @@ class BayesResult:
     ) -> np.ndarray:
         """Linear predictor draws (S, m) for rows given by X and block arrays."""
         post = self._posterior()
-        mu = _flat(post["beta"])[draw_slice] @ np.asarray(X, dtype=float).T
+        mu = flat_draws(post["beta"])[draw_slice] @ np.asarray(X, dtype=float).T
         if not include_random:
             return mu
         for (codes, Z), block, info in zip(
             blocks, self.design.blocks, _infos(self.design), strict=True
         ):
             codes = np.asarray(codes)
-            r = _flat(post[info.r_name])[draw_slice]  # (S, levels, k)
+            r = flat_draws(post[info.r_name])[draw_slice]  # (S, levels, k)
             seen = codes >= 0
             effects = np.zeros((r.shape[0], codes.shape[0], r.shape[2]))
             effects[:, seen] = r[:, codes[seen]]
@@ -320,9 +320,9 @@ class BayesResult:
         Rows sharing a label share one effect per draw.
         """
         post = self._posterior()
-        sd = _flat(post[info.sd_name])[draw_slice]  # (S, k)
+        sd = flat_draws(post[info.sd_name])[draw_slice]  # (S, k)
         if info.cor_key is not None:
-            cor = _flat(post[info.cor_name])[draw_slice]
+            cor = flat_draws(post[info.cor_name])[draw_slice]
             cov = cor * sd[:, :, None] * sd[:, None, :]
             chol = np.linalg.cholesky(cov + 1e-12 * np.eye(cov.shape[-1]))
         else:
@@ -380,9 +380,9 @@ class BayesResult:
                     "with wider intervals).",
                     DataWarning,
                 )
-            labels = _group_labels(newdata, {b.grouping for b in self.design.blocks})
+            labels = group_labels(newdata, {b.grouping for b in self.design.blocks})
         X, blocks = self._arrays(new)
-        sigma = _flat(self._posterior()["sigma"])
+        sigma = flat_draws(self._posterior()["sigma"])
 
         def rows_draws(rows: slice) -> np.ndarray:
             mu = self._mu_draws(
@@ -401,7 +401,7 @@ class BayesResult:
         # summaries row-chunk by row-chunk: S x m draws may not fit in memory
         chunk = max(1, int(4_000_000 // sigma.size))
         tables = [
-            _interval_table(rows_draws(slice(a, a + chunk)), index[a : a + chunk], ci_prob)
+            interval_table(rows_draws(slice(a, a + chunk)), index[a : a + chunk], ci_prob)
             for a in range(0, X.shape[0], chunk)
         ]
         table = pd.concat(tables) if len(tables) > 1 else tables[0]
@@ -411,7 +411,7 @@ class BayesResult:
     def fitted(self) -> np.ndarray:
         """Posterior mean of mu (fixed plus group effects) for every fitted row."""
         X, blocks = self._arrays()
-        n_draws = _flat(self._posterior()["sigma"]).size
+        n_draws = flat_draws(self._posterior()["sigma"]).size
         total = np.zeros(X.shape[0])
         for start in range(0, n_draws, 200):
             total += self._mu_draws(X, blocks, draw_slice=slice(start, start + 200)).sum(axis=0)
@@ -437,7 +437,7 @@ class BayesResult:
         return az.loo(tree, var_name="y")
 
 
-def _group_labels(data: pd.DataFrame, groupings: set[str]) -> dict[str, np.ndarray]:
+def group_labels(data: pd.DataFrame, groupings: set[str]) -> dict[str, np.ndarray]:
     """Row labels of each grouping factor (``a:b`` joins columns) where computable."""
     out = {}
     for grouping in groupings:

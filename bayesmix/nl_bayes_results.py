@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .bayes_results import CI_KIND, BayesResult, BayesSummary, _flat, _group_labels, _interval_table
+from .bayes_results import CI_KIND, BayesResult, BayesSummary, flat_draws, group_labels, interval_table
 from .errors import DataWarning, warn
 from .nonlinear_design import NonlinearDesign
 
@@ -99,8 +99,8 @@ class NLBayesResult(BayesResult):
     ) -> dict[str, np.ndarray]:
         """Per-row parameter draws ``{param: (S, m)}``."""
         nl, post = self.nonlinear_design, self._posterior()
-        beta = _flat(post["beta"])[draw_slice] if nl.n_fixed else None
-        n_draws = _flat(post["sigma"])[draw_slice].shape[0]
+        beta = flat_draws(post["beta"])[draw_slice] if nl.n_fixed else None
+        n_draws = flat_draws(post["sigma"])[draw_slice].shape[0]
         phi, start = {}, 0
         for par, X in zip(nl.parameters, rows.X, strict=True):
             width = par.X.shape[1]
@@ -119,7 +119,7 @@ class NLBayesResult(BayesResult):
         ):
             codes = np.asarray(codes)
             seen = codes >= 0
-            r = _flat(post[info.r_name])[draw_slice]
+            r = flat_draws(post[info.r_name])[draw_slice]
             effects = np.zeros((n_draws, codes.size, block.n_terms))
             effects[:, seen] = r[:, codes[seen]]
             if not seen.all():
@@ -180,7 +180,7 @@ class NLBayesResult(BayesResult):
                 DataWarning)
         if include_random:
             groupings = {b.grouping for b in self.nonlinear_design.blocks}
-            rows = self._with_new_effects(rows, _group_labels(newdata, groupings), rng)
+            rows = self._with_new_effects(rows, group_labels(newdata, groupings), rng)
         return rows
 
     # ----------------------------------------------------------------- tables
@@ -194,11 +194,11 @@ class NLBayesResult(BayesResult):
         """
         post = self._posterior()
         fixed = list(self.design.fixed_terms)
-        beta = _flat(post["beta"]) if fixed else np.zeros((_flat(post["sigma"]).size, 0))
+        beta = flat_draws(post["beta"]) if fixed else np.zeros((flat_draws(post["sigma"]).size, 0))
         out = {}
         for block, info in zip(self.nonlinear_design.blocks, self._infos(), strict=True):
             names = [t for t in block.terms if t not in fixed] + fixed
-            r = _flat(post[info.r_name])  # (S, L, k)
+            r = flat_draws(post[info.r_name])  # (S, L, k)
             values = np.zeros(r.shape[:2] + (len(names),))
             for c, name in enumerate(names):
                 if name in fixed:
@@ -208,7 +208,7 @@ class NLBayesResult(BayesResult):
             index = pd.MultiIndex.from_product(
                 [[str(level) for level in block.levels], names], names=["level", "coefficient"]
             )
-            out[block.grouping] = _interval_table(values, index, ci_prob)
+            out[block.grouping] = interval_table(values, index, ci_prob)
         return out
 
     def phi(
@@ -231,7 +231,7 @@ class NLBayesResult(BayesResult):
         params = list(phi)
         draws = np.stack([np.broadcast_to(phi[p], phi[params[0]].shape) for p in params], axis=-1)
         rows_index = pd.MultiIndex.from_product([list(index), params], names=["row", "parameter"])
-        return _interval_table(draws, rows_index, ci_prob)
+        return interval_table(draws, rows_index, ci_prob)
 
     def summary(self, ci_prob: float = 0.95) -> BayesSummary:
         """lme4-like summary: posterior means, SDs and intervals (see ``BayesResult.summary``)."""
@@ -250,7 +250,7 @@ class NLBayesResult(BayesResult):
     def fitted(self) -> np.ndarray:
         """Posterior mean of the mean response (with random effects) at the fitted rows."""
         rows = self._arrays()[0]
-        n_draws = _flat(self._posterior()["sigma"]).size
+        n_draws = flat_draws(self._posterior()["sigma"]).size
         total = np.zeros(rows.n_rows)
         for start in range(0, n_draws, 200):
             total += self._mu_draws(rows, draw_slice=slice(start, start + 200)).sum(axis=0)
@@ -298,7 +298,7 @@ class NLBayesResult(BayesResult):
         rng = np.random.default_rng(random_seed)
         rows = self._new_rows(newdata, include_random, rng)
         index = self.design.data.index if newdata is None else newdata.index
-        sigma = _flat(self._posterior()["sigma"])
+        sigma = flat_draws(self._posterior()["sigma"])
 
         def rows_draws(part: _Rows) -> np.ndarray:
             mu = self._mu_draws(part, include_random=include_random)
@@ -310,7 +310,7 @@ class NLBayesResult(BayesResult):
             return rows_draws(rows)
         chunk = max(1, int(4_000_000 // sigma.size))
         tables = [
-            _interval_table(rows_draws(rows[a : a + chunk]), index[a : a + chunk], ci_prob)
+            interval_table(rows_draws(rows[a : a + chunk]), index[a : a + chunk], ci_prob)
             for a in range(0, rows.n_rows, chunk)
         ]
         table = pd.concat(tables) if len(tables) > 1 else tables[0]
