@@ -26,7 +26,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .bayes_results import CI_KIND, BayesResult, BayesSummary, flat_draws, group_labels, interval_table
+from .bayes_results import (
+    CI_KIND,
+    BayesResult,
+    BayesSummary,
+    flat_draws,
+    group_labels,
+    interval_table,
+)
 from .errors import DataWarning, warn
 from .nonlinear_design import NonlinearDesign
 
