@@ -356,9 +356,7 @@ def check_diagnostics(result, *, rhat_max: float = RHAT_MAX, ess_min: float = ES
             "random-effects structure)"
         )
     if problems:
-        warn(
-            "The posterior draws may be unreliable: " + "; ".join(problems) + ".",
-            SamplingWarning)
+        warn("The posterior draws may be unreliable: " + "; ".join(problems) + ".", SamplingWarning)
 
 
 def _names(names: list[str], limit: int = 6) -> str:

@@ -272,14 +272,16 @@ def fit_estimates(
             f"the {method} optimiser did not converge ({message}) after {n_evals} evaluations; "
             "estimates may be inaccurate: rescale covariates, simplify the random effects, "
             "or refit with start=<theta> from this fit",
-            ConvergenceWarning)
+            ConvergenceWarning,
+        )
     if singular_at.size:
         which = ", ".join(names[i] for i in singular_at)
         warn(
             f"boundary (singular) fit: theta {which} is ~0, so a random-effect variance is "
             "estimated as zero (or a correlation as +-1); the fit is usable, but consider "
             "simplifying the random-effects structure",
-            SingularFitWarning)
+            SingularFitWarning,
+        )
     RXinv = np.linalg.inv(sol.RX) if p else np.zeros((0, 0))
     factors = factors_from_theta(theta, kinds, sizes)
     return MLEstimates(

@@ -184,7 +184,8 @@ class NLBayesResult(BayesResult):
                 f"New levels of {', '.join(new.new_levels)}: their random effects are drawn "
                 "from the estimated population distribution (predictions stay valid, with "
                 "wider intervals).",
-                DataWarning)
+                DataWarning,
+            )
         if include_random:
             groupings = {b.grouping for b in self.nonlinear_design.blocks}
             rows = self._with_new_effects(rows, group_labels(newdata, groupings), rng)

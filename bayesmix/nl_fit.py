@@ -312,7 +312,8 @@ def fit_nonlinear(
             f"{max_iterations} iterations (tolerance {tolerance:g}); the estimates may be "
             f"unreliable. Last iterations:\n{lines}\nTry other starting values (start=) or "
             "simpler random effects.",
-            ConvergenceWarning)
+            ConvergenceWarning,
+        )
     for record in caught:  # warnings of the final LME step (e.g. singular fit)
         if not issubclass(record.category, DataWarning):
             warn(record.message, record.category)

@@ -87,7 +87,8 @@ class NLMResult(MLResult):
             warn(
                 f"newdata has levels of {', '.join(new.new_levels)} not seen in fitting; their "
                 "random effects are set to zero (population prediction).",
-                DataWarning)
+                DataWarning,
+            )
         with np.errstate(all="ignore"):
             out = nl.mean(np, nl.phi_new(new, beta, b), new.covariates)
         return np.broadcast_to(np.asarray(out, dtype=float), (len(newdata),)).copy()

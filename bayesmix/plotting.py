@@ -148,9 +148,7 @@ def plot_qq(result: Any, kind: str = "normalized", *, ax: Axes | None = None) ->
     return ax
 
 
-def plot_residuals(
-    result: Any, kind: str = "normalized", *, ax: Axes | None = None
-) -> Axes:
+def plot_residuals(result: Any, kind: str = "normalized", *, ax: Axes | None = None) -> Axes:
     """Residuals against fitted values.
 
     Parameters
@@ -225,17 +223,13 @@ def plot_coefficients(
     else:
         unknown = [term for term in terms if term not in available]
         if unknown:
-            raise ValueError(
-                f"unknown coefficient(s) {unknown}; available: {', '.join(available)}"
-            )
+            raise ValueError(f"unknown coefficient(s) {unknown}; available: {', '.join(available)}")
         terms = list(terms)
 
     ax = _single_axes(ax, height=max(2.5, 0.45 * len(terms) * max(1, len(tables) / 2)))
     # Spread the models over 60% of the gap between coefficient rows.
     width = 0.6
-    offsets = (
-        np.linspace(-width / 2, width / 2, len(tables)) if len(tables) > 1 else np.zeros(1)
-    )
+    offsets = np.linspace(-width / 2, width / 2, len(tables)) if len(tables) > 1 else np.zeros(1)
     rows = {term: i for i, term in enumerate(terms)}
     probs = set()
     for k, (name, table) in enumerate(tables):
@@ -282,8 +276,7 @@ def _pick_grouping(effects: Mapping[str, pd.DataFrame], grouping: str | None) ->
         return available[0]
     if grouping not in effects:
         raise ValueError(
-            f"unknown grouping factor {grouping!r}; available: "
-            f"{', '.join(map(repr, available))}"
+            f"unknown grouping factor {grouping!r}; available: {', '.join(map(repr, available))}"
         )
     return grouping
 
@@ -344,8 +337,12 @@ def _panel_axes(ax: Axes | Sequence[Axes] | None, n_panels: int) -> list[Axes]:
         import matplotlib.pyplot as plt
 
         _, created = plt.subplots(
-            1, n_panels, sharey=False, squeeze=False,
-            figsize=(3.2 * n_panels + 1.0, 5.0), layout="constrained",
+            1,
+            n_panels,
+            sharey=False,
+            squeeze=False,
+            figsize=(3.2 * n_panels + 1.0, 5.0),
+            layout="constrained",
         )
         return list(created.ravel())
     axes = [ax] if not isinstance(ax, (Sequence, np.ndarray)) else list(np.ravel(ax))

@@ -344,7 +344,8 @@ class MLResult:
             warn(
                 f"newdata has levels of {', '.join(unseen)} not seen in fitting; their random "
                 "effects are set to zero (population prediction). Other rows are unaffected.",
-                DataWarning)
+                DataWarning,
+            )
         return eta
 
     # -- presentation
@@ -376,4 +377,3 @@ class MLResult:
             f"<MLResult {self.method}: {self.design.formula}; n={self.nobs}, "
             f"logLik={self.loglik:.4f}, df={self.df}>"
         )
-

@@ -87,14 +87,9 @@ def _lookup(name: str) -> DatasetInfo:
     if name.lower() in folded:
         return CATALOG[folded[name.lower()]]
     close = difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)
-    hint = (
-        f" Did you mean {', '.join(repr(folded[c]) for c in close)}?"
-        if close
-        else ""
-    )
+    hint = f" Did you mean {', '.join(repr(folded[c]) for c in close)}?" if close else ""
     raise DataError(
-        f"unknown dataset {name!r}.{hint} "
-        f"Available: {', '.join(sorted(CATALOG, key=str.lower))}."
+        f"unknown dataset {name!r}.{hint} Available: {', '.join(sorted(CATALOG, key=str.lower))}."
     )
 
 
