@@ -5,7 +5,8 @@
 # (mg/L) was measured over 25 hours. The first-order absorption model (R's `SSfol`) has three
 # parameters on the log scale: elimination rate `lKe`, absorption rate `lKa` and clearance `lCl`:
 #
-#     conc = Dose * exp(lKe + lKa - lCl) * (exp(-exp(lKe) t) - exp(-exp(lKa) t)) / (exp(lKa) - exp(lKe))
+#     conc = Dose * exp(lKe + lKa - lCl) * (exp(-exp(lKe) t) - exp(-exp(lKa) t))
+#            / (exp(lKa) - exp(lKe))
 #
 # Absorption and clearance vary between subjects (random effects); elimination is shared.
 # Run as a script (`.venv/bin/python examples/theophylline_pk.py`) or cell by cell in a notebook.
