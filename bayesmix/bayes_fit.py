@@ -29,7 +29,7 @@ import importlib
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -303,14 +303,63 @@ def sample_model(
         On divergences, R-hat > 1.01 or bulk ESS < 400.
     """
     from bayesmix.bayes_model import build_pymc_model
-    from bayesmix.bayes_results import BayesResult, pointwise_loglik
+    from bayesmix.bayes_results import BayesResult
 
+    _check_sampler(sampler)
+    all_priors = resolve_priors(design, priors)
+    model = build_pymc_model(design, all_priors)
+
+    def wrap(idata, timing):
+        return BayesResult(
+            design=design, idata=idata, priors=all_priors, sampler=sampler, timing=timing
+        )
+
+    return run_sampler(
+        model,
+        design,
+        wrap,
+        sampler=sampler,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        progressbar=progressbar,
+        log_likelihood=log_likelihood,
+        compile=compile,
+    )
+
+
+def _check_sampler(sampler: str) -> None:
     if sampler not in ("nutpie", "pymc", "numpyro", "blackjax"):
         raise ValueError(
             f"Unknown sampler {sampler!r}; use 'nutpie', 'pymc', 'numpyro' or 'blackjax'."
         )
-    all_priors = resolve_priors(design, priors)
-    model = build_pymc_model(design, all_priors)
+
+
+def run_sampler(
+    model,
+    design,
+    wrap: Callable[[Any, dict[str, float]], Any],
+    *,
+    sampler: str,
+    draws: int,
+    tune: int,
+    chains: int,
+    target_accept: float,
+    random_seed: int | None,
+    progressbar: bool,
+    log_likelihood: bool | None,
+    compile: CompileRoute,
+):
+    """Sample a built PyMC model; ``wrap(idata, timing)`` makes the result object.
+
+    Shared by the linear and nonlinear engines: draws, observed data, the
+    pointwise log-likelihood (when it fits in memory) and the diagnostics check.
+    """
+    from bayesmix.bayes_results import pointwise_loglik
+
+    _check_sampler(sampler)
     seed = None if random_seed is None else int(random_seed)
     if seed is None and sampler == "nutpie":
         seed = int(np.random.default_rng().integers(2**31))
@@ -318,13 +367,7 @@ def sample_model(
         model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, compile
     )
     idata["observed_data"] = xr.Dataset({"y": ("obs", np.asarray(design.y, dtype=float))})
-    result = BayesResult(
-        design=design,
-        idata=idata,
-        priors=all_priors,
-        sampler=sampler,
-        timing={"compile_s": compile_s, "sample_s": sample_s},
-    )
+    result = wrap(idata, {"compile_s": compile_s, "sample_s": sample_s})
     if log_likelihood is None:
         log_likelihood = draws * chains * design.n_obs <= LOGLIK_MAX_SIZE
     if log_likelihood:

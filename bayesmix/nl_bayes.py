@@ -30,23 +30,21 @@ phi : per-row parameter values; b / r : group effects ``(levels, terms)`` of a b
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from .errors import FitError, PriorError
 from .nonlinear_design import NonlinearDesign
 from .priors import (
     LKJ,
-    POSITIVE_PRIORS,
     REAL_PRIORS,
     HalfStudentT,
     Normal,
     Prior,
     PriorTable,
+    apply_overrides,
     block_keys,
 )
 
@@ -189,31 +187,7 @@ def resolve_priors(
     """
     if overrides is not None and not isinstance(overrides, Mapping):
         raise PriorError(f"priors must be a dict of key -> prior, got {type(overrides).__name__}.")
-    priors = default_priors(design, start, overrides)
-    valid = list(priors)
-    unknown = [key for key in overrides or {} if key not in priors]
-    if unknown:
-        parts = []
-        for key in unknown:
-            close = difflib.get_close_matches(str(key), valid, n=3, cutoff=0.5)
-            parts.append(
-                f"{key!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" * bool(close))
-            )
-        raise PriorError(
-            f"Unknown prior key(s): {'; '.join(parts)}. Valid keys: {', '.join(valid)}."
-        )
-    for key, prior in (overrides or {}).items():
-        if key.startswith("cor("):
-            allowed: tuple[type, ...] = (LKJ,)
-        elif key == "sigma" or key.startswith("sd("):
-            allowed = POSITIVE_PRIORS
-        else:
-            allowed = REAL_PRIORS
-        if not isinstance(prior, allowed):
-            names = ", ".join(cls.__name__ for cls in allowed)
-            raise PriorError(f"Prior for {key!r} must be one of {names}; got {prior!r}.")
-        priors[key] = prior
-    return priors
+    return apply_overrides(default_priors(design, start, overrides), overrides)
 
 
 #: Chains start with random-effect SDs at this fraction of their prior scale.
@@ -228,7 +202,6 @@ def _start_small(model: Any, info: Any, sd_priors: list[Prior], hyper: Any) -> N
     lKa <-> lKe, was seen). The start is symbolic in ``hyper``, so a compiled
     model reused with other priors starts from the new ones.
     """
-    import pytensor.tensor as pt
 
     cls = type(sd_priors[0])
     if any(type(p) is not cls for p in sd_priors):
@@ -236,13 +209,10 @@ def _start_small(model: Any, info: Any, sd_priors: list[Prior], hyper: Any) -> N
     params = hyper.params(f"sd:{info.tag}", cls, sd_priors[0])
     scale = 1.0 / params["lam"] if "lam" in params else params["sigma"]
     start = START_SD_FRACTION * scale
-    if info.cor_key is None:
-        model.set_initval(model[info.sd_name], start)
-        return
-    n = len(sd_priors)
-    diagonal = np.array([i * (i + 3) // 2 for i in range(n)])  # packed row-major lower triangle
-    packed = pt.set_subtensor(pt.zeros(n * (n + 1) // 2)[diagonal], start)
-    model.set_initval(model[f"chol_{info.tag}"], packed)
+    # correlated blocks sampled on centred columns keep their free SDs as sdc_<tag>
+    free = {v.name for v in model.free_RVs}
+    name = info.sd_name if info.sd_name in free else f"sdc_{info.tag}"
+    model.set_initval(model[name], start)
 
 
 def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Prior]) -> Any:
@@ -266,7 +236,7 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
     import pymc as pm
     import pytensor.tensor as pt
 
-    from .bayes_model import PYMC_DIST, HyperData, block_effects, block_infos, vector_rv
+    from .bayes_model import PYMC_DIST, HyperData, block_effects, block_infos, matmul, vector_rv
 
     linear = design.linear_design()
     infos = block_infos(linear)
@@ -317,9 +287,9 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
             elif width == 1 and j0 is not None:
                 phi[par.name] = beta_c[position]  # a scalar, broadcast by the mean function
             else:
-                phi[par.name] = pt.dot(X[:, cols], beta_c[cols])
+                phi[par.name] = matmul(X[:, cols], beta_c[cols])
             if centred and j0 is not None and width > 1:
-                shift = pt.dot(hyper["xbar"][cols], beta_c[cols])
+                shift = matmul(hyper["xbar"][cols], beta_c[cols])
                 phi[par.name] = phi[par.name] - shift
                 beta = pt.set_subtensor(beta[j0], beta_c[j0] - shift)
             position += width
@@ -386,34 +356,33 @@ def sample_nonlinear(
     SamplingWarning
         On divergences, R-hat > 1.01 or bulk ESS < 400.
     """
-    from .bayes_fit import LOGLIK_MAX_SIZE, check_diagnostics, sample_posterior
-    from .bayes_results import pointwise_loglik
+    from .bayes_fit import run_sampler
     from .nl_bayes_results import NLBayesResult
 
-    if sampler not in ("nutpie", "pymc", "numpyro", "blackjax"):
-        raise ValueError(
-            f"Unknown sampler {sampler!r}; use 'nutpie', 'pymc', 'numpyro' or 'blackjax'."
-        )
     all_priors = resolve_priors(design, priors, start)
     model = build_nonlinear_pymc_model(design, all_priors)
-    seed = None if random_seed is None else int(random_seed)
-    if seed is None and sampler == "nutpie":
-        seed = int(np.random.default_rng().integers(2**31))
-    idata, compile_s, sample_s = sample_posterior(
-        model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, compile
-    )
-    idata["observed_data"] = xr.Dataset({"y": ("obs", np.asarray(design.y, dtype=float))})
-    result = NLBayesResult(
-        design=design.linear_design(),
-        idata=idata,
-        priors=all_priors,
+
+    def wrap(idata, timing):
+        return NLBayesResult(
+            design=design.linear_design(),
+            idata=idata,
+            priors=all_priors,
+            sampler=sampler,
+            timing=timing,
+            nonlinear_design=design,
+        )
+
+    return run_sampler(
+        model,
+        design,
+        wrap,
         sampler=sampler,
-        timing={"compile_s": compile_s, "sample_s": sample_s},
-        nonlinear_design=design,
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        progressbar=progressbar,
+        log_likelihood=log_likelihood,
+        compile=compile,
     )
-    if log_likelihood is None:
-        log_likelihood = draws * chains * design.n_obs <= LOGLIK_MAX_SIZE
-    if log_likelihood:
-        idata["log_likelihood"] = xr.Dataset({"y": pointwise_loglik(result)})
-    check_diagnostics(result)
-    return result

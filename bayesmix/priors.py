@@ -269,9 +269,18 @@ def resolve_priors(design: Design, overrides: Mapping[str, Prior] | None = None)
         matches and every valid key), or if a prior does not fit its parameter
         (an unbounded prior on an SD, a non-LKJ prior on a correlation...).
     """
-    priors = default_priors(design)
-    if not overrides:
+    return apply_overrides(default_priors(design), overrides)
+
+
+def apply_overrides(priors: PriorTable, overrides: Mapping[str, Prior] | None) -> PriorTable:
+    """``priors`` updated with ``overrides``, each checked against its parameter.
+
+    Shared by the linear and nonlinear engines, whose keys follow one scheme.
+    """
+    if overrides is None:
         return priors
+    if not isinstance(overrides, Mapping):
+        raise PriorError(f"priors must be a dict of key -> prior, got {type(overrides).__name__}.")
     valid = list(priors)
     unknown = [key for key in overrides if key not in priors]
     if unknown:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bmx
@@ -112,13 +113,9 @@ def test_blocks_sharing_a_grouping_get_distinct_keys(sleep_design):
 
 def test_model_structure(sleep_design):
     model = build_pymc_model(sleep_design)
-    assert {v.name for v in model.free_RVs} == {"beta_c", "z_Subject", "chol_Subject", "sigma"}
-    assert {v.name for v in model.deterministics} == {
-        "beta",
-        "sd_Subject",
-        "cor_Subject",
-        "r_Subject",
-    }
+    free = {"beta_c", "z_Subject", "sd_Subject", "corr_Subject_raw", "sigma"}
+    assert {v.name for v in model.free_RVs} == free
+    assert {v.name for v in model.deterministics} == {"beta", "cor_Subject", "r_Subject"}
     assert {"X", "codes_Subject", "Z_Subject", "y"} <= set(model.named_vars)
     assert model.coords["fixed"] == ("Intercept", "Days")
     assert len(model.coords["Subject"]) == 18
@@ -127,7 +124,7 @@ def test_model_structure(sleep_design):
     assert model.named_vars_to_dims["cor_Subject"] == ("Subject_term", "Subject_term2")
     logp, grad = _logp_and_grad(model)
     assert np.isfinite(logp)
-    assert grad.shape == (model.initial_point()["z_Subject"].size + 2 + 3 + 1,)
+    assert grad.shape == (model.initial_point()["z_Subject"].size + 2 + 2 + 1 + 1,)
     assert np.all(np.isfinite(grad))
 
 
@@ -156,9 +153,47 @@ def test_mixed_prior_families_and_diagonal_blocks():
     assert np.isfinite(logp) and np.all(np.isfinite(grad))
 
 
-def test_correlated_block_needs_one_sd_family(sleep_design):
-    with pytest.raises(PriorError, match="share one family"):
-        build_pymc_model(sleep_design, {"sd(Days|Subject)": HalfNormal(10.0)})
+def test_correlated_block_accepts_mixed_sd_families(sleep_design):
+    model = build_pymc_model(sleep_design, {"sd(Days|Subject)": HalfNormal(10.0)})
+    logp, _ = _logp_and_grad(model)
+    assert np.isfinite(logp)
+
+
+def test_correlation_cholesky_has_the_lkj_density():
+    """Pushforward check: on the unconstrained scale the density must equal
+    LKJ(eta) of R(y) = L L' times |d vech(R) / dy| (up to a constant)."""
+    import pymc as pm
+    import pytensor
+
+    from bayesmix.bayes_model import correlation_cholesky
+
+    k, eta = 3, 1.7
+    with pm.Model() as model:
+        L = correlation_cholesky("corr", k, pt.as_tensor(eta))
+    logp = model.compile_logp(jacobian=True)
+    value = model.rvs_to_values[model["corr_raw"]]
+    L_of_y = pytensor.function([value], model.replace_rvs_by_values([L])[0])
+    rows, cols = np.tril_indices(k, -1)
+
+    def offdiag(y):
+        Lv = L_of_y(y)
+        return (Lv @ Lv.T)[rows, cols]
+
+    def reference(y):
+        Lv = L_of_y(y)
+        R = Lv @ Lv.T
+        h = 1e-6
+        J = np.column_stack(
+            [(offdiag(y + h * e) - offdiag(y - h * e)) / (2 * h) for e in np.eye(3)]
+        )
+        return (eta - 1) * np.linalg.slogdet(R)[1] + np.linalg.slogdet(J)[1]
+
+    rng = np.random.default_rng(0)
+    points = [rng.normal(scale=0.8, size=3) for _ in range(5)]
+    diffs = [logp({"corr_raw": y}) - reference(y) for y in points]
+    np.testing.assert_allclose(diffs, diffs[0], atol=1e-6)  # equal up to the normalising constant
+    L0 = L_of_y(points[0])
+    np.testing.assert_allclose(np.sum(L0**2, axis=1), 1.0)  # unit rows: a correlation matrix
 
 
 def test_model_without_intercept_is_not_centred():

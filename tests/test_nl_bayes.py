@@ -148,7 +148,8 @@ def test_pymc_graph_matches_numpy_likelihood(theoph):
     params = {"lKe": "1", "lKa": "1 + (1 | Subject)", "lCl": "1 + Wt + (1 | Subject)"}
     design = bmx.nlmm(SSFOL, theoph, params=params).design
     pm_model = build_nonlinear_pymc_model(design, resolve_priors(design))
-    assert {v.name for v in pm_model.free_RVs} == {"beta_c", "z_Subject", "chol_Subject", "sigma"}
+    free = {"beta_c", "z_Subject", "sd_Subject", "corr_Subject_raw", "sigma"}
+    assert {v.name for v in pm_model.free_RVs} == free
     outputs = pm_model.replace_rvs_by_values(
         [
             pm_model.logp(vars=pm_model.observed_RVs),
