@@ -19,9 +19,13 @@ Parametrisation (chosen for NUTS efficiency):
   ``Sigma = A Sigma_c A'`` with ``A`` the identity plus ``-zbar`` in the
   intercept row. Diagonal (``||``) blocks are not centred.
 * Group effects are **non-centred**: ``z ~ Normal(0, 1)`` with shape
-  (levels, terms) and ``r = z @ L.T`` with ``L`` the Cholesky factor of the
-  block covariance (``pm.LKJCholeskyCov``) or ``r = z * sd`` for diagonal and
-  one-term blocks.
+  (levels, terms) and ``r = z @ L.T`` with ``L = diag(sd) C`` the Cholesky
+  factor of the block covariance (``C``: the LKJ-distributed correlation
+  factor of :func:`correlation_cholesky`) or ``r = z * sd`` for diagonal and
+  one-term blocks. SDs are independent, each with its own prior.
+* Products are written elementwise (:func:`matmul`) and the LKJ factor by hand:
+  both compile with numba in a fraction of the time of PyTensor's ``Dot`` and
+  ``pm.LKJCholeskyCov`` (first sleepstudy fit: 80 s -> 22 s on 2 cores).
 * Group effects enter by integer indexing, never a dense Z:
   ``mu += sum_j Z[:, j] * r[codes, j]`` (the multiplication is skipped for
   columns of ones).
@@ -33,7 +37,8 @@ Variables (``tag`` is the grouping name, suffixed ``__2``... when several
 blocks share a grouping factor): ``beta`` (dims ``fixed``), ``sigma``,
 ``sd_<tag>`` (dims ``<tag>_term``), ``cor_<tag>`` (dims ``<tag>_term``,
 ``<tag>_term2``; unstructured blocks with k > 1), ``r_<tag>`` (dims ``<tag>``,
-``<tag>_term``); free helpers ``beta_c``, ``z_<tag>``, ``chol_<tag>``.
+``<tag>_term``); free helpers ``beta_c``, ``z_<tag>``, ``corr_<tag>_raw`` (and
+``sdc_<tag>``, the SDs of centred columns, when a block is centred).
 Data: ``X``, ``codes_<tag>``, ``Z_<tag>``, ``y`` and ``hyper`` (every prior parameter
 and centring offset, so that compiled code is shared by models of one structure).
 """
