@@ -234,7 +234,7 @@ def correlation_cholesky(name: str, k: int, eta: pt.TensorVariable) -> pt.Tensor
     log Jacobian ``sum_ij [log(1 - w_ij^2) + log sqrt(1 - sum_{m<j} L[i, m]^2)]``.
     """
     raw = pm.Flat(f"{name}_raw", shape=k * (k - 1) // 2)
-    log_rest = pt.log1p(-pt.tanh(raw) ** 2)  # log(1 - w^2), one per partial correlation
+    log_rest = pt.log1p(-(pt.tanh(raw) ** 2))  # log(1 - w^2), one per partial correlation
     w = pt.tanh(raw)
     rows, logp, position = [], 0.0, 0
     for i in range(k):
@@ -275,9 +275,7 @@ def block_effects(
         return r
     sd_name = info.sd_name if not np.any(zbar) else f"sdc_{info.tag}"
     sd = vector_rv(sd_name, sd_priors, info.term_dim, hyper, f"sd:{info.tag}")
-    corr_chol = correlation_cholesky(
-        f"corr_{info.tag}", block.n_terms, hyper[f"eta:{info.tag}"][0]
-    )
+    corr_chol = correlation_cholesky(f"corr_{info.tag}", block.n_terms, hyper[f"eta:{info.tag}"][0])
     chol = sd[:, None] * corr_chol
     r = matmul(z, chol.T)
     if not np.any(zbar):
