@@ -20,20 +20,10 @@ import bayesmix as bmx
 from bayesmix.compare import AnovaTable, aic_table, anova
 from bayesmix.design import build_design
 from bayesmix.errors import ComparisonError
+from bayesmix.ml_fit import fit_estimates
 from bayesmix.results import MLResult
 
 REFS = Path(__file__).parent / "refs"
-
-try:  # the ML engine is written separately; integration tests wait for it
-    from bayesmix.ml_fit import fit_estimates
-except ImportError as error:  # pragma: no cover - only while ml_fit is missing
-    fit_estimates = None
-    ML_IMPORT_ERROR = str(error)
-else:
-    ML_IMPORT_ERROR = ""
-needs_ml = pytest.mark.skipif(
-    fit_estimates is None, reason=f"ml_fit unavailable: {ML_IMPORT_ERROR}"
-)
 
 
 def fake_fit(loglik, n_params, method="ML", design=None):
@@ -162,8 +152,6 @@ NLME_SHORT = {"lmm6.2", "lmm7.2", "lmm8"}
 
 @pytest.fixture(scope="module")
 def arabidopsis_fits():
-    if fit_estimates is None:
-        pytest.skip(f"ml_fit unavailable: {ML_IMPORT_ERROR}")
     data = bmx.load_dataset("Arabidopsis")
     for column in ("gen", "rack", "nutrient"):
         data[column] = pd.Categorical(data[column])
@@ -185,7 +173,6 @@ ANOVA_CASES = [
 ]
 
 
-@needs_ml
 @pytest.mark.parametrize("case", ANOVA_CASES)
 def test_arabidopsis_anova_matches_nlme(arabidopsis_fits, case):
     ref = json.loads((REFS / f"{case}.json").read_text())
@@ -218,7 +205,6 @@ def test_arabidopsis_anova_matches_nlme(arabidopsis_fits, case):
             assert ours["p-value"] == pytest.approx(row["p.value"], rel=1e-4)
 
 
-@needs_ml
 def test_arabidopsis_anova_prints_like_nlme(arabidopsis_fits):
     names = ["GLM", "lmm1", "lmm2", "lmm3", "lmm4", "lmm5", "lmm6", "lmm7"]
     text = str(anova(**{name: arabidopsis_fits[name] for name in names}))
@@ -243,7 +229,6 @@ def test_arabidopsis_anova_prints_like_nlme(arabidopsis_fits):
     assert table[8].split()[-2:] == ["0.9362", "0.3333"]
 
 
-@needs_ml
 def test_reml_gls_row_matches_nlme():
     """nlme's BIC of a REML fit uses N - p; the gls null model agrees exactly."""
     ref = json.loads((REFS / "arabidopsis_nlme_GLM2.json").read_text())
@@ -264,7 +249,6 @@ def test_reml_gls_row_matches_nlme():
     assert table.loc["finalModel", "Test"] == "1 vs 2"
 
 
-@needs_ml
 @pytest.mark.parametrize("name", ["GLM", "lmm1", "lmm2", "lmm3", "lmm4", "lmm5", "lmm6", "lmm7"])
 def test_arabidopsis_fits_match_nlme(arabidopsis_fits, name):
     """Random-intercept fits agree with nlme (and lme4) to optimiser precision."""
@@ -301,7 +285,6 @@ def test_arabidopsis_fits_match_nlme(arabidopsis_fits, name):
         np.testing.assert_allclose(modes.loc[expected.index], expected, atol=1e-3 * scale)
 
 
-@needs_ml
 def test_update_and_anova_on_sleepstudy_match_lme4_logliks():
     uncorr = json.loads((REFS / "sleepstudy_slope_uncorr_ml.json").read_text())
     corr = json.loads((REFS / "sleepstudy_slope_corr_ml.json").read_text())

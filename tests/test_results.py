@@ -18,21 +18,11 @@ from r_names import r_level, r_term
 import bayesmix as bmx
 from bayesmix.design import Design, RandomBlock, build_design
 from bayesmix.errors import DataWarning
+from bayesmix.ml_fit import fit_estimates
 from bayesmix.results import MLResult
 from bayesmix.rformat import format_column, zapsmall
 
 REFS = Path(__file__).parent / "refs"
-
-try:  # the ML engine is written separately; integration tests wait for it
-    from bayesmix.ml_fit import fit_estimates
-except ImportError as error:  # pragma: no cover - only while ml_fit is missing
-    fit_estimates = None
-    ML_IMPORT_ERROR = str(error)
-else:
-    ML_IMPORT_ERROR = ""
-needs_ml = pytest.mark.skipif(
-    fit_estimates is None, reason=f"ml_fit unavailable: {ML_IMPORT_ERROR}"
-)
 
 
 @dataclass(frozen=True)
@@ -402,7 +392,6 @@ def test_layouts_reproduce_lme4_from_its_numbers(case):
 FIXEF_RTOL = {"orthodont_reml": 5e-5}
 
 
-@needs_ml
 @pytest.mark.parametrize("case", LME4_CASES)
 def test_ml_engine_matches_lme4(case):
     ref = load_ref(case)
