@@ -222,3 +222,28 @@ def test_numpyro_sampler_agrees_with_lme4():
     for name, r_name in (("Intercept", "(Intercept)"), ("Days", "Days")):
         assert abs(fixef.loc[name, "mean"] - ref["fixef"][r_name]) < 2 * fixef.loc[name, "sd"]
     assert fit.diagnostics()["divergences"] == 0
+
+
+def test_cfunc_route_adds_deterministics_after_sampling(sleep_fit):
+    """nutpie's compiled route stores only free variables; beta, SDs, correlations and
+    group effects are filled in afterwards and must match the Python route's."""
+    fit = _quiet_sample(
+        sleep_fit.design, draws=300, tune=300, chains=2, random_seed=11, compile="cfunc"
+    )
+    post = fit.idata["posterior"]
+    for name in ("beta", "sd_Subject", "cor_Subject", "r_Subject"):
+        assert name in post
+    cor = np.asarray(post["cor_Subject"].values)
+    np.testing.assert_allclose(cor[..., 0, 0], 1.0)
+    assert np.all(np.abs(cor[..., 0, 1]) < 1)
+    # the random effects are the non-centred z scaled by the block's Cholesky factor
+    sd, z = np.asarray(post["sd_Subject"].values), np.asarray(post["z_Subject"].values)
+    r = np.asarray(post["r_Subject"].values)
+    rho = cor[..., 1, 0]
+    expected_intercept = z[..., 0] * sd[..., None, 0]
+    expected_slope = sd[..., None, 1] * (
+        rho[..., None] * z[..., 0] + np.sqrt(1 - rho[..., None] ** 2) * z[..., 1]
+    )
+    np.testing.assert_allclose(r[..., 0], expected_intercept, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(r[..., 1], expected_slope, rtol=1e-8, atol=1e-10)
+    assert abs(fit.fixef().loc["Days", "mean"] - sleep_fit.fixef().loc["Days", "mean"]) < 1.0
