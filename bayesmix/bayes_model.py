@@ -81,6 +81,11 @@ PYMC_DIST = {
 }
 
 
+#: Above this many entries in X, ``X @ beta`` uses BLAS ``Dot``: its extra compile time
+#: is then small next to sampling, which it speeds up (InstEval: 0.45 vs 0.61 ms a gradient).
+DOT_MIN_SIZE = 50_000
+
+
 def matmul(a: pt.TensorVariable, b: pt.TensorVariable) -> pt.TensorVariable:
     """``a @ b`` (matrix or vector ``b``) as a broadcast product and sum.
 
@@ -350,15 +355,16 @@ def build_pymc_model(
     with pm.Model(coords=coords, check_bounds=False) as model:
         hyper.finalize()
         X = pm.Data("X", np.asarray(design.X, dtype=float), dims=("obs", "fixed"))
+        product = pt.dot if design.X.size > DOT_MIN_SIZE else matmul
         if j0 is None:
             beta_c = vector_rv("beta", fixed_priors, "fixed", hyper, "beta")
-            mu = matmul(X, beta_c)
+            mu = product(X, beta_c)
         else:
             beta_c = vector_rv("beta_c", fixed_priors, "fixed", hyper, "beta")
             shift = matmul(hyper["xbar"], beta_c)
             beta = pt.set_subtensor(beta_c[j0], beta_c[j0] - shift)
             pm.Deterministic("beta", beta, dims="fixed")
-            mu = matmul(X, beta_c) - shift
+            mu = product(X, beta_c) - shift
         for block, info, zbar in zip(design.blocks, infos, zbars, strict=True):
             codes = pm.Data(f"codes_{info.tag}", np.asarray(block.codes, dtype="int64"), dims="obs")
             Z = pm.Data(
