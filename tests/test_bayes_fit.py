@@ -191,7 +191,7 @@ def test_parameter_recovery_correlated_effects():
 
 def test_compiled_model_reused_with_new_priors(sleep_fit):
     """The in-process cache swaps data and prior values into the compiled model."""
-    from bayesmix.bayes_fit import _COMPILED
+    from bayesmix.nutpie_compile import _COMPILED
     from bayesmix.priors import Normal
 
     n_cached = len(_COMPILED)

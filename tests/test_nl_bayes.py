@@ -253,7 +253,7 @@ def test_loo(fit, model):
 
 
 def test_prior_override_reuses_compiled_model(model, fit):
-    from bayesmix.bayes_fit import _COMPILED
+    from bayesmix.nutpie_compile import _COMPILED
 
     n_cached = len(_COMPILED)
     tight = _quiet_sample(

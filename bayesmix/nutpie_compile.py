@@ -1,0 +1,178 @@
+"""Compile PyMC models for nutpie, and reuse compiled models within a process.
+
+nutpie's standard route (``compile="cfunc"``, ``nutpie.compile_pymc_model``)
+wraps the PyTensor/numba logp in a ``numba.cfunc``: gradients cost no Python and
+chains run in parallel, but the cfunc cannot be cached on disk, so each new
+process pays its compilation again. The alternative (``compile="python"``)
+hands nutpie the disk-cached numba function through a Python callback: 1-2 s to
+start with a warm cache, but ~30-90 us of Python-bridge overhead per gradient
+and chains serialised by the GIL. ``compile="auto"`` takes the Python route
+only for short runs (at most 4 000 iterations in all, e.g. quick checks and
+tests) of small models.
+
+Compiled models are cached in-process: every prior parameter and centring
+offset is data (``hyper``), so a refit with new priors or data of the same
+shapes reuses the compiled model via ``with_data`` (no compilation), and models
+of one structure share PyTensor's on-disk numba cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Literal
+
+import numpy as np
+
+from bayesmix.design import Design
+
+CompileRoute = Literal["auto", "python", "cfunc"]
+
+#: ``compile="auto"`` uses the Python-callback route for models with
+#: ``n_obs * n_random_columns`` at most this, sampled for at most
+#: ``PYTHON_ROUTE_MAX_ITERATIONS`` iterations (chains x (tune + draws)).
+PYTHON_ROUTE_MAX_SIZE = 20_000
+PYTHON_ROUTE_MAX_ITERATIONS = 4_000
+
+
+def _stored_names(model) -> list[str]:
+    return [v.name for v in model.deterministics] + [v.name for v in model.free_RVs]
+
+
+def _locked(func):
+    """Serialise calls: compiled PyTensor functions are not thread-safe (chains are threads)."""
+    lock = threading.Lock()
+
+    def wrapper(*args, **kwargs):
+        with lock:
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _compile_python_route(model):
+    """nutpie model whose logp is the PyTensor numba function called from Python."""
+    from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords
+    from nutpie.compiled_pyfunc import from_pyfunc
+    from pymc.initial_point import make_initial_point_fn
+
+    point_fn = _locked(
+        make_initial_point_fn(
+            model=model,
+            jitter_rvs=set(model.free_RVs),
+            default_strategy="support_point",
+            return_transformed=True,
+        )
+    )
+    n_dim, _, logp_pt, expand_pt, init_fn, shape_info, reparam = _make_functions(
+        model,
+        mode="NUMBA",
+        compute_grad=True,
+        join_expanded=False,
+        pymc_initial_point_fn=point_fn,
+        var_names=_stored_names(model),
+    )
+    logp_jit = logp_pt.vm.jit_fn
+    expand_jit = expand_pt.vm.jit_fn
+    # data travel as nutpie "shared data" (by name) so that with_data can swap them
+    logp_keys = tuple(v.name for v in logp_pt.get_shared())
+    expand_keys = tuple(v.name for v in expand_pt.get_shared())
+    shared = {
+        v.name: np.asarray(v.get_value()) for v in (*logp_pt.get_shared(), *expand_pt.get_shared())
+    }
+    names, _, shapes = shape_info
+
+    def make_logp_fn():
+        def logp(x, **data):
+            value, grad = logp_jit(x, *[data[k] for k in logp_keys])
+            return float(value), grad
+
+        return logp
+
+    def make_expand_fn(seed1, seed2, chain):
+        def expand(x, **data):
+            values = expand_jit(x, *[data[k] for k in expand_keys])
+            return {
+                name: np.asarray(v, dtype="float64").reshape(shape)
+                for name, v, shape in zip(names, values, shapes, strict=True)
+            }
+
+        return expand
+
+    # numba compiles lazily: call both functions once so compilation happens here
+    x0 = np.asarray(init_fn(0), dtype="float64")
+    logp_jit(x0, *[shared[k] for k in logp_keys])
+    expand_jit(x0, *[shared[k] for k in expand_keys])
+    dims, coords = _prepare_dims_and_coords(model, shape_info, reparam)
+    return from_pyfunc(
+        ndim=n_dim,
+        make_logp_fn=make_logp_fn,
+        make_expand_fn=make_expand_fn,
+        make_initial_point_fn=init_fn,
+        expanded_dtypes=[np.dtype("float64")] * len(names),
+        expanded_shapes=shapes,
+        expanded_names=names,
+        shared_data=shared,
+        dims=dims,
+        coords=coords,
+        reparameterized_names=reparam,
+    )
+
+
+def _structure_key(model, route: str) -> tuple:
+    """Identifies models that can share a compiled nutpie model via ``with_data``.
+
+    The log density graph (all numbers are data, see ``bayes_model``), the data
+    shapes and the coordinates (compiled models keep their output labels).
+    """
+    import pytensor
+
+    graph = pytensor.printing.debugprint(
+        [model.logp(), *model.deterministics], file="str", print_type=True
+    )
+    shapes = tuple((v.name, np.shape(v.get_value())) for v in model.data_vars)
+    coords = tuple((k, tuple(map(str, v))) for k, v in model.coords.items())
+    return route, graph, shapes, coords
+
+
+#: In-process cache of compiled nutpie models: key -> (compiled, the model's data variables).
+_COMPILED: dict[tuple, tuple[Any, dict[str, Any]]] = {}
+_CACHE_SIZE = 8
+
+
+def compile_nutpie(model, design: Design, route: CompileRoute = "auto", n_iterations: int = 8000):
+    """Compile a PyMC model for nutpie (see the module docstring for ``route``).
+
+    A model with the same structure, data shapes and coordinates as one
+    compiled earlier in this process reuses it with new data (no compilation).
+    ``n_iterations`` (chains x (tune + draws)) informs the ``"auto"`` choice.
+    """
+    import nutpie
+
+    if route == "auto":
+        size = design.n_obs * max(1, sum(b.n_terms for b in design.blocks))
+        short = n_iterations <= PYTHON_ROUTE_MAX_ITERATIONS
+        route = "python" if short and size <= PYTHON_ROUTE_MAX_SIZE else "cfunc"
+    key = _structure_key(model, route)
+    values = {v.name: np.asarray(v.get_value()) for v in model.data_vars}
+    if key in _COMPILED:
+        compiled, old_data = _COMPILED[key]
+        for name, var in old_data.items():  # initial-point function reads these
+            var.set_value(values[name])
+        known = getattr(compiled, "_shared_data", None) or {
+            var.name for var in getattr(compiled, "shared_var_keys", {})
+        }
+        return compiled.with_data(**{k: v for k, v in values.items() if k in known})
+    compiled = None
+    if route == "python":
+        try:
+            compiled = _compile_python_route(model)
+        except (ImportError, AttributeError, TypeError, ValueError):  # private nutpie API moved
+            compiled = None
+    if compiled is None:
+        # Deterministics are computed afterwards (see _add_deterministics): leaving
+        # them out of nutpie's numba-compiled expand function saves ~2 s of compile.
+        compiled = nutpie.compile_pymc_model(model, var_names=[v.name for v in model.free_RVs])
+    if len(_COMPILED) >= _CACHE_SIZE:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = (compiled, {v.name: v for v in model.data_vars})
+    return compiled
