@@ -20,29 +20,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayesmix.bayes_tables import (
+    CI_KIND,
+    BayesSummary,
+    flat_draws,
+    group_labels,
+    interval_table,
+)
 from bayesmix.design import Design
 from bayesmix.errors import DataWarning, warn
-
-CI_KIND = "equal-tailed"
-
-
-def flat_draws(da: xr.DataArray) -> np.ndarray:
-    """Draws with chain and draw merged into one leading axis."""
-    values = np.asarray(da.transpose("chain", "draw", ...).values)
-    return values.reshape((-1,) + values.shape[2:])
-
-
-def interval_table(draws: np.ndarray, index, ci_prob: float) -> pd.DataFrame:
-    """mean, sd, lower, upper of (S, ...) draws, one row per trailing element."""
-    flat = draws.reshape(draws.shape[0], -1)
-    tail = (1.0 - ci_prob) / 2.0
-    lower, upper = np.quantile(flat, [tail, 1.0 - tail], axis=0)
-    table = pd.DataFrame(
-        {"mean": flat.mean(0), "sd": flat.std(0, ddof=1), "lower": lower, "upper": upper},
-        index=index,
-    )
-    table.attrs.update(ci_prob=ci_prob, ci_kind=CI_KIND)
-    return table
 
 
 def _infos(design: Design):
@@ -64,44 +50,6 @@ def pointwise_loglik(result: BayesResult, chunk: int = 200) -> xr.DataArray:
         s = sigma[sl, None]
         out[sl] = -0.5 * ((y - mu) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)
     return xr.DataArray(out.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "obs"))
-
-
-@dataclass(frozen=True)
-class BayesSummary:
-    """Printable lme4-like summary; ``str()`` gives text, notebooks show HTML."""
-
-    header: str
-    varcorr: pd.DataFrame
-    fixef: pd.DataFrame
-    footer: str
-
-    def __str__(self) -> str:
-        vc = self.varcorr.copy()
-        vc["var2"] = vc["var2"].fillna("")
-        vc["var1"] = vc["var1"].fillna("")
-        return "\n".join(
-            [
-                self.header,
-                "",
-                "Random effects (SDs and correlations):",
-                vc.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
-                "",
-                "Fixed effects:",
-                self.fixef.to_string(float_format=lambda v: f"{v:.4g}"),
-                "",
-                self.footer,
-            ]
-        )
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        head = "<br>".join(self.header.splitlines())
-        return (
-            f"<p>{head}</p><h4>Random effects</h4>{self.varcorr.to_html(index=False)}"
-            f"<h4>Fixed effects</h4>{self.fixef.to_html()}<p>{self.footer}</p>"
-        )
 
 
 @dataclass(frozen=True)
@@ -435,13 +383,3 @@ class BayesResult:
         tree = self.idata.copy()
         tree["log_likelihood"] = xr.Dataset({"y": pointwise_loglik(self)})
         return az.loo(tree, var_name="y")
-
-
-def group_labels(data: pd.DataFrame, groupings: set[str]) -> dict[str, np.ndarray]:
-    """Row labels of each grouping factor (``a:b`` joins columns) where computable."""
-    out = {}
-    for grouping in groupings:
-        cols = grouping.split(":")
-        if all(c in data.columns for c in cols):
-            out[grouping] = data[cols].astype(str).agg(":".join, axis=1).to_numpy()
-    return out

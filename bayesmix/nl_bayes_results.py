@@ -26,14 +26,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .bayes_results import (
-    CI_KIND,
-    BayesResult,
-    BayesSummary,
-    flat_draws,
-    group_labels,
-    interval_table,
-)
+from .bayes_results import BayesResult
+from .bayes_tables import CI_KIND, BayesSummary, flat_draws, group_labels, interval_table
 from .errors import DataWarning, warn
 from .nonlinear_design import NonlinearDesign
 
