@@ -194,6 +194,18 @@ def _check_sampler(sampler: str) -> None:
         )
 
 
+def _check_options(draws: int, tune: int, chains: int, target_accept: float) -> None:
+    """Refuse sampling options the samplers would reject with obscure errors."""
+    for name, value, least in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
+    if not 0.0 < float(target_accept) < 1.0:
+        raise ValueError(
+            f"target_accept must lie strictly between 0 and 1 (e.g. 0.8-0.95), "
+            f"got {target_accept!r}."
+        )
+
+
 def run_sampler(
     model,
     design,
@@ -217,6 +229,7 @@ def run_sampler(
     from bayesmix.bayes_results import pointwise_loglik
 
     _check_sampler(sampler)
+    _check_options(draws, tune, chains, target_accept)
     seed = None if random_seed is None else int(random_seed)
     if seed is None and sampler == "nutpie":
         seed = int(np.random.default_rng().integers(2**31))

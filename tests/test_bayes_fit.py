@@ -247,3 +247,17 @@ def test_cfunc_route_adds_deterministics_after_sampling(sleep_fit):
     np.testing.assert_allclose(r[..., 0], expected_intercept, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(r[..., 1], expected_slope, rtol=1e-8, atol=1e-10)
     assert abs(fit.fixef().loc["Days", "mean"] - sleep_fit.fixef().loc["Days", "mean"]) < 1.0
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"draws": -1}, "draws must be an integer >= 1"),
+        ({"chains": 0}, "chains must be an integer >= 1"),
+        ({"tune": 2.5}, "tune must be an integer >= 0"),
+        ({"target_accept": 1.5}, "target_accept must lie strictly between 0 and 1"),
+    ],
+)
+def test_bad_sampling_options_are_explained(sleep_fit, options, message):
+    with pytest.raises(ValueError, match=message):
+        sample_model(sleep_fit.design, **options)
