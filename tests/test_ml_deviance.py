@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from lme4_cases import REF_IDS, REFS, load_case
 
 from bayesmix import covariance, ml_deviance
 from bayesmix.datasets import load_dataset
 from bayesmix.design import build_design
 from bayesmix.errors import FitError
 from bayesmix.ml_deviance import ProfiledDeviance
-
-REFS = Path(__file__).parent / "refs"
-
-CASES = {
-    "sleepstudy_intercept": ("sleepstudy", "Reaction ~ 1 + (1 | Subject)"),
-    "sleepstudy_slope_corr": ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
-    "sleepstudy_slope_uncorr": ("sleepstudy", "Reaction ~ Days + (Days || Subject)"),
-    "dyestuff": ("Dyestuff", "Yield ~ 1 + (1 | Batch)"),
-    "orthodont": ("Orthodont", "distance ~ age + Sex + (age | Subject)"),
-}
-REF_IDS = [f"{case}_{m}" for case in CASES for m in ("ml", "reml")]
 
 
 def kernel_of(design) -> ProfiledDeviance:
@@ -34,11 +23,8 @@ def kernel_of(design) -> ProfiledDeviance:
 
 @pytest.fixture(scope="module", params=REF_IDS)
 def ref_case(request):
-    case, method = request.param.rsplit("_", 1)
-    dataset, formula = CASES[case]
-    ref = json.loads((REFS / f"{request.param}.json").read_text())
-    design = build_design(formula, load_dataset(dataset))
-    return design, ref, method == "reml"
+    design, ref, method = load_case(request.param)
+    return design, ref, method == "REML"
 
 
 def test_criterion_at_lme4_theta_matches_devcomp(ref_case):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import warnings
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from lme4_cases import REF_IDS, load_case
 
 from bayesmix import covariance
 from bayesmix.datasets import load_dataset
@@ -18,16 +18,6 @@ from bayesmix.design import Design, build_design
 from bayesmix.errors import ConvergenceWarning, SingularFitWarning
 from bayesmix.ml_fit import MLEstimates, criterion_at, fit_estimates
 
-REFS = Path(__file__).parent / "refs"
-
-CASES = {
-    "sleepstudy_intercept": ("sleepstudy", "Reaction ~ 1 + (1 | Subject)"),
-    "sleepstudy_slope_corr": ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
-    "sleepstudy_slope_uncorr": ("sleepstudy", "Reaction ~ Days + (Days || Subject)"),
-    "dyestuff": ("Dyestuff", "Yield ~ 1 + (1 | Batch)"),
-    "orthodont": ("Orthodont", "distance ~ age + Sex + (age | Subject)"),
-}
-REF_IDS = [f"{case}_{m}" for case in CASES for m in ("ml", "reml")]
 # lme4 stopped short of the optimum here (our REML criterion is ~4e-8 lower);
 # along the flat ridge the intercept moves by 2e-5 relative.
 FIXEF_RTOL = {"orthodont_reml": 5e-5}
@@ -35,13 +25,10 @@ FIXEF_RTOL = {"orthodont_reml": 5e-5}
 
 @pytest.fixture(scope="module", params=REF_IDS)
 def fitted_case(request):
-    case, method = request.param.rsplit("_", 1)
-    dataset, formula = CASES[case]
-    ref = json.loads((REFS / f"{request.param}.json").read_text())
-    design = build_design(formula, load_dataset(dataset))
+    design, ref, method = load_case(request.param)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # none of these fits may warn
-        est = fit_estimates(design, method.upper())
+        est = fit_estimates(design, method)
     return request.param, design, ref, est
 
 
