@@ -302,6 +302,19 @@ def block_effects(
     return r
 
 
+def model_coords(
+    n_obs: int, fixed_terms: Sequence[str], blocks: Sequence, infos: Sequence[BlockInfo]
+) -> dict[str, Sequence]:
+    """PyMC coordinates: observations, fixed terms, and each block's levels and terms."""
+    coords: dict[str, Sequence] = {"obs": np.arange(n_obs), "fixed": list(fixed_terms)}
+    for block, info in zip(blocks, infos, strict=True):
+        coords[info.level_dim] = [str(level) for level in block.levels]
+        coords[info.term_dim] = list(block.terms)
+        if info.cor_key is not None:
+            coords[f"{info.term_dim}2"] = list(block.terms)
+    return coords
+
+
 def build_pymc_model(
     design: Design,
     priors: Mapping[str, Prior] | None = None,
@@ -329,15 +342,7 @@ def build_pymc_model(
     """
     all_priors = resolve_priors(design, priors)
     infos = block_infos(design)
-    coords: dict[str, Sequence] = {
-        "obs": np.arange(design.n_obs),
-        "fixed": list(design.fixed_terms),
-    }
-    for block, info in zip(design.blocks, infos, strict=True):
-        coords[info.level_dim] = [str(level) for level in block.levels]
-        coords[info.term_dim] = list(block.terms)
-        if info.cor_key is not None:
-            coords[f"{info.term_dim}2"] = list(block.terms)
+    coords = model_coords(design.n_obs, design.fixed_terms, design.blocks, infos)
     j0 = intercept_index(design)
     zbars = [block_centring(block, centre_random) for block in design.blocks]
     fixed_priors = [all_priors[name] for name in design.fixed_terms]

@@ -236,16 +236,19 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
     import pymc as pm
     import pytensor.tensor as pt
 
-    from .bayes_model import PYMC_DIST, HyperData, block_effects, block_infos, matmul, vector_rv
+    from .bayes_model import (
+        PYMC_DIST,
+        HyperData,
+        block_effects,
+        block_infos,
+        matmul,
+        model_coords,
+        vector_rv,
+    )
 
     linear = design.linear_design()
     infos = block_infos(linear)
-    coords: dict[str, Any] = {"obs": np.arange(design.n_obs), "fixed": list(design.fixed_terms)}
-    for block, info in zip(design.blocks, infos, strict=True):
-        coords[info.level_dim] = [str(level) for level in block.levels]
-        coords[info.term_dim] = list(block.terms)
-        if info.cor_key is not None:
-            coords[f"{info.term_dim}2"] = list(block.terms)
+    coords = model_coords(design.n_obs, design.fixed_terms, design.blocks, infos)
     intercepts = _intercept_columns(design)
     # centre the non-intercept columns of parameters that have an intercept
     xbar, position = np.zeros(design.n_fixed), 0

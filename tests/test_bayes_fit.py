@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from assertions import assert_within_k_sd
 
 import bayesmix as bmx
 from bayesmix.design import build_design
@@ -26,16 +27,6 @@ pytest.importorskip("nutpie")
 from bayesmix.bayes_fit import check_diagnostics, sample_model  # noqa: E402
 
 REFS = Path(__file__).parent / "refs"
-
-
-def assert_within_k_sd(draws: np.ndarray, target: float, k: float = 2.0, label: str = "") -> None:
-    """Assert that ``target`` lies within ``k`` posterior SDs of the posterior mean."""
-    draws = np.asarray(draws, dtype=float).ravel()
-    mean, sd = draws.mean(), draws.std(ddof=1)
-    assert abs(mean - target) <= k * sd, (
-        f"{label}: posterior mean {mean:.4g} is {abs(mean - target) / sd:.2f} SDs "
-        f"from {target:.4g} (allowed {k})"
-    )
 
 
 def assert_interval_covers(draws: np.ndarray, target: float, prob: float, label: str = "") -> None:

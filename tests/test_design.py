@@ -14,14 +14,6 @@ def sleep():
     return bmx.load_dataset("sleepstudy")
 
 
-@pytest.fixture(scope="module")
-def arabidopsis():
-    data = bmx.load_dataset("Arabidopsis")
-    for name in ("gen", "rack", "nutrient"):
-        data[name] = data[name].astype("category")
-    return data
-
-
 def test_correlated_slope_block(sleep):
     design = build_design("Reaction ~ Days + (Days | Subject)", sleep)
     assert design.fixed_terms == ("Intercept", "Days")

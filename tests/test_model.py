@@ -9,14 +9,6 @@ import bayesmix as bmx
 from bayesmix.errors import FormulaError
 
 
-@pytest.fixture(scope="module")
-def arabidopsis():
-    data = bmx.load_dataset("Arabidopsis")
-    for name in ("gen", "rack", "nutrient"):
-        data[name] = data[name].astype("category")
-    return data
-
-
 def test_ml_path_never_imports_pymc():
     code = (
         "import sys, bayesmix as bmx\n"

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from assertions import assert_within_k_sd
 from scipy import stats
 
 import bayesmix as bmx
@@ -36,16 +37,6 @@ SSFOL = "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"
 DIAG2 = {"lKe": "1", "lKa": "1 + (1 | Subject)", "lCl": "1 + (1 | Subject)"}
 
 
-def assert_within_k_sd(draws: np.ndarray, target: float, k: float = 2.0, label: str = "") -> None:
-    """Assert that ``target`` lies within ``k`` posterior SDs of the posterior mean."""
-    draws = np.asarray(draws, dtype=float).ravel()
-    mean, sd = draws.mean(), draws.std(ddof=1)
-    assert abs(mean - target) <= k * sd, (
-        f"{label}: posterior mean {mean:.4g} is {abs(mean - target) / sd:.2f} SDs "
-        f"from {target:.4g} (allowed {k})"
-    )
-
-
 def assert_coverage(y: np.ndarray, table: pd.DataFrame, low: float, high: float) -> float:
     """Assert that the share of ``y`` inside ``[lower, upper]`` lies in ``[low, high]``."""
     inside = (np.asarray(y) >= table["lower"].to_numpy()) & (
@@ -60,11 +51,6 @@ def _quiet_sample(model, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
         return model.sample(**kwargs)
-
-
-@pytest.fixture(scope="module")
-def theoph():
-    return bmx.load_dataset("Theoph")
 
 
 @pytest.fixture(scope="module")

@@ -33,16 +33,6 @@ def theoph_params(three: bool) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def theoph():
-    return bmx.load_dataset("Theoph")
-
-
-@pytest.fixture(scope="module")
-def orange():
-    return bmx.load_dataset("Orange")
-
-
-@pytest.fixture(scope="module")
 def fits(theoph):
     """The four nlme reference fits, keyed like the reference files."""
     out = {}

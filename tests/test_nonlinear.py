@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bayesmix as bmx
 from bayesmix.errors import DataError, DataWarning, FormulaError
 from bayesmix.nl_fit import mean_and_gradient
 from bayesmix.nonlinear import build_nonlinear_design
@@ -18,16 +17,6 @@ from bayesmix.selfstart import SELF_START
 SSFOL = "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"
 LOGIS = "circumference ~ Asym / (1 + exp((xmid - age) / scal))"
 ORANGE_PARAMS = {"Asym": "1 + (1 | Tree)", "xmid": "1", "scal": "1"}
-
-
-@pytest.fixture(scope="module")
-def theoph():
-    return bmx.load_dataset("Theoph")
-
-
-@pytest.fixture(scope="module")
-def orange():
-    return bmx.load_dataset("Orange")
 
 
 def test_selfstart_design_joins_random_effects_into_one_block(theoph):
