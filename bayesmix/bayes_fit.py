@@ -30,26 +30,73 @@ LOGLIK_MAX_SIZE = 25_000_000
 RHAT_MAX = 1.01
 ESS_MIN = 400
 
+#: Default ``target_accept`` for models with at most ``SMALL_MODEL_DIM`` free
+#: parameters, and for larger ones. Small models have few groups, whose SDs the
+#: data identify poorly: their heavy-tailed posteriors bend the geometry, and
+#: Arabidopsis ``(nutrient | popu) + (nutrient | popu:gen)`` (79 parameters, 9
+#: populations) diverged in 10 of 12 seeds at 0.8 and in none of 12 at 0.95, with
+#: higher ESS (rstanarm defaults to 0.95 for ``stan_glmer`` for the same reason).
+#: The smaller steps cost a second or less there; on a model with thousands of
+#: group effects (InstEval: 4,134 parameters, many levels per factor) they would
+#: cost minutes and the SDs are well identified, so it keeps NUTS's usual 0.8.
+TARGET_ACCEPT_SMALL = 0.95
+TARGET_ACCEPT_LARGE = 0.8
+SMALL_MODEL_DIM = 1000
+
+
+def default_target_accept(model) -> float:
+    """``target_accept`` used when none is given (see ``TARGET_ACCEPT_SMALL``)."""
+    n_dim = sum(np.size(value) for value in model.initial_point().values())
+    return TARGET_ACCEPT_SMALL if n_dim <= SMALL_MODEL_DIM else TARGET_ACCEPT_LARGE
+
 
 def _add_deterministics(idata, model):
     """Add the model's deterministics that the sampler did not store.
 
-    They are cheap functions of the draws, evaluated by PyTensor's Python
-    linker: no numba compilation, a fraction of a second for 4,000 draws.
+    The deterministic graph is vectorised over a leading draw dimension and
+    evaluated once on all draws by PyTensor's Python linker: no numba
+    compilation, and ~30x faster than PyMC's draw-by-draw
+    ``compute_deterministics`` (0.4 s -> 0.01 s on sleepstudy, 4,000 draws),
+    which remains the fallback for a graph that cannot be vectorised.
     """
     import pymc as pm
+    import pytensor
+    from pytensor.graph.replace import vectorize_graph
 
-    missing = [v.name for v in model.deterministics if v.name not in idata["posterior"]]
+    missing = [v for v in model.deterministics if v.name not in idata["posterior"]]
     if not missing:
         return idata
-    return pm.compute_deterministics(
-        idata,
-        var_names=missing,
-        model=model,
-        extend_dataset=True,
-        progressbar=False,
-        compile_kwargs={"mode": "FAST_COMPILE"},
-    )
+    posterior = idata["posterior"].to_dataset()
+    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
+    try:
+        batched = {rv: rv.type.clone(shape=(None, *rv.type.shape))() for rv in model.free_RVs}
+        outputs = vectorize_graph(missing, replace=batched)
+        stored = [rv for rv in model.free_RVs if rv.name in posterior]
+        inputs = [batched[rv] for rv in stored]
+        function = pytensor.function(inputs, outputs, mode="FAST_COMPILE", on_unused_input="ignore")
+        draws = [posterior[rv.name].values for rv in stored]
+        values = function(*[d.reshape(n_chain * n_draw, *d.shape[2:]) for d in draws])
+    except Exception:  # a graph vectorize_graph cannot batch: evaluate draw by draw
+        return pm.compute_deterministics(
+            idata,
+            var_names=[v.name for v in missing],
+            model=model,
+            extend_dataset=True,
+            progressbar=False,
+            compile_kwargs={"mode": "FAST_COMPILE"},
+        )
+    new = {}
+    for var, value in zip(missing, values, strict=True):
+        dims = model.named_vars_to_dims.get(var.name) or tuple(
+            f"{var.name}_dim_{i}" for i in range(value.ndim - 1)
+        )
+        new[var.name] = xr.DataArray(
+            np.asarray(value).reshape(n_chain, n_draw, *value.shape[1:]),
+            dims=("chain", "draw", *dims),
+            coords={d: list(model.coords[d]) for d in dims if model.coords.get(d) is not None},
+        )
+    idata["posterior"] = posterior.assign(new)
+    return idata
 
 
 def sample_posterior(
@@ -117,7 +164,7 @@ def sample_model(
     tune: int = 1000,
     chains: int = 4,
     sampler: Sampler = "nutpie",
-    target_accept: float = 0.8,
+    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = False,
     log_likelihood: bool | None = None,
@@ -135,8 +182,10 @@ def sample_model(
         Kept draws per chain, tuning draws per chain, number of chains.
     sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
         NUTS implementation; the last two need ``jax`` installed.
-    target_accept : float
-        Target acceptance rate; raise it (0.9, 0.95) when divergences appear.
+    target_accept : float, optional
+        Target acceptance rate of NUTS. Default: 0.95 for models with at most
+        1,000 parameters, 0.8 above (see ``TARGET_ACCEPT_SMALL``). Raise it
+        (towards 0.99) when divergences appear.
     random_seed : int, optional
         Seed for reproducible draws.
     progressbar : bool
@@ -215,7 +264,7 @@ def run_sampler(
     draws: int,
     tune: int,
     chains: int,
-    target_accept: float,
+    target_accept: float | None,
     random_seed: int | None,
     progressbar: bool,
     log_likelihood: bool | None,
@@ -229,6 +278,8 @@ def run_sampler(
     from bayesmix.bayes_results import pointwise_loglik
 
     _check_sampler(sampler)
+    if target_accept is None:
+        target_accept = default_target_accept(model)
     _check_options(draws, tune, chains, target_accept)
     seed = None if random_seed is None else int(random_seed)
     if seed is None and sampler == "nutpie":
@@ -237,7 +288,10 @@ def run_sampler(
         model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, compile
     )
     idata["observed_data"] = xr.Dataset({"y": ("obs", np.asarray(design.y, dtype=float))})
-    result = wrap(idata, {"compile_s": compile_s, "sample_s": sample_s})
+    result = wrap(
+        idata,
+        {"compile_s": compile_s, "sample_s": sample_s, "target_accept": float(target_accept)},
+    )
     if log_likelihood is None:
         log_likelihood = draws * chains * design.n_obs <= LOGLIK_MAX_SIZE
     if log_likelihood:
@@ -246,13 +300,22 @@ def run_sampler(
     return result
 
 
+def _target_accept(result) -> float:
+    return float(getattr(result, "timing", {}).get("target_accept", TARGET_ACCEPT_LARGE))
+
+
+def _higher_target_accept(result) -> float:
+    return 0.95 if _target_accept(result) < 0.95 else 0.99
+
+
 def check_diagnostics(result, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> None:
     """Warn with :class:`SamplingWarning` when the draws look unreliable."""
     diag = result.diagnostics()
     problems = []
     if diag["divergences"] > 0:
         problems.append(
-            f"{diag['divergences']} divergent transitions (raise target_accept, e.g. 0.95, "
+            f"{diag['divergences']} divergent transitions (raise target_accept above "
+            f"{_target_accept(result):g}, e.g. to {_higher_target_accept(result):g}, "
             "or use stronger priors on the group SDs)"
         )
     table = diag["table"]

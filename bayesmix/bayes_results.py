@@ -66,7 +66,8 @@ class BayesResult:
         The priors used (defaults merged with overrides).
     sampler : str
     timing : dict
-        ``compile_s`` and ``sample_s`` wall times (NaN where not separable).
+        ``compile_s`` and ``sample_s`` wall times (NaN where not separable)
+        and the ``target_accept`` used.
     """
 
     design: Design

@@ -103,7 +103,9 @@ class LinearMixedModel:
         sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
             NUTS implementation; nutpie (default) is the fastest here.
         target_accept : float, optional
-            Target acceptance rate; raise it (e.g. 0.95) if divergences are reported.
+            Target acceptance rate of NUTS: 0.95 for models with at most 1,000
+            parameters (few groups make the geometry harder), 0.8 above. Raise
+            it (towards 0.99) if divergences are reported.
         priors : dict, optional
             Overrides of :meth:`default_priors`, keyed by the same names.
         random_seed : int, optional

@@ -332,7 +332,7 @@ def sample_nonlinear(
     tune: int = 1000,
     chains: int = 4,
     sampler: Sampler = "nutpie",
-    target_accept: float = 0.8,
+    target_accept: float | None = None,
     random_seed: int | None = None,
     progressbar: bool = False,
     log_likelihood: bool | None = None,

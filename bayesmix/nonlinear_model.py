@@ -165,8 +165,9 @@ class NonlinearMixedModel:
         sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
             NUTS implementation; nutpie (default) is the fastest here.
         target_accept : float, optional
-            Target acceptance rate (default 0.8); raise it (e.g. 0.95) if
-            divergences are reported.
+            Target acceptance rate of NUTS: 0.95 for models with at most 1,000
+            parameters, 0.8 above. Raise it (towards 0.99) if divergences are
+            reported.
         priors : dict, optional
             Overrides of :meth:`default_priors`, keyed by the same names
             (``"lKa"``, ``"sd(lKa|Subject)"``, ``"cor(Subject)"``, ``"sigma"``).

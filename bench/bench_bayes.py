@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/bench_bayes.py                       # sleepstudy, orthodont
     .venv/bin/python bench/bench_bayes.py --cases all --samplers nutpie,nutpie-python,pymc
+    .venv/bin/python bench/bench_bayes.py --cases all --bambi-python /tmp/bambi-venv/bin/python
 
 Every (case, sampler) runs in its own subprocess with a fresh, empty PyTensor
 compile directory (``PYTENSOR_FLAGS=base_compiledir=<tmp>``, which also holds
@@ -18,6 +19,16 @@ PyTensor's numba cache), so:
 * ESS figures use the warm run: min bulk ESS over all parameters (fixed
   effects, SDs, correlations, sigma and every group effect), divided by the
   warm wall time and by the sampling time alone.
+
+``--bambi-python PATH`` also runs the peer package bambi on the same cases
+(``PATH bench/peer_bambi.py --worker CASE METHOD`` for each of
+``--bambi-methods``, default ``nutpie``; each in its own subprocess with its
+own empty compile directory, measured the same way) and prints a second table:
+bayesmix's default (nutpie) against bambi's best method by warm ESS/s, with
+ratios bayesmix / bambi. ``PATH`` is the python of a separate environment with
+bambi and nutpie installed (bambi's formulae pin clashes with bayesmix's); see
+``bench/peer_bambi.py`` for how to create it and for how bambi's models differ
+(uncorrelated group effects, other default priors).
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ CASES = {
     "insteval": ("InstEval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)"),
 }
 TARGET_WALL = {"sleepstudy": 5.7, "orthodont": 6.8, "arabidopsis": 11.0, "insteval": 71.0}
+PEER_BAMBI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_bambi.py")
 
 
 def worker(case: str, sampler: str, draws: int, tune: int, chains: int) -> dict:
@@ -84,14 +96,23 @@ def worker(case: str, sampler: str, draws: int, tune: int, chains: int) -> dict:
 
 
 def run_case(case: str, sampler: str, args) -> dict:
+    return run_worker([sys.executable, __file__, "--worker", case, sampler], case, sampler, args)
+
+
+def run_bambi(case: str, method: str, args) -> dict:
+    """bambi's worker (bench/peer_bambi.py) under the peer environment's python."""
+    cmd = [args.bambi_python, PEER_BAMBI, "--worker", case, method]
+    result = run_worker(cmd, case, f"bambi-{method}", args)
+    result["sampler"] = f"bambi-{method}"
+    return result
+
+
+def run_worker(cmd: list[str], case: str, sampler: str, args) -> dict:
+    """Run a worker command in a fresh subprocess with an empty PyTensor compile directory."""
     with tempfile.TemporaryDirectory(prefix="bmx-bench-") as cache:
         env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}")
         cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            case,
-            sampler,
+            *cmd,
             "--draws",
             str(args.draws),
             "--tune",
@@ -105,6 +126,52 @@ def run_case(case: str, sampler: str, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def print_row(r: dict, target: float | None) -> None:
+    if "error" in r:
+        print(f"{r['case']:<12}{r['sampler']:<13} ERROR {r['error']}", flush=True)
+        return
+    target_s = f"{target:>8.1f}" if target is not None else f"{'-':>8}"
+    print(
+        f"{r['case']:<12}{r['sampler']:<13}{r['cold_wall_s']:>8.1f}{r['warm_wall_s']:>8.1f}"
+        f"{target_s}{r['sample_s']:>9.1f}{r['min_ess_bulk']:>8.0f}"
+        f"{r['divergences']:>5d}{r['max_r_hat']:>7.3f}{r['ess_per_s_wall']:>11.1f}"
+        f"{r['ess_per_s_sampling']:>11.1f}  {r['min_ess_parameter']}",
+        flush=True,
+    )
+
+
+def print_bambi_comparison(cases: list[str], results: list[dict], bambi: list[dict]) -> None:
+    """bayesmix's default (nutpie) against bambi's best method (by warm ESS/s)."""
+    print(
+        "\nbayesmix (nutpie) vs bambi (best method by ESS/s wall); ratio = bayesmix / bambi"
+        " (wall: < 1 means bayesmix is faster; ESS, ESS/s: > 1 means bayesmix is better)"
+    )
+    metrics = [
+        ("cold wall s", "cold_wall_s"),
+        ("warm wall s", "warm_wall_s"),
+        ("min ESS", "min_ess_bulk"),
+        ("ESS/s wall", "ess_per_s_wall"),
+    ]
+    print(f"{'':<27}" + "".join(f"{label:^24}" for label, _ in metrics))
+    print(f"{'case':<12}{'bambi best':<15}" + f"{'bmx':>8}{'bambi':>8}{'ratio':>8}" * len(metrics))
+    for case in cases:
+        ours = [r for r in results if r["case"] == case and r["sampler"] == "nutpie"]
+        theirs = [r for r in bambi if r["case"] == case and "error" not in r]
+        if not ours or "error" in ours[0] or not theirs:
+            missing = "bayesmix nutpie" if not ours or "error" in ours[0] else "bambi"
+            print(f"{case:<12}(no {missing} result)")
+            continue
+        best = max(theirs, key=lambda r: r["ess_per_s_wall"])
+        row = f"{case:<12}{best['sampler'].removeprefix('bambi-'):<15}"
+        for _, key in metrics:
+            a, b = ours[0][key], best[key]
+            row += f"{a:>8.1f}{b:>8.1f}{a / b if b else float('nan'):>8.2f}"
+        print(row)
+    versions = next((r["versions"] for r in bambi if "versions" in r), None)
+    if versions:
+        print("bambi environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default="sleepstudy,orthodont")
@@ -113,6 +180,14 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "SAMPLER"))
+    parser.add_argument(
+        "--bambi-python",
+        metavar="PATH",
+        help="python of a peer environment with bambi and nutpie: also benchmark bambi",
+    )
+    parser.add_argument(
+        "--bambi-methods", default="nutpie", help="bambi inference methods (nutpie,pymc)"
+    )
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker, args.draws, args.tune, args.chains)))
@@ -126,26 +201,23 @@ def main() -> None:
         f"{'minESS':>8}{'div':>5}{'rhat':>7}{'ESS/s wall':>11}{'ESS/s samp':>11}  min-ESS parameter"
     )
     print(header)
-    results = []
+    results, bambi = [], []
     for case in cases:
         for sampler in args.samplers.split(","):
             r = run_case(case, sampler, args)
             results.append(r)
-            if "error" in r:
-                print(f"{case:<12}{sampler:<13} ERROR {r['error']}")
-                continue
-            print(
-                f"{case:<12}{sampler:<13}{r['cold_wall_s']:>8.1f}{r['warm_wall_s']:>8.1f}"
-                f"{TARGET_WALL[case]:>8.1f}{r['sample_s']:>9.1f}{r['min_ess_bulk']:>8.0f}"
-                f"{r['divergences']:>5d}{r['max_r_hat']:>7.3f}{r['ess_per_s_wall']:>11.1f}"
-                f"{r['ess_per_s_sampling']:>11.1f}  {r['min_ess_parameter']}",
-                flush=True,
-            )
+            print_row(r, TARGET_WALL[case])
+        for method in args.bambi_methods.split(",") if args.bambi_python else []:
+            r = run_bambi(case, method, args)
+            bambi.append(r)
+            print_row(r, None)
     for case in cases:
         by = {r["sampler"]: r for r in results if r["case"] == case and "error" not in r}
         if "nutpie" in by and "pymc" in by:
             ratio = by["nutpie"]["ess_per_s_sampling"] / by["pymc"]["ess_per_s_sampling"]
             print(f"{case}: nutpie / PyMC NUTS sampling ESS/s = {ratio:.1f}x (target >= 5x)")
+    if args.bambi_python:
+        print_bambi_comparison(cases, results, bambi)
 
 
 if __name__ == "__main__":

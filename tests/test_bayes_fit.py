@@ -252,3 +252,66 @@ def test_cfunc_route_adds_deterministics_after_sampling(sleep_fit):
 def test_bad_sampling_options_are_explained(sleep_fit, options, message):
     with pytest.raises(ValueError, match=message):
         sample_model(sleep_fit.design, **options)
+
+
+@pytest.mark.parametrize(
+    "dataset, formula",
+    [
+        ("Orthodont", "distance ~ age + Sex + (age | Subject)"),  # centred block: shift matrices
+        ("sleepstudy", "Reaction ~ Days + (Days || Subject)"),  # diagonal block
+    ],
+)
+def test_vectorised_deterministics_match_draw_by_draw(dataset, formula, monkeypatch):
+    """The batched evaluation of beta, sd_*, cor_* and r_* equals PyMC's per-draw one."""
+    import arviz as az
+    import pymc as pm
+
+    from bayesmix.bayes_fit import _add_deterministics
+    from bayesmix.bayes_model import build_pymc_model
+
+    model = build_pymc_model(build_design(formula, bmx.load_dataset(dataset)))
+    shapes = model.eval_rv_shapes()
+    rng = np.random.default_rng(0)
+    draws = {}
+    for rv in model.free_RVs:  # 2 chains x 3 draws; positive where the RV is log-transformed
+        value = rng.standard_normal((2, 3, *shapes[rv.name]))
+        draws[rv.name] = np.exp(value) if model.rvs_to_transforms.get(rv) else value
+    fake = az.from_dict(
+        {"posterior": draws},
+        dims={name: list(model.named_vars_to_dims.get(name, ())) for name in draws},
+        coords={k: list(v) for k, v in model.coords.items()},
+    )
+    per_draw_fn = pm.compute_deterministics
+    with monkeypatch.context() as patch:  # the batched path must not fall back
+        patch.setattr(pm, "compute_deterministics", None)
+        batched = _add_deterministics(fake.copy(), model)["posterior"]
+    per_draw = per_draw_fn(fake["posterior"].to_dataset(), model=model, progressbar=False)
+    names = [v.name for v in model.deterministics]
+    assert {"beta", "r_Subject"} <= set(names)
+    for name in names:
+        np.testing.assert_allclose(
+            batched[name].values, per_draw[name].values, rtol=1e-12, atol=1e-12, err_msg=name
+        )
+        assert batched[name].dims == per_draw[name].dims, name
+
+
+def test_default_target_accept_depends_on_model_size(sleep_fit):
+    """0.95 for small models (few groups: hard geometry, cheap steps), 0.8 for large."""
+    from bayesmix.bayes_fit import default_target_accept
+    from bayesmix.bayes_model import build_pymc_model
+
+    assert sleep_fit.timing["target_accept"] == 0.95  # 4 + 36 + 1 + 2 + 1 parameters
+    rng = np.random.default_rng(1)
+    big = pd.DataFrame(
+        {"g": np.repeat([f"g{i}" for i in range(600)], 2), "x": rng.normal(size=1200)}
+    )
+    big["y"] = rng.normal(size=1200)
+    model = build_pymc_model(build_design("y ~ x + (x | g)", big))  # 1,200 group effects
+    assert default_target_accept(model) == 0.8
+
+
+def test_divergence_warning_suggests_a_higher_target_accept(sleep_fit, monkeypatch):
+    diag = dict(sleep_fit.diagnostics(), divergences=3)
+    monkeypatch.setattr(type(sleep_fit), "diagnostics", lambda self: diag)
+    with pytest.warns(SamplingWarning, match="3 divergent transitions .* above 0.95, e.g. to 0.99"):
+        check_diagnostics(sleep_fit)
