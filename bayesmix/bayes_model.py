@@ -23,12 +23,15 @@ Parametrisation (chosen for NUTS efficiency):
   factor of the block covariance (``C``: the LKJ-distributed correlation
   factor of :func:`correlation_cholesky`) or ``r = z * sd`` for diagonal and
   one-term blocks. SDs are independent, each with its own prior.
-* Products are written elementwise (:func:`matmul`) and the LKJ factor by hand:
-  both compile with numba in a fraction of the time of PyTensor's ``Dot`` and
-  ``pm.LKJCholeskyCov`` (first sleepstudy fit: 80 s -> 22 s on 2 cores).
+* Everything numba compiles is kept small, because compiling dominates a first
+  fit: products are written elementwise (:func:`matmul`), the LKJ factor by
+  hand as scalars, each group-effect column as scalar-times-vector sums, and
+  data have static shapes. Against PyTensor's ``Dot``, ``pm.LKJCholeskyCov``,
+  matrix products of the effects and dynamic shapes, a first sleepstudy fit
+  went from 80 s to 14 s on 2 cores.
 * Group effects enter by integer indexing, never a dense Z:
-  ``mu += sum_j Z[:, j] * r[codes, j]`` (the multiplication is skipped for
-  columns of ones).
+  ``mu += sum_j Z[:, j] * r_j[codes]`` with ``r_j`` the effects of term ``j``
+  (the multiplication is skipped for columns of ones).
 * ``check_bounds=False``: every parameter lives on its support by
   construction (transforms), so PyMC's run-time parameter checks are dead
   weight in the compiled logp.
@@ -39,7 +42,8 @@ blocks share a grouping factor): ``beta`` (dims ``fixed``), ``sigma``,
 ``<tag>_term2``; unstructured blocks with k > 1), ``r_<tag>`` (dims ``<tag>``,
 ``<tag>_term``); free helpers ``beta_c``, ``z_<tag>``, ``corr_<tag>_raw`` (and
 ``sdc_<tag>``, the SDs of centred columns, when a block is centred).
-Data: ``X``, ``codes_<tag>``, ``Z_<tag>``, ``y`` and ``hyper`` (every prior parameter
+Data (all with static shapes, so no run-time shape checks are compiled):
+``X``, ``codes_<tag>``, ``Z_<tag>``, ``y`` and ``hyper_<key>`` (every prior parameter
 and centring offset, so that compiled code is shared by models of one structure).
 """
 
@@ -152,7 +156,7 @@ def _families(priors: Sequence[Prior]) -> list[tuple[type, list[int]]]:
 
 
 class HyperData:
-    """All numeric hyperparameters in one ``pm.Data`` vector.
+    """All numeric hyperparameters as ``pm.Data`` containers (``hyper_<key>``).
 
     Keeping prior parameters and centring offsets out of the graph as
     constants makes models of the same structure share one compiled (and
@@ -164,27 +168,38 @@ class HyperData:
         self.data = None
 
     def add(self, key: str, values) -> None:
-        self.values[key] = np.atleast_1d(np.asarray(values, dtype=float))
+        """Add a value; scalars stay 0-d (no indexing node to compile)."""
+        self.values[key] = np.asarray(values, dtype=float)
 
-    def add_priors(self, prefix: str, priors: Sequence[Prior]) -> None:
+    def add_priors(self, prefix: str, priors: Sequence[Prior], scalar: bool = False) -> None:
+        """Add the parameters of ``priors``, one vector per family and parameter.
+
+        ``scalar=True`` (a single prior) stores 0-d values, for a scalar RV.
+        """
         for cls, idx in _families(priors):
             for param in prior_params(priors[idx[0]]):
                 values = [prior_params(priors[i])[param] for i in idx]
-                self.add(f"{prefix}:{cls.__name__}:{param}", values)
+                self.add(f"{prefix}:{cls.__name__}:{param}", values[0] if scalar else values)
 
     def finalize(self) -> None:
-        self.offsets, position = {}, 0
-        for key, values in self.values.items():
-            self.offsets[key] = (position, position + values.size)
-            position += values.size
-        self.data = pm.Data("hyper", np.concatenate(list(self.values.values())))
+        # one container per key, with a static shape: slicing one long vector
+        # would put a Subtensor node per key in the log density, each compiled
+        self.data = {
+            key: pm.Data(f"hyper_{key}", values, shape=values.shape)
+            for key, values in self.values.items()
+        }
 
     def __getitem__(self, key: str) -> pt.TensorVariable:
-        start, stop = self.offsets[key]
-        return self.data[start:stop]
+        return self.data[key]
 
     def params(self, prefix: str, cls: type, prior: Prior) -> dict[str, pt.TensorVariable]:
         return {p: self[f"{prefix}:{cls.__name__}:{p}"] for p in prior_params(prior)}
+
+
+def static_data(name: str, values, dims, dtype: str = "float64") -> pt.TensorVariable:
+    """``pm.Data`` with a static shape, so that no run-time shape checks are compiled."""
+    values = np.asarray(values, dtype=dtype)
+    return pm.Data(name, values, dims=dims, shape=values.shape)
 
 
 def vector_rv(
@@ -226,16 +241,19 @@ def block_centring(block: RandomBlock, mode: str = "auto") -> np.ndarray:
     return zbar
 
 
-def correlation_cholesky(name: str, k: int, eta: pt.TensorVariable) -> pt.TensorVariable:
-    """Cholesky factor of a ``k x k`` correlation matrix with an LKJ(``eta``) prior.
+def correlation_cholesky_entries(
+    name: str, k: int, eta: pt.TensorVariable
+) -> list[list[pt.TensorVariable]]:
+    """Lower triangle of the Cholesky factor of a ``k x k`` LKJ(``eta``) correlation.
 
-    Written out rather than taken from ``pm.LKJCholeskyCov``: numba compiles that
-    distribution's graph ~12 s slower (measured on a 2-core machine), which
-    dominated a first fit. The map is Stan's: ``k(k-1)/2`` unconstrained values
-    ``y`` give canonical partial correlations ``w = tanh(y)``, and row ``i`` of
-    ``L`` is ``L[i, j] = w[i, j] * sqrt(1 - sum_{m<j} L[i, m]^2)`` with the
-    diagonal closing the row to unit length. A potential adds the LKJ log
-    density ``sum_i (k - i + 2 eta - 3) log L[i, i]`` (0-based ``i``) and the
+    Row ``i`` holds the scalars ``L[i, 0..i]``; the log density goes in a
+    potential. Written out rather than taken from ``pm.LKJCholeskyCov``: numba
+    compiles that distribution's graph ~12 s slower (measured on a 2-core
+    machine), which dominated a first fit. The map is Stan's: ``k(k-1)/2``
+    unconstrained values ``y`` give canonical partial correlations
+    ``w = tanh(y)``, and ``L[i, j] = w[i, j] * sqrt(1 - sum_{m<j} L[i, m]^2)``
+    with the diagonal closing the row to unit length. The potential is the LKJ
+    log density ``sum_i (k - i + 2 eta - 3) log L[i, i]`` (0-based ``i``) plus the
     log Jacobian ``sum_ij [log(1 - w_ij^2) + log sqrt(1 - sum_{m<j} L[i, m]^2)]``.
     """
     raw = pm.Flat(f"{name}_raw", shape=k * (k - 1) // 2)
@@ -252,10 +270,24 @@ def correlation_cholesky(name: str, k: int, eta: pt.TensorVariable) -> pt.Tensor
         if i > 0:
             logp = logp + (k - i + 2.0 * eta - 3.0) * 0.5 * log_remaining
         row.append(pt.exp(0.5 * log_remaining) if i > 0 else pt.ones(()))
-        row.extend(pt.zeros(()) for _ in range(k - i - 1))
-        rows.append(pt.stack(row))
+        rows.append(row)
     pm.Potential(f"{name}_lkj", logp)
-    return pt.stack(rows)
+    return rows
+
+
+def lower_triangular(rows: Sequence[Sequence[pt.TensorVariable]]) -> pt.TensorVariable:
+    """The ``k x k`` matrix whose row ``i`` starts with ``rows[i]`` and ends in zeros."""
+    k = len(rows)
+    zeros = [pt.zeros(()) for _ in range(k)]
+    return pt.stack([pt.stack([*row, *zeros[len(row) :]]) for row in rows])
+
+
+def correlation_cholesky(name: str, k: int, eta: pt.TensorVariable) -> pt.TensorVariable:
+    """Cholesky factor (matrix) of a ``k x k`` correlation matrix with an LKJ(``eta``) prior.
+
+    See :func:`correlation_cholesky_entries`.
+    """
+    return lower_triangular(correlation_cholesky_entries(name, k, eta))
 
 
 def block_effects(
@@ -264,31 +296,40 @@ def block_effects(
     priors: Mapping[str, Prior],
     zbar: np.ndarray,
     hyper: HyperData,
-) -> pt.TensorVariable:
-    """Group effects (levels, terms) of one block on centred columns, non-centred.
+) -> list[pt.TensorVariable]:
+    """Group effects of one block on centred columns, non-centred, one vector per term.
 
-    Returns the effects of the centred columns; the deterministics ``r_<tag>``,
-    ``sd_<tag>`` and ``cor_<tag>`` are those of the original columns.
+    Returns the columns (one ``(levels,)`` vector per term) of the effects of
+    the centred columns; the deterministics ``r_<tag>``, ``sd_<tag>`` and
+    ``cor_<tag>`` are those of the original columns. The log density sees
+    only scalar-times-vector products (``r_i = sum_j sd_i L_ij z_j``): numba
+    compiles these faster than matrix products and their broadcasts.
     """
     sd_priors = [priors[key] for key in info.sd_keys]
     dims = (info.level_dim, info.term_dim)
     z = pm.Normal(f"z_{info.tag}", 0.0, 1.0, dims=dims)
+    z_columns = [z[:, j] for j in range(block.n_terms)]
     if info.cor_key is None:
         sd = vector_rv(info.sd_name, sd_priors, info.term_dim, hyper, f"sd:{info.tag}")
-        r = z * sd[None, :]
-        pm.Deterministic(info.r_name, r, dims=dims)
-        return r
+        columns = [z_columns[j] * sd[j] for j in range(block.n_terms)]
+        pm.Deterministic(info.r_name, z * sd[None, :], dims=dims)
+        return columns
     sd_name = info.sd_name if not np.any(zbar) else f"sdc_{info.tag}"
     sd = vector_rv(sd_name, sd_priors, info.term_dim, hyper, f"sd:{info.tag}")
-    corr_chol = correlation_cholesky(f"corr_{info.tag}", block.n_terms, hyper[f"eta:{info.tag}"][0])
-    chol = sd[:, None] * corr_chol
-    r = matmul(z, chol.T)
+    L = correlation_cholesky_entries(f"corr_{info.tag}", block.n_terms, hyper[f"eta:{info.tag}"])
+    columns = [
+        sd[i] * sum((L[i][j] * z_columns[j] for j in range(1, i + 1)), L[i][0] * z_columns[0])
+        for i in range(block.n_terms)
+    ]
+    r = pt.stack(columns, axis=1)
+    corr_chol = lower_triangular(L)
     if not np.any(zbar):
         corr = matmul(corr_chol, corr_chol.T)
         pm.Deterministic(info.cor_name, corr, dims=(info.term_dim, f"{info.term_dim}2"))
         pm.Deterministic(info.r_name, r, dims=dims)
-        return r
+        return columns
     # back to the original columns: intercept_orig = intercept_c - zbar @ slopes
+    chol = sd[:, None] * corr_chol
     j0 = next(k for k in range(block.n_terms) if np.allclose(block.Z[:, k], 1.0))
     shift = pt.set_subtensor(pt.eye(block.n_terms)[j0], -hyper[f"zbar:{info.tag}"])
     shift = pt.set_subtensor(shift[j0, j0], 1.0)
@@ -299,7 +340,7 @@ def block_effects(
         info.cor_name, cov / (sd[:, None] * sd[None, :]), dims=(info.term_dim, f"{info.term_dim}2")
     )
     pm.Deterministic(info.r_name, matmul(r, shift.T), dims=dims)
-    return r
+    return columns
 
 
 def model_coords(
@@ -355,11 +396,11 @@ def build_pymc_model(
             hyper.add(f"eta:{info.tag}", all_priors[info.cor_key].eta)
         if np.any(zbar):
             hyper.add(f"zbar:{info.tag}", zbar)
-    hyper.add_priors("sigma", [all_priors["sigma"]])
+    hyper.add_priors("sigma", [all_priors["sigma"]], scalar=True)
 
     with pm.Model(coords=coords, check_bounds=False) as model:
         hyper.finalize()
-        X = pm.Data("X", np.asarray(design.X, dtype=float), dims=("obs", "fixed"))
+        X = static_data("X", design.X, dims=("obs", "fixed"))
         product = pt.dot if design.X.size > DOT_MIN_SIZE else matmul
         if j0 is None:
             beta_c = vector_rv("beta", fixed_priors, "fixed", hyper, "beta")
@@ -371,21 +412,19 @@ def build_pymc_model(
             pm.Deterministic("beta", beta, dims="fixed")
             mu = product(X, beta_c) - shift
         for block, info, zbar in zip(design.blocks, infos, zbars, strict=True):
-            codes = pm.Data(f"codes_{info.tag}", np.asarray(block.codes, dtype="int64"), dims="obs")
-            Z = pm.Data(
-                f"Z_{info.tag}", np.asarray(block.Z, dtype=float), dims=("obs", info.term_dim)
-            )
+            codes = static_data(f"codes_{info.tag}", block.codes, dims="obs", dtype="int64")
+            Z = static_data(f"Z_{info.tag}", block.Z, dims=("obs", info.term_dim))
             r = block_effects(block, info, all_priors, zbar, hyper)
             if np.any(zbar):
                 Z = Z - hyper[f"zbar:{info.tag}"][None, :]
             for k in range(block.n_terms):
-                column = r[codes, k]
+                column = r[k][codes]
                 if not np.allclose(block.Z[:, k], 1.0):
                     column = Z[:, k] * column
                 mu = mu + column
         sigma_prior = all_priors["sigma"]
         sigma_params = hyper.params("sigma", type(sigma_prior), sigma_prior)
-        sigma = PYMC_DIST[type(sigma_prior)]("sigma", **{k: v[0] for k, v in sigma_params.items()})
-        y = pm.Data("y", np.asarray(design.y, dtype=float), dims="obs")
+        sigma = PYMC_DIST[type(sigma_prior)]("sigma", **sigma_params)
+        y = static_data("y", design.y, dims="obs")
         pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
     return model

@@ -243,6 +243,7 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         block_infos,
         matmul,
         model_coords,
+        static_data,
         vector_rv,
     )
 
@@ -269,13 +270,13 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         hyper.add_priors(f"sd:{info.tag}", [priors[key] for key in info.sd_keys])
         if info.cor_key is not None:
             hyper.add(f"eta:{info.tag}", priors[info.cor_key].eta)
-    hyper.add_priors("sigma", [priors["sigma"]])
+    hyper.add_priors("sigma", [priors["sigma"]], scalar=True)
 
     with pm.Model(coords=coords, check_bounds=False) as model:
         hyper.finalize()
         phi: dict[str, Any] = {}
         if fixed_priors:
-            X = pm.Data("X", np.asarray(design.X, dtype=float), dims=("obs", "fixed"))
+            X = static_data("X", design.X, dims=("obs", "fixed"))
             beta_c = vector_rv(
                 "beta_c" if centred else "beta", fixed_priors, "fixed", hyper, "beta"
             )
@@ -299,26 +300,21 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         if centred:
             pm.Deterministic("beta", beta, dims="fixed")
         for block, info in zip(design.blocks, infos, strict=True):
-            codes = pm.Data(f"codes_{info.tag}", np.asarray(block.codes, dtype="int64"), dims="obs")
-            Z = pm.Data(
-                f"Z_{info.tag}", np.asarray(block.Z, dtype=float), dims=("obs", info.term_dim)
-            )
+            codes = static_data(f"codes_{info.tag}", block.codes, dims="obs", dtype="int64")
+            Z = static_data(f"Z_{info.tag}", block.Z, dims=("obs", info.term_dim))
             r = block_effects(block.random_block(), info, priors, np.zeros(block.n_terms), hyper)
             _start_small(model, info, [priors[key] for key in info.sd_keys], hyper)
             for t, name in enumerate(block.params):
-                column = r[codes, t]
+                column = r[t][codes]
                 if not np.allclose(block.Z[:, t], 1.0):
                     column = Z[:, t] * column
                 phi[name] = phi[name] + column
-        covariates = {
-            c: pm.Data(f"x_{c}", np.asarray(v, dtype=float), dims="obs")
-            for c, v in design.covariates.items()
-        }
+        covariates = {c: static_data(f"x_{c}", v, dims="obs") for c, v in design.covariates.items()}
         mu = design.mean(pt, phi, covariates)
         sigma_prior = priors["sigma"]
         params = hyper.params("sigma", type(sigma_prior), sigma_prior)
-        sigma = PYMC_DIST[type(sigma_prior)]("sigma", **{k: v[0] for k, v in params.items()})
-        y = pm.Data("y", np.asarray(design.y, dtype=float), dims="obs")
+        sigma = PYMC_DIST[type(sigma_prior)]("sigma", **params)
+        y = static_data("y", design.y, dims="obs")
         pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
     return model
 
