@@ -45,8 +45,9 @@ cache), 4 chains x 1000 tune + 1000 draws by default, on
 
 Methods: ``nutpie`` is ``Model.fit(inference_method="nutpie")`` (PyMC's
 ``pm.sample(nuts_sampler="nutpie")``, numba backend) and ``pymc`` is bambi's
-default, PyMC's own NUTS. ``target_accept`` is PyMC's default 0.8, the same as
-bayesmix's.
+default, PyMC's own NUTS. ``target_accept`` is bambi's default, PyMC's 0.8
+(bayesmix's default is 0.95 for models with at most 1,000 parameters, as here for
+all but InstEval, where it is 0.8 too).
 
 Model differences from bayesmix (what bambi can express):
 

@@ -165,7 +165,7 @@ def test_correlation_cholesky_has_the_lkj_density():
     import pymc as pm
     import pytensor
 
-    from bayesmix.bayes_model import correlation_cholesky
+    from bayesmix.lkj import correlation_cholesky
 
     k, eta = 3, 1.7
     with pm.Model() as model:
