@@ -230,3 +230,20 @@ def test_centred_block_reports_original_columns():
     assert cor[0, 0] == pytest.approx(1.0) and -1 < cor[0, 1] < 1
     # the reported SDs are those of the original-column effects implied by z and chol
     assert np.all(sd > 0)
+
+
+@pytest.mark.parametrize("p, ones", [(3, True), (3, False), (12, True), (0, False)])
+def test_fixed_predictor_equals_matrix_product(p, ones):
+    """Column-wise, elementwise and BLAS forms of X @ beta all give the product."""
+    import pytensor.tensor as pt
+
+    from bayesmix.bayes_model import fixed_predictor
+
+    rng = np.random.default_rng(p)
+    x = rng.normal(size=(40, p))
+    if ones and p:
+        x[:, 0] = 1.0
+    beta = rng.normal(size=p)
+    X, b = pt.matrix("X"), pt.vector("b")
+    value = fixed_predictor(X, b, x).eval({X: x, b: beta} if p else {})
+    np.testing.assert_allclose(value, x @ beta, rtol=1e-12, atol=1e-12)
