@@ -243,7 +243,7 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         block_infos,
         matmul,
         model_coords,
-        static_data,
+        model_data,
         vector_rv,
     )
 
@@ -276,7 +276,7 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         hyper.finalize()
         phi: dict[str, Any] = {}
         if fixed_priors:
-            X = static_data("X", design.X, dims=("obs", "fixed"))
+            X = model_data("X", design.X, dims=("obs", "fixed"))
             beta_c = vector_rv(
                 "beta_c" if centred else "beta", fixed_priors, "fixed", hyper, "beta"
             )
@@ -300,8 +300,8 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         if centred:
             pm.Deterministic("beta", beta, dims="fixed")
         for block, info in zip(design.blocks, infos, strict=True):
-            codes = static_data(f"codes_{info.tag}", block.codes, dims="obs", dtype="int64")
-            Z = static_data(f"Z_{info.tag}", block.Z, dims=("obs", info.term_dim))
+            codes = model_data(f"codes_{info.tag}", block.codes, dims="obs", dtype="int64")
+            Z = model_data(f"Z_{info.tag}", block.Z, dims=("obs", info.term_dim))
             r = block_effects(block.random_block(), info, priors, np.zeros(block.n_terms), hyper)
             _start_small(model, info, [priors[key] for key in info.sd_keys], hyper)
             for t, name in enumerate(block.params):
@@ -309,12 +309,12 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
                 if not np.allclose(block.Z[:, t], 1.0):
                     column = Z[:, t] * column
                 phi[name] = phi[name] + column
-        covariates = {c: static_data(f"x_{c}", v, dims="obs") for c, v in design.covariates.items()}
+        covariates = {c: model_data(f"x_{c}", v, dims="obs") for c, v in design.covariates.items()}
         mu = design.mean(pt, phi, covariates)
         sigma_prior = priors["sigma"]
         params = hyper.params("sigma", type(sigma_prior), sigma_prior)
         sigma = PYMC_DIST[type(sigma_prior)]("sigma", **params)
-        y = static_data("y", design.y, dims="obs")
+        y = model_data("y", design.y, dims="obs")
         pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
     return model
 

@@ -11,9 +11,10 @@ only for short runs (at most 4 000 iterations in all, e.g. quick checks and
 tests) of small models.
 
 Compiled models are cached in-process: every prior parameter and centring
-offset is data (``hyper``), so a refit with new priors or data of the same
-shapes reuses the compiled model via ``with_data`` (no compilation), and models
-of one structure share PyTensor's on-disk numba cache.
+offset is data (``hyper_*``), so a refit with new priors reuses the compiled
+model via ``with_data`` (no compilation). The observations are compiled in as
+constants (see :func:`bayesmix.bayes_model.model_data`), so new data compile
+anew, unless PyTensor's on-disk numba cache has seen them (a re-run script).
 """
 
 from __future__ import annotations
@@ -151,17 +152,26 @@ def _compile_python_route(model):
 def _structure_key(model, route: str) -> tuple:
     """Identifies models that can share a compiled nutpie model via ``with_data``.
 
-    The log density graph (all numbers are data, see ``bayes_model``), the data
-    shapes and the coordinates (compiled models keep their output labels).
+    The log density graph (prior parameters are data, see ``bayes_model``), a
+    digest of the arrays compiled in as constants (the printed graph abbreviates
+    them), the data shapes and the coordinates (compiled models keep their
+    output labels).
     """
-    import pytensor
+    import hashlib
 
-    graph = pytensor.printing.debugprint(
-        [model.logp(), *model.deterministics], file="str", print_type=True
-    )
+    import pytensor
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.traversal import graph_inputs
+
+    outputs = [model.logp(), *model.deterministics]
+    graph = pytensor.printing.debugprint(outputs, file="str", print_type=True)
+    digest = hashlib.sha1()
+    for var in graph_inputs(outputs):
+        if isinstance(var, Constant) and np.ndim(var.data) > 0:
+            digest.update(np.ascontiguousarray(var.data).tobytes())
     shapes = tuple((v.name, np.shape(v.get_value())) for v in model.data_vars)
     coords = tuple((k, tuple(map(str, v))) for k, v in model.coords.items())
-    return route, graph, shapes, coords
+    return route, graph, digest.hexdigest(), shapes, coords
 
 
 #: In-process cache of compiled nutpie models: key -> (compiled, the model's data variables).

@@ -116,7 +116,13 @@ def test_model_structure(sleep_design):
     free = {"beta_c", "z_Subject", "sd_Subject", "corr_Subject_raw", "sigma"}
     assert {v.name for v in model.free_RVs} == free
     assert {v.name for v in model.deterministics} == {"beta", "cor_Subject", "r_Subject"}
-    assert {"X", "codes_Subject", "Z_Subject", "y"} <= set(model.named_vars)
+    # the data are compiled in as constants; prior parameters stay data (reusable)
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.traversal import graph_inputs
+
+    constants = {v.name for v in graph_inputs([model.logp()]) if isinstance(v, Constant)}
+    assert {"codes_Subject", "y"} <= constants  # X's columns are folded into unnamed ones
+    assert {v.name for v in model.data_vars} >= {"hyper_sigma:HalfStudentT:sigma", "hyper_xbar"}
     assert model.coords["fixed"] == ("Intercept", "Days")
     assert len(model.coords["Subject"]) == 18
     assert model.coords["Subject_term"] == ("Intercept", "Days")
@@ -247,3 +253,19 @@ def test_fixed_predictor_equals_matrix_product(p, ones):
     X, b = pt.matrix("X"), pt.vector("b")
     value = fixed_predictor(X, b, x).eval({X: x, b: beta} if p else {})
     np.testing.assert_allclose(value, x @ beta, rtol=1e-12, atol=1e-12)
+
+
+def test_compile_cache_key_sees_the_data(sleep_design):
+    """Data are compiled in as constants: a model with other data must not reuse the code."""
+    from bayesmix.nutpie_compile import _structure_key
+
+    data = bmx.load_dataset("sleepstudy")
+    other = data.assign(Reaction=data["Reaction"] + 1.0)
+    key = _structure_key(build_pymc_model(sleep_design), "cfunc")
+    same = build_design("Reaction ~ Days + (Days | Subject)", data)
+    shifted = build_design("Reaction ~ Days + (Days | Subject)", other)
+    assert _structure_key(build_pymc_model(same), "cfunc") == key
+    assert _structure_key(build_pymc_model(shifted), "cfunc") != key
+    # other priors are data: the compiled code is shared
+    priors = {"sigma": bmx.priors.HalfStudentT(3.0, 50.0)}
+    assert _structure_key(build_pymc_model(same, priors), "cfunc") == key
