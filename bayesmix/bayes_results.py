@@ -28,6 +28,7 @@ from bayesmix.bayes_tables import (
     interval_table,
 )
 from bayesmix.design import Design
+from bayesmix.diagnostics import rank_diagnostics
 from bayesmix.errors import DataWarning, warn
 
 
@@ -106,7 +107,6 @@ class BayesResult:
         Returns a dict with ``divergences``, ``max_r_hat``, ``min_ess_bulk``,
         ``min_ess_parameter`` and ``table`` (r_hat, ess_bulk per parameter).
         """
-        import arviz as az
 
         params = self._parameter_draws()
         names = list(params)
@@ -121,13 +121,8 @@ class BayesResult:
         values = np.concatenate(stacked, axis=-1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            table = pd.DataFrame(
-                {
-                    "r_hat": np.asarray(az.rhat(values)),
-                    "ess_bulk": np.asarray(az.ess(values, method="bulk")),
-                },
-                index=names,
-            )
+            r_hat, ess_bulk = rank_diagnostics(values)
+            table = pd.DataFrame({"r_hat": r_hat, "ess_bulk": ess_bulk}, index=names)
         divergences = int(np.asarray(self.idata["sample_stats"]["diverging"].values).sum())
         ess = table["ess_bulk"]
         return {
