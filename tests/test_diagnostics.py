@@ -7,12 +7,14 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from bayesmix.diagnostics import _ranks, rank_diagnostics
+from bayesmix.diagnostics import BLOM_OFFSET, _normal_scores, rank_diagnostics
 
 
-def test_ranks_average_ties_like_scipy():
+def test_scores_of_average_ranks_with_ties():
     rows = np.random.default_rng(1).integers(0, 5, size=(7, 40)).astype(float)
-    np.testing.assert_array_equal(_ranks(rows), stats.rankdata(rows, axis=1))
+    ranks = stats.rankdata(rows, axis=1)  # ties share their mean rank
+    expected = stats.norm.ppf((ranks - BLOM_OFFSET) / (40 - 2 * BLOM_OFFSET + 1))
+    np.testing.assert_allclose(_normal_scores(rows), expected, rtol=1e-14)
 
 
 def test_rank_diagnostics_equal_arviz():
