@@ -3,9 +3,9 @@
 ArviZ's rank-normalised R-hat and bulk ESS (Vehtari et al. 2021) rank the draws
 one parameter at a time, which took 10 s of a 45 s InstEval fit (4,134
 parameters). Here the rank normalisation is vectorised over parameters with
-scipy, and ArviZ computes R-hat and ESS of the normalised draws: the same
-numbers (tested against ``az.rhat`` and ``az.ess(method="bulk")``) in a fraction
-of the time.
+numpy (written by hand for that reason), and ArviZ computes R-hat and ESS of
+the normalised draws: the same numbers (tested against ``az.rhat`` and
+``az.ess(method="bulk")``) in about 4 s there.
 """
 
 from __future__ import annotations
