@@ -30,17 +30,22 @@ def _normal_scores(rows: np.ndarray) -> np.ndarray:
     n = rows.shape[1]
     order = np.argsort(rows, axis=1)
     ordered = np.take_along_axis(rows, order, axis=1)
-    starts = np.ones(rows.shape, dtype=bool)  # first element of each run of equal values
-    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
-    starts = starts.ravel()
-    first = np.flatnonzero(starts)  # runs never span rows: every row starts one
-    last = np.append(first[1:], starts.size) - 1
-    doubled_rank = first + last - 2 * (first // n) * n  # 2 x (mean rank - 1) of each run
     ranks = np.arange(1.0, n + 0.5, 0.5)  # 1, 1.5, ..., n
     table = ndtri((ranks - BLOM_OFFSET) / (n - 2.0 * BLOM_OFFSET + 1.0))
-    run = np.cumsum(starts) - 1
+    sorted_scores = np.empty(rows.shape)
+    sorted_scores[:] = table[::2]  # rows without ties: ranks 1..n in sorted order
+    starts = np.ones(rows.shape, dtype=bool)  # first element of each run of equal values
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    tied = ~starts.all(axis=1)
+    if tied.any():
+        starts = starts[tied].ravel()
+        first = np.flatnonzero(starts)  # runs never span rows: every row starts one
+        last = np.append(first[1:], starts.size) - 1
+        doubled_rank = first + last - 2 * (first // n) * n  # 2 x (mean rank - 1) of each run
+        run = np.cumsum(starts) - 1
+        sorted_scores[tied] = table[doubled_rank[run]].reshape(-1, n)
     scores = np.empty(rows.shape)
-    np.put_along_axis(scores, order, table[doubled_rank[run]].reshape(rows.shape), axis=1)
+    np.put_along_axis(scores, order, sorted_scores, axis=1)
     return scores
 
 
