@@ -5,7 +5,7 @@ one parameter at a time, which took 10 s of a 45 s InstEval fit (4,134
 parameters). Here the rank normalisation is vectorised over parameters with
 numpy (written by hand for that reason), and ArviZ computes R-hat and ESS of
 the normalised draws: the same numbers (tested against ``az.rhat`` and
-``az.ess(method="bulk")``) in about 4 s there.
+``az.ess(method="bulk")``) in about 1.5 s there, in blocks run in threads.
 """
 
 from __future__ import annotations
