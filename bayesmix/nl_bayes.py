@@ -236,16 +236,8 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
     import pymc as pm
     import pytensor.tensor as pt
 
-    from .bayes_model import (
-        PYMC_DIST,
-        HyperData,
-        block_effects,
-        block_infos,
-        matmul,
-        model_coords,
-        model_data,
-        vector_rv,
-    )
+    from .bayes_model import block_effects, block_infos, matmul, model_coords
+    from .graph_inputs import PYMC_DIST, HyperData, model_data, vector_rv
 
     linear = design.linear_design()
     infos = block_infos(linear)
