@@ -44,7 +44,7 @@ blocks share a grouping factor): ``beta`` (dims ``fixed``), ``sigma``,
 ``<tag>_term``); free helpers ``beta_c``, ``z_<tag>``, ``corr_<tag>_raw`` (and
 ``sdc_<tag>``, the SDs of centred columns, when a block is centred).
 Data: ``X``, ``codes_<tag>``, ``Z_<tag>`` and ``y`` are compiled in as constants
-(:func:`model_data`; ``pm.Data`` with static shapes when very large), and
+(:func:`bayesmix.graph_inputs.model_data`; ``pm.Data`` with static shapes when very large), and
 ``hyper`` (every prior parameter and centring offset, one vector) is
 ``pm.Data``, so that a refit with other priors reuses the compiled code.
 """

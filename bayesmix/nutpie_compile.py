@@ -13,7 +13,7 @@ tests) of small models.
 Compiled models are cached in-process: every prior parameter and centring
 offset is data (``hyper``), so a refit with new priors reuses the compiled
 model via ``with_data`` (no compilation). The observations are compiled in as
-constants (see :func:`bayesmix.bayes_model.model_data`), so new data compile
+constants (see :func:`bayesmix.graph_inputs.model_data`), so new data compile
 anew, unless PyTensor's on-disk numba cache has seen them (a re-run script).
 """
 
