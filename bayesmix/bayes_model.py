@@ -85,7 +85,8 @@ def fixed_predictor(X: pt.TensorVariable, beta: pt.TensorVariable, x_values) -> 
         return pt.zeros(n)
     if p <= COLUMNWISE_MAX_COLUMNS:
         terms = [beta[j] if np.all(x_values[:, j] == 1.0) else X[:, j] * beta[j] for j in range(p)]
-        return sum(terms[1:], terms[0]) + pt.zeros(n)
+        total = sum(terms[1:], terms[0])
+        return total if total.ndim else total + pt.zeros(n)  # only columns of ones: broadcast
     return pt.dot(X, beta) if x_values.size > DOT_MIN_SIZE else matmul(X, beta)
 
 
@@ -226,6 +227,41 @@ def block_effects(
     return columns
 
 
+def effect_terms(
+    codes_values,
+    z_values,
+    info: BlockInfo,
+    columns: Sequence[pt.TensorVariable],
+    zbar: np.ndarray,
+    hyper: HyperData,
+) -> list[pt.TensorVariable]:
+    """Each term's part of the linear predictor, ``Z[:, j] * r_j[codes]`` (one per term).
+
+    Group effects enter by integer indexing, never a dense Z; the product is
+    skipped for columns of ones, and ``Z`` is centred like the block's effects.
+    """
+    z_values = np.asarray(z_values, dtype=float)
+    codes = model_data(f"codes_{info.tag}", codes_values, dims="obs", dtype="int64")
+    Z = model_data(f"Z_{info.tag}", z_values, dims=("obs", info.term_dim))
+    if np.any(zbar):
+        Z = Z - hyper[f"zbar:{info.tag}"][None, :]
+    terms = []
+    for k, column in enumerate(columns):
+        term = column[codes]
+        terms.append(term if np.allclose(z_values[:, k], 1.0) else Z[:, k] * term)
+    return terms
+
+
+def normal_likelihood(
+    mu: pt.TensorVariable, y_values, sigma_prior: Prior, hyper: HyperData
+) -> None:
+    """The residual SD ``sigma`` and the observed ``y_obs ~ Normal(mu, sigma)``."""
+    params = hyper.params("sigma", type(sigma_prior), sigma_prior)
+    sigma = PYMC_DIST[type(sigma_prior)]("sigma", **params)
+    y = model_data("y", y_values, dims="obs")
+    pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
+
+
 def model_coords(
     n_obs: int, fixed_terms: Sequence[str], blocks: Sequence, infos: Sequence[BlockInfo]
 ) -> dict[str, Sequence]:
@@ -294,19 +330,7 @@ def build_pymc_model(
             pm.Deterministic("beta", beta, dims="fixed")
             mu = fixed_predictor(X, beta_c, design.X) - shift
         for block, info, zbar in zip(design.blocks, infos, zbars, strict=True):
-            codes = model_data(f"codes_{info.tag}", block.codes, dims="obs", dtype="int64")
-            Z = model_data(f"Z_{info.tag}", block.Z, dims=("obs", info.term_dim))
             r = block_effects(block, info, all_priors, zbar, hyper)
-            if np.any(zbar):
-                Z = Z - hyper[f"zbar:{info.tag}"][None, :]
-            for k in range(block.n_terms):
-                column = r[k][codes]
-                if not np.allclose(block.Z[:, k], 1.0):
-                    column = Z[:, k] * column
-                mu = mu + column
-        sigma_prior = all_priors["sigma"]
-        sigma_params = hyper.params("sigma", type(sigma_prior), sigma_prior)
-        sigma = PYMC_DIST[type(sigma_prior)]("sigma", **sigma_params)
-        y = model_data("y", design.y, dims="obs")
-        pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
+            mu = mu + sum(effect_terms(block.codes, block.Z, info, r, zbar, hyper))
+        normal_likelihood(mu, design.y, all_priors["sigma"], hyper)
     return model

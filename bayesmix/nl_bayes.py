@@ -236,8 +236,15 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
     import pymc as pm
     import pytensor.tensor as pt
 
-    from .bayes_model import block_effects, block_infos, matmul, model_coords
-    from .graph_inputs import PYMC_DIST, HyperData, model_data, vector_rv
+    from .bayes_model import (
+        block_effects,
+        block_infos,
+        effect_terms,
+        matmul,
+        model_coords,
+        normal_likelihood,
+    )
+    from .graph_inputs import HyperData, model_data, vector_rv
 
     linear = design.linear_design()
     infos = block_infos(linear)
@@ -292,22 +299,16 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         if centred:
             pm.Deterministic("beta", beta, dims="fixed")
         for block, info in zip(design.blocks, infos, strict=True):
-            codes = model_data(f"codes_{info.tag}", block.codes, dims="obs", dtype="int64")
-            Z = model_data(f"Z_{info.tag}", block.Z, dims=("obs", info.term_dim))
-            r = block_effects(block.random_block(), info, priors, np.zeros(block.n_terms), hyper)
+            zbar = np.zeros(block.n_terms)
+            r = block_effects(block.random_block(), info, priors, zbar, hyper)
             _start_small(model, info, [priors[key] for key in info.sd_keys], hyper)
-            for t, name in enumerate(block.params):
-                column = r[t][codes]
-                if not np.allclose(block.Z[:, t], 1.0):
-                    column = Z[:, t] * column
-                phi[name] = phi[name] + column
+            terms = effect_terms(
+                block.codes, np.asarray(block.Z, dtype=float), info, r, zbar, hyper
+            )
+            for name, term in zip(block.params, terms, strict=True):
+                phi[name] = phi[name] + term
         covariates = {c: model_data(f"x_{c}", v, dims="obs") for c, v in design.covariates.items()}
-        mu = design.mean(pt, phi, covariates)
-        sigma_prior = priors["sigma"]
-        params = hyper.params("sigma", type(sigma_prior), sigma_prior)
-        sigma = PYMC_DIST[type(sigma_prior)]("sigma", **params)
-        y = model_data("y", design.y, dims="obs")
-        pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
+        normal_likelihood(design.mean(pt, phi, covariates), design.y, priors["sigma"], hyper)
     return model
 
 
