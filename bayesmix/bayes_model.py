@@ -41,8 +41,9 @@ Variables (``tag`` is the grouping name, suffixed ``__2``... when several
 blocks share a grouping factor): ``beta`` (dims ``fixed``), ``sigma``,
 ``sd_<tag>`` (dims ``<tag>_term``), ``cor_<tag>`` (dims ``<tag>_term``,
 ``<tag>_term2``; unstructured blocks with k > 1), ``r_<tag>`` (dims ``<tag>``,
-``<tag>_term``); free helpers ``beta_c``, ``z_<tag>``, ``corr_<tag>_raw`` (and
-``sdc_<tag>``, the SDs of centred columns, when a block is centred).
+``<tag>_term``); free helpers ``beta_c``, ``z<j>_<tag>`` (the standard-normal
+effects of term j, dims ``<tag>``), ``corr_<tag>_raw`` (and ``sdc_<tag>``, the
+SDs of centred columns, when a block is centred).
 Data: ``X``, ``codes_<tag>``, ``Z_<tag>`` and ``y`` are compiled in as constants
 (:func:`bayesmix.graph_inputs.model_data`; ``pm.Data`` with static shapes when very large), and
 ``hyper`` (every prior parameter and centring offset, one vector) is
@@ -188,11 +189,15 @@ def block_effects(
     dims = (info.level_dim, info.term_dim)
     if block.n_terms == 1:  # a vector: no column to slice out (or gradient to scatter back)
         sd = vector_rv(info.sd_name, sd_priors, info.term_dim, hyper, f"sd:{info.tag}")
-        column = pm.Normal(f"z_{info.tag}", 0.0, 1.0, dims=info.level_dim) * sd[0]
+        column = pm.Normal(f"z0_{info.tag}", 0.0, 1.0, dims=info.level_dim) * sd[0]
         pm.Deterministic(info.r_name, column[:, None], dims=dims)
         return [column]
-    z = pm.Normal(f"z_{info.tag}", 0.0, 1.0, dims=dims)
-    z_columns = [z[:, j] for j in range(block.n_terms)]
+    # one standard-normal vector per term: no column slicing in the log density,
+    # and no gradient scattered back into (and reshaped out of) a matrix
+    z_columns = [
+        pm.Normal(f"z{j}_{info.tag}", 0.0, 1.0, dims=info.level_dim) for j in range(block.n_terms)
+    ]
+    z = pt.stack(z_columns, axis=1)
     if info.cor_key is None:
         sd = vector_rv(info.sd_name, sd_priors, info.term_dim, hyper, f"sd:{info.tag}")
         columns = [z_columns[j] * sd[j] for j in range(block.n_terms)]

@@ -84,16 +84,8 @@ def _compile_python_route(model):
     """nutpie model whose logp is the PyTensor numba function called from Python."""
     from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords
     from nutpie.compiled_pyfunc import from_pyfunc
-    from pymc.initial_point import make_initial_point_fn
 
-    point_fn = _locked(
-        make_initial_point_fn(
-            model=model,
-            jitter_rvs=set(model.free_RVs),
-            default_strategy="support_point",
-            return_transformed=True,
-        )
-    )
+    point_fn = _initial_point_fn(model)
     n_dim, _, logp_pt, expand_pt, init_fn, shape_info, reparam = _make_functions(
         model,
         mode="NUMBA",
@@ -149,6 +141,38 @@ def _compile_python_route(model):
     )
 
 
+def _initial_point_fn(model):
+    """PyMC's jittered initial points, as nutpie draws them (locked: chains are threads)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    return _locked(
+        make_initial_point_fn(
+            model=model,
+            jitter_rvs=set(model.free_RVs),
+            default_strategy="support_point",
+            return_transformed=True,
+        )
+    )
+
+
+def _compile_cfunc_route(model):
+    """nutpie model with a C-callable logp, cached on disk where numba can.
+
+    Deterministics are computed afterwards (see ``bayes_fit._add_deterministics``),
+    so only the free parameters are stored. nutpie's own wrapper is the fallback
+    should its internals change.
+    """
+    import nutpie
+
+    from bayesmix.nutpie_cfunc import compile_cached_cfunc
+
+    try:
+        return compile_cached_cfunc(model, _initial_point_fn(model))
+    except (ImportError, AttributeError, TypeError):  # nutpie or PyTensor internals moved
+        free = [v.name for v in model.free_RVs]
+        return nutpie.compile_pymc_model(model, var_names=free)
+
+
 def _structure_key(model, route: str) -> tuple:
     """Identifies models that can share a compiled nutpie model via ``with_data``.
 
@@ -186,7 +210,6 @@ def compile_nutpie(model, design: Design, route: CompileRoute = "auto", n_iterat
     compiled earlier in this process reuses it with new data (no compilation).
     ``n_iterations`` (chains x (tune + draws)) informs the ``"auto"`` choice.
     """
-    import nutpie
 
     if route == "auto":
         size = design.n_obs * max(1, sum(b.n_terms for b in design.blocks))
@@ -210,10 +233,7 @@ def compile_nutpie(model, design: Design, route: CompileRoute = "auto", n_iterat
             except (ImportError, AttributeError, TypeError, ValueError):  # private nutpie API moved
                 compiled = None
         if compiled is None:
-            # Deterministics are computed afterwards (see _add_deterministics): leaving
-            # them out of nutpie's numba-compiled expand function saves ~2 s of compile.
-            free = [v.name for v in model.free_RVs]
-            compiled = nutpie.compile_pymc_model(model, var_names=free)
+            compiled = _compile_cfunc_route(model)
     if len(_COMPILED) >= _CACHE_SIZE:
         _COMPILED.pop(next(iter(_COMPILED)))
     _COMPILED[key] = (compiled, {v.name: v for v in model.data_vars})

@@ -228,7 +228,8 @@ def test_cfunc_route_adds_deterministics_after_sampling(sleep_fit):
     np.testing.assert_allclose(cor[..., 0, 0], 1.0)
     assert np.all(np.abs(cor[..., 0, 1]) < 1)
     # the random effects are the non-centred z scaled by the block's Cholesky factor
-    sd, z = np.asarray(post["sd_Subject"].values), np.asarray(post["z_Subject"].values)
+    sd = np.asarray(post["sd_Subject"].values)
+    z = np.stack([np.asarray(post[f"z{j}_Subject"].values) for j in (0, 1)], axis=-1)
     r = np.asarray(post["r_Subject"].values)
     rho = cor[..., 1, 0]
     expected_intercept = z[..., 0] * sd[..., None, 0]

@@ -134,7 +134,7 @@ def test_pymc_graph_matches_numpy_likelihood(theoph):
     params = {"lKe": "1", "lKa": "1 + (1 | Subject)", "lCl": "1 + Wt + (1 | Subject)"}
     design = bmx.nlmm(SSFOL, theoph, params=params).design
     pm_model = build_nonlinear_pymc_model(design, resolve_priors(design))
-    free = {"beta_c", "z_Subject", "sd_Subject", "corr_Subject_raw", "sigma"}
+    free = {"beta_c", "z0_Subject", "z1_Subject", "sd_Subject", "corr_Subject_raw", "sigma"}
     assert {v.name for v in pm_model.free_RVs} == free
     outputs = pm_model.replace_rvs_by_values(
         [
