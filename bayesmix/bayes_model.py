@@ -62,6 +62,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from bayesmix.design import Design, RandomBlock
+from bayesmix.fused_likelihood import LikelihoodTerm, mixed_normal_loglik
 from bayesmix.graph_inputs import PYMC_DIST, HyperData, model_data, vector_rv
 from bayesmix.lkj import correlation_cholesky_entries, lower_triangular
 from bayesmix.priors import Prior, block_keys, intercept_index, resolve_priors
@@ -257,12 +258,17 @@ def effect_terms(
     return terms
 
 
+def residual_sd(sigma_prior: Prior, hyper: HyperData) -> pt.TensorVariable:
+    """The residual SD ``sigma``."""
+    params = hyper.params("sigma", type(sigma_prior), sigma_prior)
+    return PYMC_DIST[type(sigma_prior)]("sigma", **params)
+
+
 def normal_likelihood(
     mu: pt.TensorVariable, y_values, sigma_prior: Prior, hyper: HyperData
 ) -> None:
     """The residual SD ``sigma`` and the observed ``y_obs ~ Normal(mu, sigma)``."""
-    params = hyper.params("sigma", type(sigma_prior), sigma_prior)
-    sigma = PYMC_DIST[type(sigma_prior)]("sigma", **params)
+    sigma = residual_sd(sigma_prior, hyper)
     y = model_data("y", y_values, dims="obs")
     pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
 
@@ -285,6 +291,7 @@ def build_pymc_model(
     priors: Mapping[str, Prior] | None = None,
     *,
     centre_random: Literal["auto", "always", "never"] = "auto",
+    likelihood: Literal["graph", "fused"] = "graph",
 ) -> pm.Model:
     """Build the PyMC model of a Gaussian linear mixed model.
 
@@ -298,6 +305,12 @@ def build_pymc_model(
     centre_random : {"auto", "always", "never"}
         Which columns of correlated blocks are sampled centred (see the module
         docstring); "auto" centres those whose range excludes 0.
+    likelihood : {"graph", "fused"}
+        "graph" writes the likelihood as PyTensor operations (an observed
+        ``y_obs``; any backend); "fused" as one
+        :class:`~bayesmix.fused_likelihood.MixedNormalLoglik` (a potential
+        ``loglik_y``), whose numba kernel makes a single pass over the data:
+        faster with many observations, but numba or Python only.
 
     Returns
     -------
@@ -334,6 +347,23 @@ def build_pymc_model(
             beta = pt.set_subtensor(beta_c[j0], beta_c[j0] - shift)
             pm.Deterministic("beta", beta, dims="fixed")
             mu = fixed_predictor(X, beta_c, design.X) - shift
+        if likelihood == "fused":
+            terms = [
+                LikelihoodTerm(
+                    column,
+                    len(block.levels),
+                    block.codes,
+                    block.Z[:, k],
+                    hyper[f"zbar:{info.tag}"][k] if np.any(zbar) else 0.0,
+                )
+                for block, info, zbar in zip(design.blocks, infos, zbars, strict=True)
+                for k, column in enumerate(block_effects(block, info, all_priors, zbar, hyper))
+            ]
+            sigma = residual_sd(all_priors["sigma"], hyper)
+            offset = 0.0 if j0 is None else -shift
+            loglik = mixed_normal_loglik(design.y, design.X, beta_c, offset, terms, sigma)
+            pm.Potential("loglik_y", loglik)
+            return model
         for block, info, zbar in zip(design.blocks, infos, zbars, strict=True):
             r = block_effects(block, info, all_priors, zbar, hyper)
             mu = mu + sum(effect_terms(block.codes, block.Z, info, r, zbar, hyper))
