@@ -86,8 +86,7 @@ def test_fused_model_matches_graph_model(dataset, formula, centre):
     rng = np.random.default_rng(2)
     for _ in range(2):
         point = {
-            k: v + 0.5 * rng.standard_normal(np.shape(v))
-            for k, v in graph.initial_point().items()
+            k: v + 0.5 * rng.standard_normal(np.shape(v)) for k, v in graph.initial_point().items()
         }
         for part in ("compile_logp", "compile_dlogp"):
             expected = getattr(graph, part)(mode="FAST_COMPILE")(point)
