@@ -50,9 +50,10 @@ def _random_inputs(rng, n, ones_beta, x_beta, z_columns, n_levels=7):
         ((), (0,), (0, 1, -1)),  # no intercept column; two Z columns and a ones term
     ],
 )
-def test_numba_kernel_matches_numpy(ones_beta, x_beta, z_columns):
+@pytest.mark.parametrize("n", [50, 3])  # unrolled loop and remainder; remainder only
+def test_numba_kernel_matches_numpy(ones_beta, x_beta, z_columns, n):
     op = MixedNormalLoglik(ones_beta, x_beta, z_columns)
-    inputs = _random_inputs(np.random.default_rng(1), 50, ones_beta, x_beta, z_columns)
+    inputs = _random_inputs(np.random.default_rng(1), n, ones_beta, x_beta, z_columns)
     symbols = [pt.as_tensor_variable(v).type() for v in inputs]
     outputs = op(*symbols)
     python = pytensor.function(symbols, outputs, mode="FAST_COMPILE")(*inputs)
