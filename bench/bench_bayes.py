@@ -22,7 +22,7 @@ PyTensor's numba cache), so:
   effects, SDs, correlations, sigma and every group effect), divided by the
   warm wall time and by the sampling time alone; the nutpie / PyMC ratio is
   also printed for the first (seed 1) run, since a sampler's speed varies by
-  seed (PyMC's NUTS on InstEval: 85 s to 220 s).
+  seed (PyMC's NUTS on InstEval: under 100 s to 220 s).
 
 ``--bambi-python PATH`` also runs the peer package bambi on the same cases
 (``PATH bench/peer_bambi.py --worker CASE METHOD`` for each of
