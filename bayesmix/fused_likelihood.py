@@ -148,17 +148,17 @@ class MixedNormalLoglik(Op):
             lines += self._observation_lines(f"i0 + {u}", u, "        ")
         lines.append("    for i in range(m, n):")
         lines += self._observation_lines("i", 0, "        ")
-        total = " + ".join
+
+        def summed(name: str) -> str:  # the accumulators' total: "a0 + a1 + ..."
+            return " + ".join(name.format(u=u) for u in range(UNROLL))
+
         lines += [
-            f"    ss = {total(f'ss{u}' for u in range(UNROLL))}",
-            f"    g_w = {total(f'g_w{u}' for u in range(UNROLL))}",
-            f"    g_effects = {total(f'g_effects{u}' for u in range(UNROLL))}",
+            f"    ss = {summed('ss{u}')}",
+            f"    g_w = {summed('g_w{u}')}",
+            f"    g_effects = {summed('g_effects{u}')}",
             "    g_beta = np.zeros(beta.shape[0])",
             *[f"    g_beta[{j}] = g_w" for j in self.ones_beta],
-            *[
-                f"    g_beta[{j}] = {total(f'g_x{jx}_{u}' for u in range(UNROLL))}"
-                for jx, j in enumerate(self.x_beta)
-            ],
+            *[f"    g_beta[{j}] = {summed(f'g_x{jx}_{{u}}')}" for jx, j in enumerate(self.x_beta)],
             f"    loglik = -n * np.log(s) - {0.5 * LOG_2PI!r} * n - 0.5 * ss * inv",
             "    g_sigma = -n / s + ss * inv / s",
             "    return (np.asarray(loglik), g_beta, np.asarray(g_w), g_effects,"
