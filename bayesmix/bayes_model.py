@@ -61,6 +61,12 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix.collapsed_likelihood import (
+    SampledTerm,
+    collapse_plan,
+    collapsed_columns,
+    collapsed_loglik,
+)
 from bayesmix.design import Design, RandomBlock
 from bayesmix.fused_likelihood import LikelihoodTerm, mixed_normal_loglik
 from bayesmix.graph_inputs import PYMC_DIST, HyperData, model_data, vector_rv
@@ -286,12 +292,49 @@ def model_coords(
     return coords
 
 
+def collapsed_likelihood(
+    design: Design,
+    priors: Mapping[str, Prior],
+    infos: Sequence[BlockInfo],
+    zbars: Sequence[np.ndarray],
+    hyper: HyperData,
+) -> None:
+    """``sigma``, the sampled blocks, the collapsed blocks' SDs and the potential ``loglik_y``."""
+    plan = collapse_plan(design, priors)
+    if plan is None:
+        raise ValueError("likelihood='collapsed' needs Normal priors on every fixed effect")
+    columns = collapsed_columns(design, plan, centring_offsets(design))
+    terms = []
+    for i in plan.sampled(design):
+        block, info, zbar = design.blocks[i], infos[i], zbars[i]
+        effects = block_effects(block, info, priors, zbar, hyper)
+        terms += [SampledTerm(e, block, block.Z[:, k] - zbar[k]) for k, e in enumerate(effects)]
+    sds = {
+        i: vector_rv(infos[i].sd_name, [priors[key] for key in infos[i].sd_keys],
+                     infos[i].term_dim, hyper, f"sd:{infos[i].tag}")
+        for i in (*plan.dense, *([] if plan.diagonal is None else [plan.diagonal]))
+    }
+    term_sd = pt.stack([sds[i][k] for i, k in columns.terms]) if columns.terms else pt.zeros(0)
+    sigma = residual_sd(priors["sigma"], hyper)
+    loglik = collapsed_loglik(
+        design.y,
+        terms,
+        columns,
+        sigma,
+        hyper["beta:Normal:mu"],
+        hyper["beta:Normal:sigma"],
+        term_sd,
+        None if plan.diagonal is None else sds[plan.diagonal][0],
+    )
+    pm.Potential("loglik_y", loglik)
+
+
 def build_pymc_model(
     design: Design,
     priors: Mapping[str, Prior] | None = None,
     *,
     centre_random: Literal["auto", "always", "never"] = "auto",
-    likelihood: Literal["graph", "fused"] = "graph",
+    likelihood: Literal["graph", "fused", "collapsed"] = "graph",
 ) -> pm.Model:
     """Build the PyMC model of a Gaussian linear mixed model.
 
@@ -310,7 +353,11 @@ def build_pymc_model(
         ``y_obs``; any backend); "fused" as one
         :class:`~bayesmix.fused_likelihood.MixedNormalLoglik` (a potential
         ``loglik_y``), whose numba kernel makes a single pass over the data:
-        faster with many observations, but numba or Python only.
+        faster with many observations, but numba or Python only; "collapsed"
+        integrates the fixed effects and some blocks' effects out of the
+        likelihood (:mod:`bayesmix.collapsed_likelihood`; a potential
+        ``loglik_y``, and no ``beta`` or ``r_<tag>`` of those blocks in the
+        model: :mod:`bayesmix.collapsed_draws` draws them after sampling).
 
     Returns
     -------
@@ -337,6 +384,9 @@ def build_pymc_model(
 
     with pm.Model(coords=coords, check_bounds=False) as model:
         hyper.finalize()
+        if likelihood == "collapsed":
+            collapsed_likelihood(design, all_priors, infos, zbars, hyper)
+            return model
         X = model_data("X", design.X, dims=("obs", "fixed"))
         if j0 is None:
             beta_c = vector_rv("beta", fixed_priors, "fixed", hyper, "beta")
