@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
+from bayesmix.collapsed_likelihood import collapse_plan
 from bayesmix.design import Design
 from bayesmix.errors import FitError, SamplingWarning, warn
 from bayesmix.nutpie_compile import CompileRoute, compile_nutpie
@@ -218,7 +219,16 @@ def sample_model(
 
     _check_sampler(sampler)
     all_priors = resolve_priors(design, priors)
-    model = build_pymc_model(design, all_priors, likelihood=likelihood_form(design, sampler))
+    form = likelihood_form(design, sampler, all_priors)
+    model = build_pymc_model(design, all_priors, likelihood=form)
+    complete = None
+    if form == "collapsed":  # draw what the likelihood integrated out
+        from bayesmix.collapsed_draws import add_collapsed_draws
+
+        plan = collapse_plan(design, all_priors)
+
+        def complete(idata, seed):
+            add_collapsed_draws(idata, design, all_priors, plan, seed)
 
     def wrap(idata, timing):
         return BayesResult(
@@ -238,17 +248,24 @@ def sample_model(
         progressbar=progressbar,
         log_likelihood=log_likelihood,
         compile=compile,
+        complete=complete,
     )
 
 
-def likelihood_form(design: Design, sampler: str) -> Literal["graph", "fused"]:
+def likelihood_form(
+    design: Design, sampler: str, priors: Mapping[str, Prior] | None = None
+) -> Literal["graph", "fused", "collapsed"]:
     """How the model writes its likelihood for ``sampler`` (see ``build_pymc_model``).
 
-    nutpie runs the numba backend, where the fused one-pass kernel
-    (:mod:`bayesmix.fused_likelihood`) is fastest from ``FUSED_MIN_OBS``
-    observations; PyMC's C backend and JAX get PyTensor's own graph.
+    nutpie runs the numba backend, where the one-pass kernels are fastest from
+    ``FUSED_MIN_OBS`` observations: the collapsed likelihood
+    (:mod:`bayesmix.collapsed_likelihood`) when the fixed effects have Normal
+    priors (the default), else the fused one (:mod:`bayesmix.fused_likelihood`).
+    PyMC's C backend and JAX get PyTensor's own graph.
     """
     if sampler == "nutpie" and design.n_obs >= FUSED_MIN_OBS and design.blocks:
+        if collapse_plan(design, resolve_priors(design, priors)) is not None:
+            return "collapsed"
         return "fused"
     return "graph"
 
@@ -286,11 +303,14 @@ def run_sampler(
     progressbar: bool,
     log_likelihood: bool | None,
     compile: CompileRoute,
+    complete: Callable[[Any, int | None], None] | None = None,
 ):
     """Sample a built PyMC model; ``wrap(idata, timing)`` makes the result object.
 
     Shared by the linear and nonlinear engines: draws, observed data, the
     pointwise log-likelihood (when it fits in memory) and the diagnostics check.
+    ``complete(idata, seed)``, when given, adds to the posterior what the
+    sampler did not draw (the collapsed likelihood's coefficients).
     """
     from bayesmix.bayes_results import pointwise_loglik
 
@@ -304,6 +324,8 @@ def run_sampler(
     idata, compile_s, sample_s = sample_posterior(
         model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, compile
     )
+    if complete is not None:
+        complete(idata, seed)
     idata["observed_data"] = xr.Dataset({"y": ("obs", np.asarray(design.y, dtype=float))})
     result = wrap(
         idata,

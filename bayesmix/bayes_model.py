@@ -63,6 +63,7 @@ import pytensor.tensor as pt
 
 from bayesmix.collapsed_likelihood import (
     SampledTerm,
+    centred_levels,
     collapse_plan,
     collapsed_columns,
     collapsed_loglik,
@@ -183,8 +184,13 @@ def block_effects(
     priors: Mapping[str, Prior],
     zbar: np.ndarray,
     hyper: HyperData,
+    centred: np.ndarray | None = None,
 ) -> list[pt.TensorVariable]:
     """Group effects of one block on centred columns, non-centred, one vector per term.
+
+    ``centred`` (one-term blocks only; a boolean per level) samples those
+    levels' effects centred instead: ``z0_<tag>`` holds the effect itself,
+    ``Normal(0, sd)``, where the other levels hold ``effect / sd``.
 
     Returns the columns (one ``(levels,)`` vector per term) of the effects of
     the centred columns; the deterministics ``r_<tag>``, ``sd_<tag>`` and
@@ -196,7 +202,12 @@ def block_effects(
     dims = (info.level_dim, info.term_dim)
     if block.n_terms == 1:  # a vector: no column to slice out (or gradient to scatter back)
         sd = vector_rv(info.sd_name, sd_priors, info.term_dim, hyper, f"sd:{info.tag}")
-        column = pm.Normal(f"z0_{info.tag}", 0.0, 1.0, dims=info.level_dim) * sd[0]
+        if centred is not None and np.any(centred):
+            z_sd = pt.where(centred, sd[0], 1.0)
+            column = pm.Normal(f"z0_{info.tag}", 0.0, z_sd, dims=info.level_dim)
+            column = column * pt.where(centred, 1.0, sd[0])
+        else:
+            column = pm.Normal(f"z0_{info.tag}", 0.0, 1.0, dims=info.level_dim) * sd[0]
         pm.Deterministic(info.r_name, column[:, None], dims=dims)
         return [column]
     # one standard-normal vector per term: no column slicing in the log density,
@@ -307,7 +318,8 @@ def collapsed_likelihood(
     terms = []
     for i in plan.sampled(design):
         block, info, zbar = design.blocks[i], infos[i], zbars[i]
-        effects = block_effects(block, info, priors, zbar, hyper)
+        centred = centred_levels(block, design.y) if block.n_terms == 1 else None
+        effects = block_effects(block, info, priors, zbar, hyper, centred)
         terms += [SampledTerm(e, block, block.Z[:, k] - zbar[k]) for k, e in enumerate(effects)]
     sds = {
         i: vector_rv(infos[i].sd_name, [priors[key] for key in infos[i].sd_keys],
