@@ -22,7 +22,8 @@ mean of ``gamma``, ``a = diag(A^-1)``, ``v0 = diag(V0)``)::
 
 where ``RSS + T`` is the expected residual sum of squares ``E||r - W gamma||^2``
 given the data. ``a`` comes from the Schur complement: ``S^-1`` on the dense
-part, ``1/D_j + b_j'S^-1 b_j / (D_j sigma^2)^2`` on the diagonal block.
+part; only its trace is needed on the diagonal block,
+``tr(D^-1) + tr(S^-1 B'D^-2 B) / sigma^4``.
 """
 
 from __future__ import annotations
@@ -244,21 +245,24 @@ def collapsed_marginal(
     # S -= B'D^-1 B / sigma^4, level by level (each has a few nonzeros in B), upper
     # triangle only; e -= B'D^-1 h_f / sigma^2
     e = h[:p_c].copy()
-    C = np.zeros((p_c, p_c))
+    C = np.zeros((p_c, p_c))  # B'D^-1 B / sigma^4
+    C2 = np.zeros((p_c, p_c))  # B'D^-2 B / sigma^4, for tr(A^-1) over the diagonal block
     for j in range(n_f):
         w = inv_d[j] / (s2 * s2)
+        w2 = w * inv_d[j]
         hw = h[p_c + j] * inv_d[j] / s2
         for k in range(b_indptr[j], b_indptr[j + 1]):
             ck, vk = b_cols[k], b_vals[k]
             e[ck] -= vk * hw
-            vw = vk * w
             for m in range(k, b_indptr[j + 1]):
-                C[ck, b_cols[m]] += vw * b_vals[m]
-    for i in range(p_c):
-        for m in range(i, p_c):
-            S[i, m] -= C[i, m]
-            if m > i:
-                S[m, i] -= C[i, m]
+                vv = vk * b_vals[m]
+                C[ck, b_cols[m]] += vv * w
+                C2[ck, b_cols[m]] += vv * w2
+    for i in range(p_c):  # symmetrise: only the upper triangle was accumulated
+        for m in range(i + 1, p_c):
+            C[m, i] = C[i, m]
+            C2[m, i] = C2[i, m]
+    S -= C
     L = np.linalg.cholesky(S)
     S_inv = np.linalg.inv(S)
     mu = np.empty(n_t)
@@ -280,20 +284,12 @@ def collapsed_marginal(
         -n_obs * np.log(s) - 0.5 * n_obs * LOG_2PI - 0.5 * q[()] / s2
         - 0.5 * np.sum(m0 * m0 / vc) - 0.5 * log_v0 + 0.5 * quad - 0.5 * log_det
     )
-    # diag(A^-1)
-    a = np.empty(n_t)
+    # diag(A^-1) on the dense part; its trace on the diagonal block:
+    # tr(D^-1) + tr(S^-1 B'D^-2 B) / sigma^4
+    a = np.empty(p_c)
     for j in range(p_c):
         a[j] = S_inv[j, j]
-    for j in range(n_f):
-        a[p_c + j] = inv_d[j]
-    for j in range(n_f):  # + b_j'S^-1 b_j / (D_j sigma^2)^2
-        acc = 0.0
-        for k in range(b_indptr[j], b_indptr[j + 1]):
-            ck, vk = b_cols[k], b_vals[k]
-            acc += vk * vk * S_inv[ck, ck]
-            for m in range(k + 1, b_indptr[j + 1]):
-                acc += 2.0 * vk * b_vals[m] * S_inv[ck, b_cols[m]]
-        a[p_c + j] += acc * (inv_d[j] / s2) ** 2
+    trace_f = np.sum(inv_d) + np.sum(S_inv * C2)
     g_t = mu / s2
     g_term = np.zeros(term_sd.shape[0])
     count = np.zeros(term_sd.shape[0])
@@ -303,10 +299,10 @@ def collapsed_marginal(
     for k in range(term_sd.shape[0]):
         tau = term_sd[k]
         g_term[k] = -count[k] / tau + g_term[k] / tau**3
-    g_diag = -n_f / tau_f + np.sum(a[p_c:] + mu[p_c:] ** 2) / tau_f**3
+    g_diag = -n_f / tau_f + (trace_f + np.sum(mu[p_c:] ** 2)) / tau_f**3
     mu_v0_mu = np.sum(mu[:p_c] ** 2 / vc) + np.sum(mu[p_c:] ** 2) / (tau_f * tau_f)
     rss = q[()] - 2.0 * (mu @ t) + s2 * (mu @ h - mu_v0_mu)
-    trace = s2 * (n_t - np.sum(a[:p_c] / vc) - np.sum(a[p_c:]) / (tau_f * tau_f))
+    trace = s2 * (n_t - np.sum(a / vc) - trace_f / (tau_f * tau_f))
     g_sigma = -n_obs / s + (rss + trace) / s**3
     return (
         np.asarray(loglik), np.asarray(-0.5 / s2), g_t, np.asarray(g_sigma), g_term,
