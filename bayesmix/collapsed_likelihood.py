@@ -47,6 +47,8 @@ from bayesmix.collapsed_kernels import CollapsedMarginal, ResidualMoments
 from bayesmix.design import Design, RandomBlock
 from bayesmix.priors import Normal, Prior
 
+#: A sampled level's effect is sampled centred when ``n_j tau^2 / sigma^2`` exceeds this.
+CENTRE_THRESHOLD = 1.0
 #: Most coefficients solved densely: the fixed effects plus the small blocks' effects.
 DENSE_MAX = 64
 
@@ -122,7 +124,7 @@ def centred_levels(block: RandomBlock, y: np.ndarray) -> np.ndarray:
     within /= max(y.size - seen.sum(), 1)
     tau2 = max(float(np.var(means)) - float(np.mean(within / counts[seen])), 0.0)
     strength = np.bincount(codes, weights=z * z, minlength=n_levels)
-    return strength * tau2 / max(within, 1e-300) > 1.0
+    return strength * tau2 / max(within, 1e-300) > CENTRE_THRESHOLD
 
 
 def _level_means(codes: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:

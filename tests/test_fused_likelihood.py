@@ -23,6 +23,7 @@ from bayesmix.bayes_model import build_pymc_model
 from bayesmix.design import build_design
 from bayesmix.errors import SamplingWarning
 from bayesmix.fused_likelihood import MixedNormalLoglik
+from bayesmix.priors import StudentT
 
 REFS = Path(__file__).parent / "refs"
 
@@ -103,19 +104,29 @@ def test_likelihood_form_policy():
         "y ~ 1 + service + (1 | s) + (1 | d)", bmx.load_dataset("InstEval").iloc[:FUSED_MIN_OBS]
     )
     assert likelihood_form(small, "nutpie") == "graph"
-    assert likelihood_form(large, "nutpie") == "fused"
+    assert likelihood_form(large, "nutpie") == "collapsed"  # Normal fixed-effect priors
+    student = {"service[1]": StudentT(3.0, 0.0, 1.0)}
+    assert likelihood_form(large, "nutpie", student) == "fused"
     assert likelihood_form(large, "pymc") == "graph"  # PyMC's C backend has no kernel
 
 
 def test_fused_model_samples_like_lme4(monkeypatch):
-    """A short nutpie run of the fused model; result tables and loo work without ``y_obs``."""
+    """A short nutpie run of the fused model; result tables and loo work without ``y_obs``.
+
+    A Student-t prior on ``Days`` keeps the fixed effects from being integrated
+    out (the collapsed likelihood needs Normal priors), so the fused form is used.
+    """
     import bayesmix.bayes_fit as bayes_fit
 
     monkeypatch.setattr(bayes_fit, "FUSED_MIN_OBS", 0)
     design = build_design("Reaction ~ Days + (Days | Subject)", bmx.load_dataset("sleepstudy"))
+    priors = {"Days": StudentT(3.0, 0.0, 50.0)}
+    assert bayes_fit.likelihood_form(design, "nutpie", priors) == "fused"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
-        fit = bayes_fit.sample_model(design, draws=300, tune=300, chains=2, random_seed=4)
+        fit = bayes_fit.sample_model(
+            design, priors=priors, draws=300, tune=300, chains=2, random_seed=4
+        )
     assert "loglik_y" not in fit.idata["posterior"]
     ref = json.loads((REFS / "sleepstudy_slope_corr_reml.json").read_text())
     beta = fit.idata["posterior"]["beta"].values
