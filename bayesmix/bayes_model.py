@@ -322,8 +322,13 @@ def collapsed_likelihood(
         effects = block_effects(block, info, priors, zbar, hyper, centred)
         terms += [SampledTerm(e, block, block.Z[:, k] - zbar[k]) for k, e in enumerate(effects)]
     sds = {
-        i: vector_rv(infos[i].sd_name, [priors[key] for key in infos[i].sd_keys],
-                     infos[i].term_dim, hyper, f"sd:{infos[i].tag}")
+        i: vector_rv(
+            infos[i].sd_name,
+            [priors[key] for key in infos[i].sd_keys],
+            infos[i].term_dim,
+            hyper,
+            f"sd:{infos[i].tag}",
+        )
         for i in (*plan.dense, *([] if plan.diagonal is None else [plan.diagonal]))
     }
     term_sd = pt.stack([sds[i][k] for i, k in columns.terms]) if columns.terms else pt.zeros(0)

@@ -65,9 +65,11 @@ def add_collapsed_draws(
     WtZ = (Wt @ sp.hstack(z_parts, format="csc")).tocsr() if z_parts else None
     E = np.concatenate(e_parts, axis=1) if e_parts else None
     sigma = _flat(post["sigma"].values)
-    term_sd = np.stack(
-        [_flat(post[infos[i].sd_name].values)[:, k] for i, k in columns.terms], axis=1
-    ) if columns.terms else np.zeros((sigma.size, 0))
+    term_sd = (
+        np.stack([_flat(post[infos[i].sd_name].values)[:, k] for i, k in columns.terms], axis=1)
+        if columns.terms
+        else np.zeros((sigma.size, 0))
+    )
     fixed = [priors[name] for name in design.fixed_terms]
     m0 = np.concatenate([[prior.mu for prior in fixed], np.zeros(p_c - p)])
     fixed_var = np.array([prior.sigma**2 for prior in fixed])
@@ -160,9 +162,7 @@ def _beta(design: Design, beta_c: np.ndarray, xbar: np.ndarray) -> np.ndarray:
     return beta
 
 
-def _collapsed_layout(
-    design: Design, plan: CollapsePlan, columns
-) -> dict[int, list[np.ndarray]]:
+def _collapsed_layout(design: Design, plan: CollapsePlan, columns) -> dict[int, list[np.ndarray]]:
     """For each collapsed block, the positions in ``gamma`` of each term's levels."""
     layout: dict[int, list[np.ndarray]] = {}
     start = design.n_fixed

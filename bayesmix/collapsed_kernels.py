@@ -1,11 +1,15 @@
 """The numba kernels of the collapsed likelihood (:mod:`bayesmix.collapsed_likelihood`).
 
 Three PyTensor ops with numba implementations, cached on disk by PyTensor
-under their props:
+under their props and a hash of their source:
 
 * :class:`ResidualMoments`: one pass over the data, ``r = y - Z_s e`` and its
-  moments ``Q = r'r``, ``t = W'r``, ``Z_s'r``; its gradient is a sparse product
-  (:class:`CsrMatvec`), no second pass.
+  moments ``Q = r'r`` and ``Z_f'r``; its gradient is a sparse product, no
+  second pass;
+* :class:`CsrMatvec`: a constant sparse matrix times a vector, differentiable
+  (``W_c'r = W_c'y - (W_c'Z_s) e`` for the dense columns, whose distinct
+  (sampled level, column) pairs are few: InstEval's fixed effects and
+  dept:service cells have ~13,000 against 73,421 observations);
 * :class:`CollapsedMarginal`: the marginal log-likelihood from ``(Q, t)`` and
   the variance parameters, with its gradient in closed form (below), so that
   PyTensor differentiates no Cholesky factor: its autodiff graph of the small
@@ -50,71 +54,62 @@ def source_salt(*sources: str) -> int:
 
 
 class ResidualMoments(Op):
-    """``Q = r'r``, ``t = W'r`` and ``Z_s'r`` for ``r = y - sum_k z_k * effects[codes_k]``.
+    """``Q = r'r`` and ``t = Z_f'r`` for ``r = y - sum_k z_k * effects[codes_k]``.
 
     Inputs: ``y`` (n), ``codes`` (n x K, offsets into ``effects`` added), ``Z``
     (n x K_z, the sampled terms' columns that are not all ones), ``effects``,
-    ``X`` (n x p_x, the non-constant dense-fixed columns of ``W``), ``ccodes``
-    (n x K_c, indices into ``t`` of the collapsed block columns), ``cZ`` (their
-    values, those not all ones), and the sparse ``M = Z_s'W`` as CSR arrays
-    (used by the gradient only).
+    ``ccodes`` (n x K_c, each row's level in the collapsed terms, offsets
+    added), ``cZ`` (their values, those not all ones); then, for the gradient
+    only, ``M = Z_s'Z_f`` and ``K = Z_s'Z_s`` (each as CSR arrays, the matrix
+    then its transpose) and ``Z_s'y``.
+
+    The gradient with respect to ``effects`` is ``-(M g_t + 2 g_Q Z_s'r)`` with
+    ``Z_s'r = Z_s'y - K effects``: sparse products, no second pass over the data.
 
     Parameters
     ----------
-    z_columns, x_columns, c_columns : tuple of int
-        For each sampled term, each fixed column, each collapsed block term:
-        its column in ``Z``, ``X`` or ``cZ``, or -1 when it is all ones.
+    z_columns, c_columns : tuple of int
+        For each sampled term and each collapsed term: its column in ``Z`` or
+        ``cZ``, or -1 when it is all ones.
     n_t : int
         Length of ``t``.
     """
 
-    __props__ = ("z_columns", "x_columns", "c_columns", "n_t")
+    __props__ = ("z_columns", "c_columns", "n_t")
 
-    def __init__(self, z_columns, x_columns, c_columns, n_t: int):
+    def __init__(self, z_columns, c_columns, n_t: int):
         self.z_columns = tuple(int(k) for k in z_columns)
-        self.x_columns = tuple(int(k) for k in x_columns)
         self.c_columns = tuple(int(k) for k in c_columns)
         self.n_t = int(n_t)
 
-    def make_node(self, y, codes, Z, effects, X, ccodes, cZ, indptr, indices, data):
-        inputs = [pt.as_tensor_variable(v) for v in (y, codes, Z, effects, X, ccodes, cZ)]
-        inputs += [pt.as_tensor_variable(v) for v in (indptr, indices, data)]
-        effects = inputs[3]
-        outputs = [
-            pt.dscalar(),
-            pt.tensor(dtype="float64", shape=(self.n_t,)),
-            pt.tensor(dtype="float64", shape=effects.type.shape),
-        ]
+    def make_node(self, *inputs):
+        if len(inputs) != 19:
+            raise TypeError("ResidualMoments expects 19 inputs")
+        inputs = [pt.as_tensor_variable(v) for v in inputs]
+        outputs = [pt.dscalar(), pt.tensor(dtype="float64", shape=(self.n_t,))]
         return Apply(self, inputs, outputs)
 
     def perform(self, node, inputs, output_storage):
-        y, codes, Z, effects, X, ccodes, cZ = inputs[:7]
+        y, codes, Z, effects, ccodes, cZ = inputs[:6]
         r = np.array(y, dtype=float)
-        z_values = [1.0 if k < 0 else Z[:, k] for k in self.z_columns]
-        for k, z in enumerate(z_values):
-            r = r - z * effects[codes[:, k]]
+        for k, col in enumerate(self.z_columns):
+            r = r - (1.0 if col < 0 else Z[:, col]) * effects[codes[:, k]]
         t = np.zeros(self.n_t)
-        for j, k in enumerate(self.x_columns):
-            t[j] = r.sum() if k < 0 else X[:, k] @ r
-        for j, k in enumerate(self.c_columns):
-            weights = r if k < 0 else cZ[:, k] * r
+        for j, col in enumerate(self.c_columns):
+            weights = r if col < 0 else cZ[:, col] * r
             t += np.bincount(ccodes[:, j], weights=weights, minlength=self.n_t)
-        zr = np.zeros(effects.shape[0])
-        for k, z in enumerate(z_values):
-            zr += np.bincount(codes[:, k], weights=z * r, minlength=effects.shape[0])
-        for storage, value in zip(output_storage, (r @ r, t, zr), strict=True):
-            storage[0] = np.asarray(value, dtype="float64")
+        output_storage[0][0] = np.asarray(r @ r, dtype="float64")
+        output_storage[1][0] = t
 
     def pullback(self, inputs, outputs, cotangents):
-        g_q, g_t, g_zr = cotangents
-        if not isinstance(g_zr.type, DisconnectedType):
-            raise NotImplementedError("the Z_s'r output of ResidualMoments has no gradient")
+        g_q, g_t = cotangents
         effects = inputs[3]
         g_effects = pt.zeros_like(effects)
         if not isinstance(g_t.type, DisconnectedType):
-            g_effects = g_effects - CsrMatvec()(*inputs[7:10], g_t)
+            g_effects = g_effects - CsrMatvec()(*inputs[6:12], g_t)
         if not isinstance(g_q.type, DisconnectedType):
-            g_effects = g_effects - 2.0 * g_q * outputs[2]
+            zr = inputs[18] - CsrMatvec()(*inputs[12:18], effects)
+            g_effects = g_effects - 2.0 * g_q * zr
         return [
             g_effects if i == 3 else grad_undefined(self, i, var) for i, var in enumerate(inputs)
         ]
@@ -127,18 +122,13 @@ class ResidualMoments(Op):
         consecutive observations of one group (sorted data) do not wait on each
         other's stores.
         """
-        n_x = len(self.x_columns)
         lines = [
-            "def residual_moments(y, codes, Z, effects, X, ccodes, cZ, indptr, indices, data):",
+            "def residual_moments(y, codes, Z, effects, ccodes, cZ, m0, m1, m2, m3, m4, m5,"
+            " k0, k1, k2, k3, k4, k5, zsy):",
             "    n = y.shape[0]",
         ]
         for u in range(UNROLL):
-            lines += [
-                f"    t{u} = np.zeros({self.n_t})",
-                f"    zr{u} = np.zeros(effects.shape[0])",
-                f"    q{u} = 0.0",
-                *[f"    tx{j}_{u} = 0.0" for j in range(n_x)],
-            ]
+            lines += [f"    t{u} = np.zeros({self.n_t})", f"    q{u} = 0.0"]
         lines.append(f"    m = n - n % {UNROLL}")
         lines.append(f"    for i0 in range(0, m, {UNROLL}):")
         for u in range(UNROLL):
@@ -149,12 +139,7 @@ class ResidualMoments(Op):
         def summed(name: str) -> str:  # the accumulators' total: "a0 + a1 + ..."
             return " + ".join(name.format(u=u) for u in range(UNROLL))
 
-        lines += [
-            f"    t = {summed('t{u}')}",
-            f"    zr = {summed('zr{u}')}",
-            *[f"    t[{j}] += {summed(f'tx{j}_{{u}}')}" for j in range(n_x)],
-            f"    return np.asarray({summed('q{u}')}), t, zr",
-        ]
+        lines.append(f"    return np.asarray({summed('q{u}')}), {summed('t{u}')}")
         return "\n".join(lines) + "\n"
 
     def _observation_lines(self, i: str, u: int, indent: str) -> list[str]:
@@ -168,14 +153,6 @@ class ResidualMoments(Op):
         body.append(f"r_{u} = y[{i}] - ({' + '.join(eta)})" if eta else f"r_{u} = y[{i}]")
         body.append(f"q{u} += r_{u} * r_{u}")
         body += [
-            f"zr{u}[c{k}_{u}] += {f'z{k}_{u} * ' if col >= 0 else ''}r_{u}"
-            for k, col in enumerate(self.z_columns)
-        ]
-        body += [
-            f"tx{j}_{u} += {f'X[{i}, {col}] * ' if col >= 0 else ''}r_{u}"
-            for j, col in enumerate(self.x_columns)
-        ]
-        body += [
             f"t{u}[ccodes[{i}, {j}]] += {f'cZ[{i}, {col}] * ' if col >= 0 else ''}r_{u}"
             for j, col in enumerate(self.c_columns)
         ]
@@ -183,23 +160,35 @@ class ResidualMoments(Op):
 
 
 class CsrMatvec(Op):
-    """``M @ x`` for a constant sparse ``M`` given as CSR arrays (indptr, indices, data)."""
+    """``M @ x`` for a constant sparse ``M``, given in CSR form with its transpose.
+
+    Inputs: ``M`` (indptr, indices, data), ``M'`` (the same), ``x``; the
+    gradient is ``M' @ g``, the same Op with the two matrices swapped.
+    """
 
     __props__ = ()
 
-    def make_node(self, indptr, indices, data, x):
-        inputs = [pt.as_tensor_variable(v) for v in (indptr, indices, data, x)]
+    def make_node(self, indptr, indices, data, t_indptr, t_indices, t_data, x):
+        inputs = [
+            pt.as_tensor_variable(v)
+            for v in (indptr, indices, data, t_indptr, t_indices, t_data, x)
+        ]
         n_rows = inputs[0].type.shape[0]
         shape = (None if n_rows is None else n_rows - 1,)
         return Apply(self, inputs, [pt.tensor(dtype="float64", shape=shape)])
 
     def perform(self, node, inputs, output_storage):
-        indptr, indices, data, x = inputs
+        indptr, indices, data, _, _, _, x = inputs
         m = sp.csr_matrix((data, indices, indptr), shape=(len(indptr) - 1, len(x)))
         output_storage[0][0] = np.asarray(m @ x, dtype="float64")
 
+    def pullback(self, inputs, outputs, cotangents):
+        (g,) = cotangents
+        transposed = CsrMatvec()(*inputs[3:6], *inputs[0:3], g)
+        return [grad_undefined(self, i, var) for i, var in enumerate(inputs[:6])] + [transposed]
+
     @staticmethod
-    def kernel(indptr, indices, data, x):
+    def kernel(indptr, indices, data, t_indptr, t_indices, t_data, x):
         out = np.empty(indptr.shape[0] - 1)
         for row in range(out.shape[0]):
             acc = 0.0
@@ -209,9 +198,36 @@ class CsrMatvec(Op):
         return out
 
 
+def csr_arrays(matrix: sp.spmatrix) -> list[np.ndarray]:
+    """CSR arrays of ``matrix`` then of its transpose, as :class:`CsrMatvec` takes them."""
+    arrays = []
+    for m in (sp.csr_matrix(matrix), sp.csr_matrix(matrix.T)):
+        m.sort_indices()
+        index_dtype = np.min_scalar_type(max(m.shape[1] - 1, 0))
+        arrays += [m.indptr.astype(np.int64), m.indices.astype(index_dtype), m.data.astype(float)]
+    return arrays
+
+
+def sparse_product(matrix: sp.spmatrix, x: pt.TensorVariable) -> pt.TensorVariable:
+    """``matrix @ x`` for a constant scipy sparse ``matrix`` (differentiable in ``x``)."""
+    return CsrMatvec()(*csr_arrays(matrix), x)
+
+
 def collapsed_marginal(
-    q, t, sigma, term_sd, diag_sd, fixed_mu, fixed_sd,
-    n_obs, sd_term, G, dzz, b_indptr, b_cols, b_vals,
+    q,
+    t,
+    sigma,
+    term_sd,
+    diag_sd,
+    fixed_mu,
+    fixed_sd,
+    n_obs,
+    sd_term,
+    G,
+    dzz,
+    b_indptr,
+    b_cols,
+    b_vals,
 ):
     """Marginal log-likelihood and its gradients (module docstring); numba-compilable.
 
@@ -281,8 +297,13 @@ def collapsed_marginal(
         log_det += np.log(D[j])
     log_v0 = np.sum(np.log(vc)) + 2.0 * n_f * np.log(tau_f)
     loglik = (
-        -n_obs * np.log(s) - 0.5 * n_obs * LOG_2PI - 0.5 * q[()] / s2
-        - 0.5 * np.sum(m0 * m0 / vc) - 0.5 * log_v0 + 0.5 * quad - 0.5 * log_det
+        -n_obs * np.log(s)
+        - 0.5 * n_obs * LOG_2PI
+        - 0.5 * q[()] / s2
+        - 0.5 * np.sum(m0 * m0 / vc)
+        - 0.5 * log_v0
+        + 0.5 * quad
+        - 0.5 * log_det
     )
     # diag(A^-1) on the dense part; its trace on the diagonal block:
     # tr(D^-1) + tr(S^-1 B'D^-2 B) / sigma^4
@@ -305,7 +326,11 @@ def collapsed_marginal(
     trace = s2 * (n_t - np.sum(a / vc) - trace_f / (tau_f * tau_f))
     g_sigma = -n_obs / s + (rss + trace) / s**3
     return (
-        np.asarray(loglik), np.asarray(-0.5 / s2), g_t, np.asarray(g_sigma), g_term,
+        np.asarray(loglik),
+        np.asarray(-0.5 / s2),
+        g_t,
+        np.asarray(g_sigma),
+        g_term,
         np.asarray(g_diag),
     )
 
@@ -384,8 +409,20 @@ def _register_numba() -> None:
             q, t, sigma, term_sd, diag_sd, fixed_mu, fixed_sd, sd_term, G, dzz, indptr, cols, vals
         ):
             return kernel(
-                q, t, sigma, term_sd, diag_sd, fixed_mu, fixed_sd, n_obs, sd_term, G, dzz,
-                indptr, cols, vals,
+                q,
+                t,
+                sigma,
+                term_sd,
+                diag_sd,
+                fixed_mu,
+                fixed_sd,
+                n_obs,
+                sd_term,
+                G,
+                dzz,
+                indptr,
+                cols,
+                vals,
             )
 
         return marginal, source_salt(inspect.getsource(collapsed_marginal), str(n_obs))

@@ -6,12 +6,14 @@ other group effects and the variance parameters only, and the integrated-out
 ("collapsed") coefficients are drawn afterwards from their Gaussian
 conditional posterior (:mod:`bayesmix.collapsed_draws`), which gives the
 same joint posterior. bayesmix collapses the fixed effects (with their Normal
-priors), the blocks with few coefficients, and one large one-term block: on
-InstEval (``(1 | s) + (1 | d) + (1 | dept:service)``, collapsing ``beta``,
-``dept:service`` and ``d``), the Intercept, the 28 ``dept:service`` effects and
-their SD stop being the slowest-mixing parameters (their ESS went from about
-550 to above 3,000 in 4,000 draws) and NUTS needs 18 leapfrog steps per draw
-instead of 30.
+priors), the blocks with few coefficients, and one large one-term block; the
+effects of the remaining one-term blocks are sampled centred where their data
+are strong (:func:`centred_levels`). On InstEval (``(1 | s) + (1 | d) +
+(1 | dept:service)``: ``beta``, ``dept:service`` and ``d`` collapsed, ``s``
+sampled), the Intercept, the 28 ``dept:service`` effects and their SD stop
+being the slowest-mixing parameters (their ESS went from about 550 to above
+3,000 in 4,000 draws) and NUTS takes 15 leapfrog steps per draw instead of 30
+(2026-12, 4 chains x 1000 draws, seeds 1 and 2).
 
 Notation: ``r = y - Z_s e`` the data minus the sampled group effects ``e``;
 ``W = [X_c, Z_f]`` the collapsed columns: ``X_c`` (fixed-effect columns,
@@ -28,10 +30,12 @@ prior variances, each block term's ``sd^2``)::
 The ``Z_f`` block of ``A`` is diagonal (``D``: each observation lies in one
 level), so ``A`` is solved through the Schur complement ``S = A_cc - B' D^-1 B``
 of that block (``B = Z_f' X_c / sigma^2``, sparse), a small dense matrix: a
-log density evaluation is one pass over the data (:class:`ResidualMoments`,
-returning ``Q`` and ``t = W'r``), a few sparse products and one small Cholesky
-factor. The gradient with respect to ``e`` is ``-(M g_t + 2 g_Q Z_s'r)`` with
-``M = Z_s'W`` a constant sparse matrix, so it needs no second pass.
+log density evaluation is one pass over the data
+(:class:`~bayesmix.collapsed_kernels.ResidualMoments`, returning ``Q`` and
+``t = W'r``), a few sparse products and one small Cholesky factor
+(:class:`~bayesmix.collapsed_kernels.CollapsedMarginal`). The gradient with
+respect to ``e`` is ``-(M g_t + 2 g_Q Z_s'r)`` with ``M = Z_s'W`` a constant
+sparse matrix, so it needs no second pass.
 """
 
 from __future__ import annotations
@@ -43,7 +47,12 @@ import numpy as np
 import pytensor.tensor as pt
 import scipy.sparse as sp
 
-from bayesmix.collapsed_kernels import CollapsedMarginal, ResidualMoments
+from bayesmix.collapsed_kernels import (
+    CollapsedMarginal,
+    ResidualMoments,
+    csr_arrays,
+    sparse_product,
+)
 from bayesmix.design import Design, RandomBlock
 from bayesmix.priors import Normal, Prior
 
@@ -110,8 +119,9 @@ def centred_levels(block: RandomBlock, y: np.ndarray) -> np.ndarray:
     choosing between the two, e.g. Papaspiliopoulos, Roberts & Skold 2007).
     ``tau^2`` and ``sigma^2`` are rough moment estimates from the level means
     of ``y`` (between- and pooled within-level variances), which suffice for a
-    threshold: on InstEval's students (median 22 ratings), sampling those
-    above the threshold centred raised the ESS of ``sd(1|s)`` from ~900 to ~?.
+    threshold: on InstEval's students (median 22 ratings; 63% above the
+    threshold), it raised the ESS of ``sd(1|s)`` from 925 to 1,601 in 4,000
+    draws and cut the leapfrog steps per draw from 18 to 15 (seed 2).
     """
     codes = np.asarray(block.codes)
     y = np.asarray(y, dtype=float)
@@ -151,6 +161,7 @@ class CollapsedColumns:
     terms: tuple[tuple[int, int], ...]
     term_codes: tuple[np.ndarray, ...]  # each collapsed block term: its index into t per row
     term_z: tuple[np.ndarray, ...]  # ... and its value per row
+    term_spans: tuple[tuple[int, int], ...]  # ... and its (offset in t, number of levels)
 
     @property
     def n_t(self) -> int:
@@ -172,13 +183,14 @@ def collapsed_columns(design: Design, plan: CollapsePlan, xbar: np.ndarray) -> C
     """``W`` and the layout of the collapsed coefficients (fixed, dense terms, diagonal)."""
     parts = [sp.csc_matrix(np.asarray(design.X, dtype=float) - xbar[None, :])]
     sd_term = [-1] * design.n_fixed
-    terms, term_codes, term_z = [], [], []
+    terms, term_codes, term_z, spans = [], [], [], []
     blocks = [(i, k) for i in plan.dense for k in range(design.blocks[i].n_terms)]
     if plan.diagonal is not None:
         blocks.append((plan.diagonal, 0))
     for i, k in blocks:
         block = design.blocks[i]
         term_codes.append(block.codes.astype(np.int64) + len(sd_term))
+        spans.append((len(sd_term), len(block.levels)))
         term_z.append(np.asarray(block.Z[:, k], dtype=float))
         parts.append(block_columns(block, k))
         if i != plan.diagonal:
@@ -187,8 +199,14 @@ def collapsed_columns(design: Design, plan: CollapsePlan, xbar: np.ndarray) -> C
     p_c = len(sd_term)
     W = sp.hstack(parts, format="csc")
     return CollapsedColumns(
-        W, p_c, design.n_fixed, np.array(sd_term, dtype=int), tuple(terms),
-        tuple(term_codes), tuple(term_z),
+        W,
+        p_c,
+        design.n_fixed,
+        np.array(sd_term, dtype=int),
+        tuple(terms),
+        tuple(term_codes),
+        tuple(term_z),
+        tuple(spans),
     )
 
 
@@ -199,8 +217,6 @@ class SampledTerm:
         self.effects = effects
         self.block = block
         self.z = np.asarray(z, dtype=float)
-
-
 
 
 @dataclass(frozen=True, eq=False)  # arrays: compare by identity
@@ -232,63 +248,71 @@ def schur_parts(columns: CollapsedColumns) -> SchurParts:
     )
 
 
-def sampled_operator(terms: Sequence[SampledTerm], W: sp.csc_matrix) -> sp.csr_matrix:
-    """``Z_s'W`` (sampled effects x collapsed coefficients), CSR."""
-    Z_s = sp.hstack(
-        [sp.csc_matrix((term.z, (np.arange(term.z.size), term.block.codes)),
-                       shape=(term.z.size, len(term.block.levels))) for term in terms],
+def _sampled_matrix(terms: Sequence[SampledTerm], n: int) -> sp.csc_matrix:
+    """``Z_s`` (n x sampled effects), the sampled terms' columns as sampled (centred)."""
+    if not terms:
+        return sp.csc_matrix((n, 0))
+    return sp.hstack(
+        [
+            sp.csc_matrix(
+                (term.z, (np.arange(term.z.size), term.block.codes)),
+                shape=(term.z.size, len(term.block.levels)),
+            )
+            for term in terms
+        ],
         format="csc",
     )
-    M = (Z_s.T @ W).tocsr()
-    M.sort_indices()
-    return M
 
 
 def residual_moments(
     y: np.ndarray, terms: Sequence[SampledTerm], columns: CollapsedColumns
 ) -> tuple[pt.TensorVariable, pt.TensorVariable]:
-    """``Q = r'r`` and ``t = W'r`` (one :class:`ResidualMoments` pass over the data)."""
-    n = len(y)
-    W, p_c = columns.W, columns.p_c
-    # fixed columns of W: dense; ones are recognised and skipped in the kernel
-    Xc = np.asarray(W[:, : columns.n_fixed].todense())
-    x_ones = [bool(np.all(Xc[:, j] == 1.0)) for j in range(columns.n_fixed)]
-    X = np.ascontiguousarray(Xc[:, [j for j in range(columns.n_fixed) if not x_ones[j]]])
-    x_columns = np.cumsum([not o for o in x_ones]) - 1
-    x_columns = [-1 if o else int(c) for o, c in zip(x_ones, x_columns, strict=True)]
-    # collapsed block columns of W (one entry per row in each): index into t, value
-    ccodes, cvalues = columns.term_codes, columns.term_z
-    c_ones = [bool(np.all(v == 1.0)) for v in cvalues]
-    cZ = np.column_stack([v for v, o in zip(cvalues, c_ones, strict=True) if not o] or [np.zeros(n)])
-    c_columns = np.cumsum([not o for o in c_ones]) - 1
-    c_columns = [-1 if o else int(c) for o, c in zip(c_ones, c_columns, strict=True)]
-    # sampled terms
+    """``Q = r'r`` and ``t = W'r`` of ``r = y - Z_s e``.
+
+    The dense columns' part of ``t`` is ``W_c'y - (W_c'Z_s) e``, a sparse
+    product with as many terms as distinct (sampled level, column) pairs, far
+    fewer than the observations when the columns are few. The diagonal
+    block's part (about as many pairs as observations) and ``Q`` come from one
+    pass over the data (:class:`~bayesmix.collapsed_kernels.ResidualMoments`);
+    without a diagonal block, ``Q = y'y - 2 e'Z_s'y + e'(Z_s'Z_s) e`` needs no pass.
+    """
+    y = np.asarray(y, dtype=float)
+    n, W, p_c = len(y), columns.W, columns.p_c
+    if not terms:
+        return pt.as_tensor_variable(float(y @ y)), pt.as_tensor_variable(W.T @ y)
+    effects = pt.concatenate([term.effects for term in terms]) if len(terms) > 1 else terms[0].effects
+    Z_s = _sampled_matrix(terms, n)
+    K = Z_s.T @ Z_s
+    Wc = W[:, :p_c]
+    t_c = Wc.T @ y - sparse_product(Wc.T @ Z_s, effects)
+    if columns.n_f == 0:
+        q = float(y @ y) - 2.0 * pt.dot(Z_s.T @ y, effects)
+        return q + pt.dot(effects, sparse_product(K, effects)), t_c
+    # the pass over the data: sampled terms, then the diagonal block's column
     starts = np.cumsum([0] + [len(term.block.levels) for term in terms])
     codes = np.column_stack(
-        [term.block.codes.astype(np.int64) + s for term, s in zip(terms, starts)] or [np.zeros(n)]
+        [term.block.codes.astype(np.int64) + s for term, s in zip(terms, starts)]
     ).astype(np.min_scalar_type(max(int(starts[-1]) - 1, 0)))
     z_ones = [bool(np.all(term.z == 1.0)) for term in terms]
     Z = np.column_stack([t.z for t, o in zip(terms, z_ones, strict=True) if not o] or [np.zeros(n)])
     z_columns = np.cumsum([not o for o in z_ones]) - 1
     z_columns = [-1 if o else int(c) for o, c in zip(z_ones, z_columns, strict=True)]
-    effects = pt.concatenate([term.effects for term in terms]) if terms else pt.zeros(0)
-    M = sampled_operator(terms, W) if terms else sp.csr_matrix((0, columns.n_t))
-    op = ResidualMoments(z_columns, x_columns, c_columns, columns.n_t)
-    ccodes = np.column_stack(ccodes) if ccodes else np.zeros((n, 0), dtype=np.int64)
-    index_dtype = np.min_scalar_type(max(columns.n_t - 1, 0))
-    q, t, _ = op(
-        np.asarray(y, dtype=float),
+    f_codes = columns.term_codes[-1] - p_c  # the diagonal block is the last collapsed term
+    f_z = columns.term_z[-1]
+    f_ones = bool(np.all(f_z == 1.0))
+    op = ResidualMoments(z_columns, [-1 if f_ones else 0], columns.n_f)
+    q, t_f = op(
+        y,
         codes,
         Z,
         effects,
-        X,
-        ccodes.astype(index_dtype),
-        cZ,
-        M.indptr.astype(np.int64),
-        M.indices.astype(index_dtype),
-        M.data.astype(float),
+        f_codes.astype(np.min_scalar_type(max(columns.n_f - 1, 0)))[:, None],
+        np.zeros((n, 1)) if f_ones else f_z[:, None],
+        *csr_arrays(Z_s.T @ W[:, p_c:]),
+        *csr_arrays(K),
+        Z_s.T @ y,
     )
-    return q, t
+    return q, pt.concatenate([t_c, t_f])
 
 
 def collapsed_loglik(

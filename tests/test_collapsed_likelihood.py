@@ -137,7 +137,9 @@ def test_collapsed_draws_have_the_conditional_mean_and_variance():
     model = build_pymc_model(design, priors, likelihood="collapsed")
     *_, values = _point_functions(model, "FAST_COMPILE")
     named = dict(
-        zip([v.name for v in model.unobserved_value_vars], values(_random_point(model)), strict=True)
+        zip(
+            [v.name for v in model.unobserved_value_vars], values(_random_point(model)), strict=True
+        )
     )
     n_draw = 4000
     post = {}
@@ -173,8 +175,11 @@ def test_collapsed_draws_have_the_conditional_mean_and_variance():
     beta_c = got["beta"].values[0].copy()
     beta_c[:, 0] += beta_c[:, 1:] @ centring_offsets(design)[1:]  # back to centred columns
     gamma = np.concatenate(
-        [beta_c, got[infos[plan.dense[0]].r_name].values[0, :, :, 0],
-         got[infos[plan.diagonal].r_name].values[0, :, :, 0]],
+        [
+            beta_c,
+            got[infos[plan.dense[0]].r_name].values[0, :, :, 0],
+            got[infos[plan.diagonal].r_name].values[0, :, :, 0],
+        ],
         axis=1,
     )
     se = np.sqrt(np.diag(cov) / n_draw)
