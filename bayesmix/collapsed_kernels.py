@@ -279,10 +279,41 @@ def collapsed_marginal(
             C[m, i] = C[i, m]
             C2[m, i] = C2[i, m]
     S -= C
-    L = np.linalg.cholesky(S)
-    S_inv = np.linalg.inv(S)
+    # S = L L' and S^-1 = L^-T L^-1 by plain loops: p_c is small, and numba compiles
+    # these in a fraction of the time its LAPACK bindings take (a cold InstEval fit)
+    L = np.zeros((p_c, p_c))
+    for j in range(p_c):
+        d = S[j, j]
+        for k in range(j):
+            d -= L[j, k] * L[j, k]
+        L[j, j] = np.sqrt(d) if d > 0.0 else np.nan  # not positive definite: NaN density
+        for i in range(j + 1, p_c):
+            acc = S[i, j]
+            for k in range(j):
+                acc -= L[i, k] * L[j, k]
+            L[i, j] = acc / L[j, j]
+    L_inv = np.zeros((p_c, p_c))
+    for j in range(p_c):
+        L_inv[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, p_c):
+            acc = 0.0
+            for k in range(j, i):
+                acc -= L[i, k] * L_inv[k, j]
+            L_inv[i, j] = acc / L[i, i]
+    S_inv = np.zeros((p_c, p_c))
+    for i in range(p_c):
+        for j in range(i + 1):
+            acc = 0.0
+            for k in range(i, p_c):
+                acc += L_inv[k, i] * L_inv[k, j]
+            S_inv[i, j] = acc
+            S_inv[j, i] = acc
     mu = np.empty(n_t)
-    mu[:p_c] = S_inv @ e
+    for i in range(p_c):
+        acc = 0.0
+        for j in range(p_c):
+            acc += S_inv[i, j] * e[j]
+        mu[i] = acc
     for j in range(n_f):
         acc = h[p_c + j]
         for k in range(b_indptr[j], b_indptr[j + 1]):
