@@ -203,9 +203,14 @@ def block_effects(
     if block.n_terms == 1:  # a vector: no column to slice out (or gradient to scatter back)
         sd = vector_rv(info.sd_name, sd_priors, info.term_dim, hyper, f"sd:{info.tag}")
         if centred is not None and np.any(centred):
-            z_sd = pt.where(centred, sd[0], 1.0)
-            column = pm.Normal(f"z0_{info.tag}", 0.0, z_sd, dims=info.level_dim)
-            column = column * pt.where(centred, 1.0, sd[0])
+            # a standard-normal prior corrected to Normal(0, sd) on the centred levels:
+            # a masked sum of squares, where a vector of per-level prior SDs would
+            # cost a logarithm per level (InstEval: 0.41 -> 0.31 ms a gradient)
+            mask = np.asarray(centred, dtype=float)
+            z = pm.Normal(f"z0_{info.tag}", 0.0, 1.0, dims=info.level_dim)
+            correction = -0.5 * (1.0 / sd[0] ** 2 - 1.0) * pt.sum(mask * z**2)
+            pm.Potential(f"centred_{info.tag}", correction - mask.sum() * pt.log(sd[0]))
+            column = z * (sd[0] + mask * (1.0 - sd[0]))
         else:
             column = pm.Normal(f"z0_{info.tag}", 0.0, 1.0, dims=info.level_dim) * sd[0]
         pm.Deterministic(info.r_name, column[:, None], dims=dims)

@@ -247,3 +247,24 @@ def test_collapsed_model_samples_like_lme4(monkeypatch):
     loglik = fit.idata["log_likelihood"]["y"].values
     assert loglik.shape[-1] == design.n_obs and np.all(np.isfinite(loglik))
     assert fit.diagnostics()["divergences"] == 0
+
+
+def test_partly_centred_prior_is_normal_with_the_block_sd():
+    """Standard-normal ``z0`` plus the ``centred_<tag>`` potential = Normal(0, sd) there."""
+    dataset, formula, _ = CASES["insteval"]
+    design = build_design(formula, bmx.load_dataset(dataset))  # all rows: s is sampled
+    model = build_pymc_model(design, likelihood="collapsed")
+    sampled = {v.name for v in model.free_RVs}
+    tag = next(t for t in ("s", "d") if f"z0_{t}" in sampled)
+    block = next(b for b in design.blocks if b.grouping == tag)
+    centred = centred_levels(block, design.y)
+    assert 0 < centred.sum() < centred.size
+    z_rv = next(v for v in model.free_RVs if v.name == f"z0_{tag}")
+    potential = next(v for v in model.potentials if v.name == f"centred_{tag}")
+    prior = model.replace_rvs_by_values([potential + model.logp(vars=[z_rv], sum=True)])[0]
+    fn = model.compile_fn(prior, inputs=model.value_vars, on_unused_input="ignore")
+    point = _random_point(model)
+    z = point[f"z0_{tag}"]
+    sd = float(np.exp(np.ravel(point[f"sd_{tag}_log__"])[0]))
+    want = st.norm(0, sd).logpdf(z[centred]).sum() + st.norm(0, 1).logpdf(z[~centred]).sum()
+    assert fn(point) == pytest.approx(want, abs=1e-8)
