@@ -280,7 +280,8 @@ def residual_moments(
     n, W, p_c = len(y), columns.W, columns.p_c
     if not terms:
         return pt.as_tensor_variable(float(y @ y)), pt.as_tensor_variable(W.T @ y)
-    effects = pt.concatenate([term.effects for term in terms]) if len(terms) > 1 else terms[0].effects
+    effects = [term.effects for term in terms]
+    effects = pt.concatenate(effects) if len(effects) > 1 else effects[0]
     Z_s = _sampled_matrix(terms, n)
     K = Z_s.T @ Z_s
     Wc = W[:, :p_c]
