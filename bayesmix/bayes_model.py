@@ -61,13 +61,6 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayesmix.collapsed_likelihood import (
-    SampledTerm,
-    centred_levels,
-    collapse_plan,
-    collapsed_columns,
-    collapsed_loglik,
-)
 from bayesmix.design import Design, RandomBlock
 from bayesmix.fused_likelihood import LikelihoodTerm, mixed_normal_loglik
 from bayesmix.graph_inputs import PYMC_DIST, HyperData, model_data, vector_rv
@@ -308,49 +301,6 @@ def model_coords(
     return coords
 
 
-def collapsed_likelihood(
-    design: Design,
-    priors: Mapping[str, Prior],
-    infos: Sequence[BlockInfo],
-    zbars: Sequence[np.ndarray],
-    hyper: HyperData,
-) -> None:
-    """``sigma``, the sampled blocks, the collapsed blocks' SDs and the potential ``loglik_y``."""
-    plan = collapse_plan(design, priors)
-    if plan is None:
-        raise ValueError("likelihood='collapsed' needs Normal priors on every fixed effect")
-    columns = collapsed_columns(design, plan, centring_offsets(design))
-    terms = []
-    for i in plan.sampled(design):
-        block, info, zbar = design.blocks[i], infos[i], zbars[i]
-        centred = centred_levels(block, design.y) if block.n_terms == 1 else None
-        effects = block_effects(block, info, priors, zbar, hyper, centred)
-        terms += [SampledTerm(e, block, block.Z[:, k] - zbar[k]) for k, e in enumerate(effects)]
-    sds = {
-        i: vector_rv(
-            infos[i].sd_name,
-            [priors[key] for key in infos[i].sd_keys],
-            infos[i].term_dim,
-            hyper,
-            f"sd:{infos[i].tag}",
-        )
-        for i in (*plan.dense, *([] if plan.diagonal is None else [plan.diagonal]))
-    }
-    term_sd = pt.stack([sds[i][k] for i, k in columns.terms]) if columns.terms else pt.zeros(0)
-    sigma = residual_sd(priors["sigma"], hyper)
-    loglik = collapsed_loglik(
-        design.y,
-        terms,
-        columns,
-        sigma,
-        hyper["beta:Normal:mu"],
-        hyper["beta:Normal:sigma"],
-        term_sd,
-        None if plan.diagonal is None else sds[plan.diagonal][0],
-    )
-    pm.Potential("loglik_y", loglik)
-
-
 def build_pymc_model(
     design: Design,
     priors: Mapping[str, Prior] | None = None,
@@ -407,6 +357,8 @@ def build_pymc_model(
     with pm.Model(coords=coords, check_bounds=False) as model:
         hyper.finalize()
         if likelihood == "collapsed":
+            from bayesmix.collapsed_model import collapsed_likelihood
+
             collapsed_likelihood(design, all_priors, infos, zbars, hyper)
             return model
         X = model_data("X", design.X, dims=("obs", "fixed"))

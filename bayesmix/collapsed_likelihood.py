@@ -33,7 +33,7 @@ of that block (``B = Z_f' X_c / sigma^2``, sparse), a small dense matrix: a
 log density evaluation is one pass over the data
 (:class:`~bayesmix.collapsed_kernels.ResidualMoments`, returning ``Q`` and
 ``t = W'r``), a few sparse products and one small Cholesky factor
-(:class:`~bayesmix.collapsed_kernels.CollapsedMarginal`). The gradient with
+(:class:`~bayesmix.collapsed_marginal.CollapsedMarginal`). The gradient with
 respect to ``e`` is ``-(M g_t + 2 g_Q Z_s'r)`` with ``M = Z_s'W`` a constant
 sparse matrix, so it needs no second pass.
 """
@@ -47,12 +47,8 @@ import numpy as np
 import pytensor.tensor as pt
 import scipy.sparse as sp
 
-from bayesmix.collapsed_kernels import (
-    CollapsedMarginal,
-    ResidualMoments,
-    csr_arrays,
-    sparse_product,
-)
+from bayesmix.collapsed_kernels import ResidualMoments, csr_arrays, sparse_product
+from bayesmix.collapsed_marginal import CollapsedMarginal
 from bayesmix.design import Design, RandomBlock
 from bayesmix.priors import Normal, Prior
 
