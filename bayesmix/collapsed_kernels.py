@@ -16,7 +16,6 @@ under their props and a hash of their source:
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 
 import numpy as np
@@ -26,14 +25,10 @@ from pytensor.gradient import DisconnectedType, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+from bayesmix.numba_kernels import compile_source, register_kernel, source_salt
+
 #: Observations per iteration of the data kernel's loop (see ``ResidualMoments.kernel_source``).
 UNROLL = 4
-
-
-def source_salt(*sources: str) -> int:
-    """Salt of a kernel's disk-cache key: a hash of its source, so no stale kernel is reused."""
-    digest = hashlib.sha1("\n".join(sources).encode()).hexdigest()
-    return int(digest[:12], 16)
 
 
 class ResidualMoments(Op):
@@ -196,25 +191,13 @@ def sparse_product(matrix: sp.spmatrix, x: pt.TensorVariable) -> pt.TensorVariab
     return CsrMatvec()(*csr_arrays(matrix), x)
 
 
-def _register_numba() -> None:
-    """Give PyTensor's numba backend the kernels (cached on disk by the Ops' props)."""
-    try:
-        from pytensor.link.numba.dispatch.basic import (
-            numba_njit,
-            register_funcify_default_op_cache_key,
-        )
-    except ImportError:  # numba not installed: the Ops still run through ``perform``
-        return
-
-    @register_funcify_default_op_cache_key(ResidualMoments)
-    def numba_funcify_residual_moments(op, node=None, **kwargs):
-        namespace = {"np": np}
-        exec(compile(op.kernel_source(), "<bayesmix.collapsed_likelihood>", "exec"), namespace)
-        return numba_njit(namespace["residual_moments"]), source_salt(op.kernel_source())
-
-    @register_funcify_default_op_cache_key(CsrMatvec)
-    def numba_funcify_csr_matvec(op, node=None, **kwargs):
-        return numba_njit(CsrMatvec.kernel), source_salt(inspect.getsource(CsrMatvec.kernel))
-
-
-_register_numba()
+register_kernel(
+    ResidualMoments,
+    lambda op: (
+        compile_source(op.kernel_source(), "residual_moments", "bayesmix.collapsed_kernels"),
+        source_salt(op.kernel_source()),
+    ),
+)
+register_kernel(
+    CsrMatvec, lambda op: (CsrMatvec.kernel, source_salt(inspect.getsource(CsrMatvec.kernel)))
+)

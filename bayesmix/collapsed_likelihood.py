@@ -331,7 +331,7 @@ def collapsed_loglik(
     parts = schur_parts(columns)
     q, t = residual_moments(y, terms, columns)
     sd_term = columns.sd_term[columns.n_fixed :].astype(np.int64)
-    op = CollapsedMarginal(len(y))
+    op = CollapsedMarginal()
     return op(
         q,
         t,
@@ -340,6 +340,7 @@ def collapsed_loglik(
         pt.as_tensor_variable(1.0 if diagonal_sd is None else diagonal_sd, dtype="float64"),
         fixed_mu,
         fixed_sd,
+        np.asarray(float(len(y))),
         sd_term,
         parts.G,
         parts.dzz,

@@ -33,7 +33,7 @@ from pytensor.gradient import DisconnectedType, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from bayesmix.collapsed_kernels import source_salt
+from bayesmix.numba_kernels import register_kernel, source_salt
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -59,6 +59,7 @@ def collapsed_marginal(
     Returns ``(loglik, dl/dQ, dl/dt, dl/dsigma, dl/dterm_sd, dl/ddiag_sd)``.
     """
     s = sigma[()]
+    n = n_obs[()]
     s2 = s * s
     p = fixed_mu.shape[0]
     p_c = G.shape[0]
@@ -153,8 +154,8 @@ def collapsed_marginal(
         log_det += np.log(D[j])
     log_v0 = np.sum(np.log(vc)) + 2.0 * n_f * np.log(tau_f)
     loglik = (
-        -n_obs * np.log(s)
-        - 0.5 * n_obs * LOG_2PI
+        -n * np.log(s)
+        - 0.5 * n * LOG_2PI
         - 0.5 * q[()] / s2
         - 0.5 * np.sum(m0 * m0 / vc)
         - 0.5 * log_v0
@@ -180,7 +181,7 @@ def collapsed_marginal(
     mu_v0_mu = np.sum(mu[:p_c] ** 2 / vc) + np.sum(mu[p_c:] ** 2) / (tau_f * tau_f)
     rss = q[()] - 2.0 * (mu @ t) + s2 * (mu @ h - mu_v0_mu)
     trace = s2 * (n_t - np.sum(a / vc) - trace_f / (tau_f * tau_f))
-    g_sigma = -n_obs / s + (rss + trace) / s**3
+    g_sigma = -n / s + (rss + trace) / s**3
     return (
         np.asarray(loglik),
         np.asarray(-0.5 / s2),
@@ -195,15 +196,12 @@ class CollapsedMarginal(Op):
     """The marginal log-likelihood from the data moments (see :func:`collapsed_marginal`).
 
     Inputs: ``q``, ``t``, ``sigma``, ``term_sd``, ``diag_sd`` (differentiable),
-    then ``fixed_mu``, ``fixed_sd`` (prior data) and the constants of
+    then ``fixed_mu``, ``fixed_sd`` (prior data), ``n_obs`` and the constants of
     :class:`bayesmix.collapsed_likelihood.SchurParts`. Outputs: the
     log-likelihood and its gradients with respect to the first five inputs.
     """
 
-    __props__ = ("n_obs",)
-
-    def __init__(self, n_obs: int):
-        self.n_obs = int(n_obs)
+    __props__ = ()
 
     def make_node(self, *inputs):
         inputs = [pt.as_tensor_variable(v) for v in inputs]
@@ -213,7 +211,7 @@ class CollapsedMarginal(Op):
         return Apply(self, inputs, outputs)
 
     def perform(self, node, inputs, output_storage):
-        values = _marginal_jit()(*inputs[:7], self.n_obs, *inputs[7:])
+        values = _marginal_jit()(*inputs)
         for storage, value in zip(output_storage, values, strict=True):
             storage[0] = np.asarray(value, dtype="float64")
 
@@ -239,43 +237,7 @@ def _marginal_jit():
     return _MARGINAL_JIT[0]
 
 
-def _register_numba() -> None:
-    """Give PyTensor's numba backend the kernel (cached on disk by props and source)."""
-    try:
-        from pytensor.link.numba.dispatch.basic import (
-            numba_njit,
-            register_funcify_default_op_cache_key,
-        )
-    except ImportError:  # numba not installed: the Op still runs through ``perform``
-        return
-
-    @register_funcify_default_op_cache_key(CollapsedMarginal)
-    def numba_funcify_collapsed_marginal(op, node=None, **kwargs):
-        kernel = numba_njit(collapsed_marginal)
-        n_obs = op.n_obs
-
-        @numba_njit
-        def marginal(
-            q, t, sigma, term_sd, diag_sd, fixed_mu, fixed_sd, sd_term, G, dzz, indptr, cols, vals
-        ):
-            return kernel(
-                q,
-                t,
-                sigma,
-                term_sd,
-                diag_sd,
-                fixed_mu,
-                fixed_sd,
-                n_obs,
-                sd_term,
-                G,
-                dzz,
-                indptr,
-                cols,
-                vals,
-            )
-
-        return marginal, source_salt(inspect.getsource(collapsed_marginal), str(n_obs))
-
-
-_register_numba()
+register_kernel(
+    CollapsedMarginal,
+    lambda op: (collapsed_marginal, source_salt(inspect.getsource(collapsed_marginal))),
+)

@@ -36,6 +36,8 @@ from pytensor.gradient import DisconnectedType, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+from bayesmix.numba_kernels import compile_source, register_kernel
+
 LOG_2PI = float(np.log(2 * np.pi))
 #: Observations per iteration of the kernel's loop (see ``kernel_source``).
 UNROLL = 4
@@ -191,24 +193,13 @@ class MixedNormalLoglik(Op):
         return [indent + line for line in lines]
 
 
-def _register_numba() -> None:
-    """Give PyTensor's numba backend the generated kernel (cached on disk by the Op's props)."""
-    try:
-        from pytensor.link.numba.dispatch.basic import (
-            numba_njit,
-            register_funcify_default_op_cache_key,
-        )
-    except ImportError:  # numba not installed: the Op still runs through ``perform``
-        return
-
-    @register_funcify_default_op_cache_key(MixedNormalLoglik)
-    def numba_funcify_mixed_normal_loglik(op, node=None, **kwargs):
-        namespace = {"np": np}
-        exec(compile(op.kernel_source(), "<bayesmix.fused_likelihood>", "exec"), namespace)
-        return numba_njit(namespace["mixed_normal_loglik"]), KERNEL_VERSION
-
-
-_register_numba()
+register_kernel(
+    MixedNormalLoglik,
+    lambda op: (
+        compile_source(op.kernel_source(), "mixed_normal_loglik", "bayesmix.fused_likelihood"),
+        KERNEL_VERSION,
+    ),
+)
 
 
 class LikelihoodTerm(NamedTuple):

@@ -1,0 +1,47 @@
+"""Numba implementations for bayesmix's PyTensor ops, cached on disk by PyTensor.
+
+PyTensor's numba backend compiles an op through a registered "funcify"
+function, and caches the result on disk under a key made of the op's class,
+its props and an integer salt. :func:`register_kernel` registers a function
+that builds the kernel from an op; :func:`source_salt` makes the salt from
+the kernel's source, so a changed kernel is never served from a stale cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import numpy as np
+
+
+def source_salt(*sources: str) -> int:
+    """Salt of a kernel's disk-cache key: a hash of its source."""
+    digest = hashlib.sha1("\n".join(sources).encode()).hexdigest()
+    return int(digest[:12], 16)
+
+
+def compile_source(source: str, name: str, label: str) -> Callable:
+    """The function ``name`` defined by generated ``source`` (numpy available as ``np``)."""
+    namespace = {"np": np}
+    exec(compile(source, f"<{label}>", "exec"), namespace)
+    return namespace[name]
+
+
+def register_kernel(op_type: type, build: Callable[[object], tuple[Callable, int]]) -> None:
+    """Use ``build(op) -> (python function, salt)``, njit-compiled, for ``op_type``.
+
+    Without numba, nothing is registered and the op runs through ``perform``.
+    """
+    try:
+        from pytensor.link.numba.dispatch.basic import (
+            numba_njit,
+            register_funcify_default_op_cache_key,
+        )
+    except ImportError:
+        return
+
+    @register_funcify_default_op_cache_key(op_type)
+    def funcify(op, node=None, **kwargs):
+        function, salt = build(op)
+        return numba_njit(function), salt
