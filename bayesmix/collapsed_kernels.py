@@ -25,7 +25,13 @@ from pytensor.gradient import DisconnectedType, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from bayesmix.numba_kernels import compile_source, register_kernel, source_salt
+from bayesmix.numba_kernels import (
+    compile_source,
+    register_kernel,
+    source_salt,
+    summed,
+    unrolled_loop,
+)
 
 #: Observations per iteration of the data kernel's loop (see ``ResidualMoments.kernel_source``).
 UNROLL = 4
@@ -107,17 +113,9 @@ class ResidualMoments(Op):
         ]
         for u in range(UNROLL):
             lines += [f"    t{u} = np.zeros({self.n_t})", f"    q{u} = 0.0"]
-        lines.append(f"    m = n - n % {UNROLL}")
-        lines.append(f"    for i0 in range(0, m, {UNROLL}):")
-        for u in range(UNROLL):
-            lines += self._observation_lines(f"i0 + {u}", u, "        ")
-        lines.append("    for i in range(m, n):")
-        lines += self._observation_lines("i", 0, "        ")
-
-        def summed(name: str) -> str:  # the accumulators' total: "a0 + a1 + ..."
-            return " + ".join(name.format(u=u) for u in range(UNROLL))
-
-        lines.append(f"    return np.asarray({summed('q{u}')}), {summed('t{u}')}")
+        lines += unrolled_loop(self._observation_lines, UNROLL)
+        q, t = summed("q{u}", UNROLL), summed("t{u}", UNROLL)
+        lines.append(f"    return np.asarray({q}), {t}")
         return "\n".join(lines) + "\n"
 
     def _observation_lines(self, i: str, u: int, indent: str) -> list[str]:

@@ -36,7 +36,8 @@ from pytensor.gradient import DisconnectedType, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from bayesmix.numba_kernels import compile_source, register_kernel
+from bayesmix.numba_kernels import compile_source, register_kernel, unrolled_loop
+from bayesmix.numba_kernels import summed as summed_accumulators
 
 LOG_2PI = float(np.log(2 * np.pi))
 #: Observations per iteration of the kernel's loop (see ``kernel_source``).
@@ -144,15 +145,10 @@ class MixedNormalLoglik(Op):
                 f"    g_w{u} = 0.0",
                 *[f"    g_x{jx}_{u} = 0.0" for jx in range(n_x)],
             ]
-        lines.append(f"    m = n - n % {UNROLL}")
-        lines.append(f"    for i0 in range(0, m, {UNROLL}):")
-        for u in range(UNROLL):
-            lines += self._observation_lines(f"i0 + {u}", u, "        ")
-        lines.append("    for i in range(m, n):")
-        lines += self._observation_lines("i", 0, "        ")
+        lines += unrolled_loop(self._observation_lines, UNROLL)
 
         def summed(name: str) -> str:  # the accumulators' total: "a0 + a1 + ..."
-            return " + ".join(name.format(u=u) for u in range(UNROLL))
+            return summed_accumulators(name, UNROLL)
 
         lines += [
             f"    ss = {summed('ss{u}')}",

@@ -45,3 +45,24 @@ def register_kernel(op_type: type, build: Callable[[object], tuple[Callable, int
     def funcify(op, node=None, **kwargs):
         function, salt = build(op)
         return numba_njit(function), salt
+
+
+def unrolled_loop(
+    observation_lines: Callable[[str, int, str], list[str]], unroll: int
+) -> list[str]:
+    """Source lines of a loop over ``n`` observations unrolled ``unroll`` times.
+
+    ``observation_lines(i, u, indent)`` writes the lines for observation ``i``
+    adding into accumulator set ``u``; the remainder (``n % unroll``
+    observations) uses set 0.
+    """
+    lines = [f"    m = n - n % {unroll}", f"    for i0 in range(0, m, {unroll}):"]
+    for u in range(unroll):
+        lines += observation_lines(f"i0 + {u}", u, "        ")
+    lines.append("    for i in range(m, n):")
+    return lines + observation_lines("i", 0, "        ")
+
+
+def summed(name: str, unroll: int) -> str:
+    """The accumulators' total, ``"a0 + a1 + ..."`` for ``name = "a{u}"``."""
+    return " + ".join(name.format(u=u) for u in range(unroll))
