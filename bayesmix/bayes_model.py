@@ -18,7 +18,9 @@ Parametrisation (chosen for NUTS efficiency):
   ``cor_<tag>`` report the original columns (as lme4 does), via
   ``Sigma = A Sigma_c A'`` with ``A`` the identity plus ``-zbar`` in the
   intercept row. Diagonal (``||``) blocks are not centred.
-* Group effects are **non-centred**: ``z ~ Normal(0, 1)`` with shape
+* Group effects are **non-centred** (except under ``likelihood="collapsed"``,
+  where the levels of one-term blocks with strong data are sampled centred:
+  :func:`bayesmix.collapsed_likelihood.centred_levels`): ``z ~ Normal(0, 1)`` with shape
   (levels, terms) and ``r = z @ L.T`` with ``L = diag(sd) C`` the Cholesky
   factor of the block covariance (``C``: the LKJ-distributed correlation
   factor of :func:`bayesmix.lkj.correlation_cholesky`) or ``r = z * sd`` for diagonal and
