@@ -125,18 +125,12 @@ def centred_levels(block: RandomBlock, y: np.ndarray) -> np.ndarray:
     counts = np.bincount(codes, minlength=n_levels).astype(float)
     z = np.asarray(block.Z[:, 0], dtype=float)
     seen = counts > 0
-    means = np.bincount(codes, weights=y, minlength=n_levels)[seen] / counts[seen]
-    within = float(np.sum((y - _level_means(codes, y, counts)) ** 2))
-    within /= max(y.size - seen.sum(), 1)
+    level_means = np.bincount(codes, weights=y, minlength=n_levels) / np.maximum(counts, 1)
+    means = level_means[seen]
+    within = float(np.sum((y - level_means[codes]) ** 2)) / max(y.size - seen.sum(), 1)
     tau2 = max(float(np.var(means)) - float(np.mean(within / counts[seen])), 0.0)
     strength = np.bincount(codes, weights=z * z, minlength=n_levels)
     return strength * tau2 / max(within, 1e-300) > CENTRE_THRESHOLD
-
-
-def _level_means(codes: np.ndarray, y: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Each observation's level mean of ``y``."""
-    sums = np.bincount(codes, weights=y, minlength=counts.size)
-    return (sums / np.maximum(counts, 1))[codes]
 
 
 @dataclass(frozen=True, eq=False)  # arrays: compare by identity
@@ -155,9 +149,8 @@ class CollapsedColumns:
     n_fixed: int
     sd_term: np.ndarray
     terms: tuple[tuple[int, int], ...]
-    term_codes: tuple[np.ndarray, ...]  # each collapsed block term: its index into t per row
-    term_z: tuple[np.ndarray, ...]  # ... and its value per row
-    term_spans: tuple[tuple[int, int], ...]  # ... and its (offset in t, number of levels)
+    diagonal_codes: np.ndarray | None  # each row's level of the diagonal block
+    diagonal_z: np.ndarray | None  # ... and the row's value of its column
 
     @property
     def n_t(self) -> int:
@@ -168,9 +161,9 @@ class CollapsedColumns:
         return self.n_t - self.p_c
 
 
-def block_columns(block: RandomBlock, k: int, z: np.ndarray | None = None) -> sp.csc_matrix:
-    """Sparse n x levels matrix of term ``k`` of ``block`` (``z`` overrides its column)."""
-    z = np.asarray(block.Z[:, k] if z is None else z, dtype=float)
+def block_columns(block: RandomBlock, k: int) -> sp.csc_matrix:
+    """Sparse n x levels matrix of term ``k`` of ``block``."""
+    z = np.asarray(block.Z[:, k], dtype=float)
     n = z.shape[0]
     return sp.csc_matrix((z, (np.arange(n), block.codes)), shape=(n, len(block.levels)))
 
@@ -179,40 +172,29 @@ def collapsed_columns(design: Design, plan: CollapsePlan, xbar: np.ndarray) -> C
     """``W`` and the layout of the collapsed coefficients (fixed, dense terms, diagonal)."""
     parts = [sp.csc_matrix(np.asarray(design.X, dtype=float) - xbar[None, :])]
     sd_term = [-1] * design.n_fixed
-    terms, term_codes, term_z, spans = [], [], [], []
-    blocks = [(i, k) for i in plan.dense for k in range(design.blocks[i].n_terms)]
-    if plan.diagonal is not None:
-        blocks.append((plan.diagonal, 0))
-    for i, k in blocks:
-        block = design.blocks[i]
-        term_codes.append(block.codes.astype(np.int64) + len(sd_term))
-        spans.append((len(sd_term), len(block.levels)))
-        term_z.append(np.asarray(block.Z[:, k], dtype=float))
-        parts.append(block_columns(block, k))
-        if i != plan.diagonal:
-            sd_term += [len(terms)] * len(block.levels)
+    terms = []
+    for i in plan.dense:
+        for k in range(design.blocks[i].n_terms):
+            parts.append(block_columns(design.blocks[i], k))
+            sd_term += [len(terms)] * len(design.blocks[i].levels)
             terms.append((i, k))
-    p_c = len(sd_term)
+    codes = z = None
+    if plan.diagonal is not None:
+        block = design.blocks[plan.diagonal]
+        parts.append(block_columns(block, 0))
+        codes, z = np.asarray(block.codes), np.asarray(block.Z[:, 0], dtype=float)
     W = sp.hstack(parts, format="csc")
-    return CollapsedColumns(
-        W,
-        p_c,
-        design.n_fixed,
-        np.array(sd_term, dtype=int),
-        tuple(terms),
-        tuple(term_codes),
-        tuple(term_z),
-        tuple(spans),
-    )
+    sd_term = np.array(sd_term, dtype=int)
+    return CollapsedColumns(W, sd_term.size, design.n_fixed, sd_term, tuple(terms), codes, z)
 
 
+@dataclass(frozen=True, eq=False)
 class SampledTerm:
-    """One sampled group-effect term: ``z * effects[codes]`` (``z`` centred as sampled)."""
+    """One sampled group-effect term: ``z * effects[block.codes]`` (``z`` centred as sampled)."""
 
-    def __init__(self, effects: pt.TensorVariable, block: RandomBlock, z: np.ndarray):
-        self.effects = effects
-        self.block = block
-        self.z = np.asarray(z, dtype=float)
+    effects: pt.TensorVariable
+    block: RandomBlock
+    z: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)  # arrays: compare by identity
@@ -294,8 +276,7 @@ def residual_moments(
     Z = np.column_stack([t.z for t, o in zip(terms, z_ones, strict=True) if not o] or [np.zeros(n)])
     z_columns = np.cumsum([not o for o in z_ones]) - 1
     z_columns = [-1 if o else int(c) for o, c in zip(z_ones, z_columns, strict=True)]
-    f_codes = columns.term_codes[-1] - p_c  # the diagonal block is the last collapsed term
-    f_z = columns.term_z[-1]
+    f_codes, f_z = columns.diagonal_codes, columns.diagonal_z
     f_ones = bool(np.all(f_z == 1.0))
     op = ResidualMoments(z_columns, [-1 if f_ones else 0], columns.n_f)
     q, t_f = op(

@@ -45,7 +45,8 @@ def collapsed_likelihood(
         block, info, zbar = design.blocks[i], infos[i], zbars[i]
         centred = centred_levels(block, design.y) if block.n_terms == 1 else None
         effects = block_effects(block, info, priors, zbar, hyper, centred)
-        terms += [SampledTerm(e, block, block.Z[:, k] - zbar[k]) for k, e in enumerate(effects)]
+        z = np.asarray(block.Z, dtype=float) - zbar[None, :]
+        terms += [SampledTerm(e, block, z[:, k]) for k, e in enumerate(effects)]
     sds = {
         i: vector_rv(
             infos[i].sd_name,
