@@ -50,6 +50,7 @@ import scipy.sparse as sp
 from bayesmix.collapsed_kernels import ResidualMoments, csr_arrays, sparse_product
 from bayesmix.collapsed_marginal import CollapsedMarginal
 from bayesmix.design import Design, RandomBlock
+from bayesmix.numba_kernels import pack_columns
 from bayesmix.priors import Normal, Prior
 
 #: A sampled level's effect is sampled centred when ``n_j tau^2 / sigma^2`` exceeds this.
@@ -161,11 +162,15 @@ class CollapsedColumns:
         return self.n_t - self.p_c
 
 
+def level_columns(block: RandomBlock, z: np.ndarray) -> sp.csc_matrix:
+    """Sparse n x levels matrix of a column ``z`` of ``block``: ``z`` in each row's level."""
+    z = np.asarray(z, dtype=float)
+    return sp.csc_matrix((z, (np.arange(z.size), block.codes)), shape=(z.size, len(block.levels)))
+
+
 def block_columns(block: RandomBlock, k: int) -> sp.csc_matrix:
     """Sparse n x levels matrix of term ``k`` of ``block``."""
-    z = np.asarray(block.Z[:, k], dtype=float)
-    n = z.shape[0]
-    return sp.csc_matrix((z, (np.arange(n), block.codes)), shape=(n, len(block.levels)))
+    return level_columns(block, block.Z[:, k])
 
 
 def collapsed_columns(design: Design, plan: CollapsePlan, xbar: np.ndarray) -> CollapsedColumns:
@@ -230,16 +235,7 @@ def _sampled_matrix(terms: Sequence[SampledTerm], n: int) -> sp.csc_matrix:
     """``Z_s`` (n x sampled effects), the sampled terms' columns as sampled (centred)."""
     if not terms:
         return sp.csc_matrix((n, 0))
-    return sp.hstack(
-        [
-            sp.csc_matrix(
-                (term.z, (np.arange(term.z.size), term.block.codes)),
-                shape=(term.z.size, len(term.block.levels)),
-            )
-            for term in terms
-        ],
-        format="csc",
-    )
+    return sp.hstack([level_columns(term.block, term.z) for term in terms], format="csc")
 
 
 def residual_moments(
@@ -272,20 +268,17 @@ def residual_moments(
     codes = np.column_stack(
         [term.block.codes.astype(np.int64) + s for term, s in zip(terms, starts)]
     ).astype(np.min_scalar_type(max(int(starts[-1]) - 1, 0)))
-    z_ones = [bool(np.all(term.z == 1.0)) for term in terms]
-    Z = np.column_stack([t.z for t, o in zip(terms, z_ones, strict=True) if not o] or [np.zeros(n)])
-    z_columns = np.cumsum([not o for o in z_ones]) - 1
-    z_columns = [-1 if o else int(c) for o, c in zip(z_ones, z_columns, strict=True)]
-    f_codes, f_z = columns.diagonal_codes, columns.diagonal_z
-    f_ones = bool(np.all(f_z == 1.0))
-    op = ResidualMoments(z_columns, [-1 if f_ones else 0], columns.n_f)
+    Z, z_columns = pack_columns([term.z for term in terms], n)
+    f_codes = columns.diagonal_codes
+    f_Z, f_columns = pack_columns([columns.diagonal_z], n)
+    op = ResidualMoments(z_columns, f_columns, columns.n_f)
     q, t_f = op(
         y,
         codes,
         Z,
         effects,
         f_codes.astype(np.min_scalar_type(max(columns.n_f - 1, 0)))[:, None],
-        np.zeros((n, 1)) if f_ones else f_z[:, None],
+        f_Z,
         *csr_arrays(Z_s.T @ W[:, p_c:]),
         *csr_arrays(K),
         Z_s.T @ y,

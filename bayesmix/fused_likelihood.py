@@ -27,6 +27,7 @@ the gradients on, so the log density and its gradient share one kernel call.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -36,14 +37,18 @@ from pytensor.gradient import DisconnectedType, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from bayesmix.numba_kernels import compile_source, register_kernel, unrolled_loop
-from bayesmix.numba_kernels import summed as summed_accumulators
+from bayesmix.numba_kernels import (
+    compile_source,
+    pack_columns,
+    register_kernel,
+    source_salt,
+    summed,
+    unrolled_loop,
+)
 
 LOG_2PI = float(np.log(2 * np.pi))
 #: Observations per iteration of the kernel's loop (see ``kernel_source``).
 UNROLL = 4
-#: Salt of the kernel's disk-cache key: bumped whenever ``kernel_source`` changes.
-KERNEL_VERSION = 2
 
 
 class MixedNormalLoglik(Op):
@@ -146,17 +151,15 @@ class MixedNormalLoglik(Op):
                 *[f"    g_x{jx}_{u} = 0.0" for jx in range(n_x)],
             ]
         lines += unrolled_loop(self._observation_lines, UNROLL)
-
-        def summed(name: str) -> str:  # the accumulators' total: "a0 + a1 + ..."
-            return summed_accumulators(name, UNROLL)
+        total = functools.partial(summed, unroll=UNROLL)
 
         lines += [
-            f"    ss = {summed('ss{u}')}",
-            f"    g_w = {summed('g_w{u}')}",
-            f"    g_effects = {summed('g_effects{u}')}",
+            f"    ss = {total('ss{u}')}",
+            f"    g_w = {total('g_w{u}')}",
+            f"    g_effects = {total('g_effects{u}')}",
             "    g_beta = np.zeros(beta.shape[0])",
             *[f"    g_beta[{j}] = g_w" for j in self.ones_beta],
-            *[f"    g_beta[{j}] = {summed(f'g_x{jx}_{{u}}')}" for jx, j in enumerate(self.x_beta)],
+            *[f"    g_beta[{j}] = {total(f'g_x{jx}_{{u}}')}" for jx, j in enumerate(self.x_beta)],
             f"    loglik = -n * np.log(s) - {0.5 * LOG_2PI!r} * n - 0.5 * ss * inv",
             "    g_sigma = -n / s + ss * inv / s",
             "    return (np.asarray(loglik), g_beta, np.asarray(g_w), g_effects,"
@@ -193,7 +196,7 @@ register_kernel(
     MixedNormalLoglik,
     lambda op: (
         compile_source(op.kernel_source(), "mixed_normal_loglik", "bayesmix.fused_likelihood"),
-        KERNEL_VERSION,
+        source_salt(op.kernel_source()),
     ),
 )
 
@@ -224,17 +227,13 @@ def mixed_normal_loglik(
     X = np.asarray(X, dtype=float)
     ones = [j for j in range(X.shape[1]) if np.all(X[:, j] == 1.0)]
     x_beta = [j for j in range(X.shape[1]) if j not in ones]
-    z_used = [k for k, term in enumerate(terms) if not np.all(np.asarray(term.z) == 1.0)]
-    z_columns = [z_used.index(k) if k in z_used else -1 for k in range(len(terms))]
+    z_matrix, z_columns = pack_columns([term.z for term in terms], len(y))
+    z_used = [k for k, place in enumerate(z_columns) if place >= 0]  # terms with a z column
     starts = np.cumsum([0] + [term.n_levels for term in terms])
     code_dtype = np.min_scalar_type(max(int(starts[-1]) - 1, 0))
     codes = np.column_stack(
         [np.asarray(term.codes, dtype=np.int64) + start for term, start in zip(terms, starts)]
     ).astype(code_dtype)
-    n = len(y)
-    z_matrix = np.zeros((n, len(z_used)))
-    for column, k in enumerate(z_used):
-        z_matrix[:, column] = np.asarray(terms[k].z, dtype=float)
     zbar = [pt.as_tensor_variable(terms[k].zbar, dtype="float64") for k in z_used]
     effects = [term.effects for term in terms]
     op = MixedNormalLoglik(ones, x_beta, z_columns)

@@ -66,3 +66,16 @@ def unrolled_loop(
 def summed(name: str, unroll: int) -> str:
     """The accumulators' total, ``"a0 + a1 + ..."`` for ``name = "a{u}"``."""
     return " + ".join(name.format(u=u) for u in range(unroll))
+
+
+def pack_columns(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, list[int]]:
+    """The columns that are not all ones, stacked (n x m), and each column's place there.
+
+    A generated kernel skips the multiplication for columns of ones: their
+    place is -1.
+    """
+    varying = [k for k, z in enumerate(columns) if not np.all(np.asarray(z) == 1.0)]
+    matrix = np.zeros((n, len(varying)))
+    for place, k in enumerate(varying):
+        matrix[:, place] = np.asarray(columns[k], dtype=float)
+    return matrix, [varying.index(k) if k in varying else -1 for k in range(len(columns))]
