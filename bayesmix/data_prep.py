@@ -8,73 +8,118 @@ categorical columns to formulae so that R's level order is kept.
 from __future__ import annotations
 
 import difflib
-import re
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, DataWarning, warn
+from .errors import DataError, DataWarning, FormulaError, warn
 from .formula import FormulaSpec
-
-# Functions a formula may call without qualification (R names where they exist).
-FORMULA_NAMESPACE = {
-    "log": np.log,
-    "log1p": np.log1p,
-    "log2": np.log2,
-    "log10": np.log10,
-    "exp": np.exp,
-    "expm1": np.expm1,
-    "sqrt": np.sqrt,
-    "abs": np.abs,
-    "sin": np.sin,
-    "cos": np.cos,
-    "np": np,
-}
-
-_IDENTIFIER = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*")
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_RESERVED = {"True", "False", "None", "C", "I"}
+from .formula_eval import referenced_columns
 
 
-def used_columns(spec: FormulaSpec, data: pd.DataFrame) -> list[str]:
+def used_columns(
+    spec: FormulaSpec, data: pd.DataFrame, functions: Mapping[str, Callable] | None = None
+) -> list[str]:
     """Columns of ``data`` referred to by the formula, in data order.
+
+    Every expression of the formula is checked by
+    :func:`~bayesmix.formula_eval.referenced_columns` (names must be columns or
+    allowed functions; every token must be used).
 
     Raises
     ------
     DataError
-        If the formula names a variable that is not a column, with close matches.
+        If ``data`` is not a DataFrame, has duplicated column names, or the
+        formula names a variable that is not a column (with close matches).
+    FormulaError
+        If the formula uses a name it may not evaluate, or the response also
+        appears on the right-hand side.
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
-    text = _QUOTED.sub(" ", spec.formula)
     columns = [str(c) for c in data.columns]
-    column_set = set(columns)
-    found: set[str] = set()
-    for match in _IDENTIFIER.finditer(text):
-        name = match.group()
-        following = text[match.end() :].lstrip()[:1]
-        if following in ("(", "=") or name in _RESERVED or name[0].isdigit() or name == ".":
-            continue
-        if _looks_numeric(name):
-            continue
-        if name in column_set:
-            found.add(name)
-            continue
-        close = difflib.get_close_matches(name, columns, n=3)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicated:
         raise DataError(
-            f"The formula refers to {name!r}, which is not a column of the data.{hint} "
-            f"Available columns: {', '.join(columns)}."
+            f"data has duplicated column name(s) {', '.join(map(repr, duplicated))}; "
+            "rename them so that each name is unique."
         )
+    if any(not isinstance(c, str) for c in data.columns):
+        raise DataError(
+            "data's column names must be strings; rename them, e.g. "
+            "data.columns = data.columns.astype(str)."
+        )
+
+    def refs(text: str) -> list[str]:
+        return referenced_columns(text, spec.formula, columns, functions)
+
+    response = refs(spec.response)
+    right = refs(spec.fixed)
+    for text in spec.offsets:
+        right += refs(text)
+    for bar in spec.bars:
+        right += refs(bar.lhs)
+        for name in bar.factors:
+            if name not in columns:
+                raise DataError(_unknown_grouping(name, columns))
+            right.append(name)
+    clash = sorted(set(response) & set(right))
+    if clash:
+        raise FormulaError(
+            f"{', '.join(map(repr, clash))} appears on both sides of {spec.formula!r}: the "
+            "response cannot also be a predictor or grouping factor."
+        )
+    found = set(response) | set(right)
     return [c for c in columns if c in found]
 
 
-def _looks_numeric(name: str) -> bool:
-    try:
-        float(name)
-    except ValueError:
-        return False
-    return True
+def predictor_columns(
+    spec: FormulaSpec, columns: list[str], functions: Mapping[str, Callable] | None = None
+) -> list[str]:
+    """Columns used by the fixed part, the offsets or a bar's left-hand side."""
+    texts = [spec.fixed, *spec.offsets, *(bar.lhs for bar in spec.bars)]
+    found = {
+        c for text in texts for c in referenced_columns(text, spec.formula, columns, functions)
+    }
+    return [c for c in columns if c in found]
+
+
+def check_column_types(data: pd.DataFrame, columns: list[str], grouping: set[str]) -> None:
+    """Refuse column types a formula cannot use, naming the column and the fix.
+
+    Dates and durations are not numbers to a formula, and an object column that
+    mixes text with numbers would silently become a factor of both; complex
+    numbers have no order. Grouping columns may hold any one type.
+    """
+    for name in columns:
+        column = data[name]
+        dtype = column.dtype
+        if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+            raise DataError(
+                f"Column {name!r} holds dates or durations ({dtype}); convert it to a number, "
+                f"e.g. (data[{name!r}] - data[{name!r}].min()).dt.days, or to text for a "
+                "grouping factor."
+            )
+        if pd.api.types.is_complex_dtype(dtype):
+            raise DataError(f"Column {name!r} is complex-valued; a formula needs real numbers.")
+        if pd.api.types.is_object_dtype(dtype) and name not in grouping:
+            kinds = {type(v) for v in column.dropna().unique()}
+            if kinds and not all(issubclass(k, str) for k in kinds):
+                shown = ", ".join(sorted(k.__name__ for k in kinds))
+                raise DataError(
+                    f"Column {name!r} holds values of type(s) {shown}; a formula needs numbers "
+                    f"or text. Convert it, e.g. data[{name!r}].astype(float) or .astype(str)."
+                )
+
+
+def _unknown_grouping(name: str, columns: list[str]) -> str:
+    close = difflib.get_close_matches(name, columns, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return (
+        f"The grouping factor {name!r} is not a column of the data.{hint} "
+        f"Available columns: {', '.join(columns)}."
+    )
 
 
 def clean_rows(data: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:

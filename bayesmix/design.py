@@ -13,17 +13,38 @@ the contribution of the block to the linear predictor is
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import formulae as fm
 import numpy as np
 import pandas as pd
 
-from .data_prep import FORMULA_NAMESPACE, align_categories, clean_rows, for_formulae, used_columns
-from .errors import DataError, DataWarning, FormulaError, warn
+from .data_prep import (
+    check_column_types,
+    clean_rows,
+    for_formulae,
+    predictor_columns,
+    used_columns,
+)
+from .design_columns import (
+    Encoder,
+    NewData,
+    grouping_codes,
+    independent_columns,
+    readonly,
+    warn_constant_slopes,
+)
+from .errors import DataError, FormulaError
 from .formula import FormulaSpec, parse_formula
+from .formula_eval import check_functions, environment, translate
+
+__all__ = ["Design", "NewData", "RandomBlock", "build_design"]
+
+#: Names of the columns that hold ``offset=`` and ``weights=`` arrays (lme4's).
+OFFSET_COLUMN = "(offset)"
+WEIGHTS_COLUMN = "(weights)"
 
 CovarianceKind = Literal["unstructured", "diagonal"]
 
@@ -93,6 +114,12 @@ class Design:
         The rows actually used (after dropping missing values), original index.
     n_dropped : int
         Number of rows of the user's data dropped for missing values.
+    offset : ndarray, shape (n,), optional
+        Known part of the linear predictor (``offset()`` terms plus the
+        ``offset=`` argument), added to ``X beta + Z b``; ``None`` when absent.
+    weights : ndarray, shape (n,), optional
+        Prior weights (lme4's meaning: the residual variance of row i is
+        ``sigma^2 / w_i``); ``None`` when all are 1.
     """
 
     formula: str
@@ -104,6 +131,8 @@ class Design:
     data: pd.DataFrame = field(repr=False)
     n_dropped: int = 0
     encoder: Any = field(default=None, repr=False, compare=False)
+    offset: np.ndarray | None = field(default=None, repr=False)
+    weights: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_obs(self) -> int:
@@ -112,6 +141,37 @@ class Design:
     @property
     def n_fixed(self) -> int:
         return int(self.X.shape[1])
+
+    @property
+    def offset_or_zero(self) -> np.ndarray:
+        """The offset, or zeros when the model has none."""
+        return np.zeros(self.n_obs) if self.offset is None else self.offset
+
+    @property
+    def log_weight_term(self) -> float:
+        """``0.5 * sum(log w)``: what prior weights add to the Gaussian log-likelihood."""
+        return 0.0 if self.weights is None else 0.5 * float(np.sum(np.log(self.weights)))
+
+    def whitened(self) -> Design:
+        """The equivalent unit-weight, offset-free design.
+
+        With ``s = sqrt(w)``, the model ``y ~ N(offset + X beta + Z b, sigma^2 / w)``
+        is the model ``s (y - offset) ~ N(s X beta + s Z b, sigma^2)``; its
+        log-likelihood differs by :attr:`log_weight_term` only. The engines fit
+        this design and add that term, so neither needs its own weights code.
+        """
+        if self.offset is None and self.weights is None:
+            return self
+        s = np.ones(self.n_obs) if self.weights is None else np.sqrt(self.weights)
+        blocks = tuple(replace(block, Z=readonly(block.Z * s[:, None])) for block in self.blocks)
+        return replace(
+            self,
+            y=readonly(s * (self.y - self.offset_or_zero)),
+            X=readonly(self.X * s[:, None]),
+            blocks=blocks,
+            offset=None,
+            weights=None,
+        )
 
     def evaluate_new_data(self, newdata: pd.DataFrame) -> NewData:
         """Encode new rows exactly as the fitting data were encoded.
@@ -131,30 +191,32 @@ class Design:
         return self.encoder.encode(newdata)
 
 
-@dataclass(frozen=True, eq=False)  # arrays: compare by identity
-class NewData:
-    """Arrays for prediction on new rows, encoded as in fitting.
-
-    ``blocks`` holds one ``(codes, Z)`` pair per block of the design; codes are
-    -1 for levels not seen in fitting. ``new_levels`` names the grouping factors
-    that had such levels.
-    """
-
-    X: np.ndarray
-    blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
-    new_levels: tuple[str, ...]
-
-
-def build_design(formula: str | FormulaSpec, data: pd.DataFrame) -> Design:
+def build_design(
+    formula: str | FormulaSpec,
+    data: pd.DataFrame,
+    *,
+    offset: str | np.ndarray | None = None,
+    weights: str | np.ndarray | None = None,
+    functions: Mapping[str, Callable] | None = None,
+) -> Design:
     """Build the numeric design of a mixed model.
 
     Parameters
     ----------
     formula : str or FormulaSpec
-        lme4-style formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``.
+        lme4-style formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``; see
+        :mod:`bayesmix.formula_eval` for what it may evaluate.
     data : DataFrame
         One row per observation. Rows with missing values in any column the
-        formula uses are dropped with a :class:`~bayesmix.errors.DataWarning`.
+        formula uses (or in ``offset``/``weights``) are dropped with a
+        :class:`~bayesmix.errors.DataWarning` that counts them.
+    offset : str or array, optional
+        A column name or an array of length ``len(data)``, added to the linear
+        predictor (together with any ``offset()`` terms of the formula).
+    weights : str or array, optional
+        Prior weights, positive (lme4's meaning: residual variance ``sigma^2 / w``).
+    functions : dict, optional
+        Extra functions the formula may call, e.g. ``{"logit": my_logit}``.
 
     Returns
     -------
@@ -163,41 +225,62 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame) -> Design:
     Raises
     ------
     FormulaError, DataError
-        For malformed formulas, unknown columns, non-numeric or non-finite
-        responses, grouping factors with fewer than two levels, or no usable rows.
+        For malformed formulas, names a formula may not evaluate, unknown columns,
+        non-numeric or non-finite responses, bad offsets or weights, grouping
+        factors with fewer than two levels, or no usable rows.
     """
     spec = formula if isinstance(formula, FormulaSpec) else parse_formula(formula)
-    columns = used_columns(spec, data)
-    kept, n_dropped = clean_rows(data, columns)
+    functions = check_functions(functions)
+    columns = used_columns(spec, data, functions)
+    data, offset_column, offset_array = _attach(data, offset, "offset", OFFSET_COLUMN)
+    data, weights_column, _ = _attach(data, weights, "weights", WEIGHTS_COLUMN)
+    extra = [c for c in (offset_column, weights_column) if c is not None and c not in columns]
+    check_column_types(data, columns, {f for bar in spec.bars for f in bar.factors})
+    kept, n_dropped = clean_rows(data, columns + extra)
     frame = for_formulae(kept, columns)
+    env = environment(functions)
 
-    fixed_dm = _design_matrices(f"{spec.response} ~ {spec.fixed}", frame, spec.formula)
+    fixed_dm = _design_matrices(f"{spec.response} ~ {spec.fixed}", frame, spec.formula, env)
     if fixed_dm.response is None or fixed_dm.response.kind != "numeric":
         raise DataError(
             f"The response {spec.response!r} must be numeric; convert it first "
             "(e.g. a 0/1 indicator for a binary outcome)."
         )
-    y = np.asarray(fixed_dm.response.design_matrix, dtype=float).reshape(-1)
-    if not np.all(np.isfinite(y)):
-        bad = int((~np.isfinite(y)).sum())
+    y = _finite(fixed_dm.response.design_matrix, f"The response {spec.response!r}").reshape(-1)
+    if fixed_dm.common is None:  # "y ~ 0 + (1 | g)": no fixed effects
+        X_full, names_full = np.zeros((len(y), 0)), []
+    else:
+        X_full = _finite(fixed_dm.common.design_matrix, "A fixed-effects column")
+        names_full = [str(c) for c in fixed_dm.common.as_dataframe().columns]
+    keep = independent_columns(X_full, names_full)
+
+    offset_matrices = tuple(
+        _design_matrices(f"0 + offset({text})", frame, spec.formula, env) for text in spec.offsets
+    )
+    offsets = [_finite(dm.common.design_matrix, "An offset()")[:, 0] for dm in offset_matrices]
+    if offset_column is not None:
+        offsets.append(_numeric(kept[offset_column], "offset"))
+    weight_values = None if weights_column is None else _numeric(kept[weights_column], "weights")
+    if weight_values is not None and np.any(weight_values <= 0):
         raise DataError(
-            f"The response {spec.response!r} is not finite in {bad} row(s) "
-            "(e.g. log(0)); transform it differently or remove those rows."
+            f"weights must be positive; {int(np.sum(weight_values <= 0))} row(s) have weights "
+            "<= 0 (drop those rows instead of giving them zero weight)."
         )
-    X_full = np.asarray(fixed_dm.common.design_matrix, dtype=float)
-    names_full = [str(c) for c in fixed_dm.common.as_dataframe().columns]
-    keep = _independent_columns(X_full, names_full)
-    X = X_full[:, keep]
 
     lhs_matrices = {}
-    blocks = []
+    blocks, level_keys = [], []
     for bar in spec.bars:
         if bar.lhs not in lhs_matrices:
-            lhs_matrices[bar.lhs] = _design_matrices(bar.lhs, frame, spec.formula)
+            lhs_matrices[bar.lhs] = _design_matrices(bar.lhs, frame, spec.formula, env)
         dm = lhs_matrices[bar.lhs].common
-        Z = np.asarray(dm.design_matrix, dtype=float)
+        if dm is None:
+            raise FormulaError(
+                f"The bar {bar} in {spec.formula!r} has no random effect (its left-hand side "
+                "has no columns); remove the bar, or use '(1 | g)'."
+            )
+        Z = _finite(dm.design_matrix, f"A column of {bar}")
         terms = tuple(str(c) for c in dm.as_dataframe().columns)
-        levels, codes = _grouping(frame, bar.factors)
+        levels, keys, codes = grouping_codes(frame, bar.factors)
         if len(levels) < 2:
             raise DataError(
                 f"The grouping factor {bar.grouping!r} has {len(levels)} level(s); a random "
@@ -206,157 +289,94 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame) -> Design:
         block = RandomBlock(
             grouping=bar.grouping,
             levels=levels,
-            codes=_readonly(codes),
+            codes=readonly(codes),
             terms=terms,
-            Z=_readonly(Z),
+            Z=readonly(Z),
             covariance=bar.covariance,
         )
-        _warn_constant_slopes(block)
+        warn_constant_slopes(block)
         blocks.append(block)
+        level_keys.append(keys)
 
-    encoder = _Encoder(spec, frame.iloc[:0], fixed_dm, lhs_matrices, keep, tuple(blocks))
+    predictors = predictor_columns(spec, columns, functions)
+    encoder = Encoder(
+        spec=spec,
+        template=frame.iloc[:0],
+        fixed_dm=fixed_dm,
+        lhs_matrices=lhs_matrices,
+        keep=keep,
+        level_keys=tuple(level_keys),
+        predictors=tuple(predictors),
+        offset_matrices=offset_matrices,
+        offset_column=None if offset_array else offset_column,
+        offset_array=offset_array,
+    )
     return Design(
         formula=spec.formula,
         response=spec.response,
-        y=_readonly(y),
-        X=_readonly(X),
+        y=readonly(y),
+        X=readonly(X_full[:, keep]),
         fixed_terms=tuple(names_full[j] for j in keep),
         blocks=tuple(blocks),
         data=kept,
         n_dropped=n_dropped,
         encoder=encoder,
+        offset=readonly(np.sum(offsets, axis=0)) if offsets else None,
+        weights=None if weight_values is None else readonly(weight_values),
     )
 
 
-def _design_matrices(text: str, frame: pd.DataFrame, formula: str):
-    try:
-        # Invalid transforms (log of a negative) are reported by the finiteness check.
-        with np.errstate(all="ignore"):
-            return fm.design_matrices(
-                text, frame, na_action="error", extra_namespace=FORMULA_NAMESPACE
+def _attach(
+    data: pd.DataFrame, values: str | np.ndarray | None, argument: str, column: str
+) -> tuple[pd.DataFrame, str | None, bool]:
+    """Resolve ``offset=``/``weights=``: a column name, or an array added as a column."""
+    if values is None:
+        return data, None, False
+    if isinstance(values, str):
+        if values not in data.columns:
+            raise DataError(
+                f"{argument}={values!r} is not a column of the data; pass a column name or "
+                "an array with one value per row."
             )
+        return data, values, False
+    array = np.asarray(values)
+    if array.ndim != 1 or len(array) != len(data):
+        raise DataError(
+            f"{argument} must be a column name or a 1-d array with one value per row of the "
+            f"data ({len(data)}), got shape {array.shape}."
+        )
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"{argument} must be numeric, got values of type {array.dtype}.")
+    return data.assign(**{column: array.astype(float)}), column, True
+
+
+def _numeric(column: pd.Series, argument: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise DataError(f"{argument} must be numeric; column {column.name!r} is {column.dtype}.")
+    return column.to_numpy(dtype=float)
+
+
+def _finite(values: Any, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(array)):
+        bad = (
+            int((~np.isfinite(array)).any(axis=-1).sum())
+            if array.ndim > 1
+            else int((~np.isfinite(array)).sum())
+        )
+        raise DataError(
+            f"{what} is not finite in {bad} row(s) (e.g. log(0) or an overflow); transform "
+            "it differently or remove those rows."
+        )
+    return array
+
+
+def _design_matrices(text: str, frame: pd.DataFrame, formula: str, env: Any):
+    try:
+        # Invalid transforms (log of a negative) are reported by the finiteness checks.
+        with np.errstate(all="ignore"):
+            return fm.design_matrices(translate(text), frame, na_action="error", env=env)
     except (FormulaError, DataError):
         raise
     except Exception as error:  # formulae raises many types; give one clear message
         raise FormulaError(f"Could not evaluate {text!r} from {formula!r}: {error}") from error
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array = np.ascontiguousarray(array)
-    array.setflags(write=False)
-    return array
-
-
-def _independent_columns(X: np.ndarray, names: list[str], tol: float = 1e-7) -> list[int]:
-    """Indices of columns kept after dropping aliased ones, as lme4 does."""
-    if X.shape[1] == 0:
-        return []
-    scale = np.linalg.norm(X, axis=0)
-    scale[scale == 0] = 1.0
-    Xs = X / scale
-    keep: list[int] = []
-    for j in range(X.shape[1]):
-        trial = keep + [j]
-        if np.linalg.matrix_rank(Xs[:, trial], tol=tol * np.sqrt(X.shape[0])) == len(trial):
-            keep.append(j)
-    dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
-    if dropped:
-        warn(
-            f"The fixed-effects matrix is rank deficient; dropping aliased column(s) "
-            f"{', '.join(dropped)}.",
-            DataWarning,
-        )
-    return keep
-
-
-def _factor_codes(column: pd.Series) -> tuple[np.ndarray, list[str]]:
-    categorical = column if isinstance(column.dtype, pd.CategoricalDtype) else None
-    if categorical is None:
-        categorical = column.astype(pd.CategoricalDtype(sorted(column.unique())))
-    return categorical.cat.codes.to_numpy(), [str(v) for v in categorical.cat.categories]
-
-
-def _grouping(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[tuple[str, ...], np.ndarray]:
-    """Levels that occur (in factor order) and integer codes of an interaction."""
-    parts = [_factor_codes(frame[name]) for name in factors]
-    sizes = tuple(len(levels) for _, levels in parts)
-    key = np.ravel_multi_index(tuple(codes for codes, _ in parts), sizes)
-    observed, codes = np.unique(key, return_inverse=True)
-    combos = np.unravel_index(observed, sizes)
-    labels = tuple(
-        ":".join(parts[f][1][combos[f][i]] for f in range(len(factors)))
-        for i in range(len(observed))
-    )
-    return labels, codes.astype(np.int64)
-
-
-def _warn_constant_slopes(block: RandomBlock) -> None:
-    """Warn when a random slope's variable never varies within a group."""
-    for j, term in enumerate(block.terms):
-        column = block.Z[:, j]
-        if term == "Intercept" or np.ptp(column) == 0:
-            continue
-        low = np.full(block.n_levels, np.inf)
-        high = np.full(block.n_levels, -np.inf)
-        np.minimum.at(low, block.codes, column)
-        np.maximum.at(high, block.codes, column)
-        if np.all(high - low == 0):
-            warn(
-                f"The random slope {term!r} in {block.label} does not vary within any level "
-                f"of {block.grouping!r}, so it is confounded with the intercept; consider "
-                "removing it from the bar.",
-                DataWarning,
-            )
-
-
-@dataclass(frozen=True)
-class _Encoder:
-    """Everything needed to encode new data as the fitting data were encoded."""
-
-    spec: FormulaSpec
-    template: pd.DataFrame
-    fixed_dm: Any
-    lhs_matrices: dict
-    keep: list[int]
-    blocks: tuple[RandomBlock, ...]
-
-    def encode(self, newdata: pd.DataFrame) -> NewData:
-        if not isinstance(newdata, pd.DataFrame):
-            raise DataError(f"newdata must be a pandas DataFrame, got {type(newdata).__name__}.")
-        needed = [c for c in self.template.columns if c != self.spec.response]
-        grouping_columns = {f for bar in self.spec.bars for f in bar.factors}
-        predictors = [c for c in needed if c in _predictor_columns(self.spec, needed)]
-        missing = [c for c in set(predictors) | grouping_columns if c not in newdata.columns]
-        if missing:
-            raise DataError(f"newdata lacks column(s) {', '.join(sorted(missing))}.")
-        frame = align_categories(
-            newdata[[c for c in needed if c in newdata.columns]], self.template
-        )
-        for name in predictors:
-            if frame[name].isna().any():
-                raise DataError(
-                    f"newdata column {name!r} has missing values or levels not seen in "
-                    "fitting; predictions need known predictor values."
-                )
-        X = np.asarray(self.fixed_dm.common.evaluate_new_data(frame).design_matrix, dtype=float)[
-            :, self.keep
-        ]
-        encoded, new_levels = [], []
-        for bar, block in zip(self.spec.bars, self.blocks):
-            Z = np.asarray(
-                self.lhs_matrices[bar.lhs].common.evaluate_new_data(frame).design_matrix,
-                dtype=float,
-            )
-            labels = newdata[list(bar.factors)].astype(str).agg(":".join, axis=1)
-            lookup = {level: i for i, level in enumerate(block.levels)}
-            codes = np.array([lookup.get(label, -1) for label in labels], dtype=np.int64)
-            if (codes < 0).any() and block.grouping not in new_levels:
-                new_levels.append(block.grouping)
-            encoded.append((codes, Z))
-        return NewData(X=X, blocks=tuple(encoded), new_levels=tuple(new_levels))
-
-
-def _predictor_columns(spec: FormulaSpec, columns: list[str]) -> set[str]:
-    """Columns used by the fixed part or a bar's left-hand side."""
-    text = " ".join([spec.fixed] + [bar.lhs for bar in spec.bars])
-    return {c for c in columns if re.search(rf"(?<![\w.]){re.escape(c)}(?![\w.])", text)}

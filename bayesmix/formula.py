@@ -59,18 +59,22 @@ class FormulaSpec:
         Right-hand side of the fixed part, formulae syntax (``"1"`` if empty).
     bars : tuple of Bar
         Random-effects bars, nesting and crossing expanded, in formula order.
+    offsets : tuple of str
+        The expressions of the fixed part's ``offset(...)`` terms (``"10 * Days"``).
     """
 
     formula: str
     response: str
     fixed: str
     bars: tuple[Bar, ...]
+    offsets: tuple[str, ...] = ()
 
     @property
     def rhs(self) -> str:
         """The full right-hand side, fixed part and bars, as text."""
         parts = [] if self.fixed == "1" and self.bars else [self.fixed]
-        return " + ".join(parts + [str(b) for b in self.bars])
+        offsets = [f"offset({o})" for o in self.offsets]
+        return " + ".join(parts + offsets + [str(b) for b in self.bars])
 
 
 def split_top_level(text: str, separators: str = "+-") -> list[tuple[str, str]]:
@@ -128,38 +132,52 @@ def _top_level_bar(inner: str) -> tuple[str, str, str] | None:
     return None
 
 
-_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
+# A grouping factor: a column name (letters of any script, digits, '_' and '.')
+# or a back-quoted name that may hold anything but a back quote.
+_NAME = re.compile(r"^(`[^`]+`|[^\W\d][\w.]*|\.[^\W\d][\w.]*)$")
+_GROUPING_TOKEN = re.compile(r"`[^`]*`|[/*:]|[^/*:\s`]+|\S")
 
 
 def expand_grouping(rhs: str, formula: str) -> list[tuple[str, ...]]:
     """Expand a bar's grouping expression into interaction tuples.
 
     ``g`` -> [(g,)], ``a/b/c`` -> [(a,), (a, b), (a, b, c)], ``a:b`` -> [(a, b)],
-    ``a*b`` -> [(a,), (b,), (a, b)].
+    ``a*b`` -> [(a,), (b,), (a, b)]. Back quotes are removed from the names.
     """
-    rhs = re.sub(r"\s+", "", rhs)
-    if not rhs:
+    tokens = _GROUPING_TOKEN.findall(rhs)
+    if not tokens:
         raise FormulaError(f"A random-effects bar has no grouping factor in {formula!r}.")
-    if "/" in rhs:
-        levels = rhs.split("/")
-        nested = [tuple(level.split(":")) for level in levels]
-        out, prefix = [], ()
-        for factors in nested:
-            prefix = prefix + factors
-            out.append(prefix)
-    elif "*" in rhs:
-        factors = tuple(rhs.split("*"))
-        out = [(f,) for f in factors] + [factors]
-    else:
-        out = [tuple(rhs.split(":"))]
-    for factors in out:
+    operators = {t for t in tokens if t in "/*" and len(t) == 1}
+    if len(operators) > 1:
+        raise FormulaError(
+            f"The grouping {rhs!r} in {formula!r} mixes '/' and '*'; write the bars separately, "
+            "e.g. '(1 | a) + (1 | a:b)'."
+        )
+    names: list[list[str]] = [[]]
+    for token in tokens:
+        if token in ("/", "*"):
+            names.append([])
+        elif token != ":":
+            names[-1].append(token)
+    for factors in names:
+        if not factors:
+            raise FormulaError(f"The grouping {rhs!r} in {formula!r} has an empty factor name.")
         for name in factors:
             if not _NAME.match(name):
                 raise FormulaError(
                     f"Grouping factor {name!r} in {formula!r} must be a column name "
                     "(expressions are not allowed to the right of '|')."
                 )
-    return out
+    groups = [tuple(name.strip("`") for name in factors) for factors in names]
+    if "/" in operators:
+        out, prefix = [], ()
+        for factors in groups:
+            prefix = prefix + factors
+            out.append(prefix)
+        return out
+    if "*" in operators:
+        return [factors for factors in groups] + [tuple(f for g in groups for f in g)]
+    return groups
 
 
 def parse_formula(formula: str) -> FormulaSpec:
@@ -193,6 +211,7 @@ def parse_formula(formula: str) -> FormulaSpec:
         raise FormulaError(f"The formula {formula!r} has nothing right of '~'; use '~ 1'.")
 
     fixed_terms: list[str] = []
+    offsets: list[str] = []
     bars: list[Bar] = []
     for sign, term in split_top_level(rhs):
         inner = _strip_outer_parens(term)
@@ -203,6 +222,14 @@ def parse_formula(formula: str) -> FormulaSpec:
                     f"Random-effects term {term!r} in {formula!r} must be wrapped in "
                     "parentheses, e.g. '(1 | g)'."
                 )
+            offset = _call_argument(term, "offset")
+            if offset is not None:
+                if sign == "-":
+                    raise FormulaError(
+                        f"Cannot subtract {term!r} in {formula!r}; write offset(-({offset}))."
+                    )
+                offsets.append(offset)
+                continue
             fixed_terms.append(term if sign == "+" else f"- {term}")
             continue
         if sign == "-":
@@ -210,12 +237,30 @@ def parse_formula(formula: str) -> FormulaSpec:
         lhs, group_rhs, bar = split
         if not lhs:
             raise FormulaError(f"The bar {term!r} has no terms left of '{bar}'; use '(1 {bar} g)'.")
+        if re.sub(r"[\s+]+", "+", lhs).strip("+") in ("0", "-1", "0+0", "0-1"):
+            raise FormulaError(
+                f"The bar {term!r} in {formula!r} has no random effect (0 removes the intercept "
+                f"and nothing else is left); remove the bar, or use '(1 {bar} g)'."
+            )
         covariance = "diagonal" if bar == "||" else "unstructured"
         for factors in expand_grouping(group_rhs, formula):
             bars.append(Bar(lhs=lhs, factors=factors, covariance=covariance))
 
     fixed = _join_terms(fixed_terms) or "1"
-    return FormulaSpec(formula=formula, response=response, fixed=fixed, bars=tuple(bars))
+    if fixed.strip() in ("0", "-1", "- 1") and not bars and not offsets:
+        raise FormulaError(f"The formula {formula!r} has no terms: nothing to estimate.")
+    return FormulaSpec(
+        formula=formula, response=response, fixed=fixed, bars=tuple(bars), offsets=tuple(offsets)
+    )
+
+
+def _call_argument(term: str, function: str) -> str | None:
+    """The argument text of ``function(...)`` when the call is the whole term."""
+    term = term.strip()
+    if not term.startswith(f"{function}("):
+        return None
+    inner = _strip_outer_parens(term[len(function) :])
+    return inner if inner else None
 
 
 def _join_terms(terms: list[str]) -> str:

@@ -8,8 +8,10 @@ when ``.sample()`` or ``.pymc_model()`` is called, so ML work stays light.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from .design import Design, build_design
@@ -36,14 +38,36 @@ class LinearMixedModel:
     formula : str
     data : DataFrame
         The data as given (rows with missing values are dropped in ``design``).
+    offset, weights : str or ndarray or None
+        As given to :func:`lmm`.
+    functions : dict
+        Extra functions the formula may call (``functions=``).
     design : Design
         Numeric arrays shared by both engines.
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame) -> None:
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        *,
+        offset: str | np.ndarray | None = None,
+        weights: str | np.ndarray | None = None,
+        functions: Mapping[str, Callable] | None = None,
+    ) -> None:
         self.formula = formula
         self.data = data
-        self.design: Design = build_design(formula, data)
+        self.offset = offset
+        self.weights = weights
+        self.functions = dict(functions or {})
+        self.design: Design = build_design(
+            formula, data, offset=offset, weights=weights, functions=functions
+        )
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this model with ``LinearMixedModel``."""
+        return {"offset": self.offset, "weights": self.weights, "functions": self.functions}
 
     def __repr__(self) -> str:
         blocks = ", ".join(b.label for b in self.design.blocks) or "none"
@@ -154,8 +178,15 @@ class LinearMixedModel:
             Replacement for the whole random part, e.g. ``"(nutrient | popu/gen)"``
             (nlme's ``update(random = ~nutrient | popu/gen)``); ``""`` removes it.
         data : DataFrame, optional
-            New data; defaults to this model's data.
+            New data; defaults to this model's data. An ``offset``/``weights``
+            array no longer fits new data: pass column names to keep them.
         """
+        if formula is not None and not isinstance(formula, str):
+            raise FormulaError(
+                f"update() takes a formula string such as '. ~ . + x', got {formula!r}."
+            )
+        if random is not None and not isinstance(random, str):
+            raise FormulaError(f"random must be a string such as 'x | g', got {random!r}.")
         new_formula = self.formula if formula is None else update_formula(self.formula, formula)
         if random is not None:
             spec = parse_formula(new_formula)
@@ -163,10 +194,17 @@ class LinearMixedModel:
             if random and not random.startswith("("):
                 random = f"({random})"
             new_formula = f"{spec.response} ~ {spec.fixed}" + (f" + {random}" if random else "")
-        return LinearMixedModel(new_formula, self.data if data is None else data)
+        return LinearMixedModel(new_formula, self.data if data is None else data, **self.options)
 
 
-def lmm(formula: str, data: pd.DataFrame) -> LinearMixedModel:
+def lmm(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    offset: str | np.ndarray | None = None,
+    weights: str | np.ndarray | None = None,
+    functions: Mapping[str, Callable] | None = None,
+) -> LinearMixedModel:
     """A linear mixed model from an lme4-style formula.
 
     Parameters
@@ -175,7 +213,16 @@ def lmm(formula: str, data: pd.DataFrame) -> LinearMixedModel:
         E.g. ``"Reaction ~ Days + (Days | Subject)"``. Random-effects bars:
         ``(1 | g)``, ``(x | g)`` (correlated), ``(x || g)`` (uncorrelated),
         ``(1 | a/b)`` (nested), ``(1 | a) + (1 | b)`` (crossed), ``(1 | a:b)``.
+        ``offset(expr)`` adds a known term. A formula evaluates only the data's
+        columns and the functions listed in :mod:`bayesmix.formula_eval`
+        (``log``, ``sqrt``, ``I``, ``C``, ``poly``, ``scale``...), never code.
     data : DataFrame
+    offset : str or array, optional
+        Column name or array (one value per row) added to the linear predictor.
+    weights : str or array, optional
+        Prior weights, positive: row i has residual variance ``sigma^2 / w_i`` (lme4).
+    functions : dict, optional
+        Extra functions the formula may call, e.g. ``{"logit": my_logit}``.
 
     Returns
     -------
@@ -190,19 +237,28 @@ def lmm(formula: str, data: pd.DataFrame) -> LinearMixedModel:
     >>> round(fit.loglik, 3)
     -871.814
     """
-    return LinearMixedModel(formula, data)
+    return LinearMixedModel(formula, data, offset=offset, weights=weights, functions=functions)
 
 
-def gls(formula: str, data: pd.DataFrame) -> LinearMixedModel:
+def gls(
+    formula: str,
+    data: pd.DataFrame,
+    *,
+    offset: str | np.ndarray | None = None,
+    weights: str | np.ndarray | None = None,
+    functions: Mapping[str, Callable] | None = None,
+) -> LinearMixedModel:
     """A model without random effects (nlme's ``gls`` with independent errors).
 
     Its ML/REML fit can head an :func:`~bayesmix.anova` table as the null model.
+    ``offset``, ``weights`` and ``functions`` are as in :func:`lmm`; prior weights
+    give nlme's ``weights = varFixed(~ 1/w)``.
     """
     if parse_formula(formula).bars:
         raise FormulaError(
             f"gls() takes no random-effects terms, but {formula!r} has some; use lmm()."
         )
-    return LinearMixedModel(formula, data)
+    return LinearMixedModel(formula, data, offset=offset, weights=weights, functions=functions)
 
 
 def _check_method(method: str) -> Literal["REML", "ML"]:

@@ -91,10 +91,11 @@ def test_missing_values_dropped_with_count(sleep):
     [
         ("Reaction ~ Dayz + (1 | Subject)", DataError, "'Dayz'.*Did you mean 'Days'"),
         ("Reaction ~ Days + (1 | Subjct)", DataError, "Did you mean 'Subject'"),
-        ("Subject ~ Days + (1 | Subject)", DataError, "must be numeric"),
+        ("one ~ Days + (1 | Subject)", DataError, "must be numeric"),
+        ("Subject ~ Days + (1 | Subject)", FormulaError, "'Subject' appears on both sides"),
         ("log(Reaction - 300) ~ Days + (1 | Subject)", DataError, "not finite"),
         ("Reaction ~ Days + (1 | one)", DataError, "at least 2"),
-        ("Reaction ~ nosuchfun(Days)", FormulaError, "Could not evaluate"),
+        ("Reaction ~ nosuchfun(Days)", FormulaError, "'nosuchfun' .* not a function"),
     ],
 )
 def test_bad_input_is_explained(sleep, formula, error, message):
