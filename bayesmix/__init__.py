@@ -16,6 +16,7 @@ from typing import Any
 
 from . import errors
 from .errors import (
+    ArgumentError,
     BayesmixWarning,
     ComparisonError,
     ConvergenceWarning,
@@ -51,9 +52,11 @@ _LAZY = {
     "plot_qq": "plotting",
     "plot_residuals": "plotting",
     "plot_coefficients": "plotting",
+    "load": "io",
 }
 
 __all__ = [
+    "ArgumentError",
     "BayesmixWarning",
     "ComparisonError",
     "ConvergenceWarning",

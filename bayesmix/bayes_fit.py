@@ -23,6 +23,7 @@ from bayesmix.design import Design
 from bayesmix.errors import FitError, SamplingWarning, warn
 from bayesmix.nutpie_compile import CompileRoute, compile_nutpie
 from bayesmix.priors import Prior, resolve_priors
+from bayesmix.validate import check_sampling_args, seed_to_int
 
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 #: Largest (draws * observations) for which the log-likelihood group is stored eagerly.
@@ -116,17 +117,25 @@ def sample_posterior(
         t0 = time.perf_counter()
         compiled = compile_nutpie(model, design, route, chains * (tune + draws))
         t1 = time.perf_counter()
-        idata = nutpie.sample(
-            compiled,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            cores=min(chains, os.cpu_count() or 1),
-            seed=seed,
-            target_accept=target_accept,
-            save_warmup=False,
-            progress_bar=progressbar,
-        )
+        try:
+            idata = nutpie.sample(
+                compiled,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=min(chains, os.cpu_count() or 1),
+                seed=seed,
+                target_accept=target_accept,
+                save_warmup=False,
+                progress_bar=progressbar,
+            )
+        except BaseException as err:  # a panic in nutpie's Rust code is no Exception
+            if type(err).__name__ != "PanicException":
+                raise
+            raise FitError(
+                f"nutpie stopped with an internal error ({err}); "
+                "try other sampling options or sampler='pymc'."
+            ) from err
         t2 = time.perf_counter()
         return _add_deterministics(idata, model), t1 - t0, t2 - t1
     nuts: dict[str, Any] = {"target_accept": target_accept}
@@ -171,7 +180,7 @@ def sample_model(
     chains: int = 4,
     sampler: Sampler = "nutpie",
     target_accept: float | None = None,
-    random_seed: int | None = None,
+    random_seed: int | np.random.Generator | None = None,
     progressbar: bool = False,
     log_likelihood: bool | None = None,
     compile: CompileRoute = "auto",
@@ -185,15 +194,18 @@ def sample_model(
     priors : mapping, optional
         Prior overrides by key (see :func:`bayesmix.priors.default_priors`).
     draws, tune, chains : int
-        Kept draws per chain, tuning draws per chain, number of chains.
+        Kept draws per chain (at least 8, which the R-hat and ESS checks
+        need), tuning draws per chain (at least 1 with nutpie), number of
+        chains.
     sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
         NUTS implementation; the last two need ``jax`` installed.
     target_accept : float, optional
         Target acceptance rate of NUTS. Default: 0.95 for models with at most
         1,000 parameters, 0.8 above (see ``TARGET_ACCEPT_SMALL``). Raise it
         (towards 0.99) when divergences appear.
-    random_seed : int, optional
-        Seed for reproducible draws.
+    random_seed : int or numpy.random.Generator, optional
+        Seed for reproducible draws: an integer from 0 to 2**63 - 1, or a
+        Generator from which one such integer is drawn.
     progressbar : bool
         Show the sampler's progress bar.
     log_likelihood : bool, optional
@@ -209,6 +221,13 @@ def sample_model(
     -------
     BayesResult
 
+    Raises
+    ------
+    ArgumentError
+        For a bad sampling option (checked before the model is built).
+    PriorError
+        For an unknown prior key or a prior of the wrong kind.
+
     Warns
     -----
     SamplingWarning
@@ -217,18 +236,28 @@ def sample_model(
     from bayesmix.bayes_model import build_pymc_model
     from bayesmix.bayes_results import BayesResult
 
-    _check_sampler(sampler)
-    all_priors = resolve_priors(design, priors)
-    form = likelihood_form(design, sampler, all_priors)
-    model = build_pymc_model(design, all_priors, likelihood=form)
+    options = check_sampling_args(  # before the model is built: bad options fail at once
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        sampler=sampler,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        compile=compile,
+    )
+    # Every likelihood form samples y - offset; the result adds the offset back.
+    model_design = design.offset_absorbed()
+    all_priors = resolve_priors(model_design, priors)
+    form = likelihood_form(model_design, sampler, all_priors)
+    model = build_pymc_model(model_design, all_priors, likelihood=form)
     complete = None
     if form == "collapsed":  # draw what the likelihood integrated out
         from bayesmix.collapsed_draws import add_collapsed_draws
 
-        plan = collapse_plan(design, all_priors)
+        plan = collapse_plan(model_design, all_priors)
 
         def complete(idata, seed):
-            add_collapsed_draws(idata, design, all_priors, plan, seed)
+            add_collapsed_draws(idata, model_design, all_priors, plan, seed)
 
     def wrap(idata, timing):
         return BayesResult(
@@ -237,18 +266,12 @@ def sample_model(
 
     return run_sampler(
         model,
-        design,
+        model_design,
         wrap,
-        sampler=sampler,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        target_accept=target_accept,
-        random_seed=random_seed,
         progressbar=progressbar,
         log_likelihood=log_likelihood,
-        compile=compile,
         complete=complete,
+        **options,
     )
 
 
@@ -261,32 +284,16 @@ def likelihood_form(
     ``FUSED_MIN_OBS`` observations: the collapsed likelihood
     (:mod:`bayesmix.collapsed_likelihood`) when the fixed effects have Normal
     priors (the default), else the fused one (:mod:`bayesmix.fused_likelihood`).
-    PyMC's C backend and JAX get PyTensor's own graph.
+    PyMC's C backend and JAX get PyTensor's own graph, and so do models with
+    prior weights.
     """
+    if design.weights is not None:  # only PyTensor's graph has per-row residual SDs
+        return "graph"
     if sampler == "nutpie" and design.n_obs >= FUSED_MIN_OBS and design.blocks:
         if collapse_plan(design, resolve_priors(design, priors)) is not None:
             return "collapsed"
         return "fused"
     return "graph"
-
-
-def _check_sampler(sampler: str) -> None:
-    if sampler not in ("nutpie", "pymc", "numpyro", "blackjax"):
-        raise ValueError(
-            f"Unknown sampler {sampler!r}; use 'nutpie', 'pymc', 'numpyro' or 'blackjax'."
-        )
-
-
-def _check_options(draws: int, tune: int, chains: int, target_accept: float) -> None:
-    """Refuse sampling options the samplers would reject with obscure errors."""
-    for name, value, least in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}.")
-    if not 0.0 < float(target_accept) < 1.0:
-        raise ValueError(
-            f"target_accept must lie strictly between 0 and 1 (e.g. 0.8-0.95), "
-            f"got {target_accept!r}."
-        )
 
 
 def run_sampler(
@@ -299,7 +306,7 @@ def run_sampler(
     tune: int,
     chains: int,
     target_accept: float | None,
-    random_seed: int | None,
+    random_seed: int | np.random.Generator | None,
     progressbar: bool,
     log_likelihood: bool | None,
     compile: CompileRoute,
@@ -314,11 +321,22 @@ def run_sampler(
     """
     from bayesmix.bayes_results import pointwise_loglik
 
-    _check_sampler(sampler)
+    # checked again for direct callers; the engines check first, before building
+    options = check_sampling_args(
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        sampler=sampler,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        compile=compile,
+    )
+    draws, tune, chains = options["draws"], options["tune"], options["chains"]
+    target_accept = options["target_accept"]
     if target_accept is None:
         target_accept = default_target_accept(model)
-    _check_options(draws, tune, chains, target_accept)
-    seed = None if random_seed is None else int(random_seed)
+    seed = seed_to_int(options["random_seed"])
+    progressbar = bool(progressbar)  # PyMC refuses truthy values other than its own styles
     if seed is None and sampler == "nutpie":
         seed = int(np.random.default_rng().integers(2**31))
     idata, compile_s, sample_s = sample_posterior(
@@ -326,11 +344,12 @@ def run_sampler(
     )
     if complete is not None:
         complete(idata, seed)
-    idata["observed_data"] = xr.Dataset({"y": ("obs", np.asarray(design.y, dtype=float))})
     result = wrap(
         idata,
         {"compile_s": compile_s, "sample_s": sample_s, "target_accept": float(target_accept)},
     )
+    observed = np.asarray(result.design.y, dtype=float)  # the user's y, offset included
+    idata["observed_data"] = xr.Dataset({"y": ("obs", observed)})
     if log_likelihood is None:
         log_likelihood = draws * chains * design.n_obs <= LOGLIK_MAX_SIZE
     if log_likelihood:

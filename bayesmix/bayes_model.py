@@ -282,11 +282,13 @@ def residual_sd(sigma_prior: Prior, hyper: HyperData) -> pt.TensorVariable:
 
 
 def normal_likelihood(
-    mu: pt.TensorVariable, y_values, sigma_prior: Prior, hyper: HyperData
+    mu: pt.TensorVariable, y_values, sigma_prior: Prior, hyper: HyperData, weights=None
 ) -> None:
-    """The residual SD ``sigma`` and the observed ``y_obs ~ Normal(mu, sigma)``."""
+    """The residual SD ``sigma`` and the observed ``y_obs ~ Normal(mu, sigma / sqrt(w))``."""
     sigma = residual_sd(sigma_prior, hyper)
     y = model_data("y", y_values, dims="obs")
+    if weights is not None:  # prior weights: row i has residual variance sigma^2 / w_i
+        sigma = sigma / model_data("sqrt_w", np.sqrt(weights), dims="obs")
     pm.Normal("y_obs", mu=mu, sigma=sigma, observed=y, dims="obs")
 
 
@@ -339,6 +341,9 @@ def build_pymc_model(
         With the data containers ``X``, ``codes_<tag>``, ``Z_<tag>``, ``y``
         and the variables described in the module docstring.
     """
+    design = design.offset_absorbed()  # the offset shifts y (see Design.offset_absorbed)
+    if design.weights is not None and likelihood != "graph":
+        raise ValueError("prior weights need likelihood='graph'")
     all_priors = resolve_priors(design, priors)
     infos = block_infos(design)
     coords = model_coords(design.n_obs, design.fixed_terms, design.blocks, infos)
@@ -393,5 +398,5 @@ def build_pymc_model(
         for block, info, zbar in zip(design.blocks, infos, zbars, strict=True):
             r = block_effects(block, info, all_priors, zbar, hyper)
             mu = mu + sum(effect_terms(block.codes, block.Z, info, r, zbar, hyper))
-        normal_likelihood(mu, design.y, all_priors["sigma"], hyper)
+        normal_likelihood(mu, design.y, all_priors["sigma"], hyper, design.weights)
     return model

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayesmix.validate import check_ci_prob
+
 CI_KIND = "equal-tailed"
 
 
@@ -23,7 +25,15 @@ def flat_draws(da: xr.DataArray) -> np.ndarray:
 
 
 def interval_table(draws: np.ndarray, index, ci_prob: float) -> pd.DataFrame:
-    """mean, sd, lower, upper of (S, ...) draws, one row per trailing element."""
+    """mean, sd, lower, upper of (S, ...) draws, one row per trailing element.
+
+    Raises
+    ------
+    ArgumentError
+        When ``ci_prob`` is not a number strictly between 0 and 1 (checked here
+        too, so that every table built from draws refuses it).
+    """
+    ci_prob = check_ci_prob(ci_prob)
     flat = draws.reshape(draws.shape[0], -1)
     tail = (1.0 - ci_prob) / 2.0
     lower, upper = np.quantile(flat, [tail, 1.0 - tail], axis=0)

@@ -152,6 +152,17 @@ class Design:
         """``0.5 * sum(log w)``: what prior weights add to the Gaussian log-likelihood."""
         return 0.0 if self.weights is None else 0.5 * float(np.sum(np.log(self.weights)))
 
+    def offset_absorbed(self) -> Design:
+        """The same model with the offset moved into the response (``y - offset``).
+
+        A Gaussian likelihood of ``y`` with mean ``offset + mu`` is the likelihood
+        of ``y - offset`` with mean ``mu``, so every Bayesian likelihood form
+        samples this design unchanged; results add the offset back to predictions.
+        """
+        if self.offset is None:
+            return self
+        return replace(self, y=readonly(self.y - self.offset), offset=None)
+
     def whitened(self) -> Design:
         """The equivalent unit-weight, offset-free design.
 

@@ -23,6 +23,10 @@ class PriorError(ValueError):
     """A prior specification is invalid or names a term the model lacks."""
 
 
+class ArgumentError(ValueError, TypeError):
+    """An argument of a bayesmix function has a bad value or type."""
+
+
 class FitError(RuntimeError):
     """A model could not be fitted at all."""
 
@@ -49,6 +53,10 @@ class SingularFitWarning(BayesmixWarning):
 
 class SamplingWarning(ConvergenceWarning):
     """MCMC diagnostics (divergences, R-hat, ESS) indicate an unreliable posterior."""
+
+
+class CacheWarning(BayesmixWarning):
+    """The on-disk compile cache cannot be used as configured; fits still work."""
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -97,14 +97,15 @@ class LinearMixedModel:
         """Default priors, scaled to the data (see :mod:`bayesmix.priors`)."""
         from .priors import default_priors
 
-        return default_priors(self.design)
+        return default_priors(self.design.offset_absorbed())
 
     def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
         """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
         from .bayes_model import build_pymc_model
         from .priors import resolve_priors
 
-        return build_pymc_model(self.design, resolve_priors(self.design, priors))
+        design = self.design.offset_absorbed()
+        return build_pymc_model(design, resolve_priors(design, priors))
 
     def sample(
         self,

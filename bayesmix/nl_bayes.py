@@ -47,6 +47,7 @@ from .priors import (
     apply_overrides,
     block_keys,
 )
+from .validate import check_sampling_args
 
 if TYPE_CHECKING:
     from .bayes_fit import CompileRoute, Sampler
@@ -322,7 +323,7 @@ def sample_nonlinear(
     chains: int = 4,
     sampler: Sampler = "nutpie",
     target_accept: float | None = None,
-    random_seed: int | None = None,
+    random_seed: int | np.random.Generator | None = None,
     progressbar: bool = False,
     log_likelihood: bool | None = None,
     compile: CompileRoute = "auto",
@@ -343,6 +344,13 @@ def sample_nonlinear(
     -------
     NLBayesResult
 
+    Raises
+    ------
+    ArgumentError
+        For a bad sampling option (checked before the model is built).
+    PriorError
+        For an unknown prior key or a prior of the wrong kind.
+
     Warns
     -----
     SamplingWarning
@@ -351,6 +359,15 @@ def sample_nonlinear(
     from .bayes_fit import run_sampler
     from .nl_bayes_results import NLBayesResult
 
+    options = check_sampling_args(  # before the model is built: bad options fail at once
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        sampler=sampler,
+        target_accept=target_accept,
+        random_seed=random_seed,
+        compile=compile,
+    )
     all_priors = resolve_priors(design, priors, start)
     model = build_nonlinear_pymc_model(design, all_priors)
 
@@ -368,13 +385,7 @@ def sample_nonlinear(
         model,
         design,
         wrap,
-        sampler=sampler,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        target_accept=target_accept,
-        random_seed=random_seed,
         progressbar=progressbar,
         log_likelihood=log_likelihood,
-        compile=compile,
+        **options,
     )

@@ -179,6 +179,15 @@ class NonlinearDesign:
     def params(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.parameters)
 
+    # Nonlinear models take no offset or prior weights (yet): the shared result
+    # code reads these as for a linear design.
+    offset = None
+    weights = None
+
+    @property
+    def offset_or_zero(self) -> np.ndarray:
+        return np.zeros(self.n_obs)
+
     @property
     def n_obs(self) -> int:
         return int(self.y.shape[0])
@@ -271,6 +280,14 @@ class NonlinearDesign:
             b = [np.zeros((blk.n_levels, blk.n_terms)) for blk in self.blocks]
         blocks = [(codes, Z, blk.params) for (codes, Z), blk in zip(new.blocks, self.blocks)]
         return _phi(np, new.X, blocks, self.params, beta, b)
+
+    # A mappingproxy cannot be pickled or deep-copied: travel as a dict.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "covariates": dict(self.covariates)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = {**state, "covariates": MappingProxyType(dict(state["covariates"]))}
+        self.__dict__.update(state)  # frozen: bypass __setattr__, as unpickling does
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:

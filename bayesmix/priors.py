@@ -25,18 +25,30 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bayesmix.errors import PriorError
+from bayesmix.validate import describe, finite_float
 
 if TYPE_CHECKING:
     from bayesmix.design import Design, RandomBlock
 
 
-def _check_positive(prior: object, *names: str) -> None:
-    for name in names:
+def _check_params(
+    prior: object, real: tuple[str, ...] = (), positive: tuple[str, ...] = ()
+) -> None:
+    """Refuse non-numeric, NaN or infinite parameters; ``positive`` ones must be > 0.
+
+    Checked at construction so that ``Normal("a", 1)`` fails where it is
+    written, not when the model is built or the prior printed. Valid values
+    are stored as Python floats (numpy scalars included).
+    """
+    for name in (*real, *positive):
         value = getattr(prior, name)
-        if not (np.isfinite(value) and value > 0):
+        number = finite_float(value)
+        if number is None or (name in positive and number <= 0):
+            kind = "a positive finite number" if name in positive else "a finite number"
             raise PriorError(
-                f"{type(prior).__name__}: {name} must be a positive finite number, got {value!r}."
+                f"{type(prior).__name__}: {name} must be {kind}, got {describe(value)}."
             )
+        object.__setattr__(prior, name, number)  # frozen dataclass: normalised once, here
 
 
 def _fmt(value: float) -> str:
@@ -51,7 +63,7 @@ class Normal:
     sigma: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_positive(self, "sigma")
+        _check_params(self, real=("mu",), positive=("sigma",))
 
     def __str__(self) -> str:
         return f"Normal(mu={_fmt(self.mu)}, sigma={_fmt(self.sigma)})"
@@ -66,7 +78,7 @@ class StudentT:
     sigma: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_positive(self, "nu", "sigma")
+        _check_params(self, real=("mu",), positive=("nu", "sigma"))
 
     def __str__(self) -> str:
         return f"StudentT(nu={_fmt(self.nu)}, mu={_fmt(self.mu)}, sigma={_fmt(self.sigma)})"
@@ -79,7 +91,7 @@ class HalfNormal:
     sigma: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_positive(self, "sigma")
+        _check_params(self, positive=("sigma",))
 
     def __str__(self) -> str:
         return f"HalfNormal(sigma={_fmt(self.sigma)})"
@@ -93,7 +105,7 @@ class HalfStudentT:
     sigma: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_positive(self, "nu", "sigma")
+        _check_params(self, positive=("nu", "sigma"))
 
     def __str__(self) -> str:
         return f"HalfStudentT(nu={_fmt(self.nu)}, sigma={_fmt(self.sigma)})"
@@ -106,7 +118,7 @@ class Exponential:
     lam: float = 1.0
 
     def __post_init__(self) -> None:
-        _check_positive(self, "lam")
+        _check_params(self, positive=("lam",))
 
     def __str__(self) -> str:
         return f"Exponential(lam={_fmt(self.lam)})"
@@ -119,7 +131,7 @@ class LKJ:
     eta: float = 2.0
 
     def __post_init__(self) -> None:
-        _check_positive(self, "eta")
+        _check_params(self, positive=("eta",))
 
     def __str__(self) -> str:
         return f"LKJ(eta={_fmt(self.eta)})"
