@@ -18,6 +18,7 @@ from . import errors
 from .errors import (
     ArgumentError,
     BayesmixWarning,
+    CacheWarning,
     ComparisonError,
     ConvergenceWarning,
     DataError,
@@ -58,6 +59,7 @@ _LAZY = {
 __all__ = [
     "ArgumentError",
     "BayesmixWarning",
+    "CacheWarning",
     "ComparisonError",
     "ConvergenceWarning",
     "DataError",

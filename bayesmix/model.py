@@ -101,6 +101,9 @@ class LinearMixedModel:
 
     def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
         """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
+        from .cache import configure_pytensor
+
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
         from .bayes_model import build_pymc_model
         from .priors import resolve_priors
 
@@ -142,6 +145,9 @@ class LinearMixedModel:
         -------
         BayesResult
         """
+        from .cache import configure_pytensor
+
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
         from .bayes_fit import sample_model
 
         options: dict[str, Any] = {}

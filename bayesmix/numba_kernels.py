@@ -5,6 +5,7 @@ function, and caches the result on disk under a key made of the op's class,
 its props and an integer salt. :func:`register_kernel` registers a function
 that builds the kernel from an op; :func:`source_salt` makes the salt from
 the kernel's source, so a changed kernel is never served from a stale cache.
+Where that disk cache lives is decided by :mod:`bayesmix.cache`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ def register_kernel(op_type: type, build: Callable[[object], tuple[Callable, int
 
     Without numba, nothing is registered and the op runs through ``perform``.
     """
+    from bayesmix.cache import configure_pytensor
+
+    # PyTensor's numba backend fixes its disk-cache directory when first imported
+    # (just below): bayesmix's cache directory must be chosen before that.
+    configure_pytensor()
     try:
         from pytensor.link.numba.dispatch.basic import (
             numba_njit,

@@ -12,15 +12,19 @@ tests) of small models.
 
 Compiled models are cached in-process: every prior parameter and centring
 offset is data (``hyper``), so a refit with new priors reuses the compiled
-model via ``with_data`` (no compilation). The observations are compiled in as
-constants (see :func:`bayesmix.graph_inputs.model_data`), so new data compile
-anew, unless PyTensor's on-disk numba cache has seen them (a re-run script).
+model via ``with_data`` (no compilation). A compiled model (5-10 MB) lives as
+long as a design that used it, that is as long as a model or result refers to
+it. The observations are compiled in as constants (see
+:func:`bayesmix.graph_inputs.model_data`), so new data compile anew, unless
+the on-disk numba cache has seen them (a re-run script; its place and size
+bound are set by :mod:`bayesmix.cache`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -198,17 +202,42 @@ def _structure_key(model, route: str) -> tuple:
     return route, graph, digest.hexdigest(), shapes, coords
 
 
-#: In-process cache of compiled nutpie models: key -> (compiled, the model's data variables).
-_COMPILED: dict[tuple, tuple[Any, dict[str, Any]]] = {}
-_CACHE_SIZE = 8
+class _Entry:
+    """A compiled nutpie model, and the PyMC model's data variables its start function reads."""
+
+    __slots__ = ("__weakref__", "compiled", "data_vars")
+
+    def __init__(self, compiled, data_vars: dict[str, Any]):
+        self.compiled = compiled
+        self.data_vars = data_vars
+
+
+#: Compiled models by structure key. Held weakly: each lives while a design in
+#: ``_OWNERS`` holds it (models and results hold their design), so fits of
+#: models no longer referenced release their compiled code.
+_COMPILED: weakref.WeakValueDictionary[tuple, _Entry] = weakref.WeakValueDictionary()
+_OWNERS: weakref.WeakKeyDictionary[Any, list[_Entry]] = weakref.WeakKeyDictionary()
+#: Compiled models one design keeps alive at most (its likelihood forms and
+#: routes, and prior families that change the graph), the latest used.
+_PER_DESIGN = 4
+
+
+def _hold(design, entry: _Entry) -> None:
+    """Keep ``entry`` alive as long as ``design`` is (most recently used last)."""
+    held = _OWNERS.setdefault(design, [])
+    if entry in held:
+        held.remove(entry)
+    held.append(entry)
+    del held[:-_PER_DESIGN]
 
 
 def compile_nutpie(model, design: Design, route: CompileRoute = "auto", n_iterations: int = 8000):
     """Compile a PyMC model for nutpie (see the module docstring for ``route``).
 
     A model with the same structure, data shapes and coordinates as one
-    compiled earlier in this process reuses it with new data (no compilation).
-    ``n_iterations`` (chains x (tune + draws)) informs the ``"auto"`` choice.
+    compiled earlier in this process, and still referenced through a design,
+    reuses it with new data (no compilation). ``n_iterations`` (chains x
+    (tune + draws)) informs the ``"auto"`` choice.
     """
 
     if route == "auto":
@@ -217,14 +246,19 @@ def compile_nutpie(model, design: Design, route: CompileRoute = "auto", n_iterat
         route = "python" if short and size <= PYTHON_ROUTE_MAX_SIZE else "cfunc"
     key = _structure_key(model, route)
     values = {v.name: np.asarray(v.get_value()) for v in model.data_vars}
-    if key in _COMPILED:
-        compiled, old_data = _COMPILED[key]
-        for name, var in old_data.items():  # initial-point function reads these
+    entry = _COMPILED.get(key)
+    if entry is not None:
+        _hold(design, entry)
+        for name, var in entry.data_vars.items():  # initial-point function reads these
             var.set_value(values[name])
+        compiled = entry.compiled
         known = getattr(compiled, "_shared_data", None) or {
             var.name for var in getattr(compiled, "shared_var_keys", {})
         }
         return compiled.with_data(**{k: v for k, v in values.items() if k in known})
+    from bayesmix.cache import before_compile
+
+    before_compile()  # the disk cache's place, and its size bound
     compiled = None
     with numba_opt_level(NUMBA_OPT_LEVEL):
         if route == "python":
@@ -234,7 +268,7 @@ def compile_nutpie(model, design: Design, route: CompileRoute = "auto", n_iterat
                 compiled = None
         if compiled is None:
             compiled = _compile_cfunc_route(model)
-    if len(_COMPILED) >= _CACHE_SIZE:
-        _COMPILED.pop(next(iter(_COMPILED)))
-    _COMPILED[key] = (compiled, {v.name: v for v in model.data_vars})
+    entry = _Entry(compiled, {v.name: v for v in model.data_vars})
+    _COMPILED[key] = entry
+    _hold(design, entry)
     return compiled
