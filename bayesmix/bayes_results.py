@@ -11,6 +11,7 @@ effects of shape (S, levels, terms).
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from bayesmix.bayes_tables import (
 from bayesmix.design import Design
 from bayesmix.diagnostics import rank_diagnostics
 from bayesmix.errors import DataWarning, warn
+from bayesmix.validate import check_ci_prob
 
 
 def _infos(design: Design):
@@ -42,13 +44,15 @@ def pointwise_loglik(result: BayesResult, chunk: int = 200) -> xr.DataArray:
     """Log-likelihood of every observation under every draw, (chain, draw, obs)."""
     post = result.idata["posterior"]
     n_chain, n_draw = post.sizes["chain"], post.sizes["draw"]
-    y = np.asarray(result.design.y, dtype=float)
+    design = result.design
+    y = np.asarray(design.y, dtype=float) - design.offset_or_zero
+    sqrt_w = np.ones_like(y) if design.weights is None else np.sqrt(design.weights)
     sigma = flat_draws(post["sigma"])
     out = np.empty((sigma.shape[0], y.shape[0]))
     for start in range(0, sigma.shape[0], chunk):
         sl = slice(start, start + chunk)
         mu = result._mu_draws(*result._arrays(), draw_slice=sl)
-        s = sigma[sl, None]
+        s = sigma[sl, None] / sqrt_w  # prior weights: residual SD sigma / sqrt(w)
         out[sl] = -0.5 * ((y - mu) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi)
     return xr.DataArray(out.reshape(n_chain, n_draw, -1), dims=("chain", "draw", "obs"))
 
@@ -69,6 +73,15 @@ class BayesResult:
     timing : dict
         ``compile_s`` and ``sample_s`` wall times (NaN where not separable)
         and the ``target_accept`` used.
+    model : object, optional
+        The unfitted model, when the sampler was given it; :meth:`save`
+        stores its constructor arguments (else they are read off ``design``).
+
+    Notes
+    -----
+    :meth:`save` writes one file that :func:`bayesmix.load` reads without
+    running code from it. Results also pickle (for multiprocessing, joblib,
+    ``copy.deepcopy``), but unpickling runs code: unpickle trusted files only.
     """
 
     design: Design
@@ -76,6 +89,7 @@ class BayesResult:
     priors: Mapping = field(repr=False)
     sampler: str = "nutpie"
     timing: Mapping[str, float] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ tables
     def _posterior(self):
@@ -135,6 +149,7 @@ class BayesResult:
 
     def fixef(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """Fixed effects: mean, sd, lower, upper, r_hat, ess_bulk per coefficient."""
+        check_ci_prob(ci_prob)
         beta = np.asarray(self._posterior()["beta"].transpose("chain", "draw", ...).values)
         table = interval_table(
             beta.reshape(-1, beta.shape[-1]), list(self.design.fixed_terms), ci_prob
@@ -146,6 +161,7 @@ class BayesResult:
 
     def ranef(self, ci_prob: float = 0.95) -> dict[str, pd.DataFrame]:
         """Group effects by grouping factor, rows (level, term): mean, sd, lower, upper."""
+        check_ci_prob(ci_prob)
         parts: dict[str, list[pd.DataFrame]] = {}
         post = self._posterior()
         for block, info in zip(self.design.blocks, _infos(self.design), strict=True):
@@ -163,6 +179,7 @@ class BayesResult:
 
     def varcorr(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """SDs and correlations in lme4's ``as.data.frame(VarCorr)`` long layout."""
+        check_ci_prob(ci_prob)
         params = self._parameter_draws()
         rows, draws = [], []
         seen: dict[str, int] = {}
@@ -193,6 +210,7 @@ class BayesResult:
 
     def summary(self, ci_prob: float = 0.95) -> BayesSummary:
         """lme4-like summary with posterior means, SDs and equal-tailed intervals."""
+        check_ci_prob(ci_prob)
         post = self._posterior()
         diag = self.diagnostics()
         pct = f"{100 * ci_prob:g}%"
@@ -305,6 +323,7 @@ class BayesResult:
         random_seed : int, optional
             Seed for new-level effects and predictive noise.
         """
+        check_ci_prob(ci_prob, random_seed=random_seed)
         if kind not in ("mean", "posterior_predictive"):
             raise ValueError(f"kind must be 'mean' or 'posterior_predictive', not {kind!r}.")
         rng = np.random.default_rng(random_seed)
@@ -327,9 +346,13 @@ class BayesResult:
             labels = group_labels(newdata, {b.grouping for b in self.design.blocks})
         X, blocks = self._arrays(new)
         sigma = flat_draws(self._posterior()["sigma"])
+        offset = self.design.offset_or_zero if new is None else new.offset_or_zero
+        # prior weights are known for the fitted rows only; new rows get weight 1
+        has_w = new is None and self.design.weights is not None
+        sqrt_w = np.sqrt(self.design.weights) if has_w else np.ones(X.shape[0])
 
         def rows_draws(rows: slice) -> np.ndarray:
-            mu = self._mu_draws(
+            mu = offset[rows] + self._mu_draws(
                 X[rows],
                 [(codes[rows], Z[rows]) for codes, Z in blocks],
                 include_random=include_random,
@@ -337,7 +360,7 @@ class BayesResult:
                 labels={g: v[rows] for g, v in labels.items()},
             )
             if kind == "posterior_predictive":
-                mu += sigma[:, None] * rng.standard_normal(mu.shape)
+                mu += sigma[:, None] / sqrt_w[rows] * rng.standard_normal(mu.shape)
             return mu
 
         if draws:
@@ -359,12 +382,14 @@ class BayesResult:
         total = np.zeros(X.shape[0])
         for start in range(0, n_draws, 200):
             total += self._mu_draws(X, blocks, draw_slice=slice(start, start + 200)).sum(axis=0)
-        return total / n_draws
+        return total / n_draws + self.design.offset_or_zero
 
     def residuals(self, kind: Literal["response", "pearson"] = "response") -> np.ndarray:
         """``y - fitted()``; ``"pearson"`` divides by the posterior mean of sigma."""
         res = np.asarray(self.design.y, dtype=float) - self.fitted()
         if kind == "pearson":
+            if self.design.weights is not None:
+                res = res * np.sqrt(self.design.weights)
             return res / float(self._posterior()["sigma"].mean())
         if kind != "response":
             raise ValueError(f"kind must be 'response' or 'pearson', not {kind!r}.")
@@ -379,3 +404,15 @@ class BayesResult:
         tree = self.idata.copy()
         tree["log_likelihood"] = xr.Dataset({"y": pointwise_loglik(self)})
         return az.loo(tree, var_name="y")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the result to one file that :func:`bayesmix.load` reads back.
+
+        The file (a zip, see :mod:`bayesmix.io`) holds the model's formula,
+        options and data, the priors and the posterior (netCDF); loading runs no
+        code from it and does not resample. User functions (``functions=``,
+        ``mean=``) are stored by name only: pass them again to ``load``.
+        """
+        from .io import save
+
+        save(self, path)

@@ -7,6 +7,12 @@ relative covariance factors and started, as lme4 does, at 1 on the diagonals
 and 0 elsewhere. Everything else (fixed effects, conditional modes, sigma) is
 profiled out and recovered at the optimum.
 
+The kernel sees the equivalent well-conditioned problem of
+:mod:`bayesmix.ml_working` (weights and offset absorbed, orthonormal fixed
+effects, a response of unit scale); :mod:`bayesmix.ml_optimise` proves the
+optimum with lme4's gradient/Hessian check, and :mod:`bayesmix.ml_checks`
+refuses what cannot be fitted and explains singular fits.
+
 Notation
 --------
 theta : stacked covariance parameters, see :mod:`bayesmix.covariance`.
@@ -18,21 +24,28 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from numbers import Integral
+from typing import Any
 
 import numpy as np
 
 from bayesmix.covariance import block_covariance, factors_from_theta, theta_is_diagonal, theta_names
 from bayesmix.design import Design
-from bayesmix.errors import ConvergenceWarning, FitError, SingularFitWarning, warn
+from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, SingularFitWarning, warn
+from bayesmix.ml_checks import (
+    SINGULAR_TOLERANCE,
+    check_degenerate,
+    check_identifiable,
+    convergence_message,
+    singular_message,
+    warn_badly_scaled,
+)
 from bayesmix.ml_deviance import ProfiledDeviance
+from bayesmix.ml_optimise import optimise
+from bayesmix.ml_working import WorkingProblem, working_problem
 
-# lme4's isSingular() tolerance on diagonal theta entries.
-SINGULAR_TOLERANCE = 1e-4
-_FTOL_ABS = 1e-10
-_XTOL_ABS = 1e-10
-# With n large the criterion's rounding noise exceeds _FTOL_ABS; stop on a
-# relative change near machine precision instead of wandering in the noise.
-_FTOL_REL = 1e-12
+__all__ = ["SINGULAR_TOLERANCE", "MLEstimates", "criterion_at", "fit_estimates"]
+
 # Dense parts up to this order are factored with single-threaded BLAS: threads
 # gain little at that size and, on a busy machine, oversubscribed OpenBLAS
 # threads made InstEval's fit 5x slower (21.6 s vs 4.5 s on 2 shared cores).
@@ -60,7 +73,8 @@ class MLEstimates:
     covariances : tuple of ndarray
         Random-effects covariance per block, ``(k, k)`` = ``sigma^2 Lambda Lambda'``.
     loglik : float
-        Log-likelihood (restricted log-likelihood for REML).
+        Log-likelihood (restricted log-likelihood for REML); with prior weights
+        it includes lme4's ``0.5 * sum(log w)`` (both methods).
     criterion : float
         ``-2 * loglik``: the deviance (ML) or REML criterion.
     n_params : int
@@ -71,9 +85,11 @@ class MLEstimates:
         Optimiser message.
     n_evaluations : int
     singular : bool
-        A diagonal ``theta`` entry is below :data:`SINGULAR_TOLERANCE`.
+        A diagonal ``theta`` entry is below :data:`SINGULAR_TOLERANCE` (lme4's
+        ``isSingular``; for a random-effect column rescaled by
+        :mod:`bayesmix.ml_working`, on the rescaled column's ``theta``).
     fitted : ndarray, shape (n,)
-        Conditional fitted values ``X beta + Z b``.
+        Conditional fitted values ``offset + X beta + Z b`` (response scale).
     theta_names : tuple of str
         lme4-style names of ``theta`` (``"Subject.Days.Intercept"``).
     """
@@ -102,19 +118,30 @@ def _check_method(method: str) -> bool:
     """Return ``True`` for REML; reject anything but "REML"/"ML"."""
     upper = str(method).upper()
     if upper not in ("REML", "ML"):
-        raise ValueError(f"method must be 'REML' or 'ML', got {method!r}")
+        raise ArgumentError(f"method must be 'REML' or 'ML', got {method!r}")
     return upper == "REML"
 
 
 def deviance_function(design: Design) -> ProfiledDeviance:
-    """The profiled-criterion kernel of a :class:`~bayesmix.design.Design`."""
+    """The profiled-criterion kernel of the design's arrays as they are.
+
+    No weights, offset or rescaling are applied: this is the raw kernel of an
+    unweighted design. :func:`criterion_at` gives the criterion of any design.
+    """
     blocks = [(b.codes, b.Z, b.n_levels, b.covariance) for b in design.blocks]
     return ProfiledDeviance(design.y, design.X, blocks)
 
 
 def criterion_at(design: Design, theta: np.ndarray, method: str = "REML") -> float:
-    """Profiled deviance (``"ML"``) or REML criterion of ``design`` at ``theta``."""
-    return deviance_function(design)(np.asarray(theta, dtype=float), reml=_check_method(method))
+    """Profiled deviance (``"ML"``) or REML criterion of ``design`` at ``theta``.
+
+    Prior weights and an offset are included as lme4 includes them; the value
+    is computed on the accurate working problem of :mod:`bayesmix.ml_working`.
+    """
+    reml = _check_method(method)
+    work = working_problem(design)
+    value = deviance_function(work.design)(work.theta_w(theta), reml=reml)
+    return value + work.criterion_shift(reml)
 
 
 def _blas_threads(kernel: ProfiledDeviance):
@@ -128,83 +155,97 @@ def _blas_threads(kernel: ProfiledDeviance):
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _minimise(fun, start: np.ndarray, lower: np.ndarray, max_evaluations: int):
-    """Bounded derivative-free minimisation; returns (x, converged, message, n_evals)."""
-    state = {"n": 0, "best_f": np.inf, "best_x": start.copy()}
+def _check_start(
+    kernel: ProfiledDeviance, work: WorkingProblem, start: Any, names: tuple[str, ...]
+) -> np.ndarray:
+    """Working start: lme4's (1 on diagonals, 0 elsewhere) or the user's ``theta``.
 
-    def objective(x, grad=None):
-        value = fun(x)
-        state["n"] += 1
-        if value < state["best_f"]:
-            state["best_f"], state["best_x"] = value, np.array(x, dtype=float)
-        return value
-
+    lme4's start is taken in the working parametrisation, where it is 1 on the
+    diagonal for rescaled random-effect columns too (their natural scale).
+    """
+    if start is None:
+        return kernel.initial_theta
     try:
-        import nlopt
-    except ImportError:  # pragma: no cover - nlopt is a dependency; scipy is a fallback
-        from scipy.optimize import minimize
-
-        bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
-        res = minimize(
-            objective,
-            start,
-            method="Powell",
-            bounds=bounds,
-            options={"xtol": 1e-8, "ftol": 1e-12, "maxfev": max_evaluations},
+        x0 = np.asarray(start, dtype=float)
+    except (TypeError, ValueError):
+        x0 = np.empty(0)
+    if x0.shape != (kernel.n_theta,) or not np.all(np.isfinite(x0)):
+        raise ArgumentError(
+            f"start needs {kernel.n_theta} finite theta values {names}, got {start!r}"
         )
-        return state["best_x"], bool(res.success), f"scipy Powell: {res.message}", state["n"]
-
-    messages = {
-        nlopt.SUCCESS: "NLOPT_SUCCESS",
-        nlopt.STOPVAL_REACHED: "NLOPT_STOPVAL_REACHED",
-        nlopt.FTOL_REACHED: "NLOPT_FTOL_REACHED: the criterion changed by less than its tolerance",
-        nlopt.XTOL_REACHED: "NLOPT_XTOL_REACHED: theta changed by less than its tolerance",
-        nlopt.MAXEVAL_REACHED: "NLOPT_MAXEVAL_REACHED: evaluation limit reached",
-        nlopt.MAXTIME_REACHED: "NLOPT_MAXTIME_REACHED",
-    }
-    opt = nlopt.opt(nlopt.LN_BOBYQA, len(start))
-    opt.set_min_objective(objective)
-    opt.set_lower_bounds(lower)
-    opt.set_ftol_abs(_FTOL_ABS)
-    opt.set_xtol_abs(_XTOL_ABS)
-    opt.set_ftol_rel(_FTOL_REL)
-    opt.set_maxeval(int(max_evaluations))
-    try:
-        opt.optimize(start)
-        code = opt.last_optimize_result()
-        converged = code in (
-            nlopt.SUCCESS,
-            nlopt.FTOL_REACHED,
-            nlopt.XTOL_REACHED,
-            nlopt.STOPVAL_REACHED,
-        )
-        message = messages.get(code, f"NLopt result code {code}")
-    except nlopt.RoundoffLimited:
-        # Precision-limited at the best point so far: as good as it gets.
-        converged, message = True, "NLOPT_ROUNDOFF_LIMITED: stopped by round-off at the best point"
-    except (ValueError, RuntimeError) as err:
-        if isinstance(err, FitError):
-            raise
-        converged, message = False, f"NLopt failure: {err}"
-    return state["best_x"], converged, message, state["n"]
+    return np.maximum(work.theta_w(x0), kernel.lower_bounds)
 
 
-def _check_identifiable(design: Design) -> None:
-    """Refuse random effects that cannot be told apart from the residual (as lme4)."""
-    n = design.n_obs
-    crowded = [b.grouping for b in design.blocks if b.n_levels >= n]
-    if crowded:
-        raise FitError(
-            f"grouping factor(s) {', '.join(crowded)} have as many levels as there are "
-            f"observations ({n}), so their variance cannot be separated from the residual "
-            "variance; remove that random effect"
-        )
-    q = sum(b.n_levels * b.n_terms for b in design.blocks)
-    if q >= n:
-        raise FitError(
-            f"the model has {q} random effects for {n} observations; the variance "
-            "components are not identifiable: simplify the random-effects terms"
-        )
+def _estimates(
+    design: Design,
+    work: WorkingProblem,
+    kernel: ProfiledDeviance,
+    theta_w: np.ndarray,
+    reml: bool,
+    names: tuple[str, ...],
+) -> dict:
+    """Everything at working ``theta_w`` on the original scale (:mod:`bayesmix.ml_working`)."""
+    with _blas_threads(kernel):
+        sol = kernel.solve(theta_w, reml=reml)
+        if design.blocks:
+            check_degenerate(design, sol.sigma)
+        sigma = work.scale * sol.sigma
+        cond_var = work.cond_var(kernel.conditional_variances(theta_w, sigma))
+        # inside the single-thread context too: waking idle BLAS threads for a
+        # p x p solve cost more than the whole fit of a small model
+        F = work.vcov_factor(sol.RX, sigma)
+        fitted = work.fitted(kernel.fitted(sol.beta, sol.b), design)
+    criterion = sol.criterion + work.criterion_shift(reml)
+    theta = work.theta(theta_w)
+    factors = factors_from_theta(theta, kernel.kinds, kernel.sizes)
+    return dict(
+        method="REML" if reml else "ML",
+        theta=theta,
+        beta=work.beta(sol.beta),
+        sigma=sigma,
+        vcov_beta=F @ F.T,
+        b=work.b(sol.b),
+        b_cond_var=cond_var,
+        covariances=tuple(block_covariance(T, sigma) for T in factors),
+        loglik=-0.5 * criterion,
+        criterion=criterion,
+        n_params=design.n_fixed + len(theta) + 1,
+        n_obs=design.n_obs,
+        fitted=fitted,
+        theta_names=names,
+    )
+
+
+def estimates_at(design: Design, theta: np.ndarray, method: str = "REML") -> MLEstimates:
+    """The estimates of ``design`` at a given ``theta``, without optimising.
+
+    ``converged`` is ``True`` and ``n_evaluations`` 0: the caller chose ``theta``.
+    """
+    reml = _check_method(method)
+    work = working_problem(design)
+    kernel = deviance_function(work.design)
+    names = _theta_names(design)
+    theta_w = _check_start(kernel, work, theta, names)
+    singular = bool(np.any(_diagonal_mask(kernel) & (np.abs(theta_w) < SINGULAR_TOLERANCE)))
+    values = _estimates(design, work, kernel, theta_w, reml, names)
+    return MLEstimates(
+        **values,
+        converged=True,
+        message="evaluated at a given theta",
+        n_evaluations=0,
+        singular=singular,
+    )
+
+
+def _theta_names(design: Design) -> tuple[str, ...]:
+    return tuple(
+        name for b in design.blocks for name in theta_names(b.grouping, b.terms, b.covariance)
+    )
+
+
+def _diagonal_mask(kernel: ProfiledDeviance) -> np.ndarray:
+    parts = [theta_is_diagonal(kd, k) for kd, k in zip(kernel.kinds, kernel.sizes)]
+    return np.concatenate(parts) if parts else np.empty(0, bool)
 
 
 def fit_estimates(
@@ -215,6 +256,14 @@ def fit_estimates(
     max_evaluations: int = 100_000,
 ) -> MLEstimates:
     """Fit a linear mixed model by REML (default) or ML, as ``lme4::lmer``.
+
+    Prior weights and an offset of the design are honoured as in lme4. The
+    kernel fits the equivalent well-conditioned problem of
+    :mod:`bayesmix.ml_working` (orthonormal fixed effects, response of unit
+    scale), so large predictor offsets and extreme response scales are fitted
+    as accurately as tidy ones; estimates and the criterion are mapped back
+    exactly. After BOBYQA the optimum is measured and, if needed, polished
+    (:func:`bayesmix.ml_optimise.optimise`).
 
     Parameters
     ----------
@@ -230,77 +279,74 @@ def fit_estimates(
     -------
     MLEstimates
 
+    Raises
+    ------
+    FitError
+        Too few observations, unidentifiable random effects, a constant
+        response, a response the fixed or random effects reproduce exactly,
+        a rank-deficient ``X`` or a response scale beyond double precision.
+    ArgumentError
+        A bad ``method``, ``start`` or ``max_evaluations``.
+
     Warns
     -----
     SingularFitWarning
-        A variance is estimated as zero (or a correlation as +-1).
+        A variance is estimated as zero or a correlation as +-1 (the message
+        says which).
     ConvergenceWarning
-        The optimiser stopped before meeting its tolerances.
+        The optimiser stopped before meeting its tolerances, or lme4's
+        gradient/Hessian check fails at the optimum (``converged`` is False).
+    DataWarning
+        Predictors on very different scales (lme4's ``check.scaleX``).
     """
     reml = _check_method(method)
-    kernel = deviance_function(design)
+    if not isinstance(max_evaluations, Integral) or max_evaluations < 1:
+        raise ArgumentError(f"max_evaluations must be a positive integer, got {max_evaluations!r}")
     n, p = design.n_obs, design.n_fixed
     if n - (p if reml else 0) <= 0:
         raise FitError(f"{n} observations are too few for {p} fixed effects")
-    _check_identifiable(design)
-    kinds, sizes = kernel.kinds, kernel.sizes
-    names = tuple(
-        name for b in design.blocks for name in theta_names(b.grouping, b.terms, b.covariance)
-    )
+    check_identifiable(design)
+    warn_badly_scaled(design)
+    work = working_problem(design)
+    kernel = deviance_function(work.design)
+    names = _theta_names(design)
+    check = None
     if kernel.n_theta:
-        x0 = kernel.initial_theta if start is None else np.asarray(start, dtype=float)
-        if x0.shape != (kernel.n_theta,):
-            raise ValueError(
-                f"start needs {kernel.n_theta} theta values {names}, got shape {x0.shape}"
-            )
-        x0 = np.maximum(x0, kernel.lower_bounds)
+        x0 = _check_start(kernel, work, start, names)
         with _blas_threads(kernel):
-            theta, converged, message, n_evals = _minimise(
+            opt = optimise(
                 lambda th: kernel(th, reml=reml), x0, kernel.lower_bounds, max_evaluations
             )
+        theta_w, converged, message = opt.x, opt.converged, opt.message
+        n_evals, check = opt.n_evaluations, opt.check
     else:
-        theta, converged, message, n_evals = np.empty(0), True, "no random effects: closed form", 0
-    with _blas_threads(kernel):
-        sol = kernel.solve(theta, reml=reml)
-        cond_var = kernel.conditional_variances(theta, sol.sigma)
-    is_diag = np.concatenate(
-        [theta_is_diagonal(kd, k) for kd, k in zip(kinds, sizes)] or [np.empty(0, bool)]
-    )
-    singular_at = np.flatnonzero(is_diag & (np.abs(theta) < SINGULAR_TOLERANCE))
+        theta_w, converged, message, n_evals = (
+            np.empty(0),
+            True,
+            "no random effects: closed form",
+            0,
+        )
+    values = _estimates(design, work, kernel, theta_w, reml, names)
+    # singular on the working scale: lme4's theta unless a column was rescaled
+    singular_at = np.flatnonzero(_diagonal_mask(kernel) & (np.abs(theta_w) < SINGULAR_TOLERANCE))
     if not converged:
+        reason = (
+            convergence_message(check, names, values["method"])
+            if check is not None
+            else f"the {values['method']} optimiser did not converge ({message})"
+        )
         warn(
-            f"the {method} optimiser did not converge ({message}) after {n_evals} evaluations; "
-            "estimates may be inaccurate: rescale covariates, simplify the random effects, "
-            "or refit with start=<theta> from this fit",
+            f"{reason} after {n_evals} evaluations; estimates may be inaccurate: rescale "
+            "covariates, simplify the random effects, or refit with start=<theta> from this fit",
             ConvergenceWarning,
         )
     if singular_at.size:
-        which = ", ".join(names[i] for i in singular_at)
-        warn(
-            f"boundary (singular) fit: theta {which} is ~0, so a random-effect variance is "
-            "estimated as zero (or a correlation as +-1); the fit is usable, but consider "
-            "simplifying the random-effects structure",
-            SingularFitWarning,
-        )
-    RXinv = np.linalg.inv(sol.RX) if p else np.zeros((0, 0))
-    factors = factors_from_theta(theta, kinds, sizes)
+        message_text = singular_message(theta_w, design, kernel.kinds)
+        warn(message_text or "boundary (singular) fit", SingularFitWarning)
     return MLEstimates(
-        method="REML" if reml else "ML",
-        theta=theta,
-        beta=sol.beta,
-        sigma=sol.sigma,
-        vcov_beta=sol.sigma**2 * RXinv @ RXinv.T,
-        b=sol.b,
-        b_cond_var=cond_var,
-        covariances=tuple(block_covariance(T, sol.sigma) for T in factors),
-        loglik=-0.5 * sol.criterion,
-        criterion=sol.criterion,
-        n_params=p + len(theta) + 1,
-        n_obs=n,
+        **values,
         converged=converged,
         message=message,
         n_evaluations=n_evals,
         singular=bool(singular_at.size),
-        fitted=kernel.fitted(sol.beta, sol.b),
-        theta_names=names,
     )

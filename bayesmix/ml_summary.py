@@ -92,11 +92,24 @@ class MLSummary:
         if not r.converged:
             lines += ["", f"Optimiser did not converge: {r.estimates.message}"]
         if r.singular:
-            lines += [
-                "",
-                "boundary (singular) fit: a variance is estimated as zero or a correlation as +-1",
-            ]
+            lines += ["", self._singular_line()]
         return "\n".join(lines)
+
+    def _singular_line(self) -> str:
+        """Which variance is ~0 or which correlation is +-1 (generic if unknown)."""
+        from .ml_checks import singular_message
+
+        design = self.result.design
+        try:
+            kinds = [block.covariance for block in design.blocks]
+            message = singular_message(self.result.theta, design, kinds)
+        except (ValueError, IndexError):  # a design without matching theta (hand-built)
+            message = None
+        if message is None:
+            return (
+                "boundary (singular) fit: a variance is estimated as zero or a correlation as +-1"
+            )
+        return message.split(". The fit is usable")[0]
 
     def _group_counts(self) -> dict[str, int]:
         counts = {b.grouping: b.n_levels for b in self.result.design.blocks}

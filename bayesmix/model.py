@@ -8,6 +8,7 @@ when ``.sample()`` or ``.pymc_model()`` is called, so ML work stays light.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -153,7 +154,7 @@ class LinearMixedModel:
         options: dict[str, Any] = {}
         if target_accept is not None:
             options["target_accept"] = target_accept
-        return sample_model(
+        result = sample_model(
             self.design,
             priors=priors,
             draws=draws,
@@ -164,6 +165,7 @@ class LinearMixedModel:
             progressbar=progressbar,
             **options,
         )
+        return dataclasses.replace(result, model=self)  # save() records the constructor
 
     # ------------------------------------------------------------------ update
     def update(

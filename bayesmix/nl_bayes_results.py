@@ -30,6 +30,7 @@ from .bayes_results import BayesResult
 from .bayes_tables import CI_KIND, BayesSummary, flat_draws, group_labels, interval_table
 from .errors import DataWarning, warn
 from .nonlinear_design import NonlinearDesign
+from .validate import check_ci_prob
 
 __all__ = ["NLBayesResult"]
 
@@ -194,6 +195,7 @@ class NLBayesResult(BayesResult):
         fixed effect are added, fixed part 0) with columns mean, sd, lower,
         upper. For Theoph: each subject's lKe, lKa and lCl.
         """
+        check_ci_prob(ci_prob)
         post = self._posterior()
         fixed = list(self.design.fixed_terms)
         beta = flat_draws(post["beta"]) if fixed else np.zeros((flat_draws(post["sigma"]).size, 0))
@@ -226,6 +228,7 @@ class NLBayesResult(BayesResult):
         ``newdata`` defaults to the fitted rows; unseen levels get effects drawn
         from the population distribution.
         """
+        check_ci_prob(ci_prob, random_seed=random_seed)
         rng = np.random.default_rng(random_seed)
         rows = self._new_rows(newdata, include_random, rng)
         phi = self._phi_draws(rows, include_random=include_random)
@@ -295,6 +298,7 @@ class NLBayesResult(BayesResult):
         DataFrame or ndarray
             mean, sd, lower, upper per row (index of ``newdata``).
         """
+        check_ci_prob(ci_prob, random_seed=random_seed)
         if kind not in ("mean", "posterior_predictive"):
             raise ValueError(f"kind must be 'mean' or 'posterior_predictive', not {kind!r}.")
         rng = np.random.default_rng(random_seed)

@@ -29,18 +29,20 @@ n : observations; p : fixed effects; beta, b, u, theta, sigma as in
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Mapping, Sequence
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import least_squares
 
-from .covariance import block_covariance, factors_from_theta
+from .covariance import factors_from_theta
 from .design import Design
-from .errors import ConvergenceWarning, DataWarning, FitError, warn
-from .ml_fit import MLEstimates, _check_method, deviance_function, fit_estimates
+from .errors import ArgumentError, ConvergenceWarning, DataWarning, FitError, FormulaError, warn
+from .ml_fit import MLEstimates, _check_method, estimates_at, fit_estimates
 from .nl_results import IterationRecord, NLMResult
 from .nonlinear import NonlinearDesign, initial_beta
 
@@ -106,9 +108,28 @@ class _Linearisation:
         return Xt, Zt
 
 
+def _check_mean_shape(design: NonlinearDesign, values: Any) -> np.ndarray:
+    """The mean function's output as an array of one value per row, or a FormulaError.
+
+    A scalar (a constant mean) broadcasts; any other length than the data's
+    is a mistake in the mean function, reported before numpy's broadcasting
+    error could be.
+    """
+    out = np.asarray(values)
+    n = design.n_obs
+    if out.shape not in ((), (1,), (n,)):
+        text = design.mean_function.text
+        raise FormulaError(
+            f"the mean function {text!r} returned {out.size} value(s) (shape {out.shape}) for "
+            f"{n} observations; it must return one value per row of the data (shape ({n},))"
+        )
+    return out
+
+
 def _check_start(design: NonlinearDesign, beta: np.ndarray) -> None:
     with np.errstate(all="ignore"):
-        f = np.broadcast_to(np.asarray(design.mean(np, design.phi(beta)), float), design.y.shape)
+        values = _check_mean_shape(design, design.mean(np, design.phi(beta)))
+        f = np.broadcast_to(np.asarray(values, float), design.y.shape)
     bad = np.flatnonzero(~np.isfinite(f))
     if bad.size:
         shown = ", ".join(f"{t}={v:.6g}" for t, v in zip(design.fixed_terms, beta))
@@ -211,24 +232,16 @@ def _lme_step(lin: _Linearisation, beta, b, method, theta):
 
 def _restricted_at(linear: Design, estimates: MLEstimates) -> MLEstimates:
     """REML quantities of the linearised model at the (ML) ``theta`` of ``estimates``."""
-    kernel = deviance_function(linear)
-    theta = estimates.theta
-    solution = kernel.solve(theta, reml=True)
-    sigma = solution.sigma
-    RXinv = np.linalg.inv(solution.RX) if linear.n_fixed else np.zeros((0, 0))
-    kinds = [blk.covariance for blk in linear.blocks]
-    sizes = [blk.n_terms for blk in linear.blocks]
+    restricted = estimates_at(linear, estimates.theta, "REML")
     return dataclasses.replace(
         estimates,
         method="REML",
-        sigma=sigma,
-        vcov_beta=sigma**2 * RXinv @ RXinv.T,
-        b_cond_var=kernel.conditional_variances(theta, sigma),
-        covariances=tuple(
-            block_covariance(T, sigma) for T in factors_from_theta(theta, kinds, sizes)
-        ),
-        loglik=-0.5 * solution.criterion,
-        criterion=solution.criterion,
+        sigma=restricted.sigma,
+        vcov_beta=restricted.vcov_beta,
+        b_cond_var=restricted.b_cond_var,
+        covariances=restricted.covariances,
+        loglik=restricted.loglik,
+        criterion=restricted.criterion,
     )
 
 
@@ -263,6 +276,16 @@ def fit_nonlinear(
     -------
     NLMResult
 
+    Raises
+    ------
+    ArgumentError
+        ``max_iterations`` not a positive integer, ``tolerance`` not a finite
+        number >= 0, or an unknown ``method``/``reml``.
+    FormulaError
+        The mean function returns a number of values other than one per row.
+    FitError
+        No random effects, or a mean that is not finite at the start.
+
     Warns
     -----
     ConvergenceWarning
@@ -272,8 +295,22 @@ def fit_nonlinear(
     """
     is_reml = _check_method(method)
     method = "REML" if is_reml else "ML"
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, Integral):
+        raise ArgumentError(f"max_iterations must be a positive integer, got {max_iterations!r}")
+    if max_iterations < 1:
+        raise ArgumentError(
+            f"max_iterations must be at least 1 (one LME step estimates the covariance "
+            f"parameters), got {max_iterations}"
+        )
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, Real)
+        or not math.isfinite(tolerance)
+        or tolerance < 0
+    ):
+        raise ArgumentError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     if reml not in ("nlme", "linearised"):
-        raise ValueError(f"reml must be 'nlme' or 'linearised', not {reml!r}.")
+        raise ArgumentError(f"reml must be 'nlme' or 'linearised', not {reml!r}.")
     step_method = "ML" if reml == "nlme" else method
     if not design.blocks:
         raise FitError("the model has no random effects; nlmm needs at least one '(... | g)' term.")

@@ -78,6 +78,62 @@ class MeanFunction:
         return self._evaluate(xp, values)
 
 
+# The evaluators below are classes, not closures, so that a MeanFunction (and
+# with it every nonlinear design and result) can be pickled and deep-copied.
+
+
+class _ExpressionEvaluator:
+    """Evaluates an explicit mean expression; ``names`` are its columns and parameters.
+
+    Only the expression text is pickled: the code is parsed, checked by
+    :func:`_check_node` and compiled again on unpickling (code objects cannot
+    be pickled, and a recompiled expression passes the same check).
+    """
+
+    def __init__(self, text: str, names: tuple[str, ...]) -> None:
+        self.text = text
+        self.names = names
+        tree = ast.parse(text.replace("^", "**"), mode="eval")
+        _check_node(tree, text)
+        self._code = compile(tree, "<mean function>", "eval")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"text": self.text, "names": self.names}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["text"], tuple(state["names"]))
+
+    def __call__(self, xp: Any, values: Mapping[str, Any]) -> Any:
+        namespace = {**_CONSTANTS, **_function_table(xp)}
+        namespace.update((n, values[n]) for n in self.names)
+        # ast-checked: names, numbers, arithmetic and whitelisted calls only
+        return eval(self._code, {"__builtins__": {}}, namespace)
+
+
+class _CallableEvaluator:
+    """Calls the user's ``mean(xp, **named values)``; pickles when the function does."""
+
+    def __init__(self, function: Callable[..., Any], names: tuple[str, ...]) -> None:
+        self.function = function
+        self.names = names
+
+    def __call__(self, xp: Any, values: Mapping[str, Any]) -> Any:
+        return self.function(xp, **{n: values[n] for n in self.names})
+
+
+class _SelfStartEvaluator:
+    """Calls a self-starting model's mean with columns, then parameters, in its order."""
+
+    def __init__(self, model: Any, covariates: tuple[str, ...], params: tuple[str, ...]) -> None:
+        self.model = model
+        self.covariates = covariates
+        self.params = params
+
+    def __call__(self, xp: Any, values: Mapping[str, Any]) -> Any:
+        arguments = (*(values[c] for c in self.covariates), *(values[p] for p in self.params))
+        return self.model.mean(xp, *arguments)
+
+
 def _check_node(node: ast.AST, text: str) -> None:
     """Refuse anything but names, numbers, arithmetic and whitelisted calls."""
     for sub in ast.walk(node):
@@ -125,14 +181,7 @@ def _expression_mean(text: str, params: Mapping[str, Any], columns: set[str]) ->
             "parameter given in params; add a formula for each parameter to params "
             "(e.g. params={" + ", ".join(f"{n!r}: '1'" for n in unknown) + "})."
         )
-    code = compile(tree, "<mean function>", "eval")
-
-    def evaluate(xp: Any, values: Mapping[str, Any]) -> Any:
-        namespace = {**_CONSTANTS, **_function_table(xp)}
-        namespace.update((n, values[n]) for n in (*covariates, *param_names))
-        # ast-checked above: names, numbers, arithmetic and whitelisted calls only
-        return eval(code, {"__builtins__": {}}, namespace)
-
+    evaluate = _ExpressionEvaluator(text, (*covariates, *param_names))
     return MeanFunction("expression", text, covariates, param_names, None, evaluate)
 
 
@@ -153,10 +202,7 @@ def _callable_mean(function: Callable[..., Any], params: Mapping[str, Any]) -> M
     param_names = tuple(n for n in names if n in params)
     covariates = tuple(n for n in names if n not in params)
     name = getattr(function, "__name__", "mean")
-
-    def evaluate(xp: Any, values: Mapping[str, Any]) -> Any:
-        return function(xp, **{n: values[n] for n in names})
-
+    evaluate = _CallableEvaluator(function, names)
     return MeanFunction(
         "callable", f"{name}({', '.join(names)})", covariates, param_names, None, evaluate
     )
@@ -164,10 +210,7 @@ def _callable_mean(function: Callable[..., Any], params: Mapping[str, Any]) -> M
 
 def _selfstart_mean(call: SelfStartCall) -> MeanFunction:
     model, covariates, params = call
-
-    def evaluate(xp: Any, values: Mapping[str, Any]) -> Any:
-        return model.mean(xp, *(values[c] for c in covariates), *(values[p] for p in params))
-
+    evaluate = _SelfStartEvaluator(model, tuple(covariates), tuple(params))
     text = f"{model.name}({', '.join(covariates + params)})"
     return MeanFunction("selfstart", text, tuple(covariates), tuple(params), call, evaluate)
 

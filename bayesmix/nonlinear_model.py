@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -132,12 +133,18 @@ class NonlinearMixedModel:
         ``HalfStudentT(3, max(|start|, 1))``, correlations ``LKJ(2)``, sigma
         ``HalfStudentT(3, sd(y))``.
         """
+        from .cache import configure_pytensor
+
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
         from .nl_bayes import default_priors
 
         return default_priors(self.design, self.start)
 
     def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
         """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
+        from .cache import configure_pytensor
+
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
         from .nl_bayes import build_nonlinear_pymc_model, resolve_priors
 
         return build_nonlinear_pymc_model(
@@ -183,12 +190,15 @@ class NonlinearMixedModel:
             ``ranef()``, ``varcorr()``, ``summary()``, ``predict()``, ``loo()``,
             ``diagnostics()``.
         """
+        from .cache import configure_pytensor
+
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
         from .nl_bayes import sample_nonlinear
 
         options: dict[str, Any] = {}
         if target_accept is not None:
             options["target_accept"] = target_accept
-        return sample_nonlinear(
+        result = sample_nonlinear(
             self.design,
             priors=priors,
             start=self.start,
@@ -200,6 +210,8 @@ class NonlinearMixedModel:
             progressbar=progressbar,
             **options,
         )
+        # the model travels with the result so that save() can store its arguments
+        return dataclasses.replace(result, model=self)
 
     def update(
         self,

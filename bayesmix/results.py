@@ -19,6 +19,7 @@ sigma : residual standard deviation, theta : relative covariance parameters.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -36,6 +37,12 @@ ResidualKind = Literal["response", "pearson", "normalized"]
 
 
 # --- the result object ------------------------------------------------------
+
+
+def _offset(arrays: Any) -> np.ndarray | float:
+    """The offset of a design or of new rows (0 when there is none)."""
+    offset = getattr(arrays, "offset", None)
+    return 0.0 if offset is None else np.asarray(offset, dtype=float)
 
 
 def _group_labels(blocks: Sequence[RandomBlock]) -> list[list[str]]:
@@ -76,6 +83,10 @@ class MLResult:
     ``-2 logLik + df log(n)``, for REML fits too (with the REML log-likelihood).
     nlme's ``BIC`` of a REML fit uses ``log(n - p)`` instead; :attr:`bic_nlme`
     reproduces it and :func:`bayesmix.compare.anova` uses it, as nlme does.
+
+    :meth:`save` writes one file that :func:`bayesmix.load` reads without
+    running code from it. Results also pickle (for multiprocessing, joblib,
+    ``copy.deepcopy``), but unpickling runs code: unpickle trusted files only.
     """
 
     design: Design
@@ -285,7 +296,10 @@ class MLResult:
 
     # -- fitted values, residuals, prediction
     def fitted(self) -> np.ndarray:
-        """Fitted values including the conditional modes of the random effects."""
+        """Fitted values ``offset + X beta + Z b`` (conditional on the random effects).
+
+        On the response's scale; the offset, when the model has one, is included.
+        """
         return np.array(self.estimates.fitted, dtype=float)
 
     def residuals(self, kind: ResidualKind = "response") -> np.ndarray:
@@ -295,17 +309,20 @@ class MLResult:
         ----------
         kind : {"response", "pearson", "normalized"}
             ``response``: ``y - fitted``. ``pearson``: response residuals divided
-            by ``sigma``. ``normalized``: nlme's normalised residuals, the
-            Pearson residuals pre-multiplied by the inverse Cholesky factor of
-            the within-group error correlation; the models fitted here have
-            independent, homoscedastic errors, so that factor is the identity
-            and ``normalized`` equals ``pearson`` (as in nlme for such models).
+            by their SD, ``sqrt(w) (y - fitted) / sigma`` with prior weights
+            ``w`` (lme4's; ``w = 1`` without weights). ``normalized``: nlme's
+            normalised residuals, the Pearson residuals pre-multiplied by the
+            inverse Cholesky factor of the within-group error correlation; the
+            models fitted here have independent errors, so that factor is the
+            identity and ``normalized`` equals ``pearson`` (as in nlme).
         """
         response = np.asarray(self.design.y, dtype=float) - self.fitted()
         if kind == "response":
             return response
         if kind in ("pearson", "normalized"):
-            return response / self.sigma
+            weights = getattr(self.design, "weights", None)
+            scaled = response if weights is None else np.sqrt(weights) * response
+            return scaled / self.sigma
         raise ValueError(f"kind must be 'response', 'pearson' or 'normalized', not {kind!r}.")
 
     def predict(
@@ -322,14 +339,17 @@ class MLResult:
             ``re.form = NULL``); ``False`` gives population predictions
             (``re.form = NA``). Levels not seen in fitting get a zero random
             effect, i.e. the population prediction, with a ``DataWarning``.
+
+        The model's offset is part of every prediction (evaluated on
+        ``newdata`` for new rows; lme4 drops an ``offset=`` argument there).
         """
         beta = np.asarray(self.estimates.beta, dtype=float)
         if newdata is None:
-            return (
-                self.fitted() if include_random else np.asarray(self.design.X, dtype=float) @ beta
-            )
+            if include_random:
+                return self.fitted()
+            return np.asarray(self.design.X, dtype=float) @ beta + _offset(self.design)
         new = self.design.evaluate_new_data(newdata)
-        eta = np.asarray(new.X, dtype=float) @ beta
+        eta = np.asarray(new.X, dtype=float) @ beta + _offset(new)
         if not include_random:
             return eta
         unseen = []
@@ -377,3 +397,15 @@ class MLResult:
             f"<MLResult {self.method}: {self.design.formula}; n={self.nobs}, "
             f"logLik={self.loglik:.4f}, df={self.df}>"
         )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fit to one file that :func:`bayesmix.load` reads back.
+
+        The file (a zip, see :mod:`bayesmix.io`) holds the model's formula,
+        options and data and the estimates; loading runs no code from it and
+        does not refit. User functions (``functions=``, ``mean=``) are stored by
+        name only: pass them again to ``load``.
+        """
+        from .io import save
+
+        save(self, path)
