@@ -1,8 +1,8 @@
 """Model constructors: the one place where the ML and Bayesian engines meet.
 
 ``lmm`` and ``gls`` return an unfitted :class:`LinearMixedModel`; ``.fit()``
-gives an :class:`~bayesmix.results.MLResult` (ML/REML) and ``.sample()`` a
-:class:`~bayesmix.bayes_results.BayesResult` (NUTS). PyMC is imported only
+gives an :class:`~bayesmix.ml.results.MLResult` (ML/REML) and ``.sample()`` a
+:class:`~bayesmix.bayes.results.BayesResult` (NUTS). PyMC is imported only
 when ``.sample()`` or ``.pymc_model()`` is called, so ML work stays light.
 """
 
@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from .design import Design, build_design
+from bayesmix.spec.design import Design, build_design
+from bayesmix.spec.formula import parse_formula, update_formula
+
 from .errors import FormulaError
-from .formula import parse_formula, update_formula
 
 if TYPE_CHECKING:
-    from .bayes_results import BayesResult
-    from .priors import Prior
-    from .results import MLResult
+    from bayesmix.bayes.priors import Prior
+    from bayesmix.bayes.results import BayesResult
+    from bayesmix.ml.results import MLResult
 
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 
@@ -87,26 +88,26 @@ class LinearMixedModel:
             Estimates, logLik/AIC/BIC, ``fixef()``, ``ranef()``, ``varcorr()``...
         """
         method = _check_method(method)
-        from .ml_fit import fit_estimates
-        from .results import MLResult
+        from bayesmix.ml.fit import fit_estimates
+        from bayesmix.ml.results import MLResult
 
         estimates = fit_estimates(self.design, method=method)
         return MLResult(design=self.design, estimates=estimates, model=self)
 
     # ----------------------------------------------------------------- Bayesian
     def default_priors(self) -> dict[str, Prior]:
-        """Default priors, scaled to the data (see :mod:`bayesmix.priors`)."""
-        from .priors import default_priors
+        """Default priors, scaled to the data (see :mod:`bayesmix.bayes.priors`)."""
+        from bayesmix.bayes.priors import default_priors
 
         return default_priors(self.design.offset_absorbed())
 
     def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
         """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
-        from .cache import configure_pytensor
+        from bayesmix.bayes.compile.cache import configure_pytensor
 
-        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
-        from .bayes_model import build_pymc_model
-        from .priors import resolve_priors
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
+        from bayesmix.bayes.model import build_pymc_model
+        from bayesmix.bayes.priors import resolve_priors
 
         design = self.design.offset_absorbed()
         return build_pymc_model(design, resolve_priors(design, priors))
@@ -146,10 +147,10 @@ class LinearMixedModel:
         -------
         BayesResult
         """
-        from .cache import configure_pytensor
+        from bayesmix.bayes.compile.cache import configure_pytensor
 
-        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
-        from .bayes_fit import sample_model
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
+        from bayesmix.bayes.fit import sample_model
 
         options: dict[str, Any] = {}
         if target_accept is not None:
@@ -223,7 +224,7 @@ def lmm(
         ``(1 | g)``, ``(x | g)`` (correlated), ``(x || g)`` (uncorrelated),
         ``(1 | a/b)`` (nested), ``(1 | a) + (1 | b)`` (crossed), ``(1 | a:b)``.
         ``offset(expr)`` adds a known term. A formula evaluates only the data's
-        columns and the functions listed in :mod:`bayesmix.formula_eval`
+        columns and the functions listed in :mod:`bayesmix.spec.formula_eval`
         (``log``, ``sqrt``, ``I``, ``C``, ``poly``, ``scale``...), never code.
     data : DataFrame
     offset : str or array, optional

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from .nonlinear import NonlinearDesign, build_nonlinear_design
+from bayesmix.nonlinear.build import NonlinearDesign, build_nonlinear_design
 
 if TYPE_CHECKING:
-    from .nl_bayes_results import NLBayesResult
-    from .nl_fit import NLMResult
-    from .priors import Prior, PriorTable
+    from bayesmix.bayes.priors import Prior, PriorTable
+    from bayesmix.nonlinear.bayes_results import NLBayesResult
+    from bayesmix.nonlinear.ml_fit import NLMResult
 
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 
@@ -100,7 +100,8 @@ class NonlinearMixedModel:
             Starting fixed effects, e.g. ``{"Asym": 190, "xmid": 700, "scal": 350}``;
             defaults to the model's ``start``, then to self-starting values.
         max_iterations, tolerance
-            Limits of the alternating algorithm (see :func:`bayesmix.nl_fit.fit_nonlinear`).
+            Limits of the alternating algorithm (see
+            :func:`bayesmix.nonlinear.ml_fit.fit_nonlinear`).
         reml : {"nlme", "linearised"}
             REML variant; ``"nlme"`` reproduces nlme's numbers.
 
@@ -111,7 +112,7 @@ class NonlinearMixedModel:
             (``bic_nlme`` for nlme's REML BIC), ``fixef()``, ``ranef()``,
             ``varcorr()``, ``predict()``...
         """
-        from .nl_fit import fit_nonlinear
+        from bayesmix.nonlinear.ml_fit import fit_nonlinear
 
         return fit_nonlinear(
             self.design,
@@ -125,7 +126,9 @@ class NonlinearMixedModel:
 
     # ----------------------------------------------------------------- Bayesian
     def default_priors(self) -> PriorTable:
-        """Default priors centred on start values (:func:`bayesmix.nl_bayes.default_priors`).
+        """Default priors centred on start values.
+
+        See :func:`bayesmix.nonlinear.bayes_model.default_priors`.
 
         Nonlinear parameters have no data-derived scale, so each fixed effect
         gets ``Normal(start, 2.5 * max(|start|, 1))`` around the self-start
@@ -133,19 +136,19 @@ class NonlinearMixedModel:
         ``HalfStudentT(3, max(|start|, 1))``, correlations ``LKJ(2)``, sigma
         ``HalfStudentT(3, sd(y))``.
         """
-        from .cache import configure_pytensor
+        from bayesmix.bayes.compile.cache import configure_pytensor
 
-        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
-        from .nl_bayes import default_priors
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
+        from bayesmix.nonlinear.bayes_model import default_priors
 
         return default_priors(self.design, self.start)
 
     def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
         """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
-        from .cache import configure_pytensor
+        from bayesmix.bayes.compile.cache import configure_pytensor
 
-        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
-        from .nl_bayes import build_nonlinear_pymc_model, resolve_priors
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
+        from bayesmix.nonlinear.bayes_model import build_nonlinear_pymc_model, resolve_priors
 
         return build_nonlinear_pymc_model(
             self.design, resolve_priors(self.design, priors, self.start)
@@ -190,10 +193,10 @@ class NonlinearMixedModel:
             ``ranef()``, ``varcorr()``, ``summary()``, ``predict()``, ``loo()``,
             ``diagnostics()``.
         """
-        from .cache import configure_pytensor
+        from bayesmix.bayes.compile.cache import configure_pytensor
 
-        configure_pytensor()  # before PyTensor is first imported (see bayesmix.cache)
-        from .nl_bayes import sample_nonlinear
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
+        from bayesmix.nonlinear.bayes_model import sample_nonlinear
 
         options: dict[str, Any] = {}
         if target_accept is not None:
@@ -256,7 +259,7 @@ def nlmm(
     formula : str
         ``"response ~ mean function"``: a self-starting model call
         (``"conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"``, see
-        :data:`bayesmix.selfstart.SELF_START`) or an explicit expression of data
+        :data:`bayesmix.nonlinear.selfstart.SELF_START`) or an explicit expression of data
         columns and parameters (``"circumference ~ Asym / (1 + exp((xmid - age) / scal))"``;
         operators ``+ - * / ^ **``, functions exp, log, sqrt, abs, sin, cos, tan,
         tanh, expm1, log1p, log10, the constant pi). With ``mean=`` give only the response.

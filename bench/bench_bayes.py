@@ -66,12 +66,12 @@ def worker(case: str, sampler: str, draws: int, tune: int, chains: int) -> dict:
     import warnings
 
     import bayesmix as bmx
-    from bayesmix.bayes_fit import sample_model
-    from bayesmix.design import build_design
+    from bayesmix.bayes.fit import sample_model
+    from bayesmix.spec.design import build_design
 
     dataset, formula = CASES[case]
     design = build_design(formula, bmx.load_dataset(dataset))
-    # "nutpie-python" / "nutpie-cfunc" force a compile route (see bayesmix.bayes_fit)
+    # "nutpie-python" / "nutpie-cfunc" force a compile route (see bayesmix.bayes.fit)
     route = sampler.split("-")[1] if "-" in sampler else "auto"
     kwargs = dict(draws=draws, tune=tune, chains=chains, sampler=sampler.split("-")[0])
     kwargs["compile"] = route

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayesmix.design import Design, RandomBlock, build_design
-from bayesmix.ml_fit import _blas_threads, deviance_function, fit_estimates
+from bayesmix.ml.fit import _blas_threads, deviance_function, fit_estimates
+from bayesmix.spec.design import Design, RandomBlock, build_design
 
 DATA = Path(__file__).resolve().parents[1] / "bayesmix" / "datasets" / "data"
 INSTEVAL_LME4_LOGLIK = -118825.8914  # lme4 1.1-31, ML fit, ~25 s

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bayesmix.datasets import load_dataset
-from bayesmix.design import Design, build_design
+from bayesmix.spec.design import Design, build_design
 
 REFS = Path(__file__).parent / "refs"
 

@@ -18,13 +18,13 @@ import pytest
 from assertions import assert_within_k_sd
 
 import bayesmix as bmx
-from bayesmix.design import build_design
 from bayesmix.errors import DataWarning, FitError, SamplingWarning
+from bayesmix.spec.design import build_design
 
 pytest.importorskip("pymc")
 pytest.importorskip("nutpie")
 
-from bayesmix.bayes_fit import check_diagnostics, sample_model  # noqa: E402
+from bayesmix.bayes.fit import check_diagnostics, sample_model  # noqa: E402
 
 REFS = Path(__file__).parent / "refs"
 
@@ -182,8 +182,8 @@ def test_parameter_recovery_correlated_effects():
 
 def test_compiled_model_reused_with_new_priors(sleep_fit):
     """The in-process cache swaps data and prior values into the compiled model."""
-    from bayesmix.nutpie_compile import _COMPILED
-    from bayesmix.priors import Normal
+    from bayesmix.bayes.compile.nutpie import _COMPILED
+    from bayesmix.bayes.priors import Normal
 
     n_cached = len(_COMPILED)
     fit = _quiet_sample(
@@ -267,8 +267,8 @@ def test_vectorised_deterministics_match_draw_by_draw(dataset, formula, monkeypa
     import arviz as az
     import pymc as pm
 
-    from bayesmix.bayes_fit import _add_deterministics
-    from bayesmix.bayes_model import build_pymc_model
+    from bayesmix.bayes.fit import _add_deterministics
+    from bayesmix.bayes.model import build_pymc_model
 
     model = build_pymc_model(build_design(formula, bmx.load_dataset(dataset)))
     shapes = model.eval_rv_shapes()
@@ -298,8 +298,8 @@ def test_vectorised_deterministics_match_draw_by_draw(dataset, formula, monkeypa
 
 def test_default_target_accept_depends_on_model_size(sleep_fit):
     """0.95 for small models (few groups: hard geometry, cheap steps), 0.8 for large."""
-    from bayesmix.bayes_fit import default_target_accept
-    from bayesmix.bayes_model import build_pymc_model
+    from bayesmix.bayes.fit import default_target_accept
+    from bayesmix.bayes.model import build_pymc_model
 
     assert sleep_fit.timing["target_accept"] == 0.95  # 4 + 36 + 1 + 2 + 1 parameters
     rng = np.random.default_rng(1)

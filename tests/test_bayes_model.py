@@ -9,9 +9,7 @@ import pytensor.tensor as pt
 import pytest
 
 import bayesmix as bmx
-from bayesmix.design import build_design
-from bayesmix.errors import PriorError
-from bayesmix.priors import (
+from bayesmix.bayes.priors import (
     LKJ,
     HalfNormal,
     HalfStudentT,
@@ -21,10 +19,12 @@ from bayesmix.priors import (
     prior_params,
     resolve_priors,
 )
+from bayesmix.errors import PriorError
+from bayesmix.spec.design import build_design
 
 pm = pytest.importorskip("pymc")
 
-from bayesmix.bayes_model import block_centring, build_pymc_model  # noqa: E402
+from bayesmix.bayes.model import block_centring, build_pymc_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_correlation_cholesky_has_the_lkj_density():
     import pymc as pm
     import pytensor
 
-    from bayesmix.lkj import correlation_cholesky
+    from bayesmix.bayes.lkj import correlation_cholesky
 
     k, eta = 3, 1.7
     with pm.Model() as model:
@@ -243,7 +243,7 @@ def test_fixed_predictor_equals_matrix_product(p, ones):
     """Column-wise, elementwise and BLAS forms of X @ beta all give the product."""
     import pytensor.tensor as pt
 
-    from bayesmix.bayes_model import fixed_predictor
+    from bayesmix.bayes.model import fixed_predictor
 
     rng = np.random.default_rng(p)
     x = rng.normal(size=(40, p))
@@ -257,7 +257,7 @@ def test_fixed_predictor_equals_matrix_product(p, ones):
 
 def test_compile_cache_key_sees_the_data(sleep_design):
     """Data are compiled in as constants: a model with other data must not reuse the code."""
-    from bayesmix.nutpie_compile import _structure_key
+    from bayesmix.bayes.compile.nutpie import _structure_key
 
     data = bmx.load_dataset("sleepstudy")
     other = data.assign(Reaction=data["Reaction"] + 1.0)
@@ -267,5 +267,5 @@ def test_compile_cache_key_sees_the_data(sleep_design):
     assert _structure_key(build_pymc_model(same), "cfunc") == key
     assert _structure_key(build_pymc_model(shifted), "cfunc") != key
     # other priors are data: the compiled code is shared
-    priors = {"sigma": bmx.priors.HalfStudentT(3.0, 50.0)}
+    priors = {"sigma": bmx.HalfStudentT(3.0, 50.0)}
     assert _structure_key(build_pymc_model(same, priors), "cfunc") == key

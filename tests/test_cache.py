@@ -1,4 +1,4 @@
-"""The on-disk compile cache (bayesmix.cache) and the in-process cache of compiled models.
+"""The on-disk compile cache (bayesmix.bayes.compile.cache) and the in-process compiled models.
 
 Two subprocesses fit the same tiny model (sleepstudy, random intercepts), run
 side by side: one with ``BAYESMIX_CACHE_DIR`` set to a fresh directory, one
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bayesmix import cache
+from bayesmix.bayes.compile import cache
 from bayesmix.errors import CacheWarning
 
 ROOT = Path(__file__).parents[1]
@@ -27,7 +27,8 @@ FIT = """
 import gc, json, os, sys, warnings, weakref
 from pathlib import Path
 import bayesmix as bmx
-from bayesmix import cache, nutpie_compile
+from bayesmix.bayes.compile import cache
+from bayesmix.bayes.compile import nutpie as nutpie_compile
 
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -199,7 +200,7 @@ def test_size_bound_from_environment(monkeypatch):
 
 CONFIGURE = """
 import json, os, sys
-from bayesmix import cache
+from bayesmix.bayes.compile import cache
 cache.configure_pytensor()
 assert "pytensor" not in sys.modules
 import pytensor

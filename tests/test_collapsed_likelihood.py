@@ -1,4 +1,4 @@
-"""The collapsed likelihood (``bayesmix.collapsed_likelihood``) and its draws.
+"""The collapsed likelihood (``bayesmix.bayes.likelihoods.collapsed``) and its draws.
 
 Checked against closed forms: the potential equals the dense Gaussian marginal
 ``log N(r | W m0, sigma^2 I + W V0 W')`` computed with scipy; its gradient
@@ -22,12 +22,12 @@ import xarray as xr
 from assertions import assert_within_k_sd
 
 import bayesmix as bmx
-from bayesmix.bayes_model import block_infos, build_pymc_model, centring_offsets
-from bayesmix.collapsed_draws import add_collapsed_draws
-from bayesmix.collapsed_likelihood import centred_levels, collapse_plan, collapsed_columns
-from bayesmix.design import build_design
+from bayesmix.bayes.likelihoods.collapsed import centred_levels, collapse_plan, collapsed_columns
+from bayesmix.bayes.likelihoods.collapsed_draws import add_collapsed_draws
+from bayesmix.bayes.model import block_infos, build_pymc_model, centring_offsets
+from bayesmix.bayes.priors import StudentT, resolve_priors
 from bayesmix.errors import SamplingWarning
-from bayesmix.priors import StudentT, resolve_priors
+from bayesmix.spec.design import build_design
 
 REFS = Path(__file__).parent / "refs"
 
@@ -188,7 +188,7 @@ def test_collapsed_draws_have_the_conditional_mean_and_variance():
 
 
 def test_plan_and_form_policy():
-    from bayesmix.bayes_fit import likelihood_form
+    from bayesmix.bayes.fit import likelihood_form
 
     insteval = _design("insteval")
     plan = collapse_plan(insteval, resolve_priors(insteval))
@@ -227,7 +227,7 @@ def test_centred_levels_follow_the_data_strength():
 
 def test_collapsed_model_samples_like_lme4(monkeypatch):
     """All effects collapsed (NUTS samples the SDs and sigma only): lme4's REML fit."""
-    import bayesmix.bayes_fit as bayes_fit
+    import bayesmix.bayes.fit as bayes_fit
 
     monkeypatch.setattr(bayes_fit, "FUSED_MIN_OBS", 0)
     design = build_design("Reaction ~ Days + (Days || Subject)", bmx.load_dataset("sleepstudy"))

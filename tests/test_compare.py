@@ -17,11 +17,11 @@ from scipy import stats
 from test_results import tiny_design, tiny_estimates
 
 import bayesmix as bmx
-from bayesmix.compare import AnovaTable, aic_table, anova
-from bayesmix.design import build_design
 from bayesmix.errors import ComparisonError
-from bayesmix.ml_fit import fit_estimates
-from bayesmix.results import MLResult
+from bayesmix.ml.compare import AnovaTable, aic_table, anova
+from bayesmix.ml.fit import fit_estimates
+from bayesmix.ml.results import MLResult
+from bayesmix.spec.design import build_design
 
 REFS = Path(__file__).parent / "refs"
 

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import bayesmix as bmx
-from bayesmix.design import build_design
 from bayesmix.errors import DataError, DataWarning, FormulaError
+from bayesmix.spec.design import build_design
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from bayesmix.diagnostics import BLOM_OFFSET, _normal_scores, rank_diagnostics
+from bayesmix.bayes.diagnostics import BLOM_OFFSET, _normal_scores, rank_diagnostics
 
 
 def test_scores_of_average_ranks_with_ties():

@@ -3,7 +3,7 @@
 import pytest
 
 from bayesmix.errors import FormulaError
-from bayesmix.formula import parse_formula, update_formula
+from bayesmix.spec.formula import parse_formula, update_formula
 
 
 def bars(formula):

@@ -1,4 +1,4 @@
-"""The one-pass Gaussian likelihood kernel (``bayesmix.fused_likelihood``).
+"""The one-pass Gaussian likelihood kernel (``bayesmix.bayes.likelihoods.fused``).
 
 Checked three ways: the numba kernel against the Op's numpy ``perform``; the
 fused model's log density and gradient against the PyTensor-graph model's
@@ -19,11 +19,11 @@ import pytest
 from assertions import assert_within_k_sd
 
 import bayesmix as bmx
-from bayesmix.bayes_model import build_pymc_model
-from bayesmix.design import build_design
+from bayesmix.bayes.likelihoods.fused import MixedNormalLoglik
+from bayesmix.bayes.model import build_pymc_model
+from bayesmix.bayes.priors import StudentT
 from bayesmix.errors import SamplingWarning
-from bayesmix.fused_likelihood import MixedNormalLoglik
-from bayesmix.priors import StudentT
+from bayesmix.spec.design import build_design
 
 REFS = Path(__file__).parent / "refs"
 
@@ -97,7 +97,7 @@ def test_fused_model_matches_graph_model(dataset, formula, centre):
 
 
 def test_likelihood_form_policy():
-    from bayesmix.bayes_fit import FUSED_MIN_OBS, likelihood_form
+    from bayesmix.bayes.fit import FUSED_MIN_OBS, likelihood_form
 
     small = build_design("Reaction ~ Days + (1 | Subject)", bmx.load_dataset("sleepstudy"))
     large = build_design(
@@ -116,7 +116,7 @@ def test_fused_model_samples_like_lme4(monkeypatch):
     A Student-t prior on ``Days`` keeps the fixed effects from being integrated
     out (the collapsed likelihood needs Normal priors), so the fused form is used.
     """
-    import bayesmix.bayes_fit as bayes_fit
+    import bayesmix.bayes.fit as bayes_fit
 
     monkeypatch.setattr(bayes_fit, "FUSED_MIN_OBS", 0)
     design = build_design("Reaction ~ Days + (Days | Subject)", bmx.load_dataset("sleepstudy"))

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from lme4_cases import REF_IDS, REFS, load_case
 
-from bayesmix import covariance, ml_deviance
 from bayesmix.datasets import load_dataset
-from bayesmix.design import build_design
 from bayesmix.errors import FitError
-from bayesmix.ml_deviance import ProfiledDeviance
+from bayesmix.ml import deviance as ml_deviance
+from bayesmix.ml.deviance import ProfiledDeviance
+from bayesmix.spec import covariance
+from bayesmix.spec.design import build_design
 
 
 def kernel_of(design) -> ProfiledDeviance:

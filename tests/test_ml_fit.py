@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from lme4_cases import REF_IDS, load_case
 
-from bayesmix import covariance
 from bayesmix.datasets import load_dataset
-from bayesmix.design import Design, build_design
 from bayesmix.errors import ConvergenceWarning, SingularFitWarning
-from bayesmix.ml_fit import MLEstimates, criterion_at, fit_estimates
+from bayesmix.ml.fit import MLEstimates, criterion_at, fit_estimates
+from bayesmix.spec import covariance
+from bayesmix.spec.design import Design, build_design
 
 # lme4 stopped short of the optimum here (our REML criterion is ~4e-8 lower);
 # along the flat ridge the intercept moves by 2e-5 relative.
@@ -186,7 +186,7 @@ def test_no_random_effects_and_bad_method():
 def test_ml_fit_does_not_import_pymc():
     code = (
         "import sys; from bayesmix.datasets import load_dataset;"
-        "from bayesmix.design import build_design; from bayesmix.ml_fit import fit_estimates;"
+        "from bayesmix.spec.design import build_design; from bayesmix.ml.fit import fit_estimates;"
         "fit_estimates(build_design('Yield ~ 1 + (1 | Batch)', load_dataset('Dyestuff')));"
         "bad = [m for m in ('pymc', 'pytensor', 'arviz') if m in sys.modules]; assert not bad, bad"
     )

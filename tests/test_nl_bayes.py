@@ -18,19 +18,19 @@ from assertions import assert_within_k_sd
 from scipy import stats
 
 import bayesmix as bmx
+from bayesmix.bayes.priors import LKJ, HalfNormal, HalfStudentT, Normal
 from bayesmix.errors import DataWarning, PriorError, SamplingWarning
-from bayesmix.priors import LKJ, HalfNormal, HalfStudentT, Normal
 
 pytest.importorskip("pymc")
 pytest.importorskip("nutpie")
 
-from bayesmix.nl_bayes import (  # noqa: E402
+from bayesmix.nonlinear.bayes_model import (  # noqa: E402
     build_nonlinear_pymc_model,
     default_priors,
     resolve_priors,
 )
-from bayesmix.nl_bayes_results import NLBayesResult  # noqa: E402
-from bayesmix.nl_fit import initial_beta  # noqa: E402
+from bayesmix.nonlinear.bayes_results import NLBayesResult  # noqa: E402
+from bayesmix.nonlinear.ml_fit import initial_beta  # noqa: E402
 
 REFS = Path(__file__).parent / "refs"
 SSFOL = "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"
@@ -239,7 +239,7 @@ def test_loo(fit, model):
 
 
 def test_prior_override_reuses_compiled_model(model, fit):
-    from bayesmix.nutpie_compile import _COMPILED
+    from bayesmix.bayes.compile.nutpie import _COMPILED
 
     n_cached = len(_COMPILED)
     tight = _quiet_sample(

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 import bayesmix as bmx
-from bayesmix.compare import anova
 from bayesmix.errors import ConvergenceWarning, FitError, SingularFitWarning
-from bayesmix.nl_fit import NLMResult
+from bayesmix.ml.compare import anova
+from bayesmix.ml.results import MLResult
+from bayesmix.nonlinear.ml_fit import NLMResult
 from bayesmix.nonlinear_model import nlmm
-from bayesmix.results import MLResult
 
 REFS = Path(__file__).parent / "refs"
 SSFOL = "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"
@@ -193,7 +193,7 @@ def test_central_differences_when_complex_input_is_rejected(orange):
 
 
 def test_sparse_pnls_path_agrees_with_the_dense_one(orange, monkeypatch):
-    from bayesmix import nl_fit
+    from bayesmix.nonlinear import ml_fit as nl_fit
 
     model = nlmm("circumference ~ SSlogis(age, Asym, xmid, scal)", orange, ORANGE_PARAMS)
     dense = model.fit()

@@ -1,4 +1,4 @@
-"""Specification layer of nonlinear mixed models (bayesmix.nonlinear, nonlinear_mean)."""
+"""Specification layer of nonlinear mixed models (bayesmix.nonlinear.build, nonlinear_mean)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from bayesmix.errors import DataError, DataWarning, FormulaError
-from bayesmix.nl_fit import mean_and_gradient
-from bayesmix.nonlinear import build_nonlinear_design
+from bayesmix.nonlinear.build import build_nonlinear_design
+from bayesmix.nonlinear.ml_fit import mean_and_gradient
+from bayesmix.nonlinear.selfstart import SELF_START
 from bayesmix.nonlinear_model import nlmm
-from bayesmix.selfstart import SELF_START
 
 SSFOL = "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"
 LOGIS = "circumference ~ Asym / (1 + exp((xmid - age) / scal))"

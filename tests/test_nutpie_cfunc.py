@@ -1,4 +1,4 @@
-"""The disk-cacheable C log density handed to nutpie (``bayesmix.nutpie_cfunc``).
+"""The disk-cacheable C log density handed to nutpie (``bayesmix.bayes.compile.cfunc``).
 
 The C functions are called here through ctypes, exactly as nutpie calls them,
 and compared with PyMC's own log density and gradient (Python linker).
@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 import bayesmix as bmx
-from bayesmix.design import build_design
+from bayesmix.spec.design import build_design
 
 pytest.importorskip("nutpie")
 
-from bayesmix.bayes_model import build_pymc_model  # noqa: E402
-from bayesmix.nutpie_cfunc import compile_cached_cfunc  # noqa: E402
-from bayesmix.nutpie_compile import _initial_point_fn  # noqa: E402
+from bayesmix.bayes.compile.cfunc import compile_cached_cfunc  # noqa: E402
+from bayesmix.bayes.compile.nutpie import _initial_point_fn  # noqa: E402
+from bayesmix.bayes.model import build_pymc_model  # noqa: E402
 
 DOUBLE_P = ctypes.POINTER(ctypes.c_double)
 UINT64_P = ctypes.POINTER(ctypes.c_uint64)
@@ -126,10 +126,10 @@ def test_second_process_loads_the_wrapper_from_disk(tmp_path):
     script = textwrap.dedent(
         """
         import bayesmix as bmx
-        from bayesmix.bayes_model import build_pymc_model
-        from bayesmix.design import build_design
-        from bayesmix.nutpie_cfunc import compile_cached_cfunc
-        from bayesmix.nutpie_compile import _initial_point_fn
+        from bayesmix.bayes.model import build_pymc_model
+        from bayesmix.spec.design import build_design
+        from bayesmix.bayes.compile.cfunc import compile_cached_cfunc
+        from bayesmix.bayes.compile.nutpie import _initial_point_fn
         design = build_design("Reaction ~ 1 + (1 | Subject)", bmx.load_dataset("sleepstudy"))
         model = build_pymc_model(design)
         compiled = compile_cached_cfunc(model, _initial_point_fn(model))

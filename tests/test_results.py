@@ -16,11 +16,11 @@ import pytest
 from r_names import r_level, r_term
 
 import bayesmix as bmx
-from bayesmix.design import Design, RandomBlock, build_design
 from bayesmix.errors import DataWarning
-from bayesmix.ml_fit import fit_estimates
-from bayesmix.results import MLResult
-from bayesmix.rformat import format_column, zapsmall
+from bayesmix.ml.fit import fit_estimates
+from bayesmix.ml.results import MLResult
+from bayesmix.ml.rformat import format_column, zapsmall
+from bayesmix.spec.design import Design, RandomBlock, build_design
 
 REFS = Path(__file__).parent / "refs"
 

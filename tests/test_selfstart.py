@@ -1,4 +1,4 @@
-"""Tests for the self-starting model library (bayesmix.selfstart)."""
+"""Tests for the self-starting model library (bayesmix.nonlinear.selfstart)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ import pytest
 
 import bayesmix as bmx
 from bayesmix.errors import DataError, FitError, FormulaError
-from bayesmix.selfstart import SELF_START, SelfStartModel, get_initial, parse_selfstart_call
+from bayesmix.nonlinear.selfstart import (
+    SELF_START,
+    SelfStartModel,
+    get_initial,
+    parse_selfstart_call,
+)
 
 REFS = Path(__file__).parent / "refs"
 
@@ -273,7 +278,7 @@ def test_parse_selfstart_call_errors(text, match):
 
 
 def test_import_does_not_load_pytensor():
-    code = "import sys, bayesmix.selfstart; print('pytensor' in sys.modules)"
+    code = "import sys, bayesmix.nonlinear.selfstart; print('pytensor' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -20,9 +20,9 @@ from bayesmix.errors import ArgumentError, PriorError, SamplingWarning
 pytest.importorskip("pymc")
 pytest.importorskip("nutpie")
 
-from bayesmix.bayes_fit import sample_model  # noqa: E402
-from bayesmix.nl_bayes_results import NLBayesResult  # noqa: E402
-from bayesmix.validate import MIN_DRAWS  # noqa: E402
+from bayesmix.bayes.fit import sample_model  # noqa: E402
+from bayesmix.bayes.validate import MIN_DRAWS  # noqa: E402
+from bayesmix.nonlinear.bayes_results import NLBayesResult  # noqa: E402
 
 TINY = {"draws": MIN_DRAWS, "tune": 20, "chains": 1}
 BAD_PROBABILITIES = [1.5, 0, 1, "0.9", math.nan, True, -0.1]

@@ -15,8 +15,8 @@ import pytest
 from scipy import stats
 
 import bayesmix as bmx
-from bayesmix.bayes_fit import likelihood_form
-from bayesmix.bayes_tables import flat_draws
+from bayesmix.bayes.fit import likelihood_form
+from bayesmix.bayes.tables import flat_draws
 
 pytestmark = pytest.mark.filterwarnings("ignore::bayesmix.errors.SamplingWarning")
 REFS = Path(__file__).parent / "refs" / "trust"

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 
 import bayesmix as bmx
-from bayesmix.design import build_design
 from bayesmix.errors import DataError, FormulaError
-from bayesmix.formula import parse_formula
-from bayesmix.formula_eval import FORMULA_FUNCTIONS
+from bayesmix.spec.design import build_design
+from bayesmix.spec.formula import parse_formula
+from bayesmix.spec.formula_eval import FORMULA_FUNCTIONS
 
 
 @pytest.fixture(scope="module")

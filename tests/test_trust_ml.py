@@ -17,9 +17,6 @@ import pandas as pd
 import pytest
 
 import bayesmix as bmx
-from bayesmix import ml_optimise
-from bayesmix.compare import anova
-from bayesmix.design import build_design
 from bayesmix.errors import (
     ArgumentError,
     ConvergenceWarning,
@@ -27,7 +24,10 @@ from bayesmix.errors import (
     FitError,
     SingularFitWarning,
 )
-from bayesmix.ml_fit import criterion_at, fit_estimates
+from bayesmix.ml import optimise as ml_optimise
+from bayesmix.ml.compare import anova
+from bayesmix.ml.fit import criterion_at, fit_estimates
+from bayesmix.spec.design import build_design
 
 sys.path.insert(0, str(Path(__file__).parent))
 from lme4_cases import load_case  # noqa: E402

@@ -1,0 +1,255 @@
+"""Likelihood-ratio and information-criterion tables for ML/REML fits.
+
+:func:`anova` follows nlme's ``anova.lme`` for several models: one row per
+fit *in the order given* (nlme does not sort), consecutive fits tested
+against each other when their numbers of parameters differ, the likelihood
+ratio ``2 |logLik_j - logLik_i|`` referred to a chi-square with
+``|df_j - df_i|`` degrees of freedom. BIC is nlme's (``log(n - p)`` for REML
+fits, ``log(n)`` for ML fits).
+
+Fits are refused (``ComparisonError``) when the comparison would be
+meaningless: different data or responses, ML mixed with REML, or REML fits
+with different fixed effects (their restricted likelihoods are of different
+data). Fits without random effects (gls-like designs) may take part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bayesmix.errors import ComparisonError
+from bayesmix.ml.results import MLResult
+from bayesmix.ml.rformat import format_column, render_table, zapsmall
+
+BicConvention = Literal["nlme", "lme4"]
+
+
+def _data_fingerprint(fit: MLResult) -> str:
+    """Hash of the response values and of the rows of the user's data used."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(fit.design.y, dtype=float).tobytes())
+    rows = pd.util.hash_pandas_object(pd.Series(fit.design.data.index), index=False)
+    digest.update(rows.to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _named_fits(fits: tuple, named: dict[str, Any]) -> dict[str, MLResult]:
+    if fits and named:
+        raise ComparisonError(
+            "Pass the fits either all positionally or all by keyword (name=fit), not mixed."
+        )
+    items = named if named else {f"Model {i + 1}": fit for i, fit in enumerate(fits)}
+    for name, fit in items.items():
+        if not isinstance(fit, MLResult):
+            raise ComparisonError(
+                f"{name} is a {type(fit).__name__}, not an ML/REML fit (MLResult); "
+                "likelihood-ratio "
+                "tables need fits from .fit(). Compare Bayesian fits with LOO instead."
+            )
+    return dict(items)
+
+
+def check_comparable(fits: dict[str, MLResult]) -> None:
+    """Raise ``ComparisonError`` unless the fits can be compared by likelihood.
+
+    Checks: same number of observations, same response, same data rows and
+    values, all ML or all REML, and, for REML, identical fixed-effects design.
+    """
+    names = list(fits)
+    first_name, first = names[0], fits[names[0]]
+    methods = {name: fit.method for name, fit in fits.items()}
+    if len(set(methods.values())) > 1:
+        listing = ", ".join(f"{n}: {m}" for n, m in methods.items())
+        raise ComparisonError(
+            f"Cannot compare ML and REML fits ({listing}). Refit all models with the same "
+            "method; use method='ML' to compare models with different fixed effects."
+        )
+    for name, fit in list(fits.items())[1:]:
+        if fit.design.response != first.design.response:
+            raise ComparisonError(
+                f"{name} models the response {fit.design.response!r} but {first_name} models "
+                f"{first.design.response!r}; likelihoods of different responses are not comparable."
+            )
+        if fit.nobs != first.nobs:
+            raise ComparisonError(
+                f"{name} was fitted to {fit.nobs} observations but {first_name} to {first.nobs}; "
+                "fit all models to the same rows (e.g. drop rows with missing values first)."
+            )
+        if _data_fingerprint(fit) != _data_fingerprint(first):
+            raise ComparisonError(
+                f"{name} and {first_name} were fitted to different data (the response values or "
+                "the rows used differ); fit all models to the same data."
+            )
+        if first.method == "REML":
+            same = fit.design.fixed_terms == first.design.fixed_terms and np.array_equal(
+                fit.design.X, first.design.X
+            )
+            if not same:
+                raise ComparisonError(
+                    f"REML fits {first_name} and {name} have different fixed effects, so their "
+                    "restricted likelihoods are not comparable (nlme refuses this too). Refit "
+                    "both with method='ML'."
+                )
+
+
+class AnovaTable(pd.DataFrame):
+    """nlme-style model-comparison table; a DataFrame indexed by model name.
+
+    Columns ``Model``, ``df``, ``AIC``, ``BIC``, ``logLik`` and, when some
+    consecutive fits differ in df, ``Test`` (``"1 vs 2"``, empty when not
+    tested), ``L.Ratio`` and ``p-value`` (NaN when not tested). ``attrs``
+    holds ``formulas`` (model name -> formula) and ``method``.
+    """
+
+    @property
+    def _constructor(self):
+        return AnovaTable
+
+    def _is_complete(self) -> bool:
+        return {"Model", "df", "AIC", "BIC", "logLik"} <= set(self.columns)
+
+    def to_text(self) -> str:
+        """nlme's printed layout, preceded by the models' formulas."""
+        if not self._is_complete():
+            return pd.DataFrame(self).to_string()
+        header = ["", "Model", "df", "AIC", "BIC", "logLik"]
+        columns = [
+            [str(n) for n in self.index],
+            [str(int(m)) for m in self["Model"]],
+            [str(int(d)) for d in self["df"]],
+        ]
+        for name in ("AIC", "BIC", "logLik"):
+            columns.append(format_column(zapsmall(self[name].to_numpy())))
+        if "Test" in self.columns:
+            header += ["Test", "L.Ratio", "p-value"]
+            columns.append([str(t) for t in self["Test"]])
+            columns.append(format_column(zapsmall(self["L.Ratio"].to_numpy())))
+            columns.append(_format_pvalues(self["p-value"].to_numpy()))
+        rows = [list(row) for row in zip(*columns)]
+        table = render_table(header, rows, "l" + "r" * (len(header) - 1))
+        formulas = self.attrs.get("formulas", {})
+        lines = [f"{name}: {formula}" for name, formula in formulas.items()]
+        return ("Models:\n" + "\n".join(lines) + "\n" if lines else "") + table
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return pd.DataFrame(self).to_html(na_rep="")
+
+
+def _format_pvalues(values: np.ndarray) -> list[str]:
+    """nlme: round to 4 decimals, show ``<.0001`` below that, blank when untested."""
+    rounded = np.round(values, 4)
+    finite = np.isfinite(rounded)
+    cells = [""] * len(values)
+    formatted = format_column(rounded[finite], digits=7)
+    for i, text in zip(np.flatnonzero(finite), formatted):
+        cells[i] = "<.0001" if rounded[i] < 1e-4 else text.strip()
+    return cells
+
+
+def _bic(fit: MLResult, convention: BicConvention) -> float:
+    if convention == "nlme":
+        return fit.bic_nlme
+    if convention == "lme4":
+        return fit.bic
+    raise ValueError(f"bic must be 'nlme' or 'lme4', not {convention!r}.")
+
+
+def anova(*fits: MLResult, bic: BicConvention = "nlme", **named_fits: MLResult) -> AnovaTable:
+    """Compare nested ML/REML fits by likelihood ratio, laid out like nlme's ``anova``.
+
+    Parameters
+    ----------
+    *fits : MLResult
+        Two or more fits, named ``"Model 1"``, ``"Model 2"``, ...
+    bic : {"nlme", "lme4"}
+        BIC convention; ``"nlme"`` (default) uses ``log(n - p)`` for REML fits.
+    **named_fits : MLResult
+        Alternatively, fits passed by name (``anova(GLM=fit0, lmm1=fit1)``;
+        ``anova(**{"lmm6.2": fit})`` for names that are not identifiers).
+
+    Returns
+    -------
+    AnovaTable
+        Rows in the order given. Consecutive fits ``i`` and ``j`` are tested
+        when their df differ: ``L.Ratio = 2 |logLik_j - logLik_i|``, p-value
+        from a chi-square with ``|df_j - df_i|`` degrees of freedom. Fits with
+        equal df get no test (empty ``Test``, NaN ratio and p-value). As in
+        nlme, the test is reported whatever the order, so nesting is the
+        user's responsibility.
+
+    Raises
+    ------
+    ComparisonError
+        Fewer than two fits, or fits that cannot be compared (see
+        :func:`check_comparable`).
+    """
+    items = _named_fits(fits, named_fits)
+    if len(items) < 2:
+        raise ComparisonError("anova needs at least two fits to compare.")
+    check_comparable(items)
+    table = pd.DataFrame(
+        {
+            "Model": np.arange(1, len(items) + 1),
+            "df": [fit.df for fit in items.values()],
+            "AIC": [fit.aic for fit in items.values()],
+            "BIC": [_bic(fit, bic) for fit in items.values()],
+            "logLik": [fit.loglik for fit in items.values()],
+        },
+        index=pd.Index(list(items), name=None),
+    )
+    df_diff = np.diff(table["df"].to_numpy())
+    if np.any(df_diff != 0):  # nlme omits the test columns when no df differ
+        ratio = 2.0 * np.abs(np.diff(table["logLik"].to_numpy()))
+        tests, lrs, pvalues = [""], [math.nan], [math.nan]
+        for i, (d, lr) in enumerate(zip(df_diff, ratio), start=1):
+            tested = d != 0
+            tests.append(f"{i} vs {i + 1}" if tested else "")
+            lrs.append(lr if tested else math.nan)
+            pvalues.append(float(stats.chi2.sf(lr, abs(d))) if tested else math.nan)
+        table["Test"], table["L.Ratio"], table["p-value"] = tests, lrs, pvalues
+    result = AnovaTable(table)
+    result.attrs["formulas"] = {name: fit.design.formula for name, fit in items.items()}
+    result.attrs["method"] = next(iter(items.values())).method
+    return result
+
+
+def aic_table(*fits: MLResult, bic: BicConvention = "nlme", **named_fits: MLResult) -> pd.DataFrame:
+    """Information criteria of comparable fits, in the order given.
+
+    Columns ``df``, ``logLik``, ``AIC``, ``dAIC`` (difference to the smallest),
+    ``weight`` (Akaike weight), ``BIC`` and ``dBIC``. The same checks as
+    :func:`anova` apply; a single fit is allowed.
+    """
+    items = _named_fits(fits, named_fits)
+    if not items:
+        raise ComparisonError("aic_table needs at least one fit.")
+    check_comparable(items)
+    aic = np.array([fit.aic for fit in items.values()])
+    bics = np.array([_bic(fit, bic) for fit in items.values()])
+    weights = np.exp(-0.5 * (aic - aic.min()))
+    return pd.DataFrame(
+        {
+            "df": [fit.df for fit in items.values()],
+            "logLik": [fit.loglik for fit in items.values()],
+            "AIC": aic,
+            "dAIC": aic - aic.min(),
+            "weight": weights / weights.sum(),
+            "BIC": bics,
+            "dBIC": bics - bics.min(),
+        },
+        index=list(items),
+    )
+
+
+__all__ = ["AnovaTable", "aic_table", "anova", "check_comparable"]

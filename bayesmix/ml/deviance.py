@@ -1,0 +1,437 @@
+"""Penalised least-squares kernel of a linear mixed model (Bates et al., 2015).
+
+For a covariance parameter ``theta`` the model ``y = X beta + Z Lambda u + e``
+with ``u ~ N(0, sigma^2 I)`` and ``e ~ N(0, sigma^2 I)`` is reduced to one
+penalised least-squares problem, solved through the blocked Cholesky factor
+
+    [L    0 ] [L'  RZX]   [Lambda'Z'Z Lambda + I   Lambda'Z'X]
+    [RZX' RX'] [0   RX ] = [X'Z Lambda             X'X       ]
+
+which yields lme4's profiled deviance (ML) or REML criterion. As in
+MixedModels.jl the block with the most random effects comes first: its part
+of ``Lambda'Z'Z Lambda + I`` is block diagonal (one ``k x k`` matrix per
+level), so its factor is a batch of tiny Cholesky factorisations. All other
+blocks form one dense part ``L22``; the off-diagonal part is kept as the
+sparse (or, when cheaper, dense) matrix ``B = Z2'Z1 Lambda1 L11^-T`` so that
+``L21 = Lambda2' B``. Cross-products are computed once from the integer codes;
+no dense n x q ``Z`` is ever formed. This module sees numeric arrays only.
+
+Notation
+--------
+n, p : observations, fixed-effect columns; ``Xy = [X, y]`` (n, p + 1).
+m_i, k_i, q_i = m_i k_i : levels, columns and random effects of block i.
+T_i : (k_i, k_i) relative covariance factor; ``Lambda_i = I_{m_i} (x) T_i``.
+Block "1" is the first (largest) block, "r" the rest stacked (q_r rows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+
+from bayesmix.errors import FitError
+from bayesmix.spec.covariance import factors_from_theta, initial_theta, lower_bounds, n_theta
+
+# Dense B B' (BLAS) is preferred while its flop count is below this multiple of
+# the sparse product's, and while dense B stays below _DENSE_B_MAX entries.
+_DENSE_SPEEDUP = 30.0
+_DENSE_B_MAX = 60_000_000
+# The non-first blocks are factored as one dense matrix of this order at most.
+_MAX_DENSE_REST = 20_000
+
+
+@dataclass(frozen=True)
+class PLSSolution:
+    """Penalised least-squares solution at one ``theta``.
+
+    ``b`` and ``u`` hold one ``(n_levels, k)`` array per block, in input order;
+    ``RX`` is lme4's upper-triangular fixed-effects factor.
+    """
+
+    theta: np.ndarray
+    reml: bool
+    criterion: float
+    beta: np.ndarray
+    u: tuple[np.ndarray, ...]
+    b: tuple[np.ndarray, ...]
+    sigma: float
+    pwrss: float
+    ldL2: float
+    ldRX2: float
+    RX: np.ndarray
+
+
+def _small_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched ``a @ b`` for tiny trailing matrices, as elementwise vector ops."""
+    return sum(a[..., :, t, None] * b[..., None, t, :] for t in range(a.shape[-1]))
+
+
+def _sparse_cross(codes: np.ndarray, Z: np.ndarray, n_levels: int) -> sp.csr_matrix:
+    """The (n, n_levels * k) indicator-times-covariate matrix of one block."""
+    n, k = Z.shape
+    cols = (codes[:, None] * k + np.arange(k)).ravel()
+    return sp.csr_matrix((Z.ravel(), (np.repeat(np.arange(n), k), cols)), shape=(n, n_levels * k))
+
+
+class ProfiledDeviance:
+    """lme4's profiled deviance / REML criterion as a function of ``theta``.
+
+    Parameters
+    ----------
+    y : ndarray, shape (n,)
+    X : ndarray, shape (n, p)
+        Full-rank fixed-effects matrix (p may be 0).
+    blocks : sequence of (codes, Z, n_levels, kind)
+        ``codes`` (n,) ints in ``[0, n_levels)``, ``Z`` (n, k) columns and the
+        covariance kind (``"unstructured"`` or ``"diagonal"``) of each block.
+        ``theta`` is ordered as these blocks.
+    """
+
+    def __init__(self, y: np.ndarray, X: np.ndarray, blocks: Sequence[tuple]) -> None:
+        y = np.asarray(y, dtype=float)
+        X = np.asarray(X, dtype=float).reshape(y.shape[0], -1)
+        self.n_obs, self.n_fixed = X.shape
+        self._blocks = [
+            (
+                np.asarray(c, dtype=np.int64),
+                np.asarray(z, dtype=float).reshape(len(y), -1),
+                int(m),
+                str(kind),
+            )
+            for c, z, m, kind in blocks
+        ]
+        self.kinds = [b[3] for b in self._blocks]
+        self.sizes = [b[1].shape[1] for b in self._blocks]
+        self.n_levels = [b[2] for b in self._blocks]
+        self.n_theta = sum(n_theta(kd, k) for kd, k in zip(self.kinds, self.sizes))
+        self._X = X
+        Xy = np.column_stack([X, y])
+        self._XyXy = Xy.T @ Xy
+        # Largest block first (stable, like MixedModels.jl).
+        self._order = sorted(
+            range(len(self._blocks)), key=lambda i: -self.sizes[i] * self.n_levels[i]
+        )
+        if self._blocks:
+            self._setup_first(Xy)
+            self._setup_rest(Xy)
+
+    # ------------------------------------------------------------------ setup
+    def _setup_first(self, Xy: np.ndarray) -> None:
+        codes, Z, m1, _ = self._blocks[self._order[0]]
+        k1 = Z.shape[1]
+        D = np.empty((m1, k1, k1))
+        for t in range(k1):
+            for s in range(t, k1):
+                D[:, t, s] = D[:, s, t] = np.bincount(codes, Z[:, t] * Z[:, s], minlength=m1)
+        self._D = D
+        Z1 = _sparse_cross(codes, Z, m1)
+        self._ZXy1 = np.asarray(Z1.T @ Xy).reshape(m1, k1, -1)
+        self._m1, self._k1 = m1, k1
+
+    def _setup_rest(self, Xy: np.ndarray) -> None:
+        rest = self._order[1:]
+        self._offsets = np.cumsum([0] + [self.sizes[i] * self.n_levels[i] for i in rest])
+        q_r = int(self._offsets[-1])
+        self._q_r = q_r
+        if not rest:
+            return
+        if q_r > _MAX_DENSE_REST:
+            raise FitError(
+                f"the random-effects blocks after the largest one have {q_r} effects in all; "
+                f"the ML engine factors them densely and supports at most {_MAX_DENSE_REST}. "
+                "Simplify the model or fit it with the Bayesian engine."
+            )
+        codes1 = self._blocks[self._order[0]][0]
+        Z1 = self._blocks[self._order[0]][1]
+        m1, k1 = self._m1, self._k1
+        A_rr = np.zeros((q_r, q_r))
+        ZXy_r = np.empty((q_r, Xy.shape[1]))
+        self._pairs = []  # per rest block: first-block level j, values (npairs, k_b, k1)
+        rows, cols = [], []
+        for pos, i in enumerate(rest):
+            codes_b, Z_b, m_b, _ = self._blocks[i]
+            k_b, off_b = Z_b.shape[1], int(self._offsets[pos])
+            ZXy_r[off_b : off_b + m_b * k_b] = _sparse_cross(codes_b, Z_b, m_b).T @ Xy
+            for pos_c, c in enumerate(rest[pos:], start=pos):
+                codes_c, Z_c, m_c, _ = self._blocks[c]
+                k_c, off_c = Z_c.shape[1], int(self._offsets[pos_c])
+                key = codes_b * m_c + codes_c
+                for t in range(k_b):
+                    for s in range(k_c):
+                        cross = np.bincount(key, Z_b[:, t] * Z_c[:, s], minlength=m_b * m_c)
+                        A_rr[
+                            off_b + t : off_b + m_b * k_b : k_b, off_c + s : off_c + m_c * k_c : k_c
+                        ] = cross.reshape(m_b, m_c)
+            # sparse cross-product with the first block, stored pair by pair
+            pair_keys, inverse = np.unique(codes_b * m1 + codes1, return_inverse=True)
+            lb, j = np.divmod(pair_keys, m1)
+            vals = np.empty((len(pair_keys), k_b, k1))
+            for t in range(k_b):
+                for s in range(k1):
+                    vals[:, t, s] = np.bincount(
+                        inverse, Z_b[:, t] * Z1[:, s], minlength=len(pair_keys)
+                    )
+            self._pairs.append((j, vals))
+            rows.append(
+                (
+                    off_b
+                    + lb[:, None, None] * k_b
+                    + np.arange(k_b)[None, :, None]
+                    + np.zeros((1, 1, k1), dtype=np.int64)
+                ).ravel()
+            )
+            cols.append(
+                (
+                    j[:, None, None] * k1
+                    + np.arange(k1)[None, None, :]
+                    + np.zeros((1, k_b, 1), dtype=np.int64)
+                ).ravel()
+            )
+        self._A_rr = np.triu(A_rr) + np.triu(A_rr, 1).T
+        self._ZXy_r = ZXy_r
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        q1 = m1 * k1
+        # Choose how B B' is formed: flops of the sparse product vs dense SYRK.
+        col_counts = np.bincount(cols, minlength=q1).astype(float)
+        sparse_cost = float(col_counts @ col_counts)
+        dense_cost = float(q_r) * q_r * q1 / 2
+        self._dense_B = q_r * q1 <= _DENSE_B_MAX and dense_cost <= _DENSE_SPEEDUP * sparse_cost
+        if self._dense_B:
+            self._B_flat = rows * q1 + cols
+        else:
+            pattern = sp.csr_matrix(
+                (np.arange(len(rows), dtype=float) + 1, (rows, cols)), shape=(q_r, q1)
+            )
+            perm = pattern.data.astype(np.int64) - 1
+            # scalar rest blocks list the entries in CSR order already
+            self._B_perm = None if np.array_equal(perm, np.arange(len(perm))) else perm
+            self._B_indices, self._B_indptr = pattern.indices, pattern.indptr
+
+    # ------------------------------------------------------------ properties
+    @property
+    def lower_bounds(self) -> np.ndarray:
+        """Lower bounds of ``theta`` (0 on diagonals of the factors)."""
+        parts = [lower_bounds(kd, k) for kd, k in zip(self.kinds, self.sizes)]
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    @property
+    def initial_theta(self) -> np.ndarray:
+        """lme4's start: 1 on diagonals, 0 off the diagonals."""
+        parts = [initial_theta(kd, k) for kd, k in zip(self.kinds, self.sizes)]
+        return np.concatenate(parts) if parts else np.empty(0)
+
+    @property
+    def dense_order(self) -> int:
+        """Order of the dense factor ``L22`` (0 with fewer than two blocks)."""
+        return self._q_r if self._blocks else 0
+
+    # ---------------------------------------------------------- factorising
+    def _lam_t_rows(self, M: np.ndarray, T: list, transpose: bool = True) -> np.ndarray:
+        """Multiply the stacked rest rows of ``M`` by ``Lambda_r'`` (or ``Lambda_r``)."""
+        out = np.empty_like(M)
+        for pos, i in enumerate(self._order[1:]):
+            k, m = self.sizes[i], self.n_levels[i]
+            sl = slice(int(self._offsets[pos]), int(self._offsets[pos + 1]))
+            Ti = T[i].T if transpose else T[i]
+            if k == 1:
+                out[sl] = Ti[0, 0] * M[sl]
+            else:
+                sub = M[sl].reshape(m, k, *M.shape[1:])
+                out[sl] = np.tensordot(Ti, sub, axes=([1], [1])).swapaxes(0, 1).reshape(M[sl].shape)
+        return out
+
+    def _lambda_r_diagonal(self, T: list) -> np.ndarray | None:
+        """Diagonal of ``Lambda_r`` when every rest factor is diagonal, else ``None``."""
+        rest = self._order[1:]
+        if any(np.count_nonzero(T[i] - np.diag(np.diag(T[i]))) for i in rest):
+            return None
+        return np.concatenate([np.tile(np.diag(T[i]), self.n_levels[i]) for i in rest])
+
+    def _B(self, V: np.ndarray):
+        """``B = Z_r'Z_1 V`` with ``V_j = T1 L_j^-T`` (so ``L21 = Lambda_r' B``)."""
+        vals = np.concatenate([_small_matmul(a, V[j]).ravel() for j, a in self._pairs])
+        q1 = self._m1 * self._k1
+        if self._dense_B:
+            B = np.zeros((self._q_r, q1))
+            B.ravel()[self._B_flat] = vals
+            return B
+        if self._B_perm is not None:
+            vals = vals[self._B_perm]
+        return sp.csr_matrix((vals, self._B_indices, self._B_indptr), shape=(self._q_r, q1))
+
+    def _factor(self, theta: np.ndarray) -> dict:
+        theta = np.asarray(theta, dtype=float)
+        T = factors_from_theta(theta, self.kinds, self.sizes)
+        p = self.n_fixed
+        f = {"T": T, "ldL2": 0.0}
+        M = self._XyXy.copy()
+        if self._blocks:
+            T1 = T[self._order[0]]
+            k1 = self._k1
+            if k1 == 1:
+                L1 = np.sqrt(T1[0, 0] ** 2 * self._D + 1.0)
+                L1inv = 1.0 / L1
+            else:
+                S1 = _small_matmul(_small_matmul(T1.T[None], self._D), T1[None]) + np.eye(k1)
+                L1 = np.linalg.cholesky(S1)
+                L1inv = np.linalg.inv(L1)
+            V = _small_matmul(T1[None], L1inv.transpose(0, 2, 1))
+            R1 = _small_matmul(V.transpose(0, 2, 1), self._ZXy1)
+            R1f = R1.reshape(-1, p + 1)
+            M -= R1f.T @ R1f
+            f.update(L1inv=L1inv, R1=R1, ldL2=2.0 * np.log(np.diagonal(L1, axis1=1, axis2=2)).sum())
+            if self._q_r:
+                B = self._B(V)
+                G = B @ B.T
+                G = G.toarray() if sp.issparse(G) else G
+                np.subtract(self._A_rr, G, out=G)
+                lam_diag = self._lambda_r_diagonal(T)
+                if lam_diag is None:
+                    S = self._lam_t_rows(self._lam_t_rows(G, T).T, T)
+                else:  # Lambda_r diagonal: scale rows and columns in place
+                    S = G
+                    S *= lam_diag[:, None]
+                    S *= lam_diag[None, :]
+                S.flat[:: self._q_r + 1] += 1.0
+                try:
+                    L22 = sla.cholesky(S, lower=True, check_finite=False)
+                except np.linalg.LinAlgError as err:  # pragma: no cover - needs S not PD
+                    raise FitError(
+                        f"random-effects system is not positive definite at theta={theta}"
+                    ) from err
+                rhs = self._lam_t_rows(self._ZXy_r - B @ R1f, T)
+                R2 = sla.solve_triangular(L22, rhs, lower=True, check_finite=False)
+                M -= R2.T @ R2
+                f.update(B=B, L22=L22, R2=R2)
+                f["ldL2"] += 2.0 * np.log(np.diag(L22)).sum()
+        if p:
+            try:
+                LXX = sla.cholesky(M[:p, :p], lower=True, check_finite=False)
+            except np.linalg.LinAlgError as err:
+                raise FitError(
+                    "the fixed-effects matrix X is rank deficient; drop redundant terms"
+                ) from err
+            rxy = sla.solve_triangular(LXX, M[:p, p], lower=True, check_finite=False)
+        else:
+            LXX, rxy = np.zeros((0, 0)), np.zeros(0)
+        f.update(
+            LXX=LXX,
+            rxy=rxy,
+            pwrss=max(float(M[p, p] - rxy @ rxy), 1e-300),
+            ldRX2=2.0 * float(np.log(np.diag(LXX)).sum()),
+        )
+        return f
+
+    def _criterion(self, f: dict, reml: bool) -> float:
+        n, p = self.n_obs, self.n_fixed
+        if reml:
+            dof = n - p
+            return f["ldL2"] + f["ldRX2"] + dof * (1.0 + np.log(2.0 * np.pi * f["pwrss"] / dof))
+        return f["ldL2"] + n * (1.0 + np.log(2.0 * np.pi * f["pwrss"] / n))
+
+    # ----------------------------------------------------------------- public
+    def __call__(self, theta: np.ndarray, reml: bool = True) -> float:
+        """Profiled deviance (``reml=False``) or REML criterion at ``theta``."""
+        return float(self._criterion(self._factor(theta), reml))
+
+    def solve(self, theta: np.ndarray, reml: bool = True) -> PLSSolution:
+        """Criterion, ``beta``, ``u``, ``b = Lambda u``, ``sigma`` and factors at ``theta``."""
+        f = self._factor(theta)
+        n, p, T = self.n_obs, self.n_fixed, f["T"]
+        beta = (
+            sla.solve_triangular(f["LXX"].T, f["rxy"], lower=False, check_finite=False)
+            if p
+            else np.zeros(0)
+        )
+        u = [None] * len(self._blocks)
+        if self._blocks:
+            first = self._order[0]
+            R1 = f["R1"]
+            r1 = R1[..., p] - R1[..., :p] @ beta
+            if self._q_r:
+                r2 = f["R2"][:, p] - f["R2"][:, :p] @ beta
+                u2 = sla.solve_triangular(f["L22"].T, r2, lower=False, check_finite=False)
+                r1 = r1 - (f["B"].T @ self._lam_t_rows(u2, T, transpose=False)).reshape(r1.shape)
+                for pos, i in enumerate(self._order[1:]):
+                    u[i] = u2[self._offsets[pos] : self._offsets[pos + 1]].reshape(
+                        self.n_levels[i], -1
+                    )
+            u[first] = _small_matmul(f["L1inv"].transpose(0, 2, 1), r1[..., None])[..., 0]
+        b = tuple(ui @ Ti.T for ui, Ti in zip(u, T))
+        sigma = float(np.sqrt(f["pwrss"] / (n - p if reml else n)))
+        return PLSSolution(
+            theta=np.asarray(theta, dtype=float).copy(),
+            reml=reml,
+            criterion=float(self._criterion(f, reml)),
+            beta=beta,
+            u=tuple(u),
+            b=b,
+            sigma=sigma,
+            pwrss=f["pwrss"],
+            ldL2=float(f["ldL2"]),
+            ldRX2=f["ldRX2"],
+            RX=f["LXX"].T.copy(),
+        )
+
+    def conditional_variances(
+        self, theta: np.ndarray, sigma: float, chunk: int = 4096
+    ) -> tuple[np.ndarray, ...]:
+        """lme4's ``condVar``: ``sigma^2 Lambda (L L')^-1 Lambda'`` per level.
+
+        Returns one ``(n_levels, k, k)`` array per block (input order). With
+        ``S = L22 L22'`` the diagonal blocks of ``(L L')^-1`` are those of
+        ``S^-1`` for the rest blocks and ``L_j^-T L_j^-1 + W_j' S^-1 W_j`` for
+        the first, where ``W = L21 L11^-1`` is sparse (``B``'s pattern): only
+        ``W' S^-1`` on ``W``'s pattern is needed, formed in column chunks.
+        """
+        if not self._blocks:
+            return ()
+        f = self._factor(theta)
+        T, out = f["T"], [None] * len(self._blocks)
+        first, k1, m1 = self._order[0], self._k1, self._m1
+        L1inv = f["L1inv"]
+        P1 = _small_matmul(L1inv.transpose(0, 2, 1), L1inv)
+        if self._q_r:
+            L22 = f["L22"]
+            S_inv, info = sla.lapack.dpotri(L22, lower=True)
+            if info:  # pragma: no cover - L22 is a valid Cholesky factor
+                raise FitError(f"inverting the random-effects factor failed (LAPACK info {info})")
+            S_inv = np.tril(S_inv) + np.tril(S_inv, -1).T
+            lam_r_t = sp.block_diag(
+                [sp.kron(sp.eye(self.n_levels[i]), T[i].T) for i in self._order[1:]], format="csr"
+            )
+            L1inv_bd = sp.bsr_matrix(
+                (L1inv, np.arange(m1), np.arange(m1 + 1)), shape=(m1 * k1,) * 2
+            )
+            W = (lam_r_t @ sp.csr_matrix(f["B"]) @ L1inv_bd).tocsc()
+            for start in range(0, m1, chunk):
+                stop = min(start + chunk, m1)
+                Wc = W[:, start * k1 : stop * k1].tocoo()
+                Y = np.asarray(Wc.T.tocsr() @ S_inv)  # (chunk * k1, q_r) = W_c' S^-1
+                level, t = np.divmod(Wc.col, k1)
+                for s in range(k1):
+                    contrib = Y[level * k1 + s, Wc.row] * Wc.data
+                    P1[start:stop, s, :] += np.bincount(
+                        level * k1 + t, contrib, minlength=(stop - start) * k1
+                    ).reshape(-1, k1)
+            for pos, i in enumerate(self._order[1:]):
+                sl = slice(self._offsets[pos], self._offsets[pos + 1])
+                k = self.sizes[i]
+                sub = S_inv[sl, sl].reshape(self.n_levels[i], k, self.n_levels[i], k)
+                out[i] = sub[np.arange(self.n_levels[i]), :, np.arange(self.n_levels[i]), :]
+        out[first] = P1
+        return tuple(
+            sigma**2 * _small_matmul(_small_matmul(Ti[None], P), Ti.T[None])
+            for P, Ti in zip(out, T)
+        )
+
+    def fitted(self, beta: np.ndarray, b: Sequence[np.ndarray]) -> np.ndarray:
+        """Conditional fitted values ``X beta + sum_i rowsum(Z_i * b_i[codes_i])``."""
+        eta = self._X @ beta
+        for (codes, Z, _, _), bi in zip(self._blocks, b):
+            eta = eta + np.einsum("nk,nk->n", Z, bi[codes])
+        return eta

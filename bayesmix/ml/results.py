@@ -1,0 +1,386 @@
+"""Result of a maximum-likelihood (ML) or REML fit: :class:`MLResult`.
+
+The result is an immutable view of a :class:`~bayesmix.spec.design.Design` and the
+numeric estimates produced by ``bayesmix.ml.fit``; every accessor returns a
+fresh pandas object in the layout shared with the Bayesian results (see
+``fixef``, ``ranef``, ``varcorr``). Nothing here runs an optimiser.
+
+Statistics follow lme4's conventions (``AIC = -2 logLik + 2 df``,
+``BIC = -2 logLik + df log(n)``, also for REML fits); ``bic_nlme`` gives
+nlme's variant, which uses ``log(n - p)`` for REML fits.
+
+Notation
+--------
+n : observations, p : fixed-effect columns, k : columns of one random block,
+beta : fixed effects, b : conditional modes of the random effects,
+sigma : residual standard deviation, theta : relative covariance parameters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.errors import DataWarning, warn
+from bayesmix.spec.covariance import varcorr_group_labels
+from bayesmix.spec.design import Design
+
+if TYPE_CHECKING:
+    from bayesmix.ml.summary import MLSummary
+
+ResidualKind = Literal["response", "pearson", "normalized"]
+
+
+# --- the result object ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MLResult:
+    """A fitted linear mixed model (ML or REML), in lme4's vocabulary.
+
+    Attributes
+    ----------
+    design : Design
+        The model's numeric design.
+    estimates : MLEstimates
+        Numbers from ``bayesmix.ml.fit.fit_estimates``.
+    model : object, optional
+        The unfitted model, used by :meth:`update`.
+
+    Notes
+    -----
+    ``aic`` and ``bic`` follow lme4: ``-2 logLik + 2 df`` and
+    ``-2 logLik + df log(n)``, for REML fits too (with the REML log-likelihood).
+    nlme's ``BIC`` of a REML fit uses ``log(n - p)`` instead; :attr:`bic_nlme`
+    reproduces it and :func:`bayesmix.ml.compare.anova` uses it, as nlme does.
+
+    :meth:`save` writes one file that :func:`bayesmix.load` reads without
+    running code from it. Results also pickle (for multiprocessing, joblib,
+    ``copy.deepcopy``), but unpickling runs code: unpickle trusted files only.
+    """
+
+    design: Design
+    estimates: Any
+    model: Any = None
+
+    # -- scalar statistics
+    @property
+    def method(self) -> str:
+        """``"ML"`` or ``"REML"``."""
+        return str(self.estimates.method)
+
+    @property
+    def formula(self) -> str:
+        return self.design.formula
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood (restricted log-likelihood for REML fits)."""
+        return float(self.estimates.loglik)
+
+    @property
+    def df(self) -> int:
+        """Number of estimated parameters (R's ``attr(logLik, "df")``)."""
+        return int(self.estimates.n_params)
+
+    @property
+    def nobs(self) -> int:
+        return int(self.estimates.n_obs)
+
+    @property
+    def df_resid(self) -> int:
+        """lme4's ``df.resid``: observations minus parameters."""
+        return self.nobs - self.df
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion, ``-2 logLik + 2 df``."""
+        return -2.0 * self.loglik + 2.0 * self.df
+
+    @property
+    def bic(self) -> float:
+        """lme4's BIC, ``-2 logLik + df log(n)`` (ML and REML fits alike)."""
+        return -2.0 * self.loglik + self.df * math.log(self.nobs)
+
+    @property
+    def bic_nlme(self) -> float:
+        """nlme's BIC: ``log(n - p)`` replaces ``log(n)`` for REML fits."""
+        n = self.nobs - (self.design.n_fixed if self.method == "REML" else 0)
+        return -2.0 * self.loglik + self.df * math.log(n)
+
+    @property
+    def deviance(self) -> float:
+        """``-2 logLik`` of an ML fit.
+
+        Raises
+        ------
+        ValueError
+            For REML fits: lme4's ``deviance()`` of a REML fit is not the REML
+            criterion, so rather than guess, use :attr:`reml_criterion`.
+        """
+        if self.method != "ML":
+            raise ValueError(
+                "deviance is only defined here for ML fits; this is a REML fit. Use "
+                "`reml_criterion` for the REML criterion, or refit with method='ML'."
+            )
+        return -2.0 * self.loglik
+
+    @property
+    def reml_criterion(self) -> float:
+        """REML criterion at convergence (``-2`` times the REML log-likelihood)."""
+        if self.method != "REML":
+            raise ValueError(
+                "reml_criterion is only available for REML fits; this is an ML fit "
+                "(use `deviance`, or refit with method='REML')."
+            )
+        return float(self.estimates.criterion)
+
+    @property
+    def theta(self) -> np.ndarray:
+        return np.asarray(self.estimates.theta, dtype=float)
+
+    @property
+    def sigma(self) -> float:
+        return float(self.estimates.sigma)
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.estimates.converged)
+
+    @property
+    def singular(self) -> bool:
+        return bool(self.estimates.singular)
+
+    # -- fixed effects
+    def fixef(self) -> pd.DataFrame:
+        """Fixed effects: ``estimate``, ``std_error`` and ``t_value`` per coefficient."""
+        beta = np.asarray(self.estimates.beta, dtype=float)
+        se = np.sqrt(np.diag(np.asarray(self.estimates.vcov_beta, dtype=float)))
+        index = pd.Index(list(self.design.fixed_terms), name="term")
+        return pd.DataFrame({"estimate": beta, "std_error": se, "t_value": beta / se}, index=index)
+
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed effects (lme4's ``vcov``), named."""
+        names = list(self.design.fixed_terms)
+        return pd.DataFrame(
+            np.array(self.estimates.vcov_beta, dtype=float), index=names, columns=names
+        )
+
+    # -- variance components
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components in lme4's ``as.data.frame(VarCorr(fit))`` layout.
+
+        Columns ``grp``, ``var1``, ``var2``, ``vcov``, ``sdcor``. For each
+        covariance matrix, SD rows (``var2`` None; ``vcov`` the variance) come
+        first, then correlation rows (``vcov`` the covariance, ``sdcor`` the
+        correlation) in lme4's order; the ``Residual`` row is last. As in lme4,
+        a repeated grouping factor (``(1|g) + (0+x|g)``) or a ``||`` bar gives
+        groups ``g``, ``g.1``, ...
+        """
+        rows: list[tuple] = []  # (grp, var1, var2, vcov, sdcor)
+        labels = varcorr_group_labels(self.design.blocks)
+        for block, cov, names in zip(self.design.blocks, self.estimates.covariances, labels):
+            cov = np.asarray(cov, dtype=float)
+            sd = np.sqrt(np.diag(cov))
+            rows += [(names[j], t, None, cov[j, j], sd[j]) for j, t in enumerate(block.terms)]
+            if block.covariance == "diagonal":
+                continue
+            for j in range(block.n_terms):  # lower triangle, column by column (lme4)
+                for i in range(j + 1, block.n_terms):
+                    corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else math.nan
+                    rows.append((names[0], block.terms[j], block.terms[i], cov[i, j], corr))
+        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
+        grp, var1, var2, vcov, sdcor = zip(*rows)
+        # object dtype keeps None (not NaN) in var1/var2, as in the shared layout
+        text = {"grp": grp, "var1": var1, "var2": var2}
+        frame = {key: pd.Series(list(values), dtype=object) for key, values in text.items()}
+        frame.update(vcov=np.array(vcov, dtype=float), sdcor=np.array(sdcor, dtype=float))
+        return pd.DataFrame(frame)
+
+    # -- random effects
+    def _merged_blocks(self) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i, block in enumerate(self.design.blocks):
+            groups.setdefault(block.grouping, []).append(i)
+        return groups
+
+    def ranef(self, wide: bool = False) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects, one DataFrame per grouping factor.
+
+        Parameters
+        ----------
+        wide : bool
+            ``False`` (default): rows indexed by (level, term), columns
+            ``estimate`` (conditional mode) and ``std_error`` (conditional SD,
+            lme4's ``condVar``). ``True``: levels x terms of the modes, like
+            lme4's ``ranef(fit)$g``.
+
+        Blocks sharing a grouping factor are merged under one key.
+        """
+        out = {}
+        for grouping, indices in self._merged_blocks().items():
+            blocks_levels = (self.design.blocks[i].levels for i in indices)
+            levels = list(dict.fromkeys(lv for lvs in blocks_levels for lv in lvs))
+            modes: dict[str, pd.Series] = {}
+            sds: dict[str, pd.Series] = {}
+            for i in indices:
+                block = self.design.blocks[i]
+                b = np.asarray(self.estimates.b[i], dtype=float)
+                var = np.asarray(self.estimates.b_cond_var[i], dtype=float)
+                se = np.sqrt(np.clip(np.diagonal(var, axis1=1, axis2=2), 0.0, None))
+                for j, term in enumerate(block.terms):
+                    modes[term] = pd.Series(b[:, j], index=list(block.levels))
+                    sds[term] = pd.Series(se[:, j], index=list(block.levels))
+            wide_modes = pd.DataFrame(modes).reindex(levels)
+            wide_modes.index.name = grouping
+            if wide:
+                out[grouping] = wide_modes
+                continue
+            long_sd = pd.DataFrame(sds).reindex(levels).stack(future_stack=True)
+            frame = pd.DataFrame(
+                {"estimate": wide_modes.stack(future_stack=True), "std_error": long_sd}
+            )
+            frame.index.names = ["level", "term"]
+            out[grouping] = frame
+        return out
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Per-level coefficients, fixed plus random effects, like lme4's ``coef``.
+
+        One DataFrame per grouping factor (levels x coefficients). Random terms
+        without a matching fixed effect are prepended with a fixed value of 0.
+        """
+        fixed = pd.Series(
+            np.asarray(self.estimates.beta, dtype=float), index=list(self.design.fixed_terms)
+        )
+        modes = self.ranef(wide=True)
+        extra = [t for m in modes.values() for t in m.columns if t not in fixed.index]
+        fixed = pd.concat([pd.Series(0.0, index=list(dict.fromkeys(extra))), fixed])
+        out = {}
+        for grouping, frame in modes.items():
+            values = pd.DataFrame(
+                np.tile(fixed.to_numpy(), (len(frame), 1)), index=frame.index, columns=fixed.index
+            )
+            out[grouping] = values.add(frame.fillna(0.0), fill_value=0.0)[list(fixed.index)]
+        return out
+
+    # -- fitted values, residuals, prediction
+    def fitted(self) -> np.ndarray:
+        """Fitted values ``offset + X beta + Z b`` (conditional on the random effects).
+
+        On the response's scale; the offset, when the model has one, is included.
+        """
+        return np.array(self.estimates.fitted, dtype=float)
+
+    def residuals(self, kind: ResidualKind = "response") -> np.ndarray:
+        """Residuals at the innermost level (conditional on the random effects).
+
+        Parameters
+        ----------
+        kind : {"response", "pearson", "normalized"}
+            ``response``: ``y - fitted``. ``pearson``: response residuals divided
+            by their SD, ``sqrt(w) (y - fitted) / sigma`` with prior weights
+            ``w`` (lme4's; ``w = 1`` without weights). ``normalized``: nlme's
+            normalised residuals, the Pearson residuals pre-multiplied by the
+            inverse Cholesky factor of the within-group error correlation; the
+            models fitted here have independent errors, so that factor is the
+            identity and ``normalized`` equals ``pearson`` (as in nlme).
+        """
+        response = np.asarray(self.design.y, dtype=float) - self.fitted()
+        if kind == "response":
+            return response
+        if kind in ("pearson", "normalized"):
+            weights = getattr(self.design, "weights", None)
+            scaled = response if weights is None else np.sqrt(weights) * response
+            return scaled / self.sigma
+        raise ValueError(f"kind must be 'response', 'pearson' or 'normalized', not {kind!r}.")
+
+    def predict(
+        self, newdata: pd.DataFrame | None = None, include_random: bool = True
+    ) -> np.ndarray:
+        """Predictions on the response scale.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            New observations; ``None`` predicts for the fitting data.
+        include_random : bool
+            Add the conditional modes of the random effects (lme4's
+            ``re.form = NULL``); ``False`` gives population predictions
+            (``re.form = NA``). Levels not seen in fitting get a zero random
+            effect, i.e. the population prediction, with a ``DataWarning``.
+
+        The model's offset is part of every prediction (evaluated on
+        ``newdata`` for new rows; lme4 drops an ``offset=`` argument there).
+        """
+        beta = np.asarray(self.estimates.beta, dtype=float)
+        if newdata is None:
+            if include_random:
+                return self.fitted()
+            return np.asarray(self.design.X, dtype=float) @ beta + self.design.offset_or_zero
+        new = self.design.evaluate_new_data(newdata)
+        eta = np.asarray(new.X, dtype=float) @ beta + new.offset_or_zero
+        if not include_random:
+            return eta
+        unseen = []
+        for block, (codes, Z), b in zip(self.design.blocks, new.blocks, self.estimates.b):
+            codes = np.asarray(codes)
+            known = codes >= 0
+            if not known.all() and block.grouping not in unseen:
+                unseen.append(block.grouping)
+            b = np.asarray(b, dtype=float)
+            eta[known] += np.sum(np.asarray(Z, dtype=float)[known] * b[codes[known]], axis=1)
+        if unseen:
+            warn(
+                f"newdata has levels of {', '.join(unseen)} not seen in fitting; their random "
+                "effects are set to zero (population prediction). Other rows are unaffected.",
+                DataWarning,
+            )
+        return eta
+
+    # -- presentation
+    def summary(self) -> MLSummary:
+        """lme4-style summary; ``str()`` gives the text, notebooks show HTML."""
+        from bayesmix.ml.summary import MLSummary
+
+        return MLSummary(self)
+
+    def update(
+        self, formula: str | None = None, method: str | None = None, *, random: str | None = None
+    ) -> MLResult:
+        """Refit with a changed formula, random part and/or method (R's ``update``).
+
+        ``formula`` takes ``". ~ . + x"`` edits; ``random`` replaces the whole
+        random part (``"nutrient | popu/gen"``); ``method`` defaults to this fit's.
+        """
+        if self.model is None:
+            raise ValueError(
+                "update() needs the unfitted model, but this result was built without one; "
+                "fit the new model directly with bayesmix.lmm(formula, data).fit()."
+            )
+        changed = formula is not None or random is not None
+        model = self.model.update(formula, random=random) if changed else self.model
+        return model.fit(method=method or self.method)
+
+    def __repr__(self) -> str:
+        return (
+            f"<MLResult {self.method}: {self.design.formula}; n={self.nobs}, "
+            f"logLik={self.loglik:.4f}, df={self.df}>"
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fit to one file that :func:`bayesmix.load` reads back.
+
+        The file (a zip, see :mod:`bayesmix.io`) holds the model's formula,
+        options and data and the estimates; loading runs no code from it and
+        does not refit. User functions (``functions=``, ``mean=``) are stored by
+        name only: pass them again to ``load``.
+        """
+        from bayesmix.io import save
+
+        save(self, path)

@@ -1,0 +1,17 @@
+"""Nonlinear mixed models: mean functions, their designs and both engines' fits.
+
+Owns: mean functions and R's self-starting models (:mod:`.mean`,
+:mod:`.selfstart`, :mod:`.selfstart_init`), the per-parameter designs
+(:mod:`.build`, :mod:`.design`), nlme's Lindstrom-Bates fit and its result
+(:mod:`.ml_fit`, :mod:`.ml_results`), and the PyMC model and its result
+(:mod:`.bayes_model`, :mod:`.bayes_results`). The random-effects algebra is
+the linear engines'; only the map from linear predictors to the mean differs.
+
+May import: :mod:`bayesmix.spec`, :mod:`bayesmix.ml` and :mod:`bayesmix.bayes`
+(each engine's part from its own module), :mod:`bayesmix.errors`.
+
+Notation
+--------
+phi : the mean function's parameters per observation (one linear predictor
+each); beta, b : their fixed and random effects; f(phi, x) : the mean function.
+"""

@@ -1,0 +1,383 @@
+"""Self-starting nonlinear models, matching R's ``SSfol``, ``SSlogis`` & co.
+
+Each :class:`SelfStartModel` couples a mean function, written once against an
+array namespace ``xp`` so that the same code runs on ``numpy`` (ML engine) and
+on ``pytensor.tensor`` (PyMC engine), with a data-driven routine for starting
+values. As with R's ``getInitial`` followed by ``nls``, the starting values are
+the pooled nonlinear least-squares estimates: a closed-form guess from
+:mod:`bayesmix.nonlinear.selfstart_init` refined with :func:`scipy.optimize.least_squares`.
+
+>>> from bayesmix.nonlinear.selfstart import SELF_START
+>>> import numpy as np
+>>> SELF_START["SSmicmen"].mean(np, np.array([0.5]), 200.0, 0.5)
+array([100.])
+
+The parametrisations are R's, so estimates compare one to one with ``nls``
+and ``nlme`` output. This module never imports pytensor; callers pass it in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from bayesmix.errors import DataError, FitError, FormulaError
+from bayesmix.nonlinear import selfstart_init as init
+
+__all__ = ["SELF_START", "SelfStartCall", "SelfStartModel", "get_initial", "parse_selfstart_call"]
+
+
+@dataclass(frozen=True)
+class SelfStartModel:
+    """A nonlinear mean function with its own starting-value routine.
+
+    Attributes
+    ----------
+    name : str
+        R's name, e.g. ``"SSlogis"``.
+    covariates : tuple of str
+        Names of the data arguments, in call order (R's argument names).
+    params : tuple of str
+        Names of the parameters, in call order (R's argument names).
+    formula_text : str
+        The mean function in mathematical notation.
+    mean : callable
+        ``mean(xp, *covariates, *params)``; ``xp`` is ``numpy`` or
+        ``pytensor.tensor`` and arguments broadcast against each other.
+    initial : callable
+        ``initial(*covariates, response)`` on 1-D numpy arrays, returning the
+        pooled least-squares estimates as ``{param: float}``. Raises
+        :class:`~bayesmix.errors.FitError` when no values can be found.
+    """
+
+    name: str
+    covariates: tuple[str, ...]
+    params: tuple[str, ...]
+    formula_text: str
+    mean: Callable[..., Any]
+    initial: Callable[..., dict[str, float]]
+
+    def __repr__(self) -> str:
+        args = ", ".join(self.covariates + self.params)
+        return f"<SelfStartModel {self.name}({args}): {self.formula_text}>"
+
+
+# --- mean functions (R's parametrisations; docstring line 1 is the formula) ----
+
+
+def _fol(xp, Dose, input, lKe, lKa, lCl):
+    """Dose * exp(lKe + lKa - lCl) * (exp(-exp(lKe) * input) - exp(-exp(lKa) * input)) / (exp(lKa) - exp(lKe))
+
+    First-order compartment model: oral dose, first-order absorption (rate
+    Ka) and elimination (rate Ke), clearance Cl; all on the natural log scale.
+    """
+    ke, ka = xp.exp(lKe), xp.exp(lKa)
+    decay = xp.exp(-ke * input) - xp.exp(-ka * input)
+    return Dose * xp.exp(lKe + lKa - lCl) * decay / (ka - ke)
+
+
+def _logis(xp, input, Asym, xmid, scal):
+    """Asym / (1 + exp((xmid - input) / scal))
+
+    Logistic curve: asymptote Asym, inflection point xmid, scale scal.
+    """
+    return Asym / (1 + xp.exp((xmid - input) / scal))
+
+
+def _asymp(xp, input, Asym, R0, lrc):
+    """Asym + (R0 - Asym) * exp(-exp(lrc) * input)
+
+    Asymptotic regression: asymptote Asym, response R0 at input 0, log rate lrc.
+    """
+    return Asym + (R0 - Asym) * xp.exp(-xp.exp(lrc) * input)
+
+
+def _micmen(xp, input, Vm, K):
+    """Vm * input / (K + input)
+
+    Michaelis-Menten: maximum rate Vm, half-saturation concentration K.
+    """
+    return Vm * input / (K + input)
+
+
+def _gompertz(xp, x, Asym, b2, b3):
+    """Asym * exp(-b2 * b3^x)
+
+    Gompertz growth curve: asymptote Asym, shape b2 and b3 (0 < b3 < 1 for growth).
+    """
+    return Asym * xp.exp(-b2 * b3**x)
+
+
+def _fpl(xp, input, A, B, xmid, scal):
+    """A + (B - A) / (1 + exp((xmid - input) / scal))
+
+    Four-parameter logistic: left asymptote A, right asymptote B, midpoint
+    xmid, scale scal.
+    """
+    return A + (B - A) / (1 + xp.exp((xmid - input) / scal))
+
+
+def _biexp(xp, input, A1, lrc1, A2, lrc2):
+    """A1 * exp(-exp(lrc1) * input) + A2 * exp(-exp(lrc2) * input)
+
+    Biexponential: amplitudes A1, A2 and log rates lrc1 > lrc2 (fast, slow phase).
+    """
+    return A1 * xp.exp(-xp.exp(lrc1) * input) + A2 * xp.exp(-xp.exp(lrc2) * input)
+
+
+def _weibull(xp, x, Asym, Drop, lrc, pwr):
+    """Asym - Drop * exp(-exp(lrc) * x^pwr)
+
+    Weibull growth curve: asymptote Asym, drop Drop from it at x = 0, log rate
+    lrc, power pwr.
+    """
+    return Asym - Drop * xp.exp(-xp.exp(lrc) * x**pwr)
+
+
+# --- starting values: closed-form guess, then pooled nonlinear least squares --
+
+
+def _as_vector(values: Any, label: str, n: int) -> np.ndarray:
+    """A float vector of length ``n``; scalars (one dose for all rows) are repeated."""
+    array = np.asarray(values, dtype=float)
+    if array.size == 1:
+        return np.full(n, array.item())
+    if array.size != n or array.squeeze().ndim != 1:
+        raise DataError(f"{label} must be a 1-D array of length {n}, got shape {array.shape}")
+    return array.ravel()
+
+
+def _pooled_start(
+    mean: Callable[..., Any],
+    name: str,
+    covariates: tuple[str, ...],
+    params: tuple[str, ...],
+    guess: Callable[..., dict[str, float]],
+    *arrays: Any,
+) -> dict[str, float]:
+    """Closed-form guess refined by least squares on all observations."""
+    if len(arrays) != len(covariates) + 1:
+        raise TypeError(f"{name} initial() takes {', '.join(covariates)} and the response")
+    n = np.size(arrays[-1])
+    labels = (*covariates, "response")
+    data = [_as_vector(a, label, n) for a, label in zip(arrays, labels, strict=True)]
+    advice = f"; pass start= with values for {', '.join(params)}"
+    if not all(np.all(np.isfinite(a)) for a in data):
+        raise FitError(f"{name}: cannot compute starting values: the data hold NaN or inf{advice}")
+    if n < len(params):
+        raise FitError(
+            f"{name}: cannot compute starting values from {n} observations "
+            f"({len(params)} parameters){advice}"
+        )
+    try:
+        with np.errstate(all="ignore"):
+            start = guess(*data)
+    except (init.StartError, np.linalg.LinAlgError) as err:
+        raise FitError(f"{name}: cannot compute starting values: {err}{advice}") from err
+    x0 = np.array([start[p] for p in params])
+    if not np.all(np.isfinite(x0)):
+        raise FitError(f"{name}: the closed-form starting values are not finite{advice}")
+    *covs, y = data
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            r = np.asarray(mean(np, *covs, *theta), dtype=float) - y
+        # a huge finite residual makes the optimiser reject steps into NaN land
+        return np.where(np.isfinite(r), r, 1e150)
+
+    fit = least_squares(
+        residuals,
+        x0,
+        method="lm",
+        x_scale="jac",
+        xtol=1e-12,
+        ftol=1e-12,
+        gtol=1e-12,
+        max_nfev=2000 * (len(params) + 1),
+    )
+    rss0 = float(np.sum(residuals(x0) ** 2))
+    if not (fit.status > 0 and np.all(np.isfinite(fit.x)) and 2 * fit.cost <= rss0 * (1 + 1e-9)):
+        raise FitError(
+            f"{name}: the pooled least-squares fit for starting values failed "
+            f"({fit.message}){advice}"
+        )
+    return {p: float(v) for p, v in zip(params, fit.x, strict=True)}
+
+
+def _model(
+    name: str, covariates: str, params: str, mean: Callable[..., Any], guess: Callable[..., Any]
+) -> SelfStartModel:
+    covs, pars = tuple(covariates.split()), tuple(params.split())
+    formula_text = (mean.__doc__ or "").partition("\n")[0]  # empty under python -OO
+    initial = partial(_pooled_start, mean, name, covs, pars, guess)
+    return SelfStartModel(name, covs, pars, formula_text, mean, initial)
+
+
+_MODELS = (
+    _model("SSfol", "Dose input", "lKe lKa lCl", _fol, init.start_fol),
+    _model("SSlogis", "input", "Asym xmid scal", _logis, init.start_logis),
+    _model("SSasymp", "input", "Asym R0 lrc", _asymp, init.start_asymp),
+    _model("SSmicmen", "input", "Vm K", _micmen, init.start_micmen),
+    _model("SSgompertz", "x", "Asym b2 b3", _gompertz, init.start_gompertz),
+    _model("SSfpl", "input", "A B xmid scal", _fpl, init.start_fpl),
+    _model("SSbiexp", "input", "A1 lrc1 A2 lrc2", _biexp, init.start_biexp),
+    _model("SSweibull", "x", "Asym Drop lrc pwr", _weibull, init.start_weibull),
+)
+
+#: The self-starting models by R name; ``help(SELF_START[name].mean)`` explains one.
+SELF_START: dict[str, SelfStartModel] = {m.name: m for m in _MODELS}
+
+
+# --- formula and data front ends ----------------------------------------------
+
+
+class SelfStartCall(NamedTuple):
+    """A parsed ``SSxxx(...)`` call: the model, data columns and parameter names."""
+
+    model: SelfStartModel
+    covariates: tuple[str, ...]
+    params: tuple[str, ...]
+
+
+_CALL = re.compile(r"^\s*(?P<name>[A-Za-z_.][\w.]*)\s*\((?P<args>[^()]*)\)\s*$")
+_IDENT = re.compile(r"^[A-Za-z_.][\w.]*$")
+
+
+def _is_single_call(rhs: str) -> bool:
+    """Whether ``rhs`` is one ``SS...(...)`` call whose parenthesis closes at the end."""
+    head = re.match(r"\s*SS\w*\s*\(", rhs)
+    if head is None:
+        return False
+    depth = 0
+    for i, char in enumerate(rhs[head.end() - 1 :], start=head.end() - 1):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0:
+            return rhs[i + 1 :].strip() == ""
+    return False
+
+
+def parse_selfstart_call(text: str) -> SelfStartCall | None:
+    """Recognise a self-starting model call such as ``SSfol(Dose, Time, lKe, lKa, lCl)``.
+
+    Parameters
+    ----------
+    text : str
+        A formula (``"conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"``) or its
+        right-hand side. Arguments are positional, as in R: first the data
+        columns for the model's covariates, then the user's names for its
+        parameters.
+
+    Returns
+    -------
+    SelfStartCall or None
+        ``(model, covariate columns, parameter names)``, or ``None`` when the
+        right-hand side is not a single function call (an explicit formula).
+
+    Raises
+    ------
+    FormulaError
+        If the call names an unknown ``SS`` model, has the wrong number of
+        arguments, or uses arguments that are not plain, distinct names.
+    """
+    rhs = text.split("~", 1)[1] if "~" in text else text
+    match = _CALL.match(rhs)
+    if match is None:
+        if _is_single_call(rhs):  # e.g. SSfol(Dose, log(Time), ...)
+            raise FormulaError(f"self-starting model arguments must be plain names: {rhs.strip()}")
+        return None
+    name = match["name"]
+    model = SELF_START.get(name)
+    if model is None:
+        if name.startswith("SS"):
+            known = ", ".join(SELF_START)
+            raise FormulaError(f"unknown self-starting model {name!r}; known models: {known}")
+        return None
+    args = tuple(a.strip() for a in match["args"].split(","))
+    wanted = model.covariates + model.params
+    if len(args) != len(wanted):
+        raise FormulaError(
+            f"{name} takes {len(wanted)} arguments ({', '.join(wanted)}), "
+            f"got {len(args)}: {rhs.strip()}"
+        )
+    bad = [a for a in args if not _IDENT.match(a)]
+    if bad:
+        raise FormulaError(f"{name} arguments must be column or parameter names, got {bad}")
+    covariates, params = args[: len(model.covariates)], args[len(model.covariates) :]
+    if len(set(params)) != len(params) or set(params) & set(covariates):
+        raise FormulaError(
+            f"{name}: parameter names must be distinct from each other and from columns"
+        )
+    return SelfStartCall(model, covariates, params)
+
+
+def get_initial(
+    model: str | SelfStartModel,
+    data: pd.DataFrame,
+    response: str,
+    covariates: Mapping[str, str] | Sequence[str],
+    *,
+    params: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """Starting values for a self-starting model from a data frame (R's ``getInitial``).
+
+    Parameters
+    ----------
+    model : str or SelfStartModel
+        Model name (``"SSlogis"``) or the model itself.
+    data : pandas.DataFrame
+        The data; rows with missing values in the used columns are dropped.
+    response : str
+        Column holding the response.
+    covariates : mapping or sequence of str
+        Columns for the model's covariates: a mapping from the model's
+        argument names (``{"Dose": "Dose", "input": "Time"}``) or column names
+        in the model's order (``["Dose", "Time"]``).
+    params : sequence of str, optional
+        The user's names for the parameters, in the model's order; keys of
+        the result. Defaults to the model's own names.
+
+    Returns
+    -------
+    dict
+        ``{parameter name: pooled least-squares estimate}``.
+
+    Raises
+    ------
+    DataError
+        If a column is missing or the arguments do not match the model.
+    FitError
+        If starting values cannot be computed.
+    """
+    spec = SELF_START.get(model) if isinstance(model, str) else model
+    if spec is None:
+        raise DataError(f"unknown self-starting model {model!r}; known: {', '.join(SELF_START)}")
+    if isinstance(covariates, Mapping):
+        unknown = set(covariates) - set(spec.covariates)
+        missing = [c for c in spec.covariates if c not in covariates]
+        if unknown or missing:
+            raise DataError(
+                f"{spec.name} covariates are {spec.covariates}; "
+                f"got mapping keys {tuple(covariates)}"
+            )
+        columns = [covariates[c] for c in spec.covariates]
+    else:
+        columns = [covariates] if isinstance(covariates, str) else list(covariates)
+        if len(columns) != len(spec.covariates):
+            raise DataError(f"{spec.name} needs columns for {spec.covariates}; got {columns}")
+    names = tuple(params) if params is not None else spec.params
+    if len(names) != len(spec.params):
+        raise DataError(f"{spec.name} has {len(spec.params)} parameters {spec.params}; got {names}")
+    absent = [c for c in (*columns, response) if c not in data.columns]
+    if absent:
+        raise DataError(f"columns {absent} are not in the data")
+    frame = data[list(dict.fromkeys([*columns, response]))].dropna()
+    arrays = [frame[c].to_numpy(dtype=float) for c in (*columns, response)]
+    values = spec.initial(*arrays)
+    return {user: values[own] for user, own in zip(names, spec.params, strict=True)}

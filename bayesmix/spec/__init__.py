@@ -1,0 +1,17 @@
+"""What both engines read: formulas, data cleaning and the numeric design.
+
+Owns: parsing lme4 formulas into bars (:mod:`.formula`), what a formula may
+evaluate (:mod:`.formula_eval`), finding, checking and cleaning the columns a
+formula uses (:mod:`.data_prep`), the :class:`~.design.Design` and its
+:class:`~.design.RandomBlock` bars (:mod:`.design`, :mod:`.design_columns`),
+and the covariance parameterisations shared by both engines (:mod:`.covariance`).
+
+May import: numpy, pandas, scipy, formulae and :mod:`bayesmix.errors`; never an
+engine, PyMC, PyTensor or ArviZ.
+
+Notation
+--------
+n observations, p fixed-effect columns; ``X`` (n, p), ``y`` (n,); each bar is a
+block with ``Z`` (n, k), integer ``codes`` (n,) into its levels, and
+``theta`` the lower-triangle entries of its relative covariance factor.
+"""
