@@ -17,6 +17,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from bayesmix.nonlinear.build import NonlinearDesign, build_nonlinear_design
@@ -49,6 +50,8 @@ class NonlinearMixedModel:
         Starting fixed effects used by :meth:`fit` unless it is given others.
     mean : callable or None
         Python mean function, when the formula holds only the response.
+    offset, weights : str or ndarray or None
+        As given to :func:`nlmm`.
     design : NonlinearDesign
         Numeric arrays shared by the engines.
     """
@@ -62,6 +65,8 @@ class NonlinearMixedModel:
         start: Mapping[str, Any] | None = None,
         cov: Mapping[str, str] | str | None = None,
         mean: Callable[..., Any] | None = None,
+        offset: str | np.ndarray | None = None,
+        weights: str | np.ndarray | None = None,
     ) -> None:
         self.formula = formula
         self.data = data
@@ -69,9 +74,22 @@ class NonlinearMixedModel:
         self.cov = dict(cov) if isinstance(cov, Mapping) else cov
         self.start = start
         self.mean = mean
+        self.offset = offset
+        self.weights = weights
         self.design: NonlinearDesign = build_nonlinear_design(
-            formula, data, self.params, mean=mean, cov=self.cov
+            formula, data, self.params, mean=mean, cov=self.cov, offset=offset, weights=weights
         )
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this model with ``NonlinearMixedModel``."""
+        return {
+            "start": self.start,
+            "cov": self.cov,
+            "mean": self.mean,
+            "offset": self.offset,
+            "weights": self.weights,
+        }
 
     def __repr__(self) -> str:
         d = self.design
@@ -229,17 +247,22 @@ class NonlinearMixedModel:
 
         ``formula`` replaces the model formula; ``params`` entries replace the
         formulas of the parameters they name (others are kept); ``cov``,
-        ``start`` and ``data`` replace the old values when given.
+        ``start`` and ``data`` replace the old values when given. ``offset``
+        and ``weights`` are kept: an array of them no longer fits new data, so
+        pass column names to keep them.
         """
         new_params = dict(self.params)
         new_params.update(params or {})
+        options = self.options
+        if start is not None:
+            options["start"] = start
+        if cov is not None:
+            options["cov"] = cov
         return NonlinearMixedModel(
             self.formula if formula is None else formula,
             self.data if data is None else data,
             new_params,
-            start=self.start if start is None else start,
-            cov=self.cov if cov is None else cov,
-            mean=self.mean,
+            **options,
         )
 
 
@@ -251,6 +274,8 @@ def nlmm(
     start: Mapping[str, Any] | None = None,
     cov: Mapping[str, str] | str | None = None,
     mean: Callable[..., Any] | None = None,
+    offset: str | np.ndarray | None = None,
+    weights: str | np.ndarray | None = None,
 ) -> NonlinearMixedModel:
     """A nonlinear mixed model, nlme style.
 
@@ -281,6 +306,13 @@ def nlmm(
         written with ``xp`` functions (``xp.exp``...), so it runs on numpy (ML)
         and pytensor (Bayesian). Arguments named in ``params`` are parameters,
         the others data columns.
+    offset : str or array, optional
+        Column name or array (one value per row) added to the mean function's
+        output: ``mu_i = offset_i + f(phi_i, x_i)``. Predictions for new rows
+        read a named column there; an array offset cannot predict new rows.
+    weights : str or array, optional
+        Prior weights, positive: row i has residual variance ``sigma^2 / w_i``
+        (lme4's meaning; nlme's ``weights = varFixed(~ 1/w)``).
 
     Returns
     -------
@@ -293,6 +325,9 @@ def nlmm(
         A parameter of the mean function without a formula in ``params`` (or
         the reverse), a disallowed expression, a bad ``cov``.
     DataError
-        Unknown or non-numeric columns.
+        Unknown or non-numeric columns; an ``offset``/``weights`` that is not a
+        column or an array of one number per row; weights <= 0.
     """
-    return NonlinearMixedModel(formula, data, params, start=start, cov=cov, mean=mean)
+    return NonlinearMixedModel(
+        formula, data, params, start=start, cov=cov, mean=mean, offset=offset, weights=weights
+    )

@@ -57,7 +57,8 @@ A zip archive (any name; ``.bmx`` suggested) with these entries::
      "model": {"class": "LinearMixedModel", "formula": ..., "offset": ...,
                "weights": ..., "functions": [names]}
            | {"class": "NonlinearMixedModel", "formula": ..., "params": {...},
-              "cov": ..., "start": ..., "mean": name or null},
+              "cov": ..., "start": ..., "mean": name or null, "offset": ...,
+              "weights": ...},
      "data": {"frame": entry, "categorical": [{"column", "categories": entry,
               "ordered"}], "object_columns": [names], "dropped_columns": [names]},
      "check": {"structure": {"fixed_terms", "blocks": [{"grouping", "terms",

@@ -59,27 +59,19 @@ def model_spec(result: Any) -> ModelSpec:
     model = getattr(result, "model", None)
     if is_nonlinear(result):
         if model is not None:
+            options = model.options  # start, cov, mean, offset, weights
             return ModelSpec(
                 "NonlinearMixedModel",
                 model.formula,
                 model.data,
+                offset=options["offset"],
+                weights=options["weights"],
                 params=dict(model.params),
-                cov=model.cov,
-                start=model.start,
-                mean=model.mean,
+                cov=options["cov"],
+                start=options["start"],
+                mean=options["mean"],
             )
-        nl = result.nonlinear_design  # a result built without nlmm(): read its design
-        evaluator = nl.mean_function._evaluate
-        return ModelSpec(
-            "NonlinearMixedModel",
-            nl.formula,
-            nl.data,
-            params={p.name: p.formula for p in nl.parameters},
-            cov={b.grouping: b.covariance for b in nl.blocks} or None,
-            mean=getattr(evaluator, "function", None)
-            if nl.mean_function.kind == "callable"
-            else None,
-        )
+        return _nonlinear_spec_from_design(result.nonlinear_design)
     if model is not None:
         return ModelSpec(
             "LinearMixedModel",
@@ -90,6 +82,34 @@ def model_spec(result: Any) -> ModelSpec:
             functions=dict(model.functions),
         )
     return _linear_spec_from_design(result.design)
+
+
+def _nonlinear_spec_from_design(nl: Any) -> ModelSpec:
+    """Arguments of a nonlinear model read off its design (a result built without nlmm()).
+
+    An ``offset=``/``weights=`` array sits in the column ``(offset)``/``(weights)``
+    of the rows used; a column name is recorded in the design.
+    """
+    from bayesmix.spec.design import OFFSET_COLUMN, WEIGHTS_COLUMN
+
+    data = nl.data
+    offset, weights = nl.offset_column, nl.weights_column
+    if offset is None and OFFSET_COLUMN in data.columns:
+        offset = data[OFFSET_COLUMN].to_numpy()
+    if weights is None and WEIGHTS_COLUMN in data.columns:
+        weights = data[WEIGHTS_COLUMN].to_numpy()
+    data = data.drop(columns=[c for c in (OFFSET_COLUMN, WEIGHTS_COLUMN) if c in data.columns])
+    evaluator = nl.mean_function._evaluate
+    return ModelSpec(
+        "NonlinearMixedModel",
+        nl.formula,
+        data,
+        offset=offset,
+        weights=weights,
+        params={p.name: p.formula for p in nl.parameters},
+        cov={b.grouping: b.covariance for b in nl.blocks} or None,
+        mean=getattr(evaluator, "function", None) if nl.mean_function.kind == "callable" else None,
+    )
 
 
 def _linear_spec_from_design(design: Any) -> ModelSpec:
@@ -134,6 +154,7 @@ def needed_columns(spec: ModelSpec, result: Any) -> set[str]:
             return found
         nl = result.nonlinear_design
         found = set(nl.covariates) | {nl.response}
+        found |= {v for v in (spec.offset, spec.weights) if isinstance(v, str)}
         for parameter in nl.parameters:
             found |= set(used_columns(parse_formula(parameter.design.formula), spec.data))
         return found
@@ -163,7 +184,14 @@ def build_model(spec: ModelSpec, data: pd.DataFrame | None = None) -> Any:
         from bayesmix.nonlinear_model import NonlinearMixedModel
 
         return NonlinearMixedModel(
-            spec.formula, data, spec.params, start=spec.start, cov=spec.cov, mean=spec.mean
+            spec.formula,
+            data,
+            spec.params,
+            start=spec.start,
+            cov=spec.cov,
+            mean=spec.mean,
+            offset=spec.offset,
+            weights=spec.weights,
         )
 
 
@@ -179,6 +207,8 @@ def encode_model(writer: ArchiveWriter, spec: ModelSpec) -> dict[str, Any]:
     out["cov"] = writer.encode(spec.cov, "model/cov")
     out["start"] = writer.encode(spec.start, "model/start")
     out["mean"] = None if spec.mean is None else getattr(spec.mean, "__name__", "mean")
+    out["offset"] = writer.encode(spec.offset, "model/offset")
+    out["weights"] = writer.encode(spec.weights, "model/weights")
     return out
 
 
@@ -242,6 +272,9 @@ def decode_model(
         cov=reader.decode(meta.get("cov"), "model.cov"),
         start=reader.decode(meta.get("start"), "model.start"),
         mean=mean,
+        # absent from files of models without them (and of bayesmix before nlmm had them)
+        offset=reader.decode(meta.get("offset"), "model.offset"),
+        weights=reader.decode(meta.get("weights"), "model.weights"),
     )
 
 

@@ -85,10 +85,9 @@ def fingerprint(
         with np.errstate(all="ignore"):
             mean = nl.mean(np, nl.phi(np.asarray(beta, dtype=float)))
         arrays["mean"] = np.broadcast_to(np.asarray(mean, dtype=float), nl.y.shape).copy()
-    else:
-        for name in ("offset", "weights"):
-            if getattr(design, name, None) is not None:
-                arrays[name] = np.asarray(getattr(design, name), dtype=float)
+    for name in ("offset", "weights"):  # a nonlinear model's linear view carries them too
+        if getattr(design, name, None) is not None:
+            arrays[name] = np.asarray(getattr(design, name), dtype=float)
     return structure, arrays
 
 

@@ -3,7 +3,7 @@
 The model is the one of :mod:`bayesmix.nonlinear.build`::
 
     phi_k = X_k beta_k + sum over blocks of Z[:, t] * b[codes, t]   (terms t of parameter k)
-    y ~ Normal(f(covariates, phi), sigma)
+    y ~ Normal(offset + f(covariates, phi), sigma / sqrt(w))
 
 built from the same :class:`~bayesmix.nonlinear.build.NonlinearDesign` as the ML
 fit, with the mean function evaluated by pytensor (``design.mean(pt, ...)``).
@@ -125,7 +125,7 @@ def default_priors(
     * random-effect SDs ``"sd(<term>|<grouping>)"``: ``HalfStudentT(3, s_k)``
       (``s_k / sd(z)`` for a non-constant column ``z``);
     * correlations ``"cor(<grouping>)"`` (unstructured blocks): ``LKJ(eta=2)``;
-    * residual ``"sigma"``: ``HalfStudentT(3, sd(y))``.
+    * residual ``"sigma"``: ``HalfStudentT(3, sd(y - offset))``.
 
     Log-scale parameters (``lKe``, ``lrc``...) thus get a prior SD of at
     least 2.5 on the log scale, i.e. multiplicative factors of about e^5
@@ -170,7 +170,7 @@ def default_priors(
             priors[key] = HalfStudentT(3.0, scales[block.params[t]] / s_z)
         if cor_key is not None:
             priors[cor_key] = LKJ(2.0)
-    priors["sigma"] = HalfStudentT(3.0, float(np.std(design.y)) or 1.0)
+    priors["sigma"] = HalfStudentT(3.0, float(np.std(design.y_less_offset)) or 1.0)
     return priors
 
 
@@ -232,7 +232,7 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         (unstructured blocks with several terms) and ``r_<g>`` (dims ``<g>``,
         ``<g>_term``) as in :mod:`bayesmix.bayes.model`; data ``X``,
         ``codes_<g>``, ``Z_<g>``, ``x_<column>`` (mean-function covariates),
-        ``y`` and ``hyper``.
+        ``y`` (less any offset), ``sqrt_w`` (with prior weights) and ``hyper``.
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -309,7 +309,11 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
             for name, term in zip(block.params, terms, strict=True):
                 phi[name] = phi[name] + term
         covariates = {c: model_data(f"x_{c}", v, dims="obs") for c, v in design.covariates.items()}
-        normal_likelihood(design.mean(pt, phi, covariates), design.y, priors["sigma"], hyper)
+        # y - offset ~ Normal(f, sigma / sqrt(w)) is y ~ Normal(offset + f, ...): as in the
+        # linear engine the offset moves into the data, so the graph (and its compiled
+        # code) is the same with or without one; results add it back
+        mean = design.mean(pt, phi, covariates)
+        normal_likelihood(mean, design.y_less_offset, priors["sigma"], hyper, design.weights)
     return model
 
 

@@ -37,13 +37,19 @@ __all__ = ["NLBayesResult"]
 
 @dataclass(frozen=True)
 class _Rows:
-    """Rows to evaluate: per-parameter X, covariates, per-block (codes, Z) and new effects."""
+    """Rows to evaluate: per-parameter X, covariates, per-block (codes, Z) and new effects.
+
+    ``offset`` (added to the mean) and ``sqrt_w`` (predictive noise ``sigma /
+    sqrt(w)``) are per row; ``None`` means 0 and 1.
+    """
 
     X: tuple[np.ndarray, ...]
     covariates: Mapping[str, np.ndarray]
     blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
     # per block: (row -> unique unseen label index, effects (S, U, k)) or None
     new_effects: tuple[Any, ...] = ()
+    offset: np.ndarray | None = None
+    sqrt_w: np.ndarray | None = None
 
     def __getitem__(self, rows: slice) -> _Rows:
         return _Rows(
@@ -51,6 +57,8 @@ class _Rows:
             {k: np.asarray(v)[rows] for k, v in self.covariates.items()},
             tuple((codes[rows], Z[rows]) for codes, Z in self.blocks),
             tuple(None if e is None else (e[0][rows], e[1]) for e in self.new_effects),
+            None if self.offset is None else self.offset[rows],
+            None if self.sqrt_w is None else self.sqrt_w[rows],
         )
 
     @property
@@ -91,9 +99,11 @@ class NLBayesResult(BayesResult):
                 tuple(p.X for p in nl.parameters),
                 nl.covariates,
                 tuple((b.codes, b.Z) for b in nl.blocks),
+                offset=nl.offset,
+                sqrt_w=None if nl.weights is None else nl.sqrt_weights,
             )
-        else:
-            rows = _Rows(tuple(new.X), new.covariates, tuple(new.blocks))
+        else:  # prior weights are known for the fitted rows only: new rows get weight 1
+            rows = _Rows(tuple(new.X), new.covariates, tuple(new.blocks), offset=new.offset)
         return rows, None
 
     def _phi_draws(
@@ -141,7 +151,8 @@ class NLBayesResult(BayesResult):
         draw_slice: slice = slice(None),
         **_: Any,
     ) -> np.ndarray:
-        """Mean-response draws (S, m); the signature follows ``BayesResult._mu_draws``."""
+        """Mean-function draws (S, m), offset excluded (``pointwise_loglik`` subtracts it
+        from ``y``); the signature follows ``BayesResult._mu_draws``."""
         phi = self._phi_draws(rows, include_random=include_random, draw_slice=draw_slice)
         shape = next(iter(phi.values())).shape
         with np.errstate(all="ignore"):
@@ -253,13 +264,13 @@ class NLBayesResult(BayesResult):
 
     # ------------------------------------------------------------- prediction
     def fitted(self) -> np.ndarray:
-        """Posterior mean of the mean response (with random effects) at the fitted rows."""
+        """Posterior mean of the mean response at the fitted rows (random effects, offset)."""
         rows = self._arrays()[0]
         n_draws = flat_draws(self._posterior()["sigma"]).size
         total = np.zeros(rows.n_rows)
         for start in range(0, n_draws, 200):
             total += self._mu_draws(rows, draw_slice=slice(start, start + 200)).sum(axis=0)
-        return total / n_draws
+        return total / n_draws + self.nonlinear_design.offset_or_zero
 
     def predict(
         self,
@@ -285,7 +296,8 @@ class NLBayesResult(BayesResult):
             ``True``: each level's own curve. ``False``: the curve of a typical
             individual (random effects zero).
         kind : {"mean", "posterior_predictive"}
-            The mean response, or new observations (plus Normal(0, sigma) noise).
+            The mean response (offset included), or new observations (plus
+            Normal(0, sigma / sqrt(w)) noise; new rows have weight 1).
         ci_prob : float
             Probability of the equal-tailed interval.
         draws : bool
@@ -308,8 +320,11 @@ class NLBayesResult(BayesResult):
 
         def rows_draws(part: _Rows) -> np.ndarray:
             mu = self._mu_draws(part, include_random=include_random)
+            if part.offset is not None:
+                mu += part.offset
             if kind == "posterior_predictive":
-                mu += sigma[:, None] * rng.standard_normal(mu.shape)
+                scale = sigma[:, None] if part.sqrt_w is None else sigma[:, None] / part.sqrt_w
+                mu += scale * rng.standard_normal(mu.shape)
             return mu
 
         if draws:

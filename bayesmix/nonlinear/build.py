@@ -46,7 +46,7 @@ from bayesmix.nonlinear.design import (
 )
 from bayesmix.nonlinear.mean import parse_mean
 from bayesmix.spec.data_prep import clean_rows, used_columns
-from bayesmix.spec.design import build_design
+from bayesmix.spec.design import OFFSET_COLUMN, WEIGHTS_COLUMN, _attach, build_design
 from bayesmix.spec.formula import parse_formula
 
 __all__ = [
@@ -119,8 +119,14 @@ def build_nonlinear_design(
     *,
     mean: Callable[..., Any] | None = None,
     cov: Mapping[str, str] | str | None = None,
+    offset: str | np.ndarray | None = None,
+    weights: str | np.ndarray | None = None,
 ) -> NonlinearDesign:
     """Build the :class:`NonlinearDesign` of ``nlmm`` (see its documentation).
+
+    ``offset`` and ``weights`` are column names or arrays of one value per row
+    of ``data`` (as for :func:`~bayesmix.spec.design.build_design`); rows with a
+    missing value in them are dropped with the others.
 
     Raises
     ------
@@ -128,7 +134,8 @@ def build_nonlinear_design(
         Malformed formulas, parameters missing from (or unused in) ``params``,
         bad ``cov`` entries.
     DataError
-        Unknown or non-numeric columns, no usable rows.
+        Unknown or non-numeric columns, no usable rows, an ``offset`` or
+        ``weights`` that is not a column or has the wrong length, weights <= 0.
     """
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
@@ -165,6 +172,9 @@ def build_nonlinear_design(
     used = set(mean_function.covariates)
     for spec in specs.values():
         used.update(used_columns(spec, data))
+    data, offset_column, offset_array = _attach(data, offset, "offset", OFFSET_COLUMN)
+    data, weights_column, weights_array = _attach(data, weights, "weights", WEIGHTS_COLUMN)
+    used.update(c for c in (offset_column, weights_column) if c is not None)
     kept, n_dropped = clean_rows(data, [c for c in data.columns if c in used])
 
     parameters, bars = [], {}
@@ -223,7 +233,28 @@ def build_nonlinear_design(
         covariates=MappingProxyType(covariates),
         data=kept,
         n_dropped=n_dropped,
+        offset=_argument_values(kept, offset_column, "offset"),
+        weights=_argument_values(kept, weights_column, "weights"),
+        offset_column=None if offset_array else offset_column,
+        weights_column=None if weights_array else weights_column,
     )
+
+
+def _argument_values(kept: pd.DataFrame, column: str | None, argument: str) -> np.ndarray | None:
+    """The kept rows' values of ``offset=``/``weights=`` (checked), or ``None`` when absent."""
+    if column is None:
+        return None
+    values = kept[column]
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        raise DataError(f"{argument} must be numeric; column {column!r} is {values.dtype}.")
+    array = values.to_numpy(dtype=float)
+    if argument == "weights" and np.any(array <= 0):
+        # a zero weight is an infinite residual variance: the row carries no information
+        raise DataError(
+            f"weights must be positive; {int(np.sum(array <= 0))} row(s) have weights <= 0 "
+            "(drop those rows instead of giving them zero weight)."
+        )
+    return _readonly(array)
 
 
 def initial_beta(design: NonlinearDesign, start: Any) -> np.ndarray:
@@ -244,8 +275,8 @@ def initial_beta(design: NonlinearDesign, start: Any) -> np.ndarray:
                 f"the fit needs starting values: pass start={{{listing}}}."
             )
         arrays = [design.covariates[c] for c in call.covariates]
-        try:
-            values = call.model.initial(*arrays, design.y)
+        try:  # the mean function models y - offset
+            values = call.model.initial(*arrays, design.y_less_offset)
         except FitError as err:
             reason = str(err).split("; pass start=")[0].removeprefix(f"{call.model.name}: ")
             raise FitError(

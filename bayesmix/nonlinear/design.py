@@ -116,12 +116,22 @@ class NonlinearBlock:
 
 @dataclass(frozen=True, eq=False)
 class NonlinearNewData:
-    """New rows encoded as in fitting: per-parameter ``X``, per-block ``(codes, Z)``."""
+    """New rows encoded as in fitting: per-parameter ``X``, per-block ``(codes, Z)``.
+
+    ``offset`` is the model's offset on the new rows (``None`` without one).
+    """
 
     X: tuple[np.ndarray, ...]
     blocks: tuple[tuple[np.ndarray, np.ndarray], ...]
     covariates: Mapping[str, np.ndarray]
     new_levels: tuple[str, ...]
+    offset: np.ndarray | None = None
+
+    @property
+    def offset_or_zero(self) -> np.ndarray:
+        """The offset, or zeros when the model has none."""
+        n = self.blocks[0][0].shape[0] if self.blocks else self.X[0].shape[0]
+        return np.zeros(n) if self.offset is None else self.offset
 
 
 def _phi(xp: Any, Xs, blocks, params, beta, b) -> dict[str, Any]:
@@ -163,6 +173,17 @@ class NonlinearDesign:
         Rows used (original index).
     n_dropped : int
         Rows dropped for missing values.
+    offset : ndarray, shape (n,), optional
+        Known term added to the mean function's output (``mu = offset + f``);
+        ``None`` when absent.
+    weights : ndarray, shape (n,), optional
+        Prior weights (lme4's meaning: row i has residual variance
+        ``sigma^2 / w_i``); ``None`` when all are 1.
+    offset_column : str, optional
+        The data column ``offset=`` named, read again from new rows in
+        predictions; ``None`` when the offset was an array (or absent).
+    weights_column : str, optional
+        The data column ``weights=`` named (``None`` for an array).
     """
 
     formula: str
@@ -174,19 +195,34 @@ class NonlinearDesign:
     covariates: Mapping[str, np.ndarray] = field(repr=False)
     data: pd.DataFrame = field(repr=False)
     n_dropped: int = 0
+    offset: np.ndarray | None = field(default=None, repr=False)
+    weights: np.ndarray | None = field(default=None, repr=False)
+    offset_column: str | None = field(default=None, repr=False)
+    weights_column: str | None = field(default=None, repr=False)
 
     @property
     def params(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.parameters)
 
-    # Nonlinear models take no offset or prior weights (yet): the shared result
-    # code reads these as for a linear design.
-    offset = None
-    weights = None
-
     @property
     def offset_or_zero(self) -> np.ndarray:
-        return np.zeros(self.n_obs)
+        """The offset, or zeros when the model has none."""
+        return np.zeros(self.n_obs) if self.offset is None else self.offset
+
+    @property
+    def y_less_offset(self) -> np.ndarray:
+        """``y - offset``: what the mean function itself models (``y`` without an offset)."""
+        return self.y if self.offset is None else _readonly(self.y - self.offset)
+
+    @property
+    def sqrt_weights(self) -> np.ndarray:
+        """``sqrt(w)``, ones without prior weights: ``sqrt(w) (y - mu)`` has unit weights."""
+        return np.ones(self.n_obs) if self.weights is None else np.sqrt(self.weights)
+
+    @property
+    def log_weight_term(self) -> float:
+        """``0.5 * sum(log w)``: what prior weights add to the Gaussian log-likelihood."""
+        return 0.0 if self.weights is None else 0.5 * float(np.sum(np.log(self.weights)))
 
     @property
     def n_obs(self) -> int:
@@ -247,10 +283,13 @@ class NonlinearDesign:
             blocks=tuple(blk.random_block() for blk in self.blocks),
             data=self.data,
             n_dropped=self.n_dropped,
+            offset=self.offset,
+            weights=self.weights,
         )
 
     def evaluate_new_data(self, newdata: pd.DataFrame) -> NonlinearNewData:
-        """Encode new rows exactly as the fitting data were encoded."""
+        """Encode new rows exactly as the fitting data were encoded (offset included)."""
+        offset = self._new_offset(newdata)  # first: an array offset refuses any new rows
         missing = [c for c in self.covariates if c not in newdata.columns]
         if missing:
             raise DataError(f"newdata lacks column(s) {', '.join(missing)} of the mean function.")
@@ -272,7 +311,31 @@ class NonlinearDesign:
             if (codes < 0).any():
                 new_levels.append(blk.grouping)
         covariates = {c: _numeric(newdata, c) for c in self.covariates}
-        return NonlinearNewData(Xs, tuple(blocks), MappingProxyType(covariates), tuple(new_levels))
+        return NonlinearNewData(
+            Xs,
+            tuple(blocks),
+            MappingProxyType(covariates),
+            tuple(new_levels),
+            offset,
+        )
+
+    def _new_offset(self, newdata: pd.DataFrame) -> np.ndarray | None:
+        """The offset of new rows: read from its column; unknown when it was an array."""
+        if self.offset is None:
+            return None
+        if self.offset_column is None:
+            raise DataError(
+                "This model's offset was given as an array, so it is unknown for new rows; "
+                "refit with offset='<column>' to predict for new data."
+            )
+        if self.offset_column not in newdata.columns:
+            raise DataError(
+                f"newdata lacks the offset column {self.offset_column!r} (offset= of the model)."
+            )
+        values = pd.to_numeric(newdata[self.offset_column], errors="coerce").to_numpy(float)
+        if not np.all(np.isfinite(values)):
+            raise DataError("The offset is missing or not finite in some rows of newdata.")
+        return _readonly(values)
 
     def phi_new(self, new: NonlinearNewData, beta: np.ndarray, b: Any = None) -> dict[str, Any]:
         """Per-row parameters for encoded new data (zero effects for unseen levels)."""

@@ -11,6 +11,11 @@ The fit alternates two steps until neither moves the estimates:
   ``(beta, u)`` minimise ``||y - f(phi(beta, T u))||^2 + ||u||^2``
   (:func:`scipy.optimize.least_squares` with an analytic Jacobian; ``b = T u``).
 
+An offset is moved into the response (``y - offset``). Prior weights (residual
+variance ``sigma^2 / w``) scale the PNLS rows by ``sqrt(w)`` (the sum of
+squares becomes ``sum w (y - f)^2``) and go with the pseudo-data to the LME
+step, whose log-likelihood then includes ``0.5 sum(log w)`` as lme4's does.
+
 As in nlme, logLik, AIC and BIC are those of the linearised model at
 convergence; fixed effects and random-effect modes come from the last PNLS
 step. ``vcov`` is that of the linearised model (nlme's ``vcov``; nlme's
@@ -97,6 +102,8 @@ class _Linearisation:
         self.complex_step = True
         self.n_fixed = design.n_fixed
         self.q = [blk.n_levels * blk.n_terms for blk in design.blocks]
+        self.target = design.y_less_offset  # what f models
+        self.sqrt_w = design.sqrt_weights  # ones without weights: unweighted fits unchanged
 
     def evaluate(self, beta: np.ndarray, b: Sequence[np.ndarray]):
         phi = self.design.phi(beta, b)
@@ -173,13 +180,16 @@ def _pnls(lin: _Linearisation, theta: np.ndarray, beta: np.ndarray, u: list[np.n
             cache.update(x=x.copy(), fg=lin.evaluate(beta_x, b_x))
         return cache["fg"]
 
+    s = lin.sqrt_w  # prior weights: sum w (f - y)^2 is the sum of squares of s (f - y)
+
     def residuals(x: np.ndarray) -> np.ndarray:
         f, _ = evaluate(x)
-        r = np.concatenate([f - design.y, x[p:]])
+        r = np.concatenate([s * (f - lin.target), x[p:]])
         return np.where(np.isfinite(r), r, 1e150)
 
     def jacobian(x: np.ndarray):
         Xt, Zt = lin.tilde(evaluate(x)[1])
+        Xt, Zt = s[:, None] * Xt, [s[:, None] * Z for Z in Zt]
         parts = [
             (np.broadcast_to(rows[:, None], Xt.shape), np.broadcast_to(np.arange(p), Xt.shape), Xt)
         ]
@@ -218,7 +228,7 @@ def _lme_step(lin: _Linearisation, beta, b, method, theta):
     design = lin.design
     f, G = lin.evaluate(beta, b)
     Xt, Zt = lin.tilde(G)
-    w = design.y - f + Xt @ beta
+    w = lin.target - f + Xt @ beta
     for blk, Z, bb in zip(design.blocks, Zt, b):
         w = w + np.einsum("nk,nk->n", Z, bb[blk.codes])
     linear = Design(
@@ -230,6 +240,7 @@ def _lme_step(lin: _Linearisation, beta, b, method, theta):
         blocks=tuple(blk.random_block(Z) for blk, Z in zip(design.blocks, Zt)),
         data=design.data,
         n_dropped=design.n_dropped,
+        weights=design.weights,  # the ML kernel whitens by sqrt(w), adds 0.5 sum(log w)
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -367,7 +378,7 @@ def fit_nonlinear(
         estimates,
         beta=beta,
         b=tuple(b),
-        fitted=f,
+        fitted=design.offset_or_zero + f,
         converged=converged and estimates.converged,
         message=(
             f"converged in {len(history)} iterations"

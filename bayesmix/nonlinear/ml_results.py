@@ -74,14 +74,19 @@ class NLMResult(MLResult):
     def predict(
         self, newdata: pd.DataFrame | None = None, include_random: bool = True
     ) -> np.ndarray:
-        """Predictions of the nonlinear mean; unseen levels get zero random effects."""
+        """Predictions ``offset + f(phi)``; unseen levels get zero random effects.
+
+        The offset of new rows is read from the column the model's ``offset=``
+        named; a model whose offset was an array refuses new rows (``DataError``).
+        """
         nl, beta = self.nonlinear_design, np.asarray(self.estimates.beta)
         b = self.estimates.b if include_random else None
         if newdata is None:
             if include_random:
                 return self.fitted()
             with np.errstate(all="ignore"):
-                return np.broadcast_to(nl.mean(np, nl.phi(beta)), nl.y.shape).copy()
+                f = np.broadcast_to(nl.mean(np, nl.phi(beta)), nl.y.shape)
+            return nl.offset_or_zero + f
         new = nl.evaluate_new_data(newdata)
         if include_random and new.new_levels:
             warn(
@@ -91,7 +96,7 @@ class NLMResult(MLResult):
             )
         with np.errstate(all="ignore"):
             out = nl.mean(np, nl.phi_new(new, beta, b), new.covariates)
-        return np.broadcast_to(np.asarray(out, dtype=float), (len(newdata),)).copy()
+        return new.offset_or_zero + np.broadcast_to(np.asarray(out, dtype=float), (len(newdata),))
 
     def summary(self) -> NLMSummary:
         return NLMSummary(self)
