@@ -76,3 +76,19 @@ def test_theoph_reaches_nlmes_converged_optimum():
     # nlme's default stopping point: logLik higher by an oscillation, not a better optimum
     loose = json.loads((REFS / "theoph_nlme_diag2_ml.json").read_text())["logLik"]
     assert loose - fit.loglik == pytest.approx(8.57e-4, abs=1e-5)
+
+
+def test_nonlinear_update_refits_with_replaced_parameter_formulas():
+    theoph = bmx.load_dataset("Theoph")
+    model = bmx.nlmm(
+        "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)",
+        theoph,
+        params={"lKe": "1", "lKa": "1 + (1 | Subject)", "lCl": "1 + (1 | Subject)"},
+        cov={"Subject": "diagonal"},
+    )
+    fit = model.fit(method="ML")
+    wider = fit.update(params={"lKe": "1 + (1 | Subject)"})
+    assert wider.method == "ML" and len(wider.theta) == len(fit.theta) + 1
+    # the nested model's optimum bounds the wider one's from below (here lKe's SD is ~0)
+    assert wider.loglik >= fit.loglik - 1e-5
+    assert wider.update(method="REML").method == "REML"

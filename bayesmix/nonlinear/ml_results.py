@@ -8,12 +8,14 @@ An :class:`~bayesmix.ml.results.MLResult` of the model linearised at convergence
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import DataWarning, warn
+from bayesmix.errors import ArgumentError, DataWarning, warn
 from bayesmix.ml.results import MLResult
 from bayesmix.ml.summary import MLSummary
 from bayesmix.nonlinear.design import NonlinearDesign
@@ -100,6 +102,29 @@ class NLMResult(MLResult):
 
     def summary(self) -> NLMSummary:
         return NLMSummary(self)
+
+    def update(
+        self,
+        formula: str | None = None,
+        method: str | None = None,
+        *,
+        params: Mapping[str, str] | None = None,
+        cov: Mapping[str, str] | str | None = None,
+        start: Mapping[str, Any] | None = None,
+    ) -> NLMResult:
+        """Refit with parts replaced (R's ``update``); ``method`` defaults to this fit's.
+
+        ``formula``, ``params``, ``cov`` and ``start`` are as in
+        :meth:`bayesmix.nlmm`'s ``update``: given ``params`` entries replace the
+        formulas of the parameters they name.
+        """
+        if self.model is None:
+            raise ArgumentError(
+                "update() needs the unfitted model, but this result was built without one; "
+                "fit the new model directly with bayesmix.nlmm(...).fit()."
+            )
+        model = self.model.update(formula, params=params, cov=cov, start=start)
+        return model.fit(method=method or self.method)
 
     def __repr__(self) -> str:
         return (
