@@ -18,7 +18,7 @@ import pandas as pd
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.formula import parse_formula, update_formula
 
-from .errors import FormulaError
+from .errors import ArgumentError, DataError, FormulaError
 
 if TYPE_CHECKING:
     from bayesmix.bayes.priors import Prior
@@ -203,7 +203,17 @@ class LinearMixedModel:
             random = random.strip().removeprefix("~").strip()
             if random and not random.startswith("("):
                 random = f"({random})"
-            new_formula = f"{spec.response} ~ {spec.fixed}" + (f" + {random}" if random else "")
+            offsets = "".join(f" + offset({text})" for text in spec.offsets)
+            new_formula = f"{spec.response} ~ {spec.fixed}{offsets}" + (
+                f" + {random}" if random else ""
+            )
+        arrays = [k for k in ("offset", "weights") if isinstance(getattr(self, k), np.ndarray)]
+        if data is not None and arrays:
+            raise DataError(
+                f"This model's {' and '.join(arrays)} {'was' if len(arrays) == 1 else 'were'} "
+                "given as an array, which belongs to the old data's rows; pass column names "
+                "(offset='<column>', weights='<column>') to refit on new data."
+            )
         return LinearMixedModel(new_formula, self.data if data is None else data, **self.options)
 
 
@@ -272,7 +282,7 @@ def gls(
 
 
 def _check_method(method: str) -> Literal["REML", "ML"]:
-    upper = str(method).upper()
+    upper = method.upper() if isinstance(method, str) else None
     if upper not in ("REML", "ML"):
-        raise ValueError(f"method must be 'REML' or 'ML', got {method!r}.")
+        raise ArgumentError(f"method must be 'REML' or 'ML', got {method!r}.")
     return upper  # type: ignore[return-value]

@@ -434,3 +434,25 @@ def test_expression_means_pickle(orange):
     ).fit()
     copied = pickle.loads(pickle.dumps(fit))
     np.testing.assert_array_equal(copied.predict(orange), fit.predict(orange))
+
+
+def test_crafted_formula_and_deep_json_are_refused_without_running(saved, tmp_path):
+    import builtins
+
+    with zipfile.ZipFile(saved["ml"]) as archive:
+        meta = json.loads(archive.read("bayesmix.json"))
+    crafted = dict(meta, model=dict(meta["model"]))
+    crafted["model"]["formula"] = (
+        "Reaction ~ I(Days == I.__builtins__.__setitem__[Days]('pwned', 1)) + (1 | Subject)"
+    )
+    path = _rewrite(
+        saved["ml"], tmp_path / "crafted.bmx", {"bayesmix.json": json.dumps(crafted).encode()}
+    )
+    with pytest.raises(FileFormatError):
+        bmx.load(path)
+    assert not hasattr(builtins, "pwned")
+    deep = dict(meta, model=dict(meta["model"], weights="[" * 5000 + "]" * 5000))
+    text = json.dumps(deep).replace('"' + "[" * 5000 + "]" * 5000 + '"', "[" * 5000 + "]" * 5000)
+    path = _rewrite(saved["ml"], tmp_path / "deep.bmx", {"bayesmix.json": text.encode()})
+    with pytest.raises(FileFormatError):
+        bmx.load(path)

@@ -91,7 +91,7 @@ def test_user_functions_are_the_only_extra_callables(sleep):
 
 def test_documented_functions_evaluate(sleep):
     assert set(FORMULA_FUNCTIONS) >= {"log", "log1p", "exp", "sqrt", "abs", "I", "C", "poly"}
-    assert set(FORMULA_FUNCTIONS) >= {"scale", "center", "standardize", "offset"}
+    assert set(FORMULA_FUNCTIONS) >= {"scale", "center", "standardize"}
     design = build_design("log(Reaction) ~ sqrt(Days) + I(Days^2) + scale(Days)", sleep)
     np.testing.assert_allclose(design.y, np.log(sleep["Reaction"]))
     np.testing.assert_allclose(design.X[:, 2], sleep["Days"] ** 2)  # R's ^ inside I()
@@ -217,3 +217,104 @@ def test_rank_check_keeps_a_predictor_far_from_zero(sleep):
     with pytest.warns(bmx.DataWarning, match="dropping aliased column\\(s\\) z"):
         aliased = build_design("Reaction ~ Days + z", sleep.assign(z=2 * sleep.Days + 1))
     assert aliased.fixed_terms == ("Intercept", "Days")
+
+
+def _with_callee_columns(data: pd.DataFrame) -> pd.DataFrame:
+    """Columns named like callees, so that `name[x](...)` parses as a call of `name`."""
+    names = ["T", "exec", "I.__builtins__.__setitem__", "I.__globals__.get"]
+    return data.assign(**{name: 0.0 for name in names})
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Reaction ~ T[Days](Subject)",
+        "Reaction ~ I(Days == I.__builtins__.__setitem__[Days]('pwned', 42))",
+        "Reaction ~ I(Days == exec[Days]('import os'))",
+        "Reaction ~ I(Days)(Days)",
+        "Reaction ~ Days[a]",
+        "Reaction ~ p(Days, 3)",
+        "Reaction ~ S(Subject)",
+    ],
+)
+def test_subset_and_call_tricks_are_refused(sleep, formula):
+    import builtins
+
+    with pytest.raises(FormulaError):
+        bmx.gls(formula, _with_callee_columns(sleep))
+    assert not hasattr(builtins, "pwned")
+
+
+def test_user_functions_cannot_shadow_formulae_transforms(sleep):
+    for name in ("scale", "center", "B", "Treatment", "offset", "__class__"):
+        with pytest.raises(FormulaError, match=f"functions: {name!r}"):
+            bmx.gls("Reaction ~ Days", sleep, functions={name: np.log})
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "Reaction ~ I(offset(Days))",
+        "Reaction ~ Days:offset(Days)",
+        "Reaction ~ (offset(Days) | Subject)",
+    ],
+)
+def test_offset_is_only_a_top_level_term(sleep, formula):
+    with pytest.raises(FormulaError, match="'offset'"):
+        bmx.lmm(formula, sleep)
+
+
+def test_update_keeps_offsets_and_refuses_stale_arrays(sleep):
+    model = bmx.lmm("Reaction ~ Days + offset(2 * Days) + (1 | Subject)", sleep)
+    assert "offset(2 * Days)" in model.update(random="Days | Subject").formula
+    weighted = bmx.lmm("Reaction ~ Days + (1 | Subject)", sleep, weights=np.ones(len(sleep)))
+    with pytest.raises(DataError, match="weights was given as an array"):
+        weighted.update(data=sleep.sample(frac=1.0, random_state=1))
+
+
+def test_multi_column_response_is_refused(sleep):
+    with pytest.raises(FormulaError, match="one response column"):
+        bmx.lmm("poly(Reaction, 2) ~ Days + (1 | Subject)", sleep)
+
+
+def test_large_integer_grouping_ids_stay_distinct():
+    rng = np.random.default_rng(5)
+    ids = np.array([2**60, 2**60 + 1, 2**60 + 2, 2**60 + 3], dtype=np.int64)
+    g = np.repeat(ids, 10)
+    data = pd.DataFrame(
+        {
+            "g": g,
+            "x": rng.normal(size=40),
+            "y": rng.normal(size=40) + np.repeat([0, 10, 20, 30], 10),
+        }
+    )
+    fit = bmx.lmm("y ~ x + (1 | g)", data).fit()
+    np.testing.assert_allclose(fit.predict(data), fit.fitted(), rtol=1e-12)
+
+
+def test_nlmm_parameter_offsets_are_refused():
+    theoph = bmx.load_dataset("Theoph")
+    with pytest.raises(FormulaError, match="offset\\(\\) term.*nlmm\\(\\.\\.\\., offset=\\)"):
+        bmx.nlmm(
+            "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)",
+            theoph,
+            params={"lKe": "1 + offset(Dose)", "lKa": "1 + (1 | Subject)", "lCl": "1"},
+        )
+
+
+def test_foreign_errors_become_bayesmix_errors(sleep, tmp_path):
+    fit = bmx.lmm("Reaction ~ Days + (1 | Subject)", sleep).fit()
+    with pytest.raises(bmx.ArgumentError, match="method"):
+        bmx.lmm("Reaction ~ Days + (1 | Subject)", sleep).fit(method=None)
+    with pytest.raises(bmx.ArgumentError, match="kind"):
+        fit.residuals("x")
+    with pytest.raises(DataError, match="newdata cannot be encoded"):
+        fit.predict(sleep.head(3).assign(Days="three"))
+    with pytest.raises(FormulaError):
+        bmx.lmm("Reaction ~ poly(Days, 0) + (1 | Subject)", sleep)
+    with pytest.raises(bmx.ArgumentError, match="file path"):
+        fit.save(None)
+    with pytest.raises(bmx.ArgumentError, match="directory"):
+        fit.save(tmp_path)
+    with pytest.raises(bmx.ArgumentError, match="not a file"):
+        bmx.load(tmp_path / "missing.bmx")

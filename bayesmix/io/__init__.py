@@ -97,7 +97,16 @@ import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bayesmix.errors import ArgumentError, DataError, DataWarning, warn
+from bayesmix.errors import (
+    ArgumentError,
+    ComparisonError,
+    DataError,
+    DataWarning,
+    FitError,
+    FormulaError,
+    PriorError,
+    warn,
+)
 from bayesmix.io.archive import (
     ArchiveReader,
     ArchiveWriter,
@@ -152,8 +161,13 @@ def save(result: Any, path: str | os.PathLike) -> None:
     entries, description, dropped = _storable_data(result, spec)
     from bayesmix import __version__
 
-    path = os.fspath(path)
+    path = _checked_path(path, "save")
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(directory):
+        raise ArgumentError(
+            f"save: {path!r} must be a file name in an existing directory "
+            f"({'it is a directory' if os.path.isdir(path) else 'no such directory'})."
+        )
     # written beside the target under a new name ("x" never opens an existing file) and
     # renamed when complete; open() rather than mkstemp keeps the usual file permissions
     temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
@@ -238,7 +252,21 @@ def load(
         ``functions``/``mean`` lack a function the model needs, give one it
         does not use, or compute other values than those it was fitted with.
     """
-    source = os.fspath(path)
+    source = _checked_path(path, "load")
+    if not os.path.isfile(source):
+        raise ArgumentError(f"load: {source!r} is not a file (no such file, or a directory).")
+    try:
+        return _load(source, functions, mean)
+    except _OWN_ERRORS:
+        raise
+    except (RecursionError, ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+        raise FileFormatError(
+            f"{source} is damaged or was not written by bayesmix's save() "
+            f"({type(err).__name__}: {str(err)[:200]})."
+        ) from None
+
+
+def _load(source: str, functions: Any, mean: Any) -> Any:
     try:
         archive = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, zipfile.LargeZipFile) as err:
@@ -269,6 +297,16 @@ def load(
         result = decode_result(reader, kind, meta.get("result"), model)
         _check_design(reader, meta.get("check"), result, spec, meta)
     return result
+
+
+#: bayesmix's own errors pass through load unchanged; anything else means a damaged file
+_OWN_ERRORS = (ArgumentError, ComparisonError, DataError, FitError, FormulaError, PriorError)
+
+
+def _checked_path(path: Any, caller: str) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise ArgumentError(f"{caller} takes a file path (str or PathLike), got {path!r}.")
+    return os.fspath(path)
 
 
 def _check_header(meta: Any, source: str) -> str:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bayesmix.errors import ComparisonError
+from bayesmix.errors import ArgumentError, ComparisonError
 from bayesmix.ml.results import MLResult
 from bayesmix.ml.rformat import format_column, render_table, zapsmall
 
@@ -162,7 +162,7 @@ def _bic(fit: MLResult, convention: BicConvention) -> float:
         return fit.bic_nlme
     if convention == "lme4":
         return fit.bic
-    raise ValueError(f"bic must be 'nlme' or 'lme4', not {convention!r}.")
+    raise ArgumentError(f"bic must be 'nlme' or 'lme4', not {convention!r}.")
 
 
 def anova(*fits: MLResult, bic: BicConvention = "nlme", **named_fits: MLResult) -> AnovaTable:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import DataWarning, warn
+from bayesmix.errors import ArgumentError, DataWarning, warn
 from bayesmix.spec.covariance import varcorr_group_labels
 from bayesmix.spec.design import Design
 
@@ -124,7 +124,7 @@ class MLResult:
             criterion, so rather than guess, use :attr:`reml_criterion`.
         """
         if self.method != "ML":
-            raise ValueError(
+            raise ArgumentError(
                 "deviance is only defined here for ML fits; this is a REML fit. Use "
                 "`reml_criterion` for the REML criterion, or refit with method='ML'."
             )
@@ -134,7 +134,7 @@ class MLResult:
     def reml_criterion(self) -> float:
         """REML criterion at convergence (``-2`` times the REML log-likelihood)."""
         if self.method != "REML":
-            raise ValueError(
+            raise ArgumentError(
                 "reml_criterion is only available for REML fits; this is an ML fit "
                 "(use `deviance`, or refit with method='REML')."
             )
@@ -298,7 +298,7 @@ class MLResult:
             weights = getattr(self.design, "weights", None)
             scaled = response if weights is None else np.sqrt(weights) * response
             return scaled / self.sigma
-        raise ValueError(f"kind must be 'response', 'pearson' or 'normalized', not {kind!r}.")
+        raise ArgumentError(f"kind must be 'response', 'pearson' or 'normalized', not {kind!r}.")
 
     def predict(
         self, newdata: pd.DataFrame | None = None, include_random: bool = True
@@ -359,7 +359,7 @@ class MLResult:
         random part (``"nutrient | popu/gen"``); ``method`` defaults to this fit's.
         """
         if self.model is None:
-            raise ValueError(
+            raise ArgumentError(
                 "update() needs the unfitted model, but this result was built without one; "
                 "fit the new model directly with bayesmix.lmm(formula, data).fit()."
             )

@@ -169,6 +169,12 @@ def build_nonlinear_design(
         raise DataError(f"the mean function uses column(s) {', '.join(absent)}, not in the data.")
     texts = {p: _parameter_rhs(p, params[p]) for p in mean_function.params}
     specs = {p: parse_formula(f"{response} ~ {texts[p]}") for p in mean_function.params}
+    for name, spec in specs.items():
+        if spec.offsets:  # an offset on one parameter's linear predictor is not modelled
+            raise FormulaError(
+                f"params[{name!r}] = {texts[name]!r} has an offset() term, which parameter "
+                "formulas do not support; give the model's offset with nlmm(..., offset=)."
+            )
     used = set(mean_function.covariates)
     for spec in specs.values():
         used.update(used_columns(spec, data))

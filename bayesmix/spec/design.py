@@ -257,7 +257,13 @@ def build_design(
             f"The response {spec.response!r} must be numeric; convert it first "
             "(e.g. a 0/1 indicator for a binary outcome)."
         )
-    y = _finite(fixed_dm.response.design_matrix, f"The response {spec.response!r}").reshape(-1)
+    response_matrix = np.asarray(fixed_dm.response.design_matrix)
+    if response_matrix.ndim > 1 and response_matrix.shape[1] != 1:
+        raise FormulaError(
+            f"The response {spec.response!r} gives {response_matrix.shape[1]} columns; a "
+            "mixed model needs one response column."
+        )
+    y = _finite(response_matrix, f"The response {spec.response!r}").reshape(-1)
     if fixed_dm.common is None:  # "y ~ 0 + (1 | g)": no fixed effects
         X_full, names_full = np.zeros((len(y), 0)), []
     else:
@@ -386,7 +392,10 @@ def _design_matrices(text: str, frame: pd.DataFrame, formula: str, env: Any):
     try:
         # Invalid transforms (log of a negative) are reported by the finiteness checks.
         with np.errstate(all="ignore"):
-            return fm.design_matrices(translate(text), frame, na_action="error", env=env)
+            matrices = fm.design_matrices(translate(text), frame, na_action="error", env=env)
+            if matrices.common is not None:
+                matrices.common.as_dataframe()  # column naming fails here for e.g. poly(x, 0)
+            return matrices
     except (FormulaError, DataError):
         raise
     except Exception as error:  # formulae raises many types; give one clear message

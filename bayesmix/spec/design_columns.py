@@ -131,7 +131,11 @@ def _key_of(value: Any) -> Any:
     if isinstance(value, (bool, np.bool_)):
         return ("bool", bool(value))
     if isinstance(value, (int, float, np.number)):
-        return ("number", float(value))
+        number = value.item() if isinstance(value, np.generic) else value
+        # integral values as exact integers: IDs above 2**53 must not merge as floats
+        if isinstance(number, float) and number.is_integer():
+            number = int(number)
+        return ("number", number)
     return ("text", str(value))
 
 
@@ -236,8 +240,14 @@ class Encoder:
     def _evaluate(matrix: Any, frame: pd.DataFrame) -> np.ndarray:
         if matrix is None:
             return np.zeros((len(frame), 0))
-        with np.errstate(all="ignore"):
-            values = np.asarray(matrix.evaluate_new_data(frame).design_matrix, dtype=float)
+        try:
+            with np.errstate(all="ignore"):
+                values = np.asarray(matrix.evaluate_new_data(frame).design_matrix, dtype=float)
+        except (ValueError, TypeError, KeyError) as error:
+            raise DataError(
+                f"newdata cannot be encoded as the fitting data were ({error}); check that "
+                "its columns have the fitting data's types (numbers for numeric predictors)."
+            ) from None
         if not np.all(np.isfinite(values)):
             raise DataError(
                 "newdata gives non-finite predictor values (e.g. log(0) or an infinite "

@@ -8,9 +8,13 @@ and every name must be one of
 * a column of the data (dotted names such as ``total.fruits``, non-ASCII names
   such as ``größe``, or back-quoted names with spaces such as ```my x```);
 * a function of :data:`FORMULA_FUNCTIONS` (``log``, ``sqrt``, ``I``, ``C``,
-  ``poly``, ``scale``, ``offset``...) or of the user's ``functions=`` mapping;
+  ``poly``, ``scale``...) or of the user's ``functions=`` mapping (whose names
+  may not shadow formulae's transforms, which formulae would call instead);
 * the constant ``pi``, or a keyword argument name inside a call
-  (``C(g, levels=["b", "a"])``).
+  (``poly(x, degree=2)``).
+
+``offset(expr)`` is a term of the fixed part only (taken out by the formula
+parser); anywhere else it is refused rather than estimated as a coefficient.
 
 Anything else, in particular an attribute chain such as ``np.f2py.os.system``
 or a builtin such as ``open``, is a :class:`~bayesmix.errors.FormulaError`
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +54,7 @@ MATH_FUNCTIONS: dict[str, Callable] = {
     "tan": np.tan,
 }
 #: formulae's transforms that a formula may call (formulae supplies them itself).
-FORMULAE_TRANSFORMS = ("I", "C", "center", "scale", "standardize", "poly", "offset", "bs")
+FORMULAE_TRANSFORMS = ("I", "C", "center", "scale", "standardize", "poly", "bs")
 #: Every function name a formula may call without ``functions=``.
 FORMULA_FUNCTIONS = tuple(MATH_FUNCTIONS) + FORMULAE_TRANSFORMS
 #: Named constants a formula may use.
@@ -75,8 +79,21 @@ def check_functions(functions: Mapping[str, Callable] | None) -> dict[str, Calla
             raise FormulaError(f"functions: {name!r} is not a valid function name.")
         if not callable(function):
             raise FormulaError(f"functions[{name!r}] must be callable, got {function!r}.")
+        if name in _shadowed_names() or name == "offset" or "__" in name:
+            raise FormulaError(
+                f"functions: {name!r} is a name formulae reserves for its own transforms (it "
+                "would never call yours); give your function another name."
+            )
         out[name] = function
     return out
+
+
+def _shadowed_names() -> set[str]:
+    """Names formulae resolves to its own transforms before any user function."""
+    from formulae.categorical import ENCODINGS
+    from formulae.transforms import TRANSFORMS
+
+    return set(TRANSFORMS) | set(ENCODINGS)
 
 
 def environment(functions: Mapping[str, Callable] | None = None):
@@ -91,40 +108,28 @@ def translate(text: str) -> str:
     return text.replace("^", "**")
 
 
-@dataclass(frozen=True)
-class _Token:
-    kind: str
-    lexeme: str
-
-
-def _tokens(text: str, formula: str) -> list[_Token]:
+def _parse(text: str, formula: str) -> Any:
+    """formulae's syntax tree of one expression; every token must be part of it."""
+    from formulae.parser import ParseError, Parser
     from formulae.scanner import ScanError, Scanner
 
     if text.count("`") % 2:
         raise FormulaError(f"Unclosed back quote in {text!r} of {formula!r}.")
     try:
-        scanned = Scanner(translate(text)).scan(add_intercept=False)
+        tokens = Scanner(translate(text)).scan(add_intercept=False)
     except ScanError as error:
         raise FormulaError(f"Cannot read {text!r} in {formula!r}: {error}.") from None
-    return [_Token(t.kind, t.lexeme) for t in scanned]
-
-
-def _check_fully_parsed(tokens: list[_Token], text: str, formula: str) -> None:
-    """Every token must belong to the parsed expression (formulae stops silently)."""
     for before, after in zip(tokens, tokens[1:]):
         if before.kind in _OPERAND_END and after.kind in _OPERAND_START:
             if before.kind == "IDENTIFIER" and after.kind == "LEFT_PAREN":
-                continue  # a call
+                continue  # a call; what is called is checked on the tree
             raise FormulaError(
                 f"In {formula!r}: {after.lexeme!r} follows {before.lexeme!r} with no operator "
                 "between them; join terms with '+' (or ':' / '*' for interactions)."
             )
-    from formulae.parser import ParseError, Parser
-    from formulae.token import Token
-
-    parser = Parser([Token(t.kind, t.lexeme) for t in tokens])
+    parser = Parser(tokens)
     try:
-        parser.parse()
+        tree = parser.parse()
     except (ParseError, IndexError, AttributeError) as error:
         raise FormulaError(f"Cannot parse {text!r} in {formula!r}: {error}.") from None
     if not parser.at_end():
@@ -132,6 +137,7 @@ def _check_fully_parsed(tokens: list[_Token], text: str, formula: str) -> None:
         raise FormulaError(
             f"In {formula!r}: unexpected {left!r} in {text!r}; check brackets and operators."
         )
+    return tree
 
 
 def referenced_columns(
@@ -141,6 +147,12 @@ def referenced_columns(
     functions: Mapping[str, Callable] | None = None,
 ) -> list[str]:
     """Check one formula expression and return the data columns it uses.
+
+    The expression is parsed with formulae's own parser and its tree is walked:
+    every call must name an allowed function directly (no attribute chain, no
+    ``name[level](...)``, nothing called on the result of a call), every name
+    must be a column or ``pi``, and formulae's subset syntax ``x[level]`` is
+    refused. Only then does formulae evaluate the formula.
 
     Parameters
     ----------
@@ -161,35 +173,34 @@ def referenced_columns(
     DataError
         A plain name that looks like a misspelt column.
     """
+    from formulae.expr import Assign, Binary, Call, Grouping, Literal, QuotedName, Unary, Variable
+
     columns = list(columns)
     column_set = set(columns)
     allowed = set(FORMULA_FUNCTIONS) | set(functions or {})
-    tokens = _tokens(text, formula)
     found: list[str] = []
-    depth = 0
-    for i, token in enumerate(tokens):
-        following = tokens[i + 1].kind if i + 1 < len(tokens) else "EOF"
-        if token.kind == "LEFT_PAREN":
-            depth += 1
-        elif token.kind == "RIGHT_PAREN":
-            depth -= 1
-        elif token.kind == "BQNAME":
-            name = token.lexeme[1:-1]
-            if name not in column_set:
-                raise DataError(_unknown_column(name, columns))
-            found.append(name)
-        elif token.kind == "IDENTIFIER":
-            name = token.lexeme
-            if following == "LEFT_PAREN":
-                if name not in allowed:
-                    raise FormulaError(_unknown_function(name, formula, allowed))
-            elif following == "EQUAL" and depth > 0:
-                continue  # a keyword argument's name, e.g. levels=
-            elif name in column_set:
+
+    def visit(node: Any) -> None:
+        if isinstance(node, Call):
+            callee = node.callee
+            name = callee.name.lexeme if isinstance(callee, Variable) else None
+            if name is None or callee.level is not None or name not in allowed:
+                shown = name if name is not None else str(callee)
+                raise FormulaError(_unknown_function(shown, formula, allowed))
+            for argument in node.args:
+                visit(argument.value if isinstance(argument, Assign) else argument)
+        elif isinstance(node, Variable):
+            name = node.name.lexeme
+            if node.level is not None:
+                raise FormulaError(
+                    f"{name}[...] in {formula!r}: subset notation is not supported; compute "
+                    "the indicator in the DataFrame first."
+                )
+            if name in column_set:
                 found.append(name)
             elif name in FORMULA_CONSTANTS:
-                continue
-            elif "." in name.strip("."):
+                pass
+            elif "." in name.strip(".") or "__" in name:
                 raise FormulaError(
                     f"{name!r} in {formula!r} is not a column of the data; formulas cannot "
                     "reach modules or attributes. Use a column name, or compute the value "
@@ -197,7 +208,22 @@ def referenced_columns(
                 )
             else:
                 raise DataError(_unknown_column(name, columns))
-    _check_fully_parsed(tokens, text, formula)
+        elif isinstance(node, QuotedName):
+            name = node.expression.lexeme[1:-1]
+            if name not in column_set:
+                raise DataError(_unknown_column(name, columns))
+            found.append(name)
+        elif isinstance(node, Binary):
+            visit(node.left)
+            visit(node.right)
+        elif isinstance(node, Unary):
+            visit(node.right)
+        elif isinstance(node, Grouping):
+            visit(node.expression)
+        elif not isinstance(node, Literal):
+            raise FormulaError(f"In {formula!r}: {text!r} holds {node}, which is not allowed.")
+
+    visit(_parse(text, formula))
     return list(dict.fromkeys(found))
 
 
