@@ -318,3 +318,18 @@ def test_foreign_errors_become_bayesmix_errors(sleep, tmp_path):
         fit.save(tmp_path)
     with pytest.raises(bmx.ArgumentError, match="not a file"):
         bmx.load(tmp_path / "missing.bmx")
+
+
+def test_offset_column_and_start_values_must_be_numbers(sleep):
+    data = sleep.assign(o=2.0 * sleep["Days"])
+    fit = bmx.lmm("Reaction ~ Days + (1 | Subject)", data, offset="o").fit()
+    with pytest.raises(DataError, match="offset column 'o' must be numeric"):
+        fit.predict(data.head(3).assign(o="5"))
+    orange = bmx.load_dataset("Orange")
+    with pytest.raises(bmx.ArgumentError, match="start\\['Asym'\\] must be a finite number"):
+        bmx.nlmm(
+            "circumference ~ Asym / (1 + exp((xmid - age) / scal))",
+            orange,
+            params={"Asym": "1 + (1 | Tree)", "xmid": "1", "scal": "1"},
+            start={"Asym": "z", "xmid": 700, "scal": 350},
+        ).fit()

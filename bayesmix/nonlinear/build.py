@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import DataError, FitError, FormulaError
+from bayesmix.errors import ArgumentError, DataError, FitError, FormulaError
 from bayesmix.nonlinear.design import (
     NonlinearBlock,
     NonlinearDesign,
@@ -301,6 +301,15 @@ def initial_beta(design: NonlinearDesign, start: Any) -> np.ndarray:
             f"start names {', '.join(map(repr, unknown))}, which are neither "
             f"parameters ({', '.join(design.params)}) nor fixed effects."
         )
+    for key, value in start.items():
+        try:
+            finite = np.all(np.isfinite(np.asarray(value, dtype=float)))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
+            raise ArgumentError(
+                f"start[{key!r}] must be a finite number (or numbers), got {value!r}."
+            )
     beta, position = np.zeros(len(names)), 0
     for par in design.parameters:
         width = par.X.shape[1]

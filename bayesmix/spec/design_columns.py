@@ -227,8 +227,13 @@ class Encoder:
     def _offset(self, frame: pd.DataFrame) -> np.ndarray | None:
         parts = [self._evaluate(dm.common, frame)[:, 0] for dm in self.offset_matrices]
         if self.offset_column is not None:
-            values = pd.to_numeric(frame[self.offset_column], errors="coerce").to_numpy(float)
-            parts.append(values)
+            column = frame[self.offset_column]
+            if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+                raise DataError(
+                    f"newdata's offset column {self.offset_column!r} must be numeric, as in "
+                    f"fitting; it is {column.dtype}."
+                )
+            parts.append(column.to_numpy(dtype=float))
         if not parts:
             return None
         offset = np.sum(parts, axis=0)
