@@ -11,6 +11,8 @@ the normalised draws: the same numbers (tested against ``az.rhat`` and
 from __future__ import annotations
 
 import os
+import warnings
+from typing import Any
 
 import numpy as np
 
@@ -102,3 +104,47 @@ def rank_diagnostics(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         np.concatenate([r for r, _ in results]),
         np.concatenate([e for _, e in results]),
     )
+
+
+def posterior_diagnostics(
+    params: dict[str, np.ndarray], effects: list[tuple], diverging: np.ndarray
+) -> dict[str, Any]:
+    """Divergences, R-hat and bulk ESS of named parameters and every group effect.
+
+    Parameters
+    ----------
+    params : dict
+        Named scalar parameters as (chain, draw) arrays.
+    effects : list of (tag, DataArray, level_dim, term_dim)
+        Each block's group effects ``r_<tag>`` with dims (chain, draw, level, term).
+    diverging : ndarray
+        The sampler's divergence flags.
+
+    Returns
+    -------
+    dict
+        ``divergences``, ``max_r_hat``, ``min_ess_bulk``, ``min_ess_parameter`` and
+        ``table`` (r_hat, ess_bulk per parameter).
+    """
+    import pandas as pd
+
+    names = list(params)
+    stacked = [np.stack(list(params.values()), axis=-1)]
+    for tag, r_draws, level_dim, term_dim in effects:
+        r = np.asarray(r_draws.transpose("chain", "draw", ...).values)
+        stacked.append(r.reshape(r.shape[0], r.shape[1], -1))
+        levels, terms = r_draws.coords[level_dim].values, r_draws.coords[term_dim].values
+        names += [f"r_{tag}[{lv},{t}]" for lv in levels for t in terms]
+    values = np.concatenate(stacked, axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        r_hat, ess_bulk = rank_diagnostics(values)
+        table = pd.DataFrame({"r_hat": r_hat, "ess_bulk": ess_bulk}, index=names)
+    ess = table["ess_bulk"]
+    return {
+        "divergences": int(np.asarray(diverging).sum()),
+        "max_r_hat": float(table["r_hat"].max()),
+        "min_ess_bulk": float(ess.min()),
+        "min_ess_parameter": str(ess.idxmin()),
+        "table": table,
+    }

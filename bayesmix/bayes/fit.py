@@ -21,6 +21,10 @@ import xarray as xr
 from bayesmix.bayes.compile.nutpie import CompileRoute, compile_nutpie
 from bayesmix.bayes.likelihoods.collapsed import collapse_plan
 from bayesmix.bayes.priors import Prior, resolve_priors
+from bayesmix.bayes.sampler_defaults import (
+    TARGET_ACCEPT_LARGE,
+    default_target_accept,
+)
 from bayesmix.bayes.validate import check_sampling_args, seed_to_int
 from bayesmix.errors import FitError, SamplingWarning, warn
 from bayesmix.spec.design import Design
@@ -32,29 +36,10 @@ LOGLIK_MAX_SIZE = 25_000_000
 RHAT_MAX = 1.01
 ESS_MIN = 400
 
-#: Default ``target_accept`` for models with at most ``SMALL_MODEL_DIM`` free
-#: parameters, and for larger ones. Small models have few groups, whose SDs the
-#: data identify poorly: their heavy-tailed posteriors bend the geometry, and
-#: Arabidopsis ``(nutrient | popu) + (nutrient | popu:gen)`` (79 parameters, 9
-#: populations) diverged in 10 of 12 seeds at 0.8 and in none of 12 at 0.95, with
-#: higher ESS (rstanarm defaults to 0.95 for ``stan_glmer`` for the same reason).
-#: The smaller steps cost a second or less there; on a model with thousands of
-#: group effects (InstEval: 4,134 parameters, many levels per factor) they would
-#: cost minutes and the SDs are well identified, so it keeps NUTS's usual 0.8.
-TARGET_ACCEPT_SMALL = 0.95
-TARGET_ACCEPT_LARGE = 0.8
-SMALL_MODEL_DIM = 1000
-
 #: Observations from which nutpie samples the fused likelihood (see ``likelihood_form``).
 #: Below it, the kernel's compilation (~2 s in a new process) outweighs its gain:
 #: sleepstudy (180 observations) starts in 7.5 s instead of 9.4 s without it.
 FUSED_MIN_OBS = 10_000
-
-
-def default_target_accept(model) -> float:
-    """``target_accept`` used when none is given (see ``TARGET_ACCEPT_SMALL``)."""
-    n_dim = sum(np.size(value) for value in model.initial_point().values())
-    return TARGET_ACCEPT_SMALL if n_dim <= SMALL_MODEL_DIM else TARGET_ACCEPT_LARGE
 
 
 def _add_deterministics(idata, model):

@@ -12,7 +12,6 @@ effects of shape (S, levels, terms).
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayesmix.bayes.diagnostics import rank_diagnostics
+from bayesmix.bayes.diagnostics import posterior_diagnostics
 from bayesmix.bayes.tables import (
     CI_KIND,
     BayesSummary,
@@ -30,7 +29,7 @@ from bayesmix.bayes.tables import (
     interval_table,
 )
 from bayesmix.bayes.validate import check_ci_prob
-from bayesmix.errors import DataWarning, warn
+from bayesmix.errors import ArgumentError, DataWarning, warn
 from bayesmix.spec.design import Design
 
 
@@ -103,32 +102,27 @@ class BayesResult:
 
         Returns a dict with ``divergences``, ``max_r_hat``, ``min_ess_bulk``,
         ``min_ess_parameter`` and ``table`` (r_hat, ess_bulk per parameter).
-        """
 
-        params = self._parameter_draws()
-        names = list(params)
-        stacked = [np.stack(list(params.values()), axis=-1)]
+        Computed once per result and kept (seconds each time on InstEval's 4,134
+        parameters; the draws never change). The cache lives in the instance
+        ``__dict__``, not in a field: it travels with pickles and copies, while
+        :meth:`save` stores only the draws. Each call returns its own table copy.
+        """
+        cached = self.__dict__.get("_diagnostics_cache")
+        if cached is None:
+            cached = self._compute_diagnostics()
+            # frozen dataclass: the cache is not a field (not compared, not saved)
+            object.__setattr__(self, "_diagnostics_cache", cached)
+        return {**cached, "table": cached["table"].copy()}
+
+    def _compute_diagnostics(self) -> dict[str, Any]:
         post = self._posterior()
-        for info in _infos(self.design):
-            r = np.asarray(post[info.r_name].transpose("chain", "draw", ...).values)
-            stacked.append(r.reshape(r.shape[0], r.shape[1], -1))
-            levels = post[info.r_name].coords[info.level_dim].values
-            terms = post[info.r_name].coords[info.term_dim].values
-            names += [f"r_{info.tag}[{lv},{t}]" for lv in levels for t in terms]
-        values = np.concatenate(stacked, axis=-1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            r_hat, ess_bulk = rank_diagnostics(values)
-            table = pd.DataFrame({"r_hat": r_hat, "ess_bulk": ess_bulk}, index=names)
-        divergences = int(np.asarray(self.idata["sample_stats"]["diverging"].values).sum())
-        ess = table["ess_bulk"]
-        return {
-            "divergences": divergences,
-            "max_r_hat": float(table["r_hat"].max()),
-            "min_ess_bulk": float(ess.min()),
-            "min_ess_parameter": str(ess.idxmin()),
-            "table": table,
-        }
+        effects = [
+            (info.tag, post[info.r_name], info.level_dim, info.term_dim)
+            for info in _infos(self.design)
+        ]
+        diverging = np.asarray(self.idata["sample_stats"]["diverging"].values)
+        return posterior_diagnostics(self._parameter_draws(), effects, diverging)
 
     def fixef(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """Fixed effects: mean, sd, lower, upper, r_hat, ess_bulk per coefficient."""
@@ -308,7 +302,7 @@ class BayesResult:
         """
         check_ci_prob(ci_prob, random_seed=random_seed)
         if kind not in ("mean", "posterior_predictive"):
-            raise ValueError(f"kind must be 'mean' or 'posterior_predictive', not {kind!r}.")
+            raise ArgumentError(f"kind must be 'mean' or 'posterior_predictive', not {kind!r}.")
         rng = np.random.default_rng(random_seed)
         new, labels, index = None, {}, self.design.data.index
         if newdata is not None:
@@ -375,7 +369,7 @@ class BayesResult:
                 res = res * np.sqrt(self.design.weights)
             return res / float(self._posterior()["sigma"].mean())
         if kind != "response":
-            raise ValueError(f"kind must be 'response' or 'pearson', not {kind!r}.")
+            raise ArgumentError(f"kind must be 'response' or 'pearson', not {kind!r}.")
         return res
 
     def loo(self):
