@@ -1,51 +1,76 @@
-"""Benchmark bayesmix's Bayesian engine (not a test).
+"""Benchmark bayesmix's Bayesian engine against PyMC's NUTS and bambi (not a test).
 
 Usage::
 
     .venv/bin/python bench/bench_bayes.py                       # sleepstudy, orthodont
+    .venv/bin/python bench/bench_bayes.py --cases sleepstudy,orthodont,arabidopsis --seeds 1,2,3
     .venv/bin/python bench/bench_bayes.py --cases all --samplers nutpie,nutpie-python,pymc
     .venv/bin/python bench/bench_bayes.py --cases all --bambi-python /tmp/bambi-venv/bin/python
 
 Every (case, sampler) runs in its own subprocess with a fresh, empty PyTensor
 compile directory (``PYTENSOR_FLAGS=base_compiledir=<tmp>``, which also holds
-PyTensor's numba cache), so:
+PyTensor's numba cache and bayesmix's compiled nutpie wrappers). In it:
 
-* cold wall = process start (before ``import bayesmix``) to finished posterior,
-  compiling everything from scratch;
-* rerun wall (``--rerun``) = cold wall of a second fresh process sharing the
-  first one's compile directory (a user re-running a script or notebook);
-* warm wall = a second ``sample_model`` call in the same process with a new
-  seed (model rebuilt, compiled code loaded from the now-warm cache);
-* "nutpie" is the default route (``compile="auto"``: nutpie's cfunc for these
-  run lengths), "nutpie-python" the Python-callback route;
-* ESS figures use the warm run: min bulk ESS over all parameters (fixed
-  effects, SDs, correlations, sigma and every group effect), divided by the
-  warm wall time and by the sampling time alone; the nutpie / PyMC ratio is
-  also printed for the first (seed 1) run, since a sampler's speed varies by
-  seed (PyMC's NUTS on InstEval: under 100 s to 220 s).
+* cold wall = process start (before ``import bayesmix``) to the finished
+  posterior of a first run (seed 0), compiling everything from scratch; that
+  run is used for nothing else;
+* then one warm run per ``--seeds`` seed, in the same process: warm wall =
+  one ``sample_model`` call (PyMC model rebuilt, compiled code reused as the
+  sampler's compile policy allows, see below);
+* loop s = the draw loop alone (tuning included), timed by the same clock for
+  every sampler (``bench/loop_timer.py``): from the call that starts the chains
+  to all draws in memory, conversion to InferenceData excluded. The samplers'
+  own clocks differ: PyMC's ``sampling_time`` stops before the conversion,
+  bayesmix's nutpie ``sample_s`` (column "bmx samp s") spans ``nutpie.sample``,
+  conversion included;
+* steps/draw = mean leapfrog steps per draw (``n_steps``), the work of a draw;
+* min ESS = min bulk ESS over all parameters (fixed effects, SDs,
+  correlations, sigma and every group effect); ESS/s loop = min ESS / loop s
+  (the sampler comparison), ESS/s wall = min ESS / warm wall;
+* a sampler's speed varies by seed (PyMC's NUTS on InstEval: under 100 s to
+  220 s), so per-seed figures are shown as "median [min-max]" over the seeds,
+  and a ratio of two samplers as the ratio of medians with the range over all
+  pairs of seeds (lowest / highest to highest / lowest).
+
+Warm wall is *not* a sampler comparison. bayesmix's nutpie route keeps the
+compiled model in memory and reuses it for a model of the same structure, so
+its warm run compiles nothing; ``pm.sample`` (bayesmix's ``sampler="pymc"``)
+and bambi compile their functions again in every call, from the on-disk cache.
+Warm-wall and ESS-per-wall-second ratios therefore compare compile policies as
+much as samplers; the "loop" figures compare samplers.
+
+The samplers do not always sample the same model: with nutpie and 10,000
+observations or more (InstEval), bayesmix integrates the fixed effects and
+some blocks out of the likelihood (``bayes/likelihoods/collapsed.py``), while
+``sampler="pymc"`` samples the full model; the posterior is the same.
 
 ``--bambi-python PATH`` also runs the peer package bambi on the same cases
 (``PATH bench/peer_bambi.py --worker CASE METHOD`` for each of
 ``--bambi-methods``, default ``nutpie``; each in its own subprocess with its
-own empty compile directory, measured the same way) and prints a second table:
-bayesmix's default (nutpie) against bambi's best method by warm ESS/s, with
-ratios bayesmix / bambi. ``PATH`` is the python of a separate environment with
-bambi and nutpie installed (bambi's formulae pin clashes with bayesmix's); see
-``bench/peer_bambi.py`` for how to create it and for how bambi's models differ
-(uncorrelated group effects, other default priors).
+own empty compile directory, measured the same way, loop clock included) and
+prints a second table: bayesmix's default (nutpie) against bambi's best method
+by median ESS/s loop, with ratios bayesmix / bambi. ``PATH`` is the python of a
+separate environment with bambi and nutpie installed (bambi's formulae pin
+clashes with bayesmix's); see ``bench/peer_bambi.py`` for how to create it and
+for how bambi's models differ (uncorrelated group effects, other default
+priors).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
 
-T_START = time.perf_counter()
+T_START = time.perf_counter()  # before any heavy import: the cold wall starts here
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+from bench_env import machine_line, package_versions  # noqa: E402
 
 CASES = {
     "sleepstudy": ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
@@ -58,48 +83,69 @@ CASES = {
     ),
     "insteval": ("InstEval", "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)"),
 }
-TARGET_WALL = {"sleepstudy": 5.7, "orthodont": 6.8, "arabidopsis": 11.0, "insteval": 71.0}
-PEER_BAMBI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_bambi.py")
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+PEER_BAMBI = os.path.join(BENCH_DIR, "peer_bambi.py")
+COLD_SEED = 0  # the cold run's seed; kept out of the per-seed figures
+
+WARM_NOTE = (
+    "warm wall: bayesmix's nutpie route reuses the model compiled earlier in the process;"
+    " pm.sample (sampler 'pymc') and bambi recompile from the on-disk cache in every call,"
+    " so warm-wall and ESS/s-wall ratios compare compile policies, not samplers."
+    " ESS/s loop (same clock for all: draw loop only, trace conversion excluded) compares"
+    " samplers."
+)
 
 
-def worker(case: str, sampler: str, draws: int, tune: int, chains: int) -> dict:
+def worker(case: str, sampler: str, draws: int, tune: int, chains: int, seeds: list[int]) -> dict:
     import warnings
 
     import bayesmix as bmx
+    from bayesmix.bayes.compile.cache import configure_pytensor
+
+    configure_pytensor()  # before PyTensor is imported (by loop_timer's PyMC import too)
+    import loop_timer
+
     from bayesmix.bayes.fit import sample_model
     from bayesmix.spec.design import build_design
 
+    loop_timer.install()
     dataset, formula = CASES[case]
     design = build_design(formula, bmx.load_dataset(dataset))
     # "nutpie-python" / "nutpie-cfunc" force a compile route (see bayesmix.bayes.fit)
     route = sampler.split("-")[1] if "-" in sampler else "auto"
     kwargs = dict(draws=draws, tune=tune, chains=chains, sampler=sampler.split("-")[0])
     kwargs["compile"] = route
+    runs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        cold_result = sample_model(design, random_seed=1, **kwargs)
+        sample_model(design, random_seed=COLD_SEED, **kwargs)
         cold = time.perf_counter() - T_START
-        t0 = time.perf_counter()
-        warm_result = sample_model(design, random_seed=2, **kwargs)
-        warm = time.perf_counter() - t0
-    diag = warm_result.diagnostics()
-    sample_s = warm_result.timing["sample_s"]
-    cold_ess = cold_result.diagnostics()["min_ess_bulk"]
-    return {
-        "case": case,
-        "sampler": sampler,
-        "cold_wall_s": cold,
-        "warm_wall_s": warm,
-        "sample_s": sample_s,
-        "min_ess_bulk": diag["min_ess_bulk"],
-        "min_ess_parameter": diag["min_ess_parameter"],
-        "max_r_hat": diag["max_r_hat"],
-        "divergences": diag["divergences"],
-        "ess_per_s_wall": diag["min_ess_bulk"] / warm,
-        "ess_per_s_sampling": diag["min_ess_bulk"] / sample_s,
-        # the first (seed 1) run too: samplers' speed varies by seed
-        "seed1_ess_per_s_sampling": cold_ess / cold_result.timing["sample_s"],
-    }
+        for seed in seeds:
+            loop_timer.take()
+            t0 = time.perf_counter()
+            result = sample_model(design, random_seed=seed, **kwargs)
+            wall = time.perf_counter() - t0
+            spans = loop_timer.take()
+            diag = result.diagnostics()  # computed once by sample_model's check, cached
+            stats = result.idata["sample_stats"]
+            # leapfrog steps per draw: the cost of a draw, whatever one step costs
+            steps = float(stats["n_steps"].mean()) if "n_steps" in stats else float("nan")
+            runs.append(
+                {
+                    "seed": seed,
+                    "warm_wall_s": wall,
+                    "bmx_sample_s": result.timing["sample_s"],
+                    "loop_s": spans["loop_s"],
+                    "convert_s": spans["convert_s"],
+                    "min_ess_bulk": diag["min_ess_bulk"],
+                    "min_ess_parameter": diag["min_ess_parameter"],
+                    "max_r_hat": diag["max_r_hat"],
+                    "divergences": diag["divergences"],
+                    "target_accept": result.timing["target_accept"],
+                    "steps_per_draw": steps,
+                }
+            )
+    return {"case": case, "sampler": sampler, "cold_wall_s": cold, "runs": runs}
 
 
 def run_case(case: str, sampler: str, args) -> dict:
@@ -120,12 +166,8 @@ def run_worker(cmd: list[str], case: str, sampler: str, args) -> dict:
         env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}")
         cmd = [
             *cmd,
-            "--draws",
-            str(args.draws),
-            "--tune",
-            str(args.tune),
-            "--chains",
-            str(args.chains),
+            *("--draws", str(args.draws), "--tune", str(args.tune)),
+            *("--chains", str(args.chains), "--seeds", args.seeds),
         ]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         if out.returncode != 0:
@@ -138,32 +180,106 @@ def run_worker(cmd: list[str], case: str, sampler: str, args) -> dict:
     return result
 
 
-def print_row(r: dict, target: float | None) -> None:
-    if "error" in r:
-        print(f"{r['case']:<12}{r['sampler']:<13} ERROR {r['error']}", flush=True)
-        return
-    target_s = f"{target:>8.1f}" if target is not None else f"{'-':>8}"
+# --- per-seed figures --------------------------------------------------------------
+
+
+def per_seed(r: dict, key: str) -> list[float]:
+    """One figure of every warm run (derived ESS rates included)."""
+    out = []
+    for run in r["runs"]:
+        if key == "ess_per_s_loop":
+            out.append(run["min_ess_bulk"] / run["loop_s"])
+        elif key == "ess_per_s_wall":
+            out.append(run["min_ess_bulk"] / run["warm_wall_s"])
+        else:
+            out.append(run[key])
+    return out
+
+
+def med_range(values: list[float], digits: int | None = 1) -> str:
+    """``median [min-max]``, or the one value; ``digits=None``: 0 from 100 up, else 1."""
+    med = statistics.median(values)
+    if digits is None:
+        digits = 0 if min(values) >= 100 else 1
+    if len(values) == 1:
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+
+
+def ratio_text(ours: list[float], theirs: list[float]) -> str:
+    """Ratio of medians, and its range over all pairs of seeds."""
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    low, high = min(ours) / max(theirs), max(ours) / min(theirs)
+    return f"{ratio:.1f}x [{low:.1f}-{high:.1f}x]"
+
+
+COLUMNS = (
+    # (header, key, digits, width)
+    ("warm s", "warm_wall_s", 1, 19),
+    ("bmx samp s", "bmx_sample_s", 1, 19),
+    ("loop s", "loop_s", 1, 19),
+    ("min ESS", "min_ess_bulk", 0, 19),
+    ("steps/draw", "steps_per_draw", 1, 19),
+    ("ESS/s loop", "ess_per_s_loop", None, 19),
+    ("ESS/s wall", "ess_per_s_wall", None, 19),
+)
+
+
+def print_header() -> None:
     print(
-        f"{r['case']:<12}{r['sampler']:<13}{r['cold_wall_s']:>8.1f}{r['warm_wall_s']:>8.1f}"
-        f"{target_s}{r['sample_s']:>9.1f}{r['min_ess_bulk']:>8.0f}"
-        f"{r['divergences']:>5d}{r['max_r_hat']:>7.3f}{r['ess_per_s_wall']:>11.1f}"
-        f"{r['ess_per_s_sampling']:>11.1f}  {r['min_ess_parameter']}"
+        f"{'case':<12}{'sampler':<15}{'cold s':>7}"
+        + "".join(f"{h:>{w}}" for h, _, _, w in COLUMNS)
+        + f"{'div':>5}{'rhat':>7}  min-ESS parameter(s)"
+    )
+
+
+def print_row(r: dict) -> None:
+    if "error" in r:
+        print(f"{r['case']:<12}{r['sampler']:<15} ERROR {r['error']}", flush=True)
+        return
+    cells = "".join(f"{med_range(per_seed(r, key), digits):>{w}}" for _, key, digits, w in COLUMNS)
+    divergences = sum(per_seed(r, "divergences"))
+    rhat = max(per_seed(r, "max_r_hat"))
+    names = "/".join(dict.fromkeys(per_seed(r, "min_ess_parameter")))
+    print(
+        f"{r['case']:<12}{r['sampler']:<15}{r['cold_wall_s']:>7.1f}{cells}"
+        f"{divergences:>5d}{rhat:>7.3f}  {names}"
         + (f"  (rerun {r['rerun_wall_s']:.1f} s)" if "rerun_wall_s" in r else ""),
         flush=True,
     )
 
 
-def print_bambi_comparison(cases: list[str], results: list[dict], bambi: list[dict]) -> None:
-    """bayesmix's default (nutpie) against bambi's best method (by warm ESS/s)."""
+def print_sampler_ratios(cases: list[str], results: list[dict]) -> None:
     print(
-        "\nbayesmix (nutpie) vs bambi (best method by ESS/s wall); ratio = bayesmix / bambi"
-        " (wall: < 1 means bayesmix is faster; ESS, ESS/s: > 1 means bayesmix is better)"
+        "\nnutpie (bayesmix default) / PyMC NUTS, both through bayesmix; median [seed-pair range]"
+    )
+    for case in cases:
+        by = {r["sampler"]: r for r in results if r["case"] == case and "error" not in r}
+        if "nutpie" not in by or "pymc" not in by:
+            continue
+        ours, theirs = by["nutpie"], by["pymc"]
+        loop = ratio_text(per_seed(ours, "ess_per_s_loop"), per_seed(theirs, "ess_per_s_loop"))
+        wall = ratio_text(per_seed(ours, "ess_per_s_wall"), per_seed(theirs, "ess_per_s_wall"))
+        cold = ours["cold_wall_s"] / theirs["cold_wall_s"]
+        print(
+            f"{case:<12} ESS/s loop {loop}; ESS/s warm wall {wall} (compile policies differ);"
+            f" cold wall {cold:.2f}x"
+        )
+
+
+def print_bambi_comparison(cases: list[str], results: list[dict], bambi: list[dict]) -> None:
+    """bayesmix's default (nutpie) against bambi's best method (by median ESS/s loop)."""
+    print(
+        "\nbayesmix (nutpie) vs bambi (best method by median ESS/s loop); medians over seeds;"
+        " ratio = bayesmix / bambi (wall: < 1 means bayesmix is faster; ESS, ESS/s: > 1 means"
+        " bayesmix is better)"
     )
     metrics = [
         ("cold wall s", "cold_wall_s"),
-        ("warm wall s", "warm_wall_s"),
+        ("warm wall s*", "warm_wall_s"),
         ("min ESS", "min_ess_bulk"),
-        ("ESS/s wall", "ess_per_s_wall"),
+        ("ESS/s loop", "ess_per_s_loop"),
+        ("ESS/s wall*", "ess_per_s_wall"),
     ]
     print(f"{'':<27}" + "".join(f"{label:^24}" for label, _ in metrics))
     print(f"{'case':<12}{'bambi best':<15}" + f"{'bmx':>8}{'bambi':>8}{'ratio':>8}" * len(metrics))
@@ -174,12 +290,16 @@ def print_bambi_comparison(cases: list[str], results: list[dict], bambi: list[di
             missing = "bayesmix nutpie" if not ours or "error" in ours[0] else "bambi"
             print(f"{case:<12}(no {missing} result)")
             continue
-        best = max(theirs, key=lambda r: r["ess_per_s_wall"])
+        best = max(theirs, key=lambda r: statistics.median(per_seed(r, "ess_per_s_loop")))
         row = f"{case:<12}{best['sampler'].removeprefix('bambi-'):<15}"
         for _, key in metrics:
-            a, b = ours[0][key], best[key]
+            if key == "cold_wall_s":
+                a, b = ours[0][key], best[key]
+            else:
+                a, b = (statistics.median(per_seed(r, key)) for r in (ours[0], best))
             row += f"{a:>8.1f}{b:>8.1f}{a / b if b else float('nan'):>8.2f}"
         print(row)
+    print("* " + WARM_NOTE)
     versions = next((r["versions"] for r in bambi if "versions" in r), None)
     if versions:
         print("bambi environment: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -192,6 +312,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--seeds", default="1,2,3", help="one warm run per seed (comma list)")
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "SAMPLER"))
     parser.add_argument(
         "--bambi-python",
@@ -207,38 +328,30 @@ def main() -> None:
         help="also time a second fresh process that finds the compile cache warm",
     )
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.draws, args.tune, args.chains)))
+        print(json.dumps(worker(*args.worker, args.draws, args.tune, args.chains, seeds)))
         return
     cases = list(CASES) if args.cases == "all" else args.cases.split(",")
+    print(machine_line())
+    print(package_versions(("bayesmix", "pymc", "pytensor", "nutpie", "numba", "numpy")))
     print(
-        f"{args.chains} chains x {args.tune} tune + {args.draws} draws; cpu count {os.cpu_count()}"
+        f"{args.chains} chains x {args.tune} tune + {args.draws} draws; warm runs with seeds "
+        f"{args.seeds} (figures: median [min-max]); cold run seed {COLD_SEED}"
     )
-    header = (
-        f"{'case':<12}{'sampler':<13}{'cold s':>8}{'warm s':>8}{'target':>8}{'sample s':>9}"
-        f"{'minESS':>8}{'div':>5}{'rhat':>7}{'ESS/s wall':>11}{'ESS/s samp':>11}  min-ESS parameter"
-    )
-    print(header)
+    print_header()
     results, bambi = [], []
     for case in cases:
         for sampler in args.samplers.split(","):
             r = run_case(case, sampler, args)
             results.append(r)
-            print_row(r, TARGET_WALL[case])
+            print_row(r)
         for method in args.bambi_methods.split(",") if args.bambi_python else []:
             r = run_bambi(case, method, args)
             bambi.append(r)
-            print_row(r, None)
-    for case in cases:
-        by = {r["sampler"]: r for r in results if r["case"] == case and "error" not in r}
-        if "nutpie" in by and "pymc" in by:
-            ours, theirs = by["nutpie"], by["pymc"]
-            ratio = ours["ess_per_s_sampling"] / theirs["ess_per_s_sampling"]
-            key = "seed1_ess_per_s_sampling"
-            print(
-                f"{case}: nutpie / PyMC NUTS sampling ESS/s = {ratio:.1f}x (target >= 5x); "
-                f"seed 1 run: {ours[key]:.1f} / {theirs[key]:.1f} = {ours[key] / theirs[key]:.1f}x"
-            )
+            print_row(r)
+    print(WARM_NOTE)
+    print_sampler_ratios(cases, results)
     if args.bambi_python:
         print_bambi_comparison(cases, results, bambi)
 

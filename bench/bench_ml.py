@@ -1,33 +1,80 @@
-"""Speed and memory benchmarks of the ML/REML engine (prints figures).
+"""Speed of the ML/REML engine against lme4, both run by this script (prints figures).
 
 Run from the repository root::
 
-    .venv/bin/python bench/bench_ml.py            # all benchmarks
-    .venv/bin/python bench/bench_ml.py insteval   # one of: sleepstudy, insteval, synthetic
+    .venv/bin/python bench/bench_ml.py                       # all benchmarks
+    .venv/bin/python bench/bench_ml.py insteval     # some of: sleepstudy, insteval, synthetic
+    .venv/bin/python bench/bench_ml.py synthetic --no-r      # bayesmix only
+    .venv/bin/python bench/bench_ml.py insteval --repeats 5
 
-Peak memory is the process's maximum resident set size (``getrusage``), read
-after each benchmark, so it is cumulative over the benchmarks run before it;
-run one benchmark per process for clean figures. On a shared or small machine
-set ``OPENBLAS_NUM_THREADS=1``: oversubscribed multi-threaded BLAS makes the
-dense Cholesky factorisations many times slower.
+For each benchmark, bayesmix fits through its public path and lme4 fits the
+same data in R, started by this script (``bench/peer_r.py``: the data go to R
+through a temporary CSV; the factors keep their levels):
+
+* bayesmix: design s = ``bmx.lmm(formula, data)`` (formula parsing and
+  ``build_design``), fit s = ``model.fit(method)``;
+* lme4: design s = ``lFormula(formula, data)``, total s = ``lmer(formula,
+  data)``, fit s = total s - design s (``lmer`` builds the same model frame
+  and design first). ``system.time`` is around these calls only.
+
+Both sides first fit sleepstudy once, untimed, so that one-time loading (NLopt,
+lme4's compiled code) is in neither figure. With ``--repeats n`` both sides
+repeat the design and fit n times and report medians. Printed: both sides'
+times, the ratios bayesmix / lme4 (< 1: bayesmix is faster), the logLik
+difference (REML log-likelihood for REML fits), the number of deviance
+evaluations, and the BLAS each side used (numpy's through threadpoolctl, R's
+from ``sessionInfo()``): lme4's sparse Cholesky (CHOLMOD) and bayesmix's
+blocked dense factors both call BLAS, so a faster BLAS on one side is part of
+a ratio.
+
+Peak memory: bayesmix's figure is this process's maximum resident set size
+(``getrusage``) after the benchmark, so it is cumulative over the benchmarks
+run before it (run one per process for clean figures); R's is its process's
+``VmHWM``, data included. On a shared or small machine set
+``OPENBLAS_NUM_THREADS=1``: oversubscribed multi-threaded BLAS makes the dense
+Cholesky factorisations many times slower.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
-import sys
+import statistics
 import time
-from pathlib import Path
+import warnings
 
 import numpy as np
 import pandas as pd
+from bench_env import machine_line, numpy_blas, package_versions
+from peer_r import r_available, r_blas_line, run_r
 
-from bayesmix.ml.fit import _blas_threads, deviance_function, fit_estimates
-from bayesmix.spec.design import Design, RandomBlock, build_design
+import bayesmix as bmx
+from bayesmix.errors import SingularFitWarning
 
-DATA = Path(__file__).resolve().parents[1] / "bayesmix" / "datasets" / "data"
-INSTEVAL_LME4_LOGLIK = -118825.8914  # lme4 1.1-31, ML fit, ~25 s
+# lme4's side: the design alone, then the whole lmer call, ``repeats`` times.
+LMER = r"""
+suppressPackageStartupMessages(library(lme4))
+form <- as.formula(spec$formula)
+reml <- isTRUE(spec$reml)
+# warm-up (untimed), as on the Python side: loads lme4's compiled code
+invisible(lmer(Reaction ~ Days + (Days | Subject), sleepstudy))
+design_s <- numeric(spec$repeats)
+total_s <- numeric(spec$repeats)
+for (i in seq_len(spec$repeats)) {
+  design_s[i] <- elapsed(lf <- lFormula(form, data = data, REML = reml))
+  total_s[i] <- elapsed(fit <- lmer(form, data = data, REML = reml))
+}
+emit(list(
+  design_s = I(design_s),  # I(): a JSON array even for one repeat
+  total_s = I(total_s),
+  loglik = as.numeric(logLik(fit)),
+  sigma = sigma(fit),
+  n_evaluations = fit@optinfo$feval,
+  optimizer = fit@optinfo$optimizer,
+  messages = as.list(c(fit@optinfo$conv$lme4$messages, unlist(fit@optinfo$warnings)))
+))
+"""
 
 
 def peak_rss_mb() -> float:
@@ -35,54 +82,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_eval(design: Design, theta: np.ndarray, reml: bool, repeats: int = 5) -> float:
-    kernel = deviance_function(design)
-    with _blas_threads(kernel):  # as fit_estimates does
-        start = time.perf_counter()
-        for _ in range(repeats):
-            kernel(theta, reml=reml)
-    return (time.perf_counter() - start) / repeats
+def sleepstudy_case():
+    return bmx.load_dataset("sleepstudy"), "Reaction ~ Days + (Days | Subject)", "REML"
 
 
-def bench_sleepstudy() -> None:
-    data = pd.read_csv(DATA / "sleepstudy.csv")
-    design = build_design("Reaction ~ Days + (Days | Subject)", data)
-    fit_estimates(design, "REML")  # warm-up: first call loads nlopt
-    times = []
-    for _ in range(20):
-        start = time.perf_counter()
-        est = fit_estimates(design, "REML")
-        times.append(time.perf_counter() - start)
-    print(
-        f"sleepstudy (Days|Subject) REML: median {np.median(times) * 1e3:.1f} ms, "
-        f"min {min(times) * 1e3:.1f} ms over 20 fits; {est.n_evaluations} evaluations, "
-        f"REML criterion {est.criterion:.6f} (lme4 1743.628272)"
-    )
+def insteval_case():
+    data = bmx.load_dataset("InstEval")[["y", "service", "s", "d", "dept"]]
+    return data, "y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)", "ML"
 
 
-def bench_insteval() -> None:
-    start = time.perf_counter()
-    data = pd.read_csv(DATA / "InstEval.csv.gz", dtype=str)
-    data["y"] = data["y"].astype(float)
-    design = build_design("y ~ 1 + service + (1 | s) + (1 | d) + (1 | dept:service)", data)
-    t_design = time.perf_counter() - start
-    start = time.perf_counter()
-    est = fit_estimates(design, "ML")
-    t_fit = time.perf_counter() - start
-    t_eval = time_eval(design, est.theta, reml=False)
-    print(
-        f"InstEval ML ({design.n_obs} rows, levels "
-        f"{[b.n_levels for b in design.blocks]}): read+design {t_design:.2f} s, "
-        f"fit {t_fit:.2f} s ({est.n_evaluations} evaluations, {t_eval * 1e3:.1f} ms each); "
-        f"logLik {est.loglik:.4f} (lme4 {INSTEVAL_LME4_LOGLIK}, diff "
-        f"{est.loglik - INSTEVAL_LME4_LOGLIK:+.2e}); peak RSS {peak_rss_mb():.0f} MiB"
-    )
-
-
-def synthetic_design(
-    n: int = 1_000_000, m1: int = 10_000, m2: int = 1_000, seed: int = 1
-) -> Design:
-    """y ~ 1 + x + (1 + x | g1) + (1 | g2) with crossed, unbalanced groups."""
+def synthetic_case(n: int = 1_000_000, m1: int = 10_000, m2: int = 1_000, seed: int = 1):
+    """y ~ 1 + x + (1 + x | g1) + (1 | g2) with crossed, unbalanced groups (categorical columns)."""
     rng = np.random.default_rng(seed)
     g1 = rng.integers(0, m1, n)
     g2 = rng.integers(0, m2, n)
@@ -90,51 +100,123 @@ def synthetic_design(
     b1 = rng.multivariate_normal([0, 0], [[1.0, 0.3], [0.3, 0.5]], size=m1)
     b2 = rng.normal(scale=0.7, size=m2)
     y = 1 + 0.5 * x + b1[g1, 0] + b1[g1, 1] * x + b2[g2] + rng.normal(size=n)
-    ones = np.ones(n)
-    blocks = (
-        RandomBlock(
-            "g1",
-            tuple(map(str, range(m1))),
-            g1,
-            ("Intercept", "x"),
-            np.column_stack([ones, x]),
-            "unstructured",
-        ),
-        RandomBlock(
-            "g2", tuple(map(str, range(m2))), g2, ("Intercept",), ones[:, None], "unstructured"
-        ),
+    data = pd.DataFrame(
+        {
+            "y": y,
+            "x": x,
+            # categorical, as the datasets are: both sides get factors, not strings to encode
+            "g1": pd.Categorical.from_codes(g1, categories=[f"a{i}" for i in range(m1)]),
+            "g2": pd.Categorical.from_codes(g2, categories=[f"b{i}" for i in range(m2)]),
+        }
     )
-    return Design(
-        formula="y ~ 1 + x + (1 + x | g1) + (1 | g2)",
-        response="y",
-        y=y,
-        X=np.column_stack([ones, x]),
-        fixed_terms=("Intercept", "x"),
-        blocks=blocks,
-        data=pd.DataFrame(index=range(0)),
-    )
+    return data, "y ~ 1 + x + (1 + x | g1) + (1 | g2)", "ML"
 
 
-def bench_synthetic() -> None:
-    design = synthetic_design()
-    rss_data = peak_rss_mb()
-    start = time.perf_counter()
-    est = fit_estimates(design, "ML")
-    t_fit = time.perf_counter() - start
-    t_eval = time_eval(design, est.theta, reml=False, repeats=3)
+CASES = {"sleepstudy": sleepstudy_case, "insteval": insteval_case, "synthetic": synthetic_case}
+DEFAULT_REPEATS = {"sleepstudy": 20, "insteval": 3, "synthetic": 1}
+
+
+def fit_bayesmix(data: pd.DataFrame, formula: str, method: str, repeats: int) -> dict:
+    design_s, fit_s = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SingularFitWarning)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model = bmx.lmm(formula, data)
+            built = time.perf_counter()
+            fit = model.fit(method=method)
+            done = time.perf_counter()
+            design_s.append(built - start)
+            fit_s.append(done - built)
+    return {
+        "design_s": statistics.median(design_s),
+        "fit_s": statistics.median(fit_s),
+        "total_s": statistics.median(np.add(design_s, fit_s)),
+        "loglik": fit.loglik,
+        "sigma": fit.sigma,
+        "n_evaluations": int(fit.estimates.n_evaluations),
+        "n_obs": model.design.n_obs,
+        "levels": {b.grouping: b.n_levels for b in model.design.blocks},
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def fit_lme4(data: pd.DataFrame, formula: str, method: str, repeats: int, timeout) -> dict:
+    spec = {"formula": formula, "reml": method == "REML", "repeats": repeats}
+    out = run_r(LMER, data, {**spec, "packages": ["lme4", "Matrix"]}, timeout=timeout)
+    if "error" in out:
+        return out
+    design = statistics.median(out["design_s"])
+    total = statistics.median(out["total_s"])
+    return {**out, "design_s": design, "fit_s": total - design, "total_s": total}
+
+
+def report(name: str, method: str, repeats: int, ours: dict, peer: dict | None) -> None:
     print(
-        f"synthetic 1e6 rows, (1 + x | g1: 10000) + (1 | g2: 1000), ML: fit {t_fit:.1f} s "
-        f"({est.n_evaluations} evaluations, {t_eval:.2f} s each); theta {np.round(est.theta, 4)}; "
-        f"sigma {est.sigma:.4f}; peak RSS {peak_rss_mb():.0f} MiB (data alone {rss_data:.0f} MiB)"
+        f"\n{name} {method}: {ours['n_obs']} rows, levels {ours['levels']}; "
+        + (f"median of {repeats} fits" if repeats > 1 else "one fit")
+        + f"; load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'':<10}{'design s':>10}{'fit s':>10}{'total s':>10}{'evals':>7}{'s/eval':>9}"
+        f"{'logLik':>16}{'sigma':>10}{'peak MiB':>10}"
+    )
+    rows = [("bayesmix", ours)]
+    if peer is not None and "error" not in peer:
+        rows.append(("lme4", peer))
+    for label, r in rows:
+        per_eval = r["fit_s"] / r["n_evaluations"] if r["n_evaluations"] else float("nan")
+        print(
+            f"{label:<10}{r['design_s']:>10.4f}{r['fit_s']:>10.4f}{r['total_s']:>10.4f}"
+            f"{r['n_evaluations']:>7d}{per_eval:>9.4f}{r['loglik']:>16.4f}{r['sigma']:>10.5f}"
+            f"{r['peak_rss_mb']:>10.0f}"
+        )
+    if peer is None:
+        return
+    if "error" in peer:
+        print(f"lme4: not run ({peer['error']})")
+        return
+    ratios = ", ".join(
+        f"{key.removesuffix('_s')} {ours[key] / peer[key]:.2f}x"
+        for key in ("design_s", "fit_s", "total_s")
+    )
+    print(
+        f"bayesmix / lme4: {ratios}; logLik diff (bayesmix - lme4) "
+        f"{ours['loglik'] - peer['loglik']:+.2e}; lme4 optimizer {peer['optimizer']}"
+        + (f"; lme4 messages: {peer['messages']}" if peer["messages"] else "")
     )
 
 
-BENCHES = {"sleepstudy": bench_sleepstudy, "insteval": bench_insteval, "synthetic": bench_synthetic}
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("benches", nargs="*", help=f"some of {', '.join(CASES)} (default: all)")
+    parser.add_argument("--repeats", type=int, help="fits per side (default: per benchmark)")
+    parser.add_argument("--no-r", action="store_true", help="bayesmix only")
+    parser.add_argument("--r-timeout", type=float, default=3600, help="seconds per R run")
+    args = parser.parse_args()
+    unknown = set(args.benches) - set(CASES)
+    if unknown:
+        parser.error(f"unknown benchmarks {sorted(unknown)}; choose from {list(CASES)}")
+    print(machine_line())
+    print(package_versions(("bayesmix", "numpy", "scipy", "nlopt")))
+    print(f"bayesmix side BLAS (numpy, scipy): {numpy_blas()}")
+    run_peer = not args.no_r and r_available()
+    if not args.no_r and not run_peer:
+        print("Rscript not found: lme4 not run")
+    data, formula, _ = sleepstudy_case()
+    bmx.lmm(formula, data).fit()  # untimed warm-up (loads NLopt), as lme4's side does
+    r_line = None
+    for name in args.benches or list(CASES):
+        data, formula, method = CASES[name]()
+        repeats = args.repeats or DEFAULT_REPEATS[name]
+        ours = fit_bayesmix(data, formula, method, repeats)
+        peer = fit_lme4(data, formula, method, repeats, args.r_timeout) if run_peer else None
+        report(name, method, repeats, ours, peer)
+        if peer is not None and "error" not in peer:
+            r_line = r_blas_line(peer)
+    if r_line:
+        print(f"\nlme4 side: {r_line}")
+
 
 if __name__ == "__main__":
-    print(
-        f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}, "
-        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}"
-    )
-    for name in sys.argv[1:] or list(BENCHES):
-        BENCHES[name]()
+    main()

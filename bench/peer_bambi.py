@@ -27,21 +27,28 @@ cache), 4 chains x 1000 tune + 1000 draws by default, on
 ``min(chains, cpu count)`` cores:
 
 * cold wall = process start (before ``import bambi``) to finished posterior
-  (the idata returned by ``Model.fit``), compiling everything from scratch;
-* warm wall = a second fit in the same process with a new seed, of a freshly
-  built PyMC model (``Model.build()`` then ``Model.fit``; compiled code loaded
-  from the now-warm cache). As in bench_bayes, whose warm run rebuilds the PyMC
-  model but reuses the design from ``build_design``, the formulae design
-  matrices (``bambi.Model(formula, data)``) are made once; that step is
-  reported as ``design_s`` (about 6 s for InstEval, against 0.03 s for
-  bayesmix's ``build_design``) and is part of the cold wall only;
-* sampling time = the ``sampling_time`` PyMC stamps on the posterior (warm run);
-* ESS figures use the warm run: min bulk ESS (``arviz.ess`` on ``(chain, draw,
+  (the idata returned by ``Model.fit``) of a first fit (seed 0), compiling
+  everything from scratch; that fit is used for nothing else;
+* then one warm fit per ``--seeds`` seed in the same process: warm wall = a
+  fit of a freshly built PyMC model (``Model.build()`` then ``Model.fit``;
+  bambi compiles it again, loading the compiled code from the now-warm
+  on-disk cache, where bayesmix's nutpie route reuses its in-memory compiled
+  model, so warm walls compare compile policies, not samplers). As in
+  bench_bayes, whose warm run rebuilds the PyMC model but reuses the design
+  from ``build_design``, the formulae design matrices (``bambi.Model(formula,
+  data)``) are made once; that step is reported as ``design_s`` (about 6 s for
+  InstEval, against 0.03 s for bayesmix's ``build_design``) and is part of the
+  cold wall only;
+* loop s = the draw loop alone, timed by ``bench/loop_timer.py`` with the same
+  clock as bench_bayes (trace conversion excluded); PyMC's own
+  ``sampling_time`` is also reported (``pymc_sampling_s``), but it includes
+  nutpie's trace conversion for the ``nutpie`` method and not for ``pymc``;
+* ESS figures per warm fit: min bulk ESS (``arviz.ess`` on ``(chain, draw,
   parameter)`` draws, as bayesmix's diagnostics do) over every variable of the
   posterior group, i.e. fixed effects, group SDs, ``sigma`` and every
   group-level effect (bambi's non-centred ``*_offset`` helpers are dropped, as
-  bayesmix drops its ``z_*``), divided by the warm wall time and by the
-  sampling time alone.
+  bayesmix drops its ``z_*``), divided by the loop time and by the warm wall;
+  tables show "median [min-max]" over the seeds.
 
 Methods: ``nutpie`` is ``Model.fit(inference_method="nutpie")`` (PyMC's
 ``pm.sample(nuts_sampler="nutpie")``, numba backend) and ``pymc`` is bambi's
@@ -190,12 +197,20 @@ def diagnostics(idata) -> dict:
     }
 
 
-def worker(case: str, method: str, draws: int, tune: int, chains: int) -> dict:
+def steps_per_draw(idata) -> float:
+    """Mean leapfrog steps per draw (``n_steps``, recorded by PyMC's NUTS and by nutpie)."""
+    stats = idata["sample_stats"]
+    return float(stats["n_steps"].mean()) if "n_steps" in stats else float("nan")
+
+
+def worker(case: str, method: str, draws: int, tune: int, chains: int, seeds: list[int]) -> dict:
     import logging
     import warnings
 
     import bambi as bmb
+    import loop_timer  # bench/loop_timer.py: the draw-loop clock bench_bayes uses too
 
+    loop_timer.install()
     logging.getLogger("pymc").setLevel(logging.ERROR)
     logging.getLogger("bambi").setLevel(logging.ERROR)
     formula, data = load_case(case)
@@ -219,27 +234,39 @@ def worker(case: str, method: str, draws: int, tune: int, chains: int) -> dict:
         )
         return idata, build_s
 
+    runs = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit(1)
+        fit(0)
         cold = time.perf_counter() - T_START
-        t0 = time.perf_counter()
-        idata, build_s = fit(2)
-        warm = time.perf_counter() - t0
-    diag = diagnostics(idata)
-    sample_s = float(idata["posterior"].attrs.get("sampling_time", float("nan")))
+        for seed in seeds:
+            loop_timer.take()
+            t0 = time.perf_counter()
+            idata, build_s = fit(seed)
+            warm = time.perf_counter() - t0
+            spans = loop_timer.take()
+            diag = diagnostics(idata)
+            runs.append(
+                {
+                    "seed": seed,
+                    "warm_wall_s": warm,
+                    "build_s": build_s,
+                    "pymc_sampling_s": float(
+                        idata["posterior"].attrs.get("sampling_time", float("nan"))
+                    ),
+                    "loop_s": spans["loop_s"],
+                    "convert_s": spans["convert_s"],
+                    "steps_per_draw": steps_per_draw(idata),
+                    **diag,
+                }
+            )
     return {
         "package": "bambi",
         "case": case,
         "sampler": method,
         "cold_wall_s": cold,
-        "warm_wall_s": warm,
         "design_s": design_s,
-        "build_s": build_s,
-        "sample_s": sample_s,
-        **diag,
-        "ess_per_s_wall": diag["min_ess_bulk"] / warm,
-        "ess_per_s_sampling": diag["min_ess_bulk"] / sample_s,
+        "runs": runs,
         "draws": draws,
         "tune": tune,
         "chains": chains,
@@ -267,10 +294,21 @@ def run_case(case: str, method: str, args, python: str = sys.executable) -> dict
         env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}")
         cmd = [python, str(Path(__file__).resolve()), "--worker", case, method]
         cmd += ["--draws", str(args.draws), "--tune", str(args.tune), "--chains", str(args.chains)]
+        cmd += ["--seeds", args.seeds]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         return {"case": case, "sampler": method, "error": out.stderr.strip().splitlines()[-1:]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def med_range(values: list[float], digits: int = 1) -> str:
+    """``median [min-max]`` over the seeds (as bench_bayes prints them)."""
+    import statistics
+
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
 def main() -> None:
@@ -280,13 +318,15 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--seeds", default="1,2,3", help="one warm fit per seed (comma list)")
     parser.add_argument("--worker", nargs=2, metavar=("CASE", "METHOD"))
     parser.add_argument(
         "--build-only", action="store_true", help="print each case's bambi model, no sampling"
     )
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.draws, args.tune, args.chains)))
+        print(json.dumps(worker(*args.worker, args.draws, args.tune, args.chains, seeds)))
         return
     cases = list(CASES) if args.cases == "all" else args.cases.split(",")
     if args.build_only:
@@ -294,14 +334,16 @@ def main() -> None:
             print(f"== {case}\n{build_only(case)}", flush=True)
         return
     print(
-        f"bambi: {args.chains} chains x {args.tune} tune + {args.draws} draws;"
-        f" cpu count {os.cpu_count()}"
+        f"bambi: {args.chains} chains x {args.tune} tune + {args.draws} draws; seeds"
+        f" {args.seeds} (median [min-max]); cpu count {os.cpu_count()}"
     )
-    header = (
-        f"{'case':<12}{'method':<9}{'cold s':>8}{'warm s':>8}{'design s':>9}{'sample s':>9}"
-        f"{'minESS':>8}{'div':>5}{'rhat':>7}{'ESS/s wall':>11}{'ESS/s samp':>11}  min-ESS parameter"
+    columns = (("warm s", "warm_wall_s", 1), ("loop s", "loop_s", 1))
+    columns += (("min ESS", "min_ess_bulk", 0), ("ESS/s loop", "ess_per_s_loop", 0))
+    print(
+        f"{'case':<12}{'method':<9}{'cold s':>8}{'design s':>9}"
+        + "".join(f"{h:>19}" for h, _, _ in columns)
+        + f"{'div':>5}{'rhat':>7}  min-ESS parameter(s)"
     )
-    print(header)
     seen_versions = None
     for case in cases:
         for method in args.methods.split(","):
@@ -310,12 +352,17 @@ def main() -> None:
                 print(f"{case:<12}{method:<9} ERROR {r['error']}", flush=True)
                 continue
             seen_versions = seen_versions or r["versions"]
+            for run in r["runs"]:
+                run["ess_per_s_loop"] = run["min_ess_bulk"] / run["loop_s"]
+            cells = "".join(
+                f"{med_range([run[key] for run in r['runs']], digits):>19}"
+                for _, key, digits in columns
+            )
+            names = "/".join(dict.fromkeys(run["min_ess_parameter"] for run in r["runs"]))
             print(
-                f"{case:<12}{method:<9}{r['cold_wall_s']:>8.1f}{r['warm_wall_s']:>8.1f}"
-                f"{r['design_s']:>9.1f}{r['sample_s']:>9.1f}{r['min_ess_bulk']:>8.0f}"
-                f"{r['divergences']:>5d}"
-                f"{r['max_r_hat']:>7.3f}{r['ess_per_s_wall']:>11.1f}"
-                f"{r['ess_per_s_sampling']:>11.1f}  {r['min_ess_parameter']}",
+                f"{case:<12}{method:<9}{r['cold_wall_s']:>8.1f}{r['design_s']:>9.1f}{cells}"
+                f"{sum(run['divergences'] for run in r['runs']):>5d}"
+                f"{max(run['max_r_hat'] for run in r['runs']):>7.3f}  {names}",
                 flush=True,
             )
     if seen_versions:
