@@ -7,7 +7,6 @@ categorical columns to formulae so that R's level order is kept.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 
 from bayesmix.errors import DataError, DataWarning, FormulaError, warn
 from bayesmix.spec.formula import FormulaSpec
-from bayesmix.spec.formula_eval import referenced_columns
+from bayesmix.spec.formula_eval import referenced_columns, unknown_column
 
 
 def used_columns(
@@ -62,7 +61,7 @@ def used_columns(
         right += refs(bar.lhs)
         for name in bar.factors:
             if name not in columns:
-                raise DataError(_unknown_grouping(name, columns))
+                raise DataError(unknown_column(name, columns, f"The grouping factor {name!r}"))
             right.append(name)
     clash = sorted(set(response) & set(right))
     if clash:
@@ -111,15 +110,6 @@ def check_column_types(data: pd.DataFrame, columns: list[str], grouping: set[str
                     f"Column {name!r} holds values of type(s) {shown}; a formula needs numbers "
                     f"or text. Convert it, e.g. data[{name!r}].astype(float) or .astype(str)."
                 )
-
-
-def _unknown_grouping(name: str, columns: list[str]) -> str:
-    close = difflib.get_close_matches(name, columns, n=3)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return (
-        f"The grouping factor {name!r} is not a column of the data.{hint} "
-        f"Available columns: {', '.join(columns)}."
-    )
 
 
 def clean_rows(data: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, int]:

@@ -207,11 +207,11 @@ def referenced_columns(
                     "in the DataFrame first."
                 )
             else:
-                raise DataError(_unknown_column(name, columns))
+                raise DataError(unknown_column(name, columns))
         elif isinstance(node, QuotedName):
             name = node.expression.lexeme[1:-1]
             if name not in column_set:
-                raise DataError(_unknown_column(name, columns))
+                raise DataError(unknown_column(name, columns))
             found.append(name)
         elif isinstance(node, Binary):
             visit(node.left)
@@ -227,13 +227,12 @@ def referenced_columns(
     return list(dict.fromkeys(found))
 
 
-def _unknown_column(name: str, columns: list[str]) -> str:
+def unknown_column(name: str, columns: list[str], subject: str | None = None) -> str:
+    """Message for a name that is not a column, with close matches."""
     close = difflib.get_close_matches(name, columns, n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return (
-        f"The formula refers to {name!r}, which is not a column of the data.{hint} "
-        f"Available columns: {', '.join(columns)}."
-    )
+    subject = subject or f"The formula refers to {name!r}, which"
+    return f"{subject} is not a column of the data.{hint} Available columns: {', '.join(columns)}."
 
 
 def _unknown_function(name: str, formula: str, allowed: set[str]) -> str:
