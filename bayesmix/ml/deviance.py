@@ -388,46 +388,9 @@ class ProfiledDeviance:
         the first, where ``W = L21 L11^-1`` is sparse (``B``'s pattern): only
         ``W' S^-1`` on ``W``'s pattern is needed, formed in column chunks.
         """
-        if not self._blocks:
-            return ()
-        f = self._factor(theta)
-        T, out = f["T"], [None] * len(self._blocks)
-        first, k1, m1 = self._order[0], self._k1, self._m1
-        L1inv = f["L1inv"]
-        P1 = _small_matmul(L1inv.transpose(0, 2, 1), L1inv)
-        if self._q_r:
-            L22 = f["L22"]
-            S_inv, info = sla.lapack.dpotri(L22, lower=True)
-            if info:  # pragma: no cover - L22 is a valid Cholesky factor
-                raise FitError(f"inverting the random-effects factor failed (LAPACK info {info})")
-            S_inv = np.tril(S_inv) + np.tril(S_inv, -1).T
-            lam_r_t = sp.block_diag(
-                [sp.kron(sp.eye(self.n_levels[i]), T[i].T) for i in self._order[1:]], format="csr"
-            )
-            L1inv_bd = sp.bsr_matrix(
-                (L1inv, np.arange(m1), np.arange(m1 + 1)), shape=(m1 * k1,) * 2
-            )
-            W = (lam_r_t @ sp.csr_matrix(f["B"]) @ L1inv_bd).tocsc()
-            for start in range(0, m1, chunk):
-                stop = min(start + chunk, m1)
-                Wc = W[:, start * k1 : stop * k1].tocoo()
-                Y = np.asarray(Wc.T.tocsr() @ S_inv)  # (chunk * k1, q_r) = W_c' S^-1
-                level, t = np.divmod(Wc.col, k1)
-                for s in range(k1):
-                    contrib = Y[level * k1 + s, Wc.row] * Wc.data
-                    P1[start:stop, s, :] += np.bincount(
-                        level * k1 + t, contrib, minlength=(stop - start) * k1
-                    ).reshape(-1, k1)
-            for pos, i in enumerate(self._order[1:]):
-                sl = slice(self._offsets[pos], self._offsets[pos + 1])
-                k = self.sizes[i]
-                sub = S_inv[sl, sl].reshape(self.n_levels[i], k, self.n_levels[i], k)
-                out[i] = sub[np.arange(self.n_levels[i]), :, np.arange(self.n_levels[i]), :]
-        out[first] = P1
-        return tuple(
-            sigma**2 * _small_matmul(_small_matmul(Ti[None], P), Ti.T[None])
-            for P, Ti in zip(out, T)
-        )
+        from bayesmix.ml.conditional import conditional_variances
+
+        return conditional_variances(self, theta, sigma, chunk)
 
     def fitted(self, beta: np.ndarray, b: Sequence[np.ndarray]) -> np.ndarray:
         """Conditional fitted values ``X beta + sum_i rowsum(Z_i * b_i[codes_i])``."""
