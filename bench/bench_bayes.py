@@ -191,8 +191,8 @@ def per_seed(r: dict, key: str) -> list[float]:
             out.append(run["min_ess_bulk"] / run["loop_s"])
         elif key == "ess_per_s_wall":
             out.append(run["min_ess_bulk"] / run["warm_wall_s"])
-        else:
-            out.append(run[key])
+        else:  # a figure an older or peer worker does not record is NaN
+            out.append(run.get(key, float("nan")))
     return out
 
 
@@ -215,19 +215,19 @@ def ratio_text(ours: list[float], theirs: list[float]) -> str:
 
 COLUMNS = (
     # (header, key, digits, width)
-    ("warm s", "warm_wall_s", 1, 19),
-    ("bmx samp s", "bmx_sample_s", 1, 19),
-    ("loop s", "loop_s", 1, 19),
-    ("min ESS", "min_ess_bulk", 0, 19),
-    ("steps/draw", "steps_per_draw", 1, 19),
-    ("ESS/s loop", "ess_per_s_loop", None, 19),
-    ("ESS/s wall", "ess_per_s_wall", None, 19),
+    ("warm s", "warm_wall_s", 1, 20),
+    ("bmx samp s", "bmx_sample_s", 1, 20),
+    ("loop s", "loop_s", 1, 20),
+    ("min ESS", "min_ess_bulk", 0, 20),
+    ("steps/draw", "steps_per_draw", 1, 20),
+    ("ESS/s loop", "ess_per_s_loop", None, 20),
+    ("ESS/s wall", "ess_per_s_wall", None, 20),
 )
 
 
 def print_header() -> None:
     print(
-        f"{'case':<12}{'sampler':<15}{'cold s':>7}"
+        f"{'case':<12}{'sampler':<15}{'cold s':>8}"
         + "".join(f"{h:>{w}}" for h, _, _, w in COLUMNS)
         + f"{'div':>5}{'rhat':>7}  min-ESS parameter(s)"
     )
@@ -242,7 +242,7 @@ def print_row(r: dict) -> None:
     rhat = max(per_seed(r, "max_r_hat"))
     names = "/".join(dict.fromkeys(per_seed(r, "min_ess_parameter")))
     print(
-        f"{r['case']:<12}{r['sampler']:<15}{r['cold_wall_s']:>7.1f}{cells}"
+        f"{r['case']:<12}{r['sampler']:<15}{r['cold_wall_s']:>8.1f}{cells}"
         f"{divergences:>5d}{rhat:>7.3f}  {names}"
         + (f"  (rerun {r['rerun_wall_s']:.1f} s)" if "rerun_wall_s" in r else ""),
         flush=True,
@@ -322,6 +322,7 @@ def main() -> None:
     parser.add_argument(
         "--bambi-methods", default="nutpie", help="bambi inference methods (nutpie,pymc)"
     )
+    parser.add_argument("--json", metavar="PATH", help="also write every run's figures here")
     parser.add_argument(
         "--rerun",
         action="store_true",
@@ -354,6 +355,9 @@ def main() -> None:
     print_sampler_ratios(cases, results)
     if args.bambi_python:
         print_bambi_comparison(cases, results, bambi)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"args": vars(args), "bayesmix": results, "bambi": bambi}, handle, indent=1)
 
 
 if __name__ == "__main__":
