@@ -8,7 +8,6 @@ when ``.sample()`` or ``.pymc_model()`` is called, so ML work stays light.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -166,7 +165,10 @@ class LinearMixedModel:
             progressbar=progressbar,
             **options,
         )
-        return dataclasses.replace(result, model=self)  # save() records the constructor
+        # save() records the constructor; set on the new result itself (nobody else holds
+        # it yet) so that the diagnostics it cached while sampling are kept
+        object.__setattr__(result, "model", self)
+        return result
 
     # ------------------------------------------------------------------ update
     def update(

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -231,8 +230,10 @@ class NonlinearMixedModel:
             progressbar=progressbar,
             **options,
         )
-        # the model travels with the result so that save() can store its arguments
-        return dataclasses.replace(result, model=self)
+        # the model travels with the result so that save() can store its arguments; set
+        # on the new result itself so that the diagnostics cached while sampling are kept
+        object.__setattr__(result, "model", self)
+        return result
 
     def update(
         self,
