@@ -90,7 +90,7 @@ def _nonlinear_spec_from_design(nl: Any) -> ModelSpec:
     An ``offset=``/``weights=`` array sits in the column ``(offset)``/``(weights)``
     of the rows used; a column name is recorded in the design.
     """
-    from bayesmix.spec.design import OFFSET_COLUMN, WEIGHTS_COLUMN
+    from bayesmix.spec.data_prep import OFFSET_COLUMN, WEIGHTS_COLUMN
 
     data = nl.data
     offset, weights = nl.offset_column, nl.weights_column
@@ -119,7 +119,7 @@ def _linear_spec_from_design(design: Any) -> ModelSpec:
     in the columns ``(offset)``/``(weights)``; the user's functions are the
     names formulae's evaluation environment holds beyond bayesmix's own.
     """
-    from bayesmix.spec.design import OFFSET_COLUMN, WEIGHTS_COLUMN
+    from bayesmix.spec.data_prep import OFFSET_COLUMN, WEIGHTS_COLUMN
     from bayesmix.spec.formula_eval import FORMULA_CONSTANTS, MATH_FUNCTIONS
 
     encoder = design.encoder

@@ -45,8 +45,14 @@ from bayesmix.nonlinear.design import (
     _readonly,
 )
 from bayesmix.nonlinear.mean import parse_mean
-from bayesmix.spec.data_prep import clean_rows, used_columns
-from bayesmix.spec.design import OFFSET_COLUMN, WEIGHTS_COLUMN, _attach, build_design
+from bayesmix.spec.data_prep import (
+    OFFSET_COLUMN,
+    WEIGHTS_COLUMN,
+    attach_argument,
+    clean_rows,
+    used_columns,
+)
+from bayesmix.spec.design import build_design
 from bayesmix.spec.formula import parse_formula
 
 __all__ = [
@@ -178,8 +184,8 @@ def build_nonlinear_design(
     used = set(mean_function.covariates)
     for spec in specs.values():
         used.update(used_columns(spec, data))
-    data, offset_column, offset_array = _attach(data, offset, "offset", OFFSET_COLUMN)
-    data, weights_column, weights_array = _attach(data, weights, "weights", WEIGHTS_COLUMN)
+    data, offset_column, offset_array = attach_argument(data, offset, "offset", OFFSET_COLUMN)
+    data, weights_column, weights_array = attach_argument(data, weights, "weights", WEIGHTS_COLUMN)
     used.update(c for c in (offset_column, weights_column) if c is not None)
     kept, n_dropped = clean_rows(data, [c for c in data.columns if c in used])
 

@@ -16,6 +16,10 @@ from bayesmix.errors import DataError, DataWarning, FormulaError, warn
 from bayesmix.spec.formula import FormulaSpec
 from bayesmix.spec.formula_eval import referenced_columns, unknown_column
 
+#: Names of the columns that hold ``offset=`` and ``weights=`` arrays (lme4's).
+OFFSET_COLUMN = "(offset)"
+WEIGHTS_COLUMN = "(weights)"
+
 
 def used_columns(
     spec: FormulaSpec, data: pd.DataFrame, functions: Mapping[str, Callable] | None = None
@@ -169,3 +173,33 @@ def align_categories(new: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame
             known = out[name].where(out[name].isin(categories))  # unseen levels -> missing
             out[name] = pd.Categorical(known, categories=categories, ordered=True)
     return out
+
+
+def attach_argument(
+    data: pd.DataFrame, values: str | np.ndarray | None, argument: str, column: str
+) -> tuple[pd.DataFrame, str | None, bool]:
+    """Resolve ``offset=``/``weights=``: a column name, or an array added as a column."""
+    if values is None:
+        return data, None, False
+    if isinstance(values, str):
+        if values not in data.columns:
+            raise DataError(
+                f"{argument}={values!r} is not a column of the data; pass a column name or "
+                "an array with one value per row."
+            )
+        return data, values, False
+    array = np.asarray(values)
+    if array.ndim != 1 or len(array) != len(data):
+        raise DataError(
+            f"{argument} must be a column name or a 1-d array with one value per row of the "
+            f"data ({len(data)}), got shape {array.shape}."
+        )
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise DataError(f"{argument} must be numeric, got values of type {array.dtype}.")
+    return data.assign(**{column: array.astype(float)}), column, True
+
+
+def numeric_argument(column: pd.Series, argument: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        raise DataError(f"{argument} must be numeric; column {column.name!r} is {column.dtype}.")
+    return column.to_numpy(dtype=float)

@@ -23,9 +23,13 @@ import pandas as pd
 
 from bayesmix.errors import DataError, FormulaError
 from bayesmix.spec.data_prep import (
+    OFFSET_COLUMN,
+    WEIGHTS_COLUMN,
+    attach_argument,
     check_column_types,
     clean_rows,
     for_formulae,
+    numeric_argument,
     predictor_columns,
     used_columns,
 )
@@ -42,9 +46,6 @@ from bayesmix.spec.formula_eval import check_functions, environment, translate
 
 __all__ = ["Design", "NewData", "RandomBlock", "build_design"]
 
-#: Names of the columns that hold ``offset=`` and ``weights=`` arrays (lme4's).
-OFFSET_COLUMN = "(offset)"
-WEIGHTS_COLUMN = "(weights)"
 
 CovarianceKind = Literal["unstructured", "diagonal"]
 
@@ -243,8 +244,8 @@ def build_design(
     spec = formula if isinstance(formula, FormulaSpec) else parse_formula(formula)
     functions = check_functions(functions)
     columns = used_columns(spec, data, functions)
-    data, offset_column, offset_array = _attach(data, offset, "offset", OFFSET_COLUMN)
-    data, weights_column, _ = _attach(data, weights, "weights", WEIGHTS_COLUMN)
+    data, offset_column, offset_array = attach_argument(data, offset, "offset", OFFSET_COLUMN)
+    data, weights_column, _ = attach_argument(data, weights, "weights", WEIGHTS_COLUMN)
     extra = [c for c in (offset_column, weights_column) if c is not None and c not in columns]
     check_column_types(data, columns, {f for bar in spec.bars for f in bar.factors})
     kept, n_dropped = clean_rows(data, columns + extra)
@@ -276,8 +277,10 @@ def build_design(
     )
     offsets = [_finite(dm.common.design_matrix, "An offset()")[:, 0] for dm in offset_matrices]
     if offset_column is not None:
-        offsets.append(_numeric(kept[offset_column], "offset"))
-    weight_values = None if weights_column is None else _numeric(kept[weights_column], "weights")
+        offsets.append(numeric_argument(kept[offset_column], "offset"))
+    weight_values = (
+        None if weights_column is None else numeric_argument(kept[weights_column], "weights")
+    )
     if weight_values is not None and np.any(weight_values <= 0):
         raise DataError(
             f"weights must be positive; {int(np.sum(weight_values <= 0))} row(s) have weights "
@@ -341,36 +344,6 @@ def build_design(
         offset=readonly(np.sum(offsets, axis=0)) if offsets else None,
         weights=None if weight_values is None else readonly(weight_values),
     )
-
-
-def _attach(
-    data: pd.DataFrame, values: str | np.ndarray | None, argument: str, column: str
-) -> tuple[pd.DataFrame, str | None, bool]:
-    """Resolve ``offset=``/``weights=``: a column name, or an array added as a column."""
-    if values is None:
-        return data, None, False
-    if isinstance(values, str):
-        if values not in data.columns:
-            raise DataError(
-                f"{argument}={values!r} is not a column of the data; pass a column name or "
-                "an array with one value per row."
-            )
-        return data, values, False
-    array = np.asarray(values)
-    if array.ndim != 1 or len(array) != len(data):
-        raise DataError(
-            f"{argument} must be a column name or a 1-d array with one value per row of the "
-            f"data ({len(data)}), got shape {array.shape}."
-        )
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise DataError(f"{argument} must be numeric, got values of type {array.dtype}.")
-    return data.assign(**{column: array.astype(float)}), column, True
-
-
-def _numeric(column: pd.Series, argument: str) -> np.ndarray:
-    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-        raise DataError(f"{argument} must be numeric; column {column.name!r} is {column.dtype}.")
-    return column.to_numpy(dtype=float)
 
 
 def _finite(values: Any, what: str) -> np.ndarray:
