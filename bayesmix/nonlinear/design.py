@@ -24,6 +24,7 @@ import pandas as pd
 
 from bayesmix.errors import DataError
 from bayesmix.nonlinear.mean import MeanFunction
+from bayesmix.spec.data_prep import numeric_argument
 from bayesmix.spec.design import Design, RandomBlock
 
 __all__ = ["NonlinearBlock", "NonlinearDesign", "NonlinearNewData", "ParameterDesign"]
@@ -332,7 +333,8 @@ class NonlinearDesign:
             raise DataError(
                 f"newdata lacks the offset column {self.offset_column!r} (offset= of the model)."
             )
-        values = pd.to_numeric(newdata[self.offset_column], errors="coerce").to_numpy(float)
+        what = f"newdata's offset column {self.offset_column!r}"
+        values = numeric_argument(newdata[self.offset_column], what)
         if not np.all(np.isfinite(values)):
             raise DataError("The offset is missing or not finite in some rows of newdata.")
         return _readonly(values)

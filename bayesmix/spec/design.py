@@ -349,11 +349,7 @@ def build_design(
 def _finite(values: Any, what: str) -> np.ndarray:
     array = np.asarray(values, dtype=float)
     if not np.all(np.isfinite(array)):
-        bad = (
-            int((~np.isfinite(array)).any(axis=-1).sum())
-            if array.ndim > 1
-            else int((~np.isfinite(array)).sum())
-        )
+        bad = int((~np.isfinite(array)).reshape(len(array), -1).any(axis=1).sum())
         raise DataError(
             f"{what} is not finite in {bad} row(s) (e.g. log(0) or an overflow); transform "
             "it differently or remove those rows."

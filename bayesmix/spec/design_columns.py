@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import DataError, DataWarning, warn
-from bayesmix.spec.data_prep import align_categories
+from bayesmix.spec.data_prep import align_categories, numeric_argument
 
 if TYPE_CHECKING:
     from bayesmix.spec.formula import FormulaSpec
@@ -227,13 +227,8 @@ class Encoder:
     def _offset(self, frame: pd.DataFrame) -> np.ndarray | None:
         parts = [self._evaluate(dm.common, frame)[:, 0] for dm in self.offset_matrices]
         if self.offset_column is not None:
-            column = frame[self.offset_column]
-            if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-                raise DataError(
-                    f"newdata's offset column {self.offset_column!r} must be numeric, as in "
-                    f"fitting; it is {column.dtype}."
-                )
-            parts.append(column.to_numpy(dtype=float))
+            what = f"newdata's offset column {self.offset_column!r}"
+            parts.append(numeric_argument(frame[self.offset_column], what))
         if not parts:
             return None
         offset = np.sum(parts, axis=0)
