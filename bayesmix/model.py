@@ -43,6 +43,13 @@ class LinearMixedModel:
         As given to :func:`lmm`.
     functions : dict
         Extra functions the formula may call (``functions=``).
+    contrasts : dict
+        Coding of factor columns (``contrasts=``), e.g. ``{"Sex": "sum"}``.
+    conventions : {"lme4", "nlme"}
+        Whose reporting conventions the ML/REML results follow by default:
+        ``"lme4"`` for :func:`lmm`, ``"nlme"`` for :func:`gls` (BIC of a REML
+        fit with ``log(n - p)``; fixed-effect SEs of an ML fit scaled by
+        ``sqrt(n / (n - p))``). Both are always available on the result.
     design : Design
         Numeric arrays shared by both engines.
     """
@@ -55,20 +62,32 @@ class LinearMixedModel:
         offset: str | np.ndarray | None = None,
         weights: str | np.ndarray | None = None,
         functions: Mapping[str, Callable] | None = None,
+        contrasts: Mapping[str, str] | None = None,
+        conventions: Literal["lme4", "nlme"] = "lme4",
     ) -> None:
+        if conventions not in ("lme4", "nlme"):
+            raise ArgumentError(f"conventions must be 'lme4' or 'nlme', not {conventions!r}.")
         self.formula = formula
         self.data = data
         self.offset = offset
         self.weights = weights
         self.functions = dict(functions or {})
+        self.conventions = conventions
         self.design: Design = build_design(
-            formula, data, offset=offset, weights=weights, functions=functions
+            formula, data, offset=offset, weights=weights, functions=functions, contrasts=contrasts
         )
+        self.contrasts = dict(self.design.contrasts)
 
     @property
     def options(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this model with ``LinearMixedModel``."""
-        return {"offset": self.offset, "weights": self.weights, "functions": self.functions}
+        return {
+            "offset": self.offset,
+            "weights": self.weights,
+            "functions": self.functions,
+            "contrasts": self.contrasts,
+            "conventions": self.conventions,
+        }
 
     def __repr__(self) -> str:
         blocks = ", ".join(b.label for b in self.design.blocks) or "none"
@@ -226,6 +245,7 @@ def lmm(
     offset: str | np.ndarray | None = None,
     weights: str | np.ndarray | None = None,
     functions: Mapping[str, Callable] | None = None,
+    contrasts: Mapping[str, str] | None = None,
 ) -> LinearMixedModel:
     """A linear mixed model from an lme4-style formula.
 
@@ -245,11 +265,18 @@ def lmm(
         Prior weights, positive: row i has residual variance ``sigma^2 / w_i`` (lme4).
     functions : dict, optional
         Extra functions the formula may call, e.g. ``{"logit": my_logit}``.
+    contrasts : dict, optional
+        Coding of factor columns, as lme4's ``contrasts=``: ``{"Sex": "sum"}``
+        with ``"treatment"``, ``"sum"``, ``"helmert"`` or ``"poly"`` (or R's
+        ``"contr.sum"``...). As in R, unordered factors default to treatment
+        coding and ordered categoricals to ``"poly"``; ``C(f, "sum")`` in the
+        formula codes one term. Columns get R's names (``Sex1``, ``temp.L``).
 
     Returns
     -------
     LinearMixedModel
-        Unfitted; call ``.fit()`` (ML/REML) or ``.sample()`` (Bayesian).
+        Unfitted; call ``.fit()`` (ML/REML) or ``.sample()`` (Bayesian). Its
+        results report lme4's conventions (``bic`` with ``log(n)``, unscaled SEs).
 
     Examples
     --------
@@ -259,7 +286,9 @@ def lmm(
     >>> round(fit.loglik, 3)
     -871.814
     """
-    return LinearMixedModel(formula, data, offset=offset, weights=weights, functions=functions)
+    return LinearMixedModel(
+        formula, data, offset=offset, weights=weights, functions=functions, contrasts=contrasts
+    )
 
 
 def gls(
@@ -269,18 +298,30 @@ def gls(
     offset: str | np.ndarray | None = None,
     weights: str | np.ndarray | None = None,
     functions: Mapping[str, Callable] | None = None,
+    contrasts: Mapping[str, str] | None = None,
 ) -> LinearMixedModel:
     """A model without random effects (nlme's ``gls`` with independent errors).
 
     Its ML/REML fit can head an :func:`~bayesmix.anova` table as the null model.
-    ``offset``, ``weights`` and ``functions`` are as in :func:`lmm`; prior weights
-    give nlme's ``weights = varFixed(~ 1/w)``.
+    ``offset``, ``weights``, ``functions`` and ``contrasts`` are as in :func:`lmm`;
+    prior weights give nlme's ``weights = varFixed(~ 1/w)``. Its results report
+    nlme's conventions: ``bic`` of a REML fit uses ``log(n - p)``, and
+    fixed-effect SEs of an ML fit are scaled by ``sqrt(n / (n - p))``
+    (``bic_lme4`` and ``fixef(adjust_sigma=False)`` give lme4's).
     """
     if parse_formula(formula).bars:
         raise FormulaError(
             f"gls() takes no random-effects terms, but {formula!r} has some; use lmm()."
         )
-    return LinearMixedModel(formula, data, offset=offset, weights=weights, functions=functions)
+    return LinearMixedModel(
+        formula,
+        data,
+        offset=offset,
+        weights=weights,
+        functions=functions,
+        contrasts=contrasts,
+        conventions="nlme",
+    )
 
 
 def _check_method(method: str) -> Literal["REML", "ML"]:

@@ -82,12 +82,14 @@ def test_anova_reports_a_test_whatever_the_order():
     assert table.loc["small", "p-value"] == pytest.approx(stats.chi2.sf(4.0, 2))
 
 
-def test_reml_tables_use_nlme_bic_and_lme4_on_request():
+def test_reml_tables_follow_the_fits_conventions_or_the_one_asked_for():
     fits = {"a": fake_fit(-20.0, 5, "REML"), "b": fake_fit(-18.0, 6, "REML")}
-    table = anova(**fits)
-    assert table.loc["a", "BIC"] == pytest.approx(40.0 + 5 * math.log(8 - 2))
+    nlme_bic = anova(**fits, bic="nlme")
+    assert nlme_bic.loc["a", "BIC"] == pytest.approx(40.0 + 5 * math.log(8 - 2))
     lme4_bic = anova(**fits, bic="lme4")
     assert lme4_bic.loc["a", "BIC"] == pytest.approx(40.0 + 5 * math.log(8))
+    # by default the column is the fits' own .bic (lme4's for results without a gls model)
+    assert list(anova(**fits)["BIC"]) == [fit.bic for fit in fits.values()]
     with pytest.raises(ValueError, match="bic"):
         anova(**fits, bic="other")
 
@@ -242,7 +244,7 @@ def test_reml_gls_row_matches_nlme():
         for name, formula in (("GLM2", FIXED), ("finalModel", FIXED + " + (nutrient | popu/gen)")):
             design = build_design(formula, data)
             fits[name] = MLResult(design, fit_estimates(design, method="REML"))
-    table = anova(**fits)
+    table = anova(**fits, bic="nlme")
     for column in ("AIC", "BIC", "logLik"):
         assert table.loc["GLM2", column] == pytest.approx(ref[column], abs=1e-4)
     assert table.loc["finalModel", "logLik"] >= final_ref["logLik"] - 1e-6
@@ -258,15 +260,13 @@ def test_arabidopsis_fits_match_nlme(arabidopsis_fits, name):
     assert fit.loglik == pytest.approx(ref["logLik"], abs=1e-4)
     assert fit.aic == pytest.approx(ref["AIC"], abs=1e-4)
     assert fit.bic == pytest.approx(ref["BIC"], abs=1e-4)
-    fixef = fit.fixef()
     # nlme's gls (not lme) computes vcov of an ML fit with the unbiased sigma,
-    # RSS / (N - p); bayesmix follows lme4 (ML sigma), hence the factor for GLM.
-    n, p = fit.nobs, fit.design.n_fixed
-    gls_factor = math.sqrt((n - p) / n) if not fit.design.blocks else 1.0
+    # RSS / (N - p): nlme's conventions (bmx.gls's default) scale ML SEs so.
+    fixef = fit.fixef(adjust_sigma=not fit.design.blocks)
     for r_name, value in ref["fixef"].items():
         term = r_term(r_name, factors)
         assert fixef.loc[term, "estimate"] == pytest.approx(value, rel=1e-5, abs=1e-8)
-        expected_se = ref["fixef_se_vcov"][r_name] * gls_factor
+        expected_se = ref["fixef_se_vcov"][r_name]
         assert fixef.loc[term, "std_error"] == pytest.approx(expected_se, rel=1e-4)
     assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-3)
     if not fit.design.blocks:

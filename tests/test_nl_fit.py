@@ -55,12 +55,15 @@ def test_theoph_agrees_with_nlme(fits, case):
     # criteria of the linearised model at convergence (nlme's BIC convention)
     assert fit.loglik == pytest.approx(ref["logLik"], abs=0.01)
     assert fit.aic == pytest.approx(ref["AIC"], abs=0.01)
-    assert fit.bic_nlme == pytest.approx(ref["BIC"], abs=0.01)
-    fixef = fit.fixef()
+    assert fit.bic == fit.bic_nlme == pytest.approx(ref["BIC"], abs=0.01)
+    assert "Conventions: nlme's" in str(fit.summary())
+    fixef, unadjusted = fit.fixef(), fit.fixef(adjust_sigma=False)
     for name, value in ref["fixef"].items():
         assert fixef.loc[name, "estimate"] == pytest.approx(value, rel=1e-3)
-        # nlme's vcov (the printed ML SEs carry an extra sqrt(n / (n - p)))
-        assert fixef.loc[name, "std_error"] == pytest.approx(ref["fixef_se_vcov"][name], rel=2e-3)
+        # summary's SEs (nlme's adjustSigma for ML fits) and nlme's vcov
+        assert fixef.loc[name, "std_error"] == pytest.approx(ref["fixef_se"][name], rel=2e-3)
+        expected = ref["fixef_se_vcov"][name]
+        assert unadjusted.loc[name, "std_error"] == pytest.approx(expected, rel=2e-3)
     varcorr = fit.varcorr()
     sds = dict(zip(varcorr["var1"].fillna("Residual"), varcorr["sdcor"]))
     for term, sd in ref["varcorr"]["groups"]["Subject"]["sd"].items():

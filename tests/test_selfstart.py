@@ -30,6 +30,12 @@ SIMULATIONS = {
     ),
     "SSlogis": ([np.linspace(100, 1600, 30)], {"Asym": 190.0, "xmid": 730.0, "scal": 350.0}),
     "SSasymp": ([np.linspace(3, 25, 20)], {"Asym": 94.0, "R0": -8.0, "lrc": -3.2}),
+    # CO2 uptake against concentration; Loblolly heights against age
+    "SSasympOff": (
+        [np.array([95.0, 175, 250, 350, 500, 675, 1000])],
+        {"Asym": 38.1, "lrc": -4.38, "c0": 51.2},
+    ),
+    "SSasympOrig": ([np.array([3.0, 5, 10, 15, 20, 25])], {"Asym": 94.1, "lrc": -3.22}),
     "SSmicmen": ([np.geomspace(0.02, 1.1, 12)], {"Vm": 210.0, "K": 0.064}),
     "SSgompertz": ([np.linspace(0, 12, 16)], {"Asym": 4.6, "b2": 2.3, "b3": 0.72}),
     "SSfpl": ([np.linspace(0, 40, 30)], {"A": 27.0, "B": 350.0, "xmid": 19.0, "scal": 6.7}),
@@ -70,7 +76,8 @@ def rss_gradient_cosines(model: SelfStartModel, covariates, y, estimate: dict) -
 
 def test_registry_matches_r_signatures():
     assert list(SELF_START) == [
-        "SSfol", "SSlogis", "SSasymp", "SSmicmen", "SSgompertz", "SSfpl", "SSbiexp", "SSweibull",
+        "SSfol", "SSlogis", "SSasymp", "SSasympOff", "SSasympOrig", "SSmicmen", "SSgompertz",
+        "SSfpl", "SSbiexp", "SSweibull",
     ]  # fmt: skip
     fol = SELF_START["SSfol"]
     assert fol.covariates == ("Dose", "input")
@@ -254,8 +261,11 @@ def test_parse_selfstart_call():
     assert call.model is SELF_START["SSfol"]
     assert call.covariates == ("Dose", "Time")
     assert call.params == ("lKe", "lKa", "lCl")
-    model, covariates, params = parse_selfstart_call(" SSlogis( age ,A, m,s ) ")
-    assert (model.name, covariates, params) == ("SSlogis", ("age",), ("A", "m", "s"))
+    call = parse_selfstart_call(" SSlogis( age ,A, m,s ) ")
+    assert (call.model.name, call.covariates, call.params) == ("SSlogis", ("age",), ("A", "m", "s"))
+    call = parse_selfstart_call("density ~ SSfpl(log(conc), A, B, xmid, scal)")
+    assert call.covariates == ("log(conc)",) and call.inputs[0].names == ("conc",)
+    np.testing.assert_allclose(call.input_arrays({"conc": np.array([1.0, np.e])}), [[0.0, 1.0]])
     assert parse_selfstart_call("y ~ a / (1 + exp((b - x) / c))") is None
     assert parse_selfstart_call("y ~ SSlogis(x, A, m, s) + 1") is None
     assert parse_selfstart_call("y ~ exp(x)") is None
@@ -268,8 +278,9 @@ def test_parse_selfstart_call():
         ("y ~ SSlogis(x, A, m)", "takes 4 arguments"),
         ("y ~ SSlogis(x, A, A, s)", "distinct"),
         ("y ~ SSlogis(x, x, m, s)", "distinct"),
-        ("y ~ SSlogis(log(x), A, m, s)", "plain names"),
-        ("y ~ SSlogis(x, 2 * A, m, s)", "must be column or parameter names"),
+        ("y ~ SSlogis(open(x), A, m, s)", "allowed functions"),
+        ("y ~ SSlogis(x.__class__, A, m, s)", "not allowed"),
+        ("y ~ SSlogis(x, 2 * A, m, s)", "must be plain names"),
     ],
 )
 def test_parse_selfstart_call_errors(text, match):

@@ -110,8 +110,10 @@ def test_weighted_theoph_agrees_with_nlme(weighted, ref, theoph, w):
     )
     fixef, sds = estimates(fit)
     np.testing.assert_allclose(fixef, list(ref["fixef"].values()), rtol=1e-3)
-    # nlme's printed ML standard errors carry an extra sqrt(n / (n - p))
-    se = fit.fixef()["std_error"].to_numpy() * np.sqrt(fit.nobs / (fit.nobs - 3))
+    # nlme's printed ML standard errors carry sqrt(n / (n - p)), as nlmm's fixef() does
+    se = fit.fixef()["std_error"].to_numpy()
+    unscaled = fit.fixef(adjust_sigma=False)["std_error"].to_numpy()
+    np.testing.assert_allclose(se, unscaled * np.sqrt(fit.nobs / (fit.nobs - 3)), rtol=1e-12)
     np.testing.assert_allclose(se, list(ref["fixef_se"].values()), rtol=1e-3)
     np.testing.assert_allclose(sds, list(ref["random_effect_sd"].values()), rtol=1e-3)
     assert fit.sigma == pytest.approx(ref["sigma"], rel=1e-4)

@@ -74,7 +74,7 @@ def load_dataset(name: str) -> pd.DataFrame:
     with resource.open("rb") as handle:
         frame = pd.read_csv(handle, dtype=dtypes, compression=compression)
     for column, levels in info.factors.items():
-        frame[column] = _as_factor(frame[column], levels)
+        frame[column] = _as_factor(frame[column], levels, ordered=column in info.ordered)
     return frame
 
 
@@ -93,7 +93,9 @@ def _lookup(name: str) -> DatasetInfo:
     )
 
 
-def _as_factor(values: pd.Series, levels: tuple[str, ...] | None) -> pd.Series:
+def _as_factor(
+    values: pd.Series, levels: tuple[str, ...] | None, ordered: bool = False
+) -> pd.Series:
     observed = pd.unique(values.dropna())
     if levels is None:
         levels = tuple(sorted(observed, key=_default_level_key(observed)))
@@ -101,7 +103,9 @@ def _as_factor(values: pd.Series, levels: tuple[str, ...] | None) -> pd.Series:
     if missing:  # guards the hand-written level lists against the CSVs
         raise DataError(f"column {values.name!r} has labels without a level: {sorted(missing)}")
     return pd.Series(
-        pd.Categorical(values, categories=list(levels)), index=values.index, name=values.name
+        pd.Categorical(values, categories=list(levels), ordered=ordered),
+        index=values.index,
+        name=values.name,
     )
 
 

@@ -13,7 +13,7 @@ with the rule that restores it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class DatasetInfo:
         One-line description.
     factors : dict
         Factor column -> explicit level tuple, or ``None`` for R's default order.
+    ordered : tuple of str
+        Factor columns that are ordered factors in R (nlme's grouping factors,
+        cake's ``temperature``...): they load as ordered categoricals, so a
+        formula codes them with polynomial contrasts as R does.
     """
 
     name: str
@@ -43,6 +47,7 @@ class DatasetInfo:
     source: str
     description: str
     factors: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
+    ordered: tuple[str, ...] = ()
 
 
 def _levels(*levels: str) -> tuple[str, ...]:
@@ -133,7 +138,10 @@ _ENTRIES = (
             "studage": None,
             "lectage": None,
             "service": None,
-            "dept": None,
+            # R's order of the department codes (neither numeric nor alphabetical)
+            "dept": _levels(
+                "15", "5", "10", "12", "6", "7", "4", "8", "9", "14", "1", "3", "11", "2"
+            ),
         },
     ),
     DatasetInfo(
@@ -383,4 +391,23 @@ _ENTRIES = (
     ),
 )
 
-CATALOG: dict[str, DatasetInfo] = {entry.name: entry for entry in _ENTRIES}
+#: Factor columns that R stores as ordered factors (``is.ordered``), checked
+#: against R by tests/refs/rfidelity/formulas/datasets_factors.json.
+_ORDERED: dict[str, tuple[str, ...]] = {
+    "cake": ("temperature",),
+    "InstEval": ("studage", "lectage"),
+    "Orthodont": ("Subject",),
+    "Oxboys": ("Subject", "Occasion"),
+    "Machines": ("Worker",),
+    "Ovary": ("Mare",),
+    "BodyWeight": ("Rat",),
+    "Theoph": ("Subject",),
+    "Orange": ("Tree",),
+    "Loblolly": ("Seed",),
+    "ChickWeight": ("Chick",),
+    "Indometh": ("Subject",),
+}
+
+CATALOG: dict[str, DatasetInfo] = {
+    entry.name: replace(entry, ordered=_ORDERED.get(entry.name, ())) for entry in _ENTRIES
+}

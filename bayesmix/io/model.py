@@ -44,6 +44,8 @@ class ModelSpec:
     cov: Any = None
     start: Any = None
     mean: Callable | None = None
+    contrasts: dict[str, str] = dataclasses.field(default_factory=dict)
+    conventions: str = "lme4"
 
 
 def is_nonlinear(result: Any) -> bool:
@@ -80,6 +82,8 @@ def model_spec(result: Any) -> ModelSpec:
             offset=model.offset,
             weights=model.weights,
             functions=dict(model.functions),
+            contrasts=dict(model.contrasts),
+            conventions=model.conventions,
         )
     return _linear_spec_from_design(result.design)
 
@@ -137,9 +141,17 @@ def _linear_spec_from_design(design: Any) -> ModelSpec:
     environment = getattr(getattr(encoder, "fixed_dm", None), "env", None)
     for namespace in getattr(environment, "_namespaces", []):
         own = set(MATH_FUNCTIONS) | set(FORMULA_CONSTANTS)
-        functions.update({k: v for k, v in namespace.items() if k not in own and callable(v)})
+        functions.update(
+            {
+                k: v
+                for k, v in namespace.items()
+                if k not in own and callable(v) and not k.startswith("bmx_")  # bayesmix's own
+            }
+        )
     kind = "LinearMixedModel"
-    return ModelSpec(kind, design.formula, data, offset, weights, functions)
+    spec = ModelSpec(kind, design.formula, data, offset, weights, functions)
+    spec.contrasts = dict(getattr(design, "contrasts", {}) or {})
+    return spec
 
 
 def needed_columns(spec: ModelSpec, result: Any) -> set[str]:
@@ -180,6 +192,8 @@ def build_model(spec: ModelSpec, data: pd.DataFrame | None = None) -> Any:
                 offset=spec.offset,
                 weights=spec.weights,
                 functions=spec.functions or None,
+                contrasts=spec.contrasts or None,
+                conventions=spec.conventions,
             )
         from bayesmix.nonlinear_model import NonlinearMixedModel
 
@@ -202,6 +216,8 @@ def encode_model(writer: ArchiveWriter, spec: ModelSpec) -> dict[str, Any]:
         out["offset"] = writer.encode(spec.offset, "model/offset")
         out["weights"] = writer.encode(spec.weights, "model/weights")
         out["functions"] = sorted(spec.functions)
+        out["contrasts"] = dict(spec.contrasts)
+        out["conventions"] = spec.conventions
         return out
     out["params"] = dict(spec.params or {})
     out["cov"] = writer.encode(spec.cov, "model/cov")
@@ -231,6 +247,15 @@ def decode_model(
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise reader.damaged("the model's function names are malformed")
         _check_functions(names, functions)
+        # absent from files written before contrasts= and gls's conventions existed
+        contrasts = meta.get("contrasts") or {}
+        conventions = meta.get("conventions", "lme4")
+        if not isinstance(contrasts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in contrasts.items()
+        ):
+            raise reader.damaged("the model's contrasts are malformed")
+        if conventions not in ("lme4", "nlme"):
+            raise reader.damaged("the model's conventions are malformed")
         return ModelSpec(
             kind,
             meta["formula"],
@@ -238,6 +263,8 @@ def decode_model(
             offset=reader.decode(meta.get("offset"), "model.offset"),
             weights=reader.decode(meta.get("weights"), "model.weights"),
             functions=functions,
+            contrasts=contrasts,
+            conventions=conventions,
         )
     if kind != "NonlinearMixedModel":
         raise reader.damaged(f"the model class {str(kind)[:40]!r} is unknown")

@@ -157,23 +157,35 @@ def _format_pvalues(values: np.ndarray) -> list[str]:
     return cells
 
 
-def _bic(fit: MLResult, convention: BicConvention) -> float:
-    if convention == "nlme":
-        return fit.bic_nlme
-    if convention == "lme4":
-        return fit.bic
-    raise ArgumentError(f"bic must be 'nlme' or 'lme4', not {convention!r}.")
+def _bic_convention(fits: list[MLResult], convention: BicConvention | None) -> str:
+    """The BIC a table reports: the one asked for, else the fits' shared conventions.
+
+    Fits whose conventions differ (an ``lmm`` beside a ``gls``) get nlme's, whose
+    ``anova`` layout the table follows, rather than a column that mixes both.
+    """
+    if convention is None:
+        found = {fit.conventions for fit in fits}
+        return found.pop() if len(found) == 1 else "nlme"
+    if convention not in ("nlme", "lme4"):
+        raise ArgumentError(f"bic must be 'nlme', 'lme4' or None, not {convention!r}.")
+    return convention
 
 
-def anova(*fits: MLResult, bic: BicConvention = "nlme", **named_fits: MLResult) -> AnovaTable:
+def _bic(fit: MLResult, convention: str) -> float:
+    return fit.bic_nlme if convention == "nlme" else fit.bic_lme4
+
+
+def anova(*fits: MLResult, bic: BicConvention | None = None, **named_fits: MLResult) -> AnovaTable:
     """Compare nested ML/REML fits by likelihood ratio, laid out like nlme's ``anova``.
 
     Parameters
     ----------
     *fits : MLResult
         Two or more fits, named ``"Model 1"``, ``"Model 2"``, ...
-    bic : {"nlme", "lme4"}
-        BIC convention; ``"nlme"`` (default) uses ``log(n - p)`` for REML fits.
+    bic : {"nlme", "lme4"}, optional
+        BIC convention; ``"nlme"`` uses ``log(n - p)`` for REML fits. Default:
+        the fits' own :attr:`~bayesmix.ml.results.MLResult.conventions` (so the
+        column equals each fit's ``.bic``), nlme's when they differ.
     **named_fits : MLResult
         Alternatively, fits passed by name (``anova(GLM=fit0, lmm1=fit1)``;
         ``anova(**{"lmm6.2": fit})`` for names that are not identifiers).
@@ -198,6 +210,7 @@ def anova(*fits: MLResult, bic: BicConvention = "nlme", **named_fits: MLResult) 
     if len(items) < 2:
         raise ComparisonError("anova needs at least two fits to compare.")
     check_comparable(items)
+    bic = _bic_convention(list(items.values()), bic)
     table = pd.DataFrame(
         {
             "Model": np.arange(1, len(items) + 1),
@@ -221,20 +234,24 @@ def anova(*fits: MLResult, bic: BicConvention = "nlme", **named_fits: MLResult) 
     result = AnovaTable(table)
     result.attrs["formulas"] = {name: fit.design.formula for name, fit in items.items()}
     result.attrs["method"] = next(iter(items.values())).method
+    result.attrs["bic"] = bic
     return result
 
 
-def aic_table(*fits: MLResult, bic: BicConvention = "nlme", **named_fits: MLResult) -> pd.DataFrame:
+def aic_table(
+    *fits: MLResult, bic: BicConvention | None = None, **named_fits: MLResult
+) -> pd.DataFrame:
     """Information criteria of comparable fits, in the order given.
 
     Columns ``df``, ``logLik``, ``AIC``, ``dAIC`` (difference to the smallest),
-    ``weight`` (Akaike weight), ``BIC`` and ``dBIC``. The same checks as
-    :func:`anova` apply; a single fit is allowed.
+    ``weight`` (Akaike weight), ``BIC`` and ``dBIC``. The same checks and the
+    same ``bic`` rule as :func:`anova` apply; a single fit is allowed.
     """
     items = _named_fits(fits, named_fits)
     if not items:
         raise ComparisonError("aic_table needs at least one fit.")
     check_comparable(items)
+    bic = _bic_convention(list(items.values()), bic)
     aic = np.array([fit.aic for fit in items.values()])
     bics = np.array([_bic(fit, bic) for fit in items.values()])
     weights = np.exp(-0.5 * (aic - aic.min()))

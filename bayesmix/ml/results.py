@@ -5,9 +5,16 @@ numeric estimates produced by ``bayesmix.ml.fit``; every accessor returns a
 fresh pandas object in the layout shared with the Bayesian results (see
 ``fixef``, ``ranef``, ``varcorr``). Nothing here runs an optimiser.
 
-Statistics follow lme4's conventions (``AIC = -2 logLik + 2 df``,
-``BIC = -2 logLik + df log(n)``, also for REML fits); ``bic_nlme`` gives
-nlme's variant, which uses ``log(n - p)`` for REML fits.
+Two reporting conventions exist and both are available on every result
+(:attr:`MLResult.conventions` says which the plain names follow):
+
+* lme4's (``lmm``): ``BIC = -2 logLik + df log(n)``, ML and REML fits alike;
+  fixed-effect SEs are ``sqrt(diag(vcov))``.
+* nlme's (``gls`` and ``nlmm``): a REML fit's BIC uses ``log(n - p)``; an ML
+  fit's fixed-effect SEs are scaled by ``sqrt(n / (n - p))`` (nlme's
+  ``adjustSigma``), while ``vcov()`` stays unscaled as nlme's ``vcov`` is.
+
+``bic_lme4``, ``bic_nlme`` and ``fixef(adjust_sigma=...)`` give either one.
 
 Notation
 --------
@@ -54,10 +61,11 @@ class MLResult:
 
     Notes
     -----
-    ``aic`` and ``bic`` follow lme4: ``-2 logLik + 2 df`` and
-    ``-2 logLik + df log(n)``, for REML fits too (with the REML log-likelihood).
-    nlme's ``BIC`` of a REML fit uses ``log(n - p)`` instead; :attr:`bic_nlme`
-    reproduces it and :func:`bayesmix.ml.compare.anova` uses it, as nlme does.
+    ``aic`` is ``-2 logLik + 2 df`` (the REML log-likelihood for REML fits).
+    ``bic`` and the SEs of ``fixef`` follow :attr:`conventions`: lme4's for
+    :func:`~bayesmix.lmm`, nlme's for :func:`~bayesmix.gls` (see the module
+    docstring); :attr:`bic_lme4`, :attr:`bic_nlme` and
+    ``fixef(adjust_sigma=...)`` give the other.
 
     :meth:`save` writes one file that :func:`bayesmix.load` reads without
     running code from it. Results also pickle (for multiprocessing, joblib,
@@ -103,7 +111,17 @@ class MLResult:
         return -2.0 * self.loglik + 2.0 * self.df
 
     @property
+    def conventions(self) -> str:
+        """``"lme4"`` or ``"nlme"``: whose BIC and SEs :attr:`bic` and :meth:`fixef` report."""
+        return str(getattr(self.model, "conventions", "lme4"))
+
+    @property
     def bic(self) -> float:
+        """BIC in this result's :attr:`conventions` (:attr:`bic_lme4` or :attr:`bic_nlme`)."""
+        return self.bic_nlme if self.conventions == "nlme" else self.bic_lme4
+
+    @property
+    def bic_lme4(self) -> float:
         """lme4's BIC, ``-2 logLik + df log(n)`` (ML and REML fits alike)."""
         return -2.0 * self.loglik + self.df * math.log(self.nobs)
 
@@ -157,19 +175,42 @@ class MLResult:
         return bool(self.estimates.singular)
 
     # -- fixed effects
-    def fixef(self) -> pd.DataFrame:
-        """Fixed effects: ``estimate``, ``std_error`` and ``t_value`` per coefficient."""
+    def fixef(self, adjust_sigma: bool | None = None) -> pd.DataFrame:
+        """Fixed effects: ``estimate``, ``std_error`` and ``t_value`` per coefficient.
+
+        Parameters
+        ----------
+        adjust_sigma : bool, optional
+            Scale the SEs of an ML fit by ``sqrt(n / (n - p))``, as nlme's
+            ``summary`` does (``adjustSigma = TRUE``); REML fits are never
+            scaled. Default: ``True`` under nlme's :attr:`conventions`, ``False``
+            under lme4's.
+        """
+        if adjust_sigma is None:
+            adjust_sigma = self.conventions == "nlme"
+        if not isinstance(adjust_sigma, bool):
+            raise ArgumentError(f"adjust_sigma must be True or False, got {adjust_sigma!r}.")
         beta = np.asarray(self.estimates.beta, dtype=float)
         se = np.sqrt(np.diag(np.asarray(self.estimates.vcov_beta, dtype=float)))
+        if adjust_sigma and self.method == "ML" and self.nobs > len(beta):
+            se = se * math.sqrt(self.nobs / (self.nobs - len(beta)))
         index = pd.Index(list(self.design.fixed_terms), name="term")
         return pd.DataFrame({"estimate": beta, "std_error": se, "t_value": beta / se}, index=index)
 
     def vcov(self) -> pd.DataFrame:
-        """Covariance matrix of the fixed effects (lme4's ``vcov``), named."""
+        """Covariance matrix of the fixed effects, named.
+
+        lme4's and nlme's ``lme``/``nlme`` ``vcov``; under nlme's conventions a
+        model without random effects (``gls``, ``nls``) fitted by ML has its
+        ``vcov`` scaled by ``n / (n - p)``, as nlme's ``gls`` and R's ``nls``
+        compute it (with ``RSS / (n - p)`` for ``sigma^2``).
+        """
         names = list(self.design.fixed_terms)
-        return pd.DataFrame(
-            np.array(self.estimates.vcov_beta, dtype=float), index=names, columns=names
-        )
+        vcov = np.array(self.estimates.vcov_beta, dtype=float)
+        n, p = self.nobs, len(names)
+        if self.conventions == "nlme" and not self.design.blocks and self.method == "ML" and n > p:
+            vcov = vcov * (n / (n - p))
+        return pd.DataFrame(vcov, index=names, columns=names)
 
     # -- variance components
     def varcorr(self) -> pd.DataFrame:

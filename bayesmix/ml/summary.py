@@ -14,6 +14,16 @@ if TYPE_CHECKING:
     from bayesmix.ml.results import MLResult
 
 
+def convention_line(result: MLResult) -> str:
+    """The header line that says whose conventions the numbers follow."""
+    if result.conventions == "nlme":
+        return (
+            "Conventions: nlme's (BIC of a REML fit with log(n - p); SEs of an ML fit "
+            "scaled by sqrt(n/(n - p)))"
+        )
+    return "Conventions: lme4's (BIC with log(n); SEs from vcov, unscaled)"
+
+
 class MLSummary:
     """Text and HTML summary of an :class:`MLResult`, laid out like lme4's."""
 
@@ -24,8 +34,11 @@ class MLSummary:
         r = self.result
         kind = "REML" if r.method == "REML" else "maximum likelihood"
         model = "Linear mixed model" if r.design.blocks else "Linear model (no random effects)"
-        lines = [f"{model} fit by {kind}", f"Formula: {r.design.formula}", ""]
-        if r.method == "REML":
+        lines = [f"{model} fit by {kind}", f"Formula: {r.design.formula}", convention_line(r), ""]
+        if r.method == "REML" and r.conventions == "nlme":  # nlme prints all three for REML
+            cells = [f"{v:.1f}" for v in (r.aic, r.bic, r.loglik)]
+            lines.append(render_table(["AIC", "BIC", "logLik"], [cells], "rrr"))
+        elif r.method == "REML":
             lines.append(f"REML criterion at convergence: {r.reml_criterion:.1f}")
         else:
             values = [r.aic, r.bic, r.loglik, r.deviance, float(r.df_resid)]

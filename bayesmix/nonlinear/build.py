@@ -286,7 +286,7 @@ def initial_beta(design: NonlinearDesign, start: Any) -> np.ndarray:
                 f"the mean function {design.mean_function.text!r} is not self-starting, so "
                 f"the fit needs starting values: pass start={{{listing}}}."
             )
-        arrays = [design.covariates[c] for c in call.covariates]
+        arrays = call.input_arrays(design.covariates)
         try:  # the mean function models y - offset
             values = call.model.initial(*arrays, design.y_less_offset)
         except FitError as err:

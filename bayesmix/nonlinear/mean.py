@@ -19,34 +19,22 @@ complex-safe (``abs`` included) so that complex-step derivatives are exact.
 
 from __future__ import annotations
 
-import ast
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from bayesmix.errors import FormulaError
+from bayesmix.nonlinear.expression import (
+    CONSTANTS,
+    FUNCTIONS,
+    ExpressionEvaluator,
+    expression_names,
+    parse_expression,
+)
 from bayesmix.nonlinear.selfstart import SelfStartCall, parse_selfstart_call
 
 __all__ = ["FUNCTIONS", "MeanFunction", "parse_mean"]
-
-#: Functions an explicit mean expression may call (mapped to ``xp.<name>``).
-FUNCTIONS = ("exp", "log", "sqrt", "abs", "sin", "cos", "tan", "tanh", "expm1", "log1p", "log10")
-_CONSTANTS = {"pi": float(np.pi)}
-_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow, ast.USub, ast.UAdd)
-
-
-def _numpy_abs(x: Any) -> Any:
-    # np.abs drops the imaginary part of a complex step; reflecting keeps it.
-    return np.where(np.real(x) < 0, -x, x)
-
-
-def _function_table(xp: Any) -> dict[str, Callable[..., Any]]:
-    table = {name: getattr(xp, name) for name in FUNCTIONS if name != "abs"}
-    table["abs"] = _numpy_abs if xp is np else xp.abs
-    return table
 
 
 @dataclass(frozen=True)
@@ -82,34 +70,6 @@ class MeanFunction:
 # with it every nonlinear design and result) can be pickled and deep-copied.
 
 
-class _ExpressionEvaluator:
-    """Evaluates an explicit mean expression; ``names`` are its columns and parameters.
-
-    Only the expression text is pickled: the code is parsed, checked by
-    :func:`_check_node` and compiled again on unpickling (code objects cannot
-    be pickled, and a recompiled expression passes the same check).
-    """
-
-    def __init__(self, text: str, names: tuple[str, ...]) -> None:
-        self.text = text
-        self.names = names
-        tree = ast.parse(text.replace("^", "**"), mode="eval")
-        _check_node(tree, text)
-        self._code = compile(tree, "<mean function>", "eval")
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"text": self.text, "names": self.names}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["text"], tuple(state["names"]))
-
-    def __call__(self, xp: Any, values: Mapping[str, Any]) -> Any:
-        namespace = {**_CONSTANTS, **_function_table(xp)}
-        namespace.update((n, values[n]) for n in self.names)
-        # ast-checked: names, numbers, arithmetic and whitelisted calls only
-        return eval(self._code, {"__builtins__": {}}, namespace)
-
-
 class _CallableEvaluator:
     """Calls the user's ``mean(xp, **named values)``; pickles when the function does."""
 
@@ -122,58 +82,26 @@ class _CallableEvaluator:
 
 
 class _SelfStartEvaluator:
-    """Calls a self-starting model's mean with columns, then parameters, in its order."""
+    """Calls a self-starting model's mean with its data arguments, then parameters.
 
-    def __init__(self, model: Any, covariates: tuple[str, ...], params: tuple[str, ...]) -> None:
+    Data arguments are expressions of columns (``Time`` or ``log(conc)``).
+    """
+
+    def __init__(self, model: Any, inputs: tuple[Any, ...], params: tuple[str, ...]) -> None:
         self.model = model
-        self.covariates = covariates
+        self.inputs = inputs
         self.params = params
 
     def __call__(self, xp: Any, values: Mapping[str, Any]) -> Any:
-        arguments = (*(values[c] for c in self.covariates), *(values[p] for p in self.params))
+        arguments = (*(e(xp, values) for e in self.inputs), *(values[p] for p in self.params))
         return self.model.mean(xp, *arguments)
 
 
-def _check_node(node: ast.AST, text: str) -> None:
-    """Refuse anything but names, numbers, arithmetic and whitelisted calls."""
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Expression | ast.Load | ast.BinOp | ast.UnaryOp | ast.Name):
-            continue
-        if isinstance(sub, _OPERATORS):
-            continue
-        if isinstance(sub, ast.Constant) and isinstance(sub.value, int | float):
-            continue
-        if isinstance(sub, ast.Call):
-            if not isinstance(sub.func, ast.Name) or sub.func.id not in FUNCTIONS:
-                shown = ast.unparse(sub.func)
-                raise FormulaError(
-                    f"the mean function {text!r} calls {shown!r}; allowed functions are "
-                    f"{', '.join(FUNCTIONS)} (or pass a Python function as mean=)."
-                )
-            if sub.keywords or len(sub.args) != 1:
-                raise FormulaError(
-                    f"{sub.func.id}() in {text!r} takes exactly one positional argument."
-                )
-            continue
-        raise FormulaError(
-            f"the mean function {text!r} contains {ast.unparse(sub)!r}, which is not allowed: "
-            "use names, numbers, + - * / ^ and the functions " + ", ".join(FUNCTIONS) + "."
-        )
-
-
 def _expression_mean(text: str, params: Mapping[str, Any], columns: set[str]) -> MeanFunction:
-    source = text.replace("^", "**")
-    try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as err:
-        raise FormulaError(f"cannot parse the mean function {text!r}: {err.msg}") from err
-    _check_node(tree, text)
-    called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)}
-    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in called]
-    names = list(dict.fromkeys(n.id for n in sorted(nodes, key=lambda n: n.col_offset)))
+    names = expression_names(parse_expression(text, "the mean function"))
     param_names = tuple(n for n in names if n in params)
     covariates = tuple(n for n in names if n not in params and n in columns)
-    unknown = [n for n in names if n not in params and n not in columns and n not in _CONSTANTS]
+    unknown = [n for n in names if n not in params and n not in columns and n not in CONSTANTS]
     if unknown:
         raise FormulaError(
             f"{', '.join(repr(n) for n in unknown)} in the mean function {text!r} "
@@ -181,7 +109,7 @@ def _expression_mean(text: str, params: Mapping[str, Any], columns: set[str]) ->
             "parameter given in params; add a formula for each parameter to params "
             "(e.g. params={" + ", ".join(f"{n!r}: '1'" for n in unknown) + "})."
         )
-    evaluate = _ExpressionEvaluator(text, (*covariates, *param_names))
+    evaluate = ExpressionEvaluator(text, (*covariates, *param_names))
     return MeanFunction("expression", text, covariates, param_names, None, evaluate)
 
 
@@ -209,10 +137,10 @@ def _callable_mean(function: Callable[..., Any], params: Mapping[str, Any]) -> M
 
 
 def _selfstart_mean(call: SelfStartCall) -> MeanFunction:
-    model, covariates, params = call
-    evaluate = _SelfStartEvaluator(model, tuple(covariates), tuple(params))
-    text = f"{model.name}({', '.join(covariates + params)})"
-    return MeanFunction("selfstart", text, tuple(covariates), tuple(params), call, evaluate)
+    evaluate = _SelfStartEvaluator(call.model, call.inputs, tuple(call.params))
+    text = f"{call.model.name}({', '.join(call.covariates + call.params)})"
+    columns = tuple(dict.fromkeys(c for e in call.inputs for c in e.names))
+    return MeanFunction("selfstart", text, columns, tuple(call.params), call, evaluate)
 
 
 def parse_mean(

@@ -330,8 +330,6 @@ def fit_nonlinear(
     if reml not in ("nlme", "linearised"):
         raise ArgumentError(f"reml must be 'nlme' or 'linearised', not {reml!r}.")
     step_method = "ML" if reml == "nlme" else method
-    if not design.blocks:
-        raise FitError("the model has no random effects; nlmm needs at least one '(... | g)' term.")
     beta = initial_beta(design, start)
     _check_start(design, beta)
     lin = _Linearisation(design)

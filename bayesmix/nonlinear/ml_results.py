@@ -17,7 +17,7 @@ import pandas as pd
 
 from bayesmix.errors import ArgumentError, DataWarning, warn
 from bayesmix.ml.results import MLResult
-from bayesmix.ml.summary import MLSummary
+from bayesmix.ml.summary import MLSummary, convention_line
 from bayesmix.nonlinear.design import NonlinearDesign
 
 __all__ = ["IterationRecord", "NLMResult", "NLMSummary"]
@@ -42,13 +42,19 @@ class NLMSummary(MLSummary):
         r = self.result
         kind = "REML" if r.method == "REML" else "maximum likelihood"
         nl = r.nonlinear_design
-        lines = [f"Nonlinear mixed model fit by {kind} (Lindstrom-Bates)", f"Model: {nl.formula}"]
+        title = (
+            f"Nonlinear mixed model fit by {kind} (Lindstrom-Bates)"
+            if nl.blocks
+            else f"Nonlinear model without random effects fit by {kind} (least squares)"
+        )
+        lines = [title, f"Model: {nl.formula}"]
         lines += [f"  {p.name} ~ {p.formula}" for p in nl.parameters]
-        values = [r.aic, r.bic_nlme, r.loglik]
+        values = [r.aic, r.bic, r.loglik]
         lines += [
+            convention_line(r),
             "",
             "      AIC       BIC    logLik",
-            " ".join(f"{v:9.2f}" for v in values) + "   (BIC as nlme)",
+            " ".join(f"{v:9.2f}" for v in values),
         ]
         return lines
 
@@ -60,12 +66,18 @@ class NLMResult(MLResult):
     ``fixef``, ``vcov``, ``varcorr``, ``ranef``, ``coef`` and ``anova`` work as
     for linear fits; ``fitted``, ``residuals`` and ``predict`` use the
     nonlinear mean. ``history`` records the iterations; ``derivatives`` says
-    how ``df/dphi`` was computed.
+    how ``df/dphi`` was computed. ``bic`` and ``fixef`` follow nlme's
+    conventions (``bic_lme4`` and ``fixef(adjust_sigma=False)`` give lme4's).
     """
 
     nonlinear_design: NonlinearDesign | None = None
     history: tuple[IterationRecord, ...] = ()
     derivatives: str = "complex step"
+
+    @property
+    def conventions(self) -> str:
+        """Always ``"nlme"``: nlmm is nlme's ``nlme``."""
+        return "nlme"
 
     def phi(self, include_random: bool = True) -> pd.DataFrame:
         """Per-row parameter values at the estimates (rows of the data used)."""

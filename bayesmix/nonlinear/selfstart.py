@@ -30,6 +30,12 @@ from scipy.optimize import least_squares
 
 from bayesmix.errors import DataError, FitError, FormulaError
 from bayesmix.nonlinear import selfstart_init as init
+from bayesmix.nonlinear.expression import (
+    CONSTANTS,
+    ExpressionEvaluator,
+    expression_names,
+    parse_expression,
+)
 
 __all__ = ["SELF_START", "SelfStartCall", "SelfStartModel", "get_initial", "parse_selfstart_call"]
 
@@ -97,6 +103,23 @@ def _asymp(xp, input, Asym, R0, lrc):
     Asymptotic regression: asymptote Asym, response R0 at input 0, log rate lrc.
     """
     return Asym + (R0 - Asym) * xp.exp(-xp.exp(lrc) * input)
+
+
+def _asymp_off(xp, input, Asym, lrc, c0):
+    """Asym * (1 - exp(-exp(lrc) * (input - c0)))
+
+    Asymptotic regression with an offset: asymptote Asym, log rate lrc, and
+    the input c0 at which the response is zero.
+    """
+    return Asym * (1 - xp.exp(-xp.exp(lrc) * (input - c0)))
+
+
+def _asymp_orig(xp, input, Asym, lrc):
+    """Asym * (1 - exp(-exp(lrc) * input))
+
+    Asymptotic regression through the origin: asymptote Asym, log rate lrc.
+    """
+    return Asym * (1 - xp.exp(-xp.exp(lrc) * input))
 
 
 def _micmen(xp, input, Vm, K):
@@ -224,6 +247,8 @@ _MODELS = (
     _model("SSfol", "Dose input", "lKe lKa lCl", _fol, init.start_fol),
     _model("SSlogis", "input", "Asym xmid scal", _logis, init.start_logis),
     _model("SSasymp", "input", "Asym R0 lrc", _asymp, init.start_asymp),
+    _model("SSasympOff", "input", "Asym lrc c0", _asymp_off, init.start_asymp_off),
+    _model("SSasympOrig", "input", "Asym lrc", _asymp_orig, init.start_asymp_orig),
     _model("SSmicmen", "input", "Vm K", _micmen, init.start_micmen),
     _model("SSgompertz", "x", "Asym b2 b3", _gompertz, init.start_gompertz),
     _model("SSfpl", "input", "A B xmid scal", _fpl, init.start_fpl),
@@ -239,28 +264,49 @@ SELF_START: dict[str, SelfStartModel] = {m.name: m for m in _MODELS}
 
 
 class SelfStartCall(NamedTuple):
-    """A parsed ``SSxxx(...)`` call: the model, data columns and parameter names."""
+    """A parsed ``SSxxx(...)`` call.
+
+    Attributes
+    ----------
+    model : SelfStartModel
+    covariates : tuple of str
+        The data arguments as written (``"Time"``, ``"log(conc)"``).
+    params : tuple of str
+        The user's names for the model's parameters.
+    inputs : tuple of ExpressionEvaluator
+        The data arguments, checked and compiled; ``inputs[i].names`` are the
+        columns argument i reads.
+    """
 
     model: SelfStartModel
     covariates: tuple[str, ...]
     params: tuple[str, ...]
+    inputs: tuple[Any, ...] = ()
+
+    def input_arrays(self, columns: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """The data arguments' values (numpy), from the columns they read."""
+        with np.errstate(all="ignore"):
+            return [np.asarray(e(np, columns), dtype=float) for e in self.inputs]
 
 
-_CALL = re.compile(r"^\s*(?P<name>[A-Za-z_.][\w.]*)\s*\((?P<args>[^()]*)\)\s*$")
+_CALL = re.compile(r"^\s*(?P<name>[A-Za-z_.][\w.]*)\s*\((?P<args>.*)\)\s*$", re.DOTALL)
 _IDENT = re.compile(r"^[A-Za-z_.][\w.]*$")
 
 
-def _is_single_call(rhs: str) -> bool:
-    """Whether ``rhs`` is one ``SS...(...)`` call whose parenthesis closes at the end."""
-    head = re.match(r"\s*SS\w*\s*\(", rhs)
-    if head is None:
-        return False
-    depth = 0
-    for i, char in enumerate(rhs[head.end() - 1 :], start=head.end() - 1):
+def _split_arguments(text: str) -> list[str] | None:
+    """The comma-separated arguments of a call, or None when brackets do not balance."""
+    arguments, depth, current = [], 0, []
+    for char in text:
         depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth == 0:
-            return rhs[i + 1 :].strip() == ""
-    return False
+        if depth < 0:
+            return None
+        if char == "," and depth == 0:
+            arguments.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    arguments.append("".join(current).strip())
+    return arguments if depth == 0 else None
 
 
 def parse_selfstart_call(text: str) -> SelfStartCall | None:
@@ -271,26 +317,27 @@ def parse_selfstart_call(text: str) -> SelfStartCall | None:
     text : str
         A formula (``"conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"``) or its
         right-hand side. Arguments are positional, as in R: first the data
-        columns for the model's covariates, then the user's names for its
-        parameters.
+        arguments (columns, or expressions of columns such as ``log(conc)``,
+        with the functions of :data:`bayesmix.nonlinear.expression.FUNCTIONS`),
+        then the user's names for the model's parameters.
 
     Returns
     -------
     SelfStartCall or None
-        ``(model, covariate columns, parameter names)``, or ``None`` when the
-        right-hand side is not a single function call (an explicit formula).
+        The parsed call, or ``None`` when the right-hand side is not a single
+        function call (an explicit formula).
 
     Raises
     ------
     FormulaError
         If the call names an unknown ``SS`` model, has the wrong number of
-        arguments, or uses arguments that are not plain, distinct names.
+        arguments, a data argument that is not an allowed expression, or
+        parameter names that are not plain, distinct names.
     """
     rhs = text.split("~", 1)[1] if "~" in text else text
     match = _CALL.match(rhs)
-    if match is None:
-        if _is_single_call(rhs):  # e.g. SSfol(Dose, log(Time), ...)
-            raise FormulaError(f"self-starting model arguments must be plain names: {rhs.strip()}")
+    args = _split_arguments(match["args"]) if match else None
+    if match is None or args is None:
         return None
     name = match["name"]
     model = SELF_START.get(name)
@@ -299,22 +346,27 @@ def parse_selfstart_call(text: str) -> SelfStartCall | None:
             known = ", ".join(SELF_START)
             raise FormulaError(f"unknown self-starting model {name!r}; known models: {known}")
         return None
-    args = tuple(a.strip() for a in match["args"].split(","))
     wanted = model.covariates + model.params
     if len(args) != len(wanted):
         raise FormulaError(
             f"{name} takes {len(wanted)} arguments ({', '.join(wanted)}), "
             f"got {len(args)}: {rhs.strip()}"
         )
-    bad = [a for a in args if not _IDENT.match(a)]
+    covariates, params = tuple(args[: len(model.covariates)]), tuple(args[len(model.covariates) :])
+    bad = [a for a in params if not _IDENT.match(a)]
     if bad:
-        raise FormulaError(f"{name} arguments must be column or parameter names, got {bad}")
-    covariates, params = args[: len(model.covariates)], args[len(model.covariates) :]
-    if len(set(params)) != len(params) or set(params) & set(covariates):
+        raise FormulaError(f"{name}'s parameters must be plain names, got {bad}")
+    inputs = []
+    for argument in covariates:
+        tree = parse_expression(argument, f"the {name} argument")
+        names = tuple(n for n in expression_names(tree) if n not in CONSTANTS)
+        inputs.append(ExpressionEvaluator(argument, names))
+    columns = {c for e in inputs for c in e.names}
+    if len(set(params)) != len(params) or set(params) & columns:
         raise FormulaError(
             f"{name}: parameter names must be distinct from each other and from columns"
         )
-    return SelfStartCall(model, covariates, params)
+    return SelfStartCall(model, covariates, params, tuple(inputs))
 
 
 def get_initial(

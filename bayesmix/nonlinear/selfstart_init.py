@@ -115,6 +115,27 @@ def start_asymp(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"Asym": float(asym), "R0": float(asym + amplitude), "lrc": float(np.log(k))}
 
 
+def start_asymp_off(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Asym, lrc, c0: the asymptotic regression's start, with R0 moved to the input
+    ``c0`` where the curve crosses zero (``R0 = 0`` at ``input = c0``)."""
+    start = start_asymp(x, y)
+    asym, r0, lrc = start["Asym"], start["R0"], start["lrc"]
+    if asym == 0 or (asym - r0) / asym <= 0:
+        raise StartError("the fitted curve never crosses zero")
+    return {"Asym": asym, "lrc": lrc, "c0": float(np.log((asym - r0) / asym) * np.exp(-lrc))}
+
+
+def start_asymp_orig(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Asym, lrc: best rate on a grid for ``y = Asym (1 - exp(-k x))``, Asym linear."""
+    x, y = _xy_means(x, y, 2)
+    best = (np.inf, 1.0, 0.0)
+    for k in _rate_grid(x):
+        coef, rss = _linear_ls([1.0 - np.exp(-k * x)], y)
+        if rss < best[0]:
+            best = (rss, k, float(coef[0]))
+    return {"Asym": best[2], "lrc": float(np.log(best[1]))}
+
+
 def start_micmen(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """Vm, K: Hanes-Woolf regression ``x / y = K / Vm + x / Vm``."""
     x, y = _xy_means(x, y, 2)

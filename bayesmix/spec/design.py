@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import DataError, FormulaError
+from bayesmix.spec.contrasts import check_contrasts, factor_codings
 from bayesmix.spec.data_prep import (
     OFFSET_COLUMN,
     WEIGHTS_COLUMN,
@@ -42,7 +43,12 @@ from bayesmix.spec.design_columns import (
     warn_constant_slopes,
 )
 from bayesmix.spec.formula import FormulaSpec, parse_formula
-from bayesmix.spec.formula_eval import check_functions, environment, translate
+from bayesmix.spec.formula_eval import (
+    check_functions,
+    environment,
+    formulae_text,
+    r_column_names,
+)
 
 __all__ = ["Design", "NewData", "RandomBlock", "build_design"]
 
@@ -121,6 +127,8 @@ class Design:
     weights : ndarray, shape (n,), optional
         Prior weights (lme4's meaning: the residual variance of row i is
         ``sigma^2 / w_i``); ``None`` when all are 1.
+    contrasts : dict
+        The ``contrasts=`` argument, checked (column -> coding name).
     """
 
     formula: str
@@ -134,6 +142,7 @@ class Design:
     encoder: Any = field(default=None, repr=False, compare=False)
     offset: np.ndarray | None = field(default=None, repr=False)
     weights: np.ndarray | None = field(default=None, repr=False)
+    contrasts: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def n_obs(self) -> int:
@@ -210,6 +219,7 @@ def build_design(
     offset: str | np.ndarray | None = None,
     weights: str | np.ndarray | None = None,
     functions: Mapping[str, Callable] | None = None,
+    contrasts: Mapping[str, str] | None = None,
 ) -> Design:
     """Build the numeric design of a mixed model.
 
@@ -229,6 +239,11 @@ def build_design(
         Prior weights, positive (lme4's meaning: residual variance ``sigma^2 / w``).
     functions : dict, optional
         Extra functions the formula may call, e.g. ``{"logit": my_logit}``.
+    contrasts : dict, optional
+        Coding of factor columns, lme4's ``contrasts=``: ``{"Sex": "sum"}``, with
+        ``"treatment"``, ``"sum"``, ``"helmert"`` or ``"poly"`` (R's ``contr.*``
+        names work too). Unordered factors default to treatment coding, ordered
+        ones to ``"poly"``, as in R; see :mod:`bayesmix.spec.contrasts`.
 
     Returns
     -------
@@ -244,6 +259,8 @@ def build_design(
     spec = formula if isinstance(formula, FormulaSpec) else parse_formula(formula)
     functions = check_functions(functions)
     columns = used_columns(spec, data, functions)
+    contrasts = check_contrasts(contrasts, data)
+    codings = factor_codings(data, columns, contrasts)
     data, offset_column, offset_array = attach_argument(data, offset, "offset", OFFSET_COLUMN)
     data, weights_column, _ = attach_argument(data, weights, "weights", WEIGHTS_COLUMN)
     extra = [c for c in (offset_column, weights_column) if c is not None and c not in columns]
@@ -252,7 +269,9 @@ def build_design(
     frame = for_formulae(kept, columns)
     env = environment(functions)
 
-    fixed_dm = _design_matrices(f"{spec.response} ~ {spec.fixed}", frame, spec.formula, env)
+    fixed_dm, fixed_names = _design_matrices(
+        f"{spec.response} ~ {spec.fixed}", frame, spec.formula, env, codings
+    )
     if fixed_dm.response is None or fixed_dm.response.kind != "numeric":
         raise DataError(
             f"The response {spec.response!r} must be numeric; convert it first "
@@ -269,11 +288,12 @@ def build_design(
         X_full, names_full = np.zeros((len(y), 0)), []
     else:
         X_full = _finite(fixed_dm.common.design_matrix, "A fixed-effects column")
-        names_full = [str(c) for c in fixed_dm.common.as_dataframe().columns]
+        names_full = fixed_names
     keep = independent_columns(X_full, names_full)
 
     offset_matrices = tuple(
-        _design_matrices(f"0 + offset({text})", frame, spec.formula, env) for text in spec.offsets
+        _design_matrices(f"0 + offset({text})", frame, spec.formula, env)[0]
+        for text in spec.offsets
     )
     offsets = [_finite(dm.common.design_matrix, "An offset()")[:, 0] for dm in offset_matrices]
     if offset_column is not None:
@@ -287,11 +307,13 @@ def build_design(
             "<= 0 (drop those rows instead of giving them zero weight)."
         )
 
-    lhs_matrices = {}
+    lhs_matrices, lhs_names = {}, {}
     blocks, level_keys = [], []
     for bar in spec.bars:
         if bar.lhs not in lhs_matrices:
-            lhs_matrices[bar.lhs] = _design_matrices(bar.lhs, frame, spec.formula, env)
+            lhs_matrices[bar.lhs], lhs_names[bar.lhs] = _design_matrices(
+                bar.lhs, frame, spec.formula, env, codings
+            )
         dm = lhs_matrices[bar.lhs].common
         if dm is None:
             raise FormulaError(
@@ -299,7 +321,7 @@ def build_design(
                 "has no columns); remove the bar, or use '(1 | g)'."
             )
         Z = _finite(dm.design_matrix, f"A column of {bar}")
-        terms = tuple(str(c) for c in dm.as_dataframe().columns)
+        terms = tuple(lhs_names[bar.lhs])
         levels, keys, codes = grouping_codes(frame, bar.factors)
         if len(levels) < 2:
             raise DataError(
@@ -343,6 +365,7 @@ def build_design(
         encoder=encoder,
         offset=readonly(np.sum(offsets, axis=0)) if offsets else None,
         weights=None if weight_values is None else readonly(weight_values),
+        contrasts=contrasts,
     )
 
 
@@ -357,15 +380,21 @@ def _finite(values: Any, what: str) -> np.ndarray:
     return array
 
 
-def _design_matrices(text: str, frame: pd.DataFrame, formula: str, env: Any):
+def _design_matrices(
+    text: str, frame: pd.DataFrame, formula: str, env: Any, codings: Mapping[str, str] | None = None
+) -> tuple[Any, list[str]]:
+    """formulae's design matrices of one expression and R's names of their columns."""
+    rewritten, renames = formulae_text(text, formula, codings)
     try:
         # Invalid transforms (log of a negative) are reported by the finiteness checks.
         with np.errstate(all="ignore"):
-            matrices = fm.design_matrices(translate(text), frame, na_action="error", env=env)
+            matrices = fm.design_matrices(rewritten, frame, na_action="error", env=env)
+            names = []
             if matrices.common is not None:
-                matrices.common.as_dataframe()  # column naming fails here for e.g. poly(x, 0)
-            return matrices
+                # column naming fails here for e.g. poly(x, 0)
+                names = [str(c) for c in matrices.common.as_dataframe().columns]
     except (FormulaError, DataError):
         raise
     except Exception as error:  # formulae raises many types; give one clear message
         raise FormulaError(f"Could not evaluate {text!r} from {formula!r}: {error}") from error
+    return matrices, r_column_names(names, renames)

@@ -32,6 +32,7 @@ crossing outside it).
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -79,7 +80,8 @@ def check_functions(functions: Mapping[str, Callable] | None) -> dict[str, Calla
             raise FormulaError(f"functions: {name!r} is not a valid function name.")
         if not callable(function):
             raise FormulaError(f"functions[{name!r}] must be callable, got {function!r}.")
-        if name in _shadowed_names() or name == "offset" or "__" in name:
+        reserved = name.startswith("bmx_") or name == "offset" or "__" in name
+        if name in _shadowed_names() or reserved:
             raise FormulaError(
                 f"functions: {name!r} is a name formulae reserves for its own transforms (it "
                 "would never call yours); give your function another name."
@@ -100,12 +102,59 @@ def environment(functions: Mapping[str, Callable] | None = None):
     """The only namespace formulae evaluates formulas in (no modules, no builtins)."""
     from formulae.environment import Environment
 
-    return Environment([{**MATH_FUNCTIONS, **FORMULA_CONSTANTS, **(functions or {})}])
+    from bayesmix.spec.contrasts import encoding_namespace
+
+    names = {**MATH_FUNCTIONS, **FORMULA_CONSTANTS, **encoding_namespace()}
+    return Environment([{**names, **(functions or {})}])
 
 
 def translate(text: str) -> str:
-    """R syntax that formulae spells differently: ``^`` becomes ``**``."""
-    return text.replace("^", "**")
+    """R syntax that formulae spells differently: ``^`` is ``**``, ``%in%`` is ``:``.
+
+    R's ``a %in% b`` in a formula is the interaction ``a:b`` (``b/a`` written
+    the other way round).
+    """
+    return text.replace("^", "**").replace("%in%", ":")
+
+
+def formulae_text(
+    text: str, formula: str, codings: Mapping[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
+    """The text formulae evaluates for one expression, and R's names of its columns.
+
+    Factors with a coding other than treatment (``contrasts=``, ordered factors,
+    ``C(f, "sum")``) are rewritten as formulae ``C()`` calls; see
+    :mod:`bayesmix.spec.contrasts`.
+    """
+    from formulae.scanner import ScanError, Scanner
+
+    from bayesmix.spec.contrasts import rewrite
+
+    try:
+        tokens = Scanner(translate(text)).scan(add_intercept=False)
+    except ScanError as error:
+        raise FormulaError(f"Cannot read {text!r} in {formula!r}: {error}.") from None
+    return rewrite(tokens, codings or {}, formula)
+
+
+def r_column_names(names: Iterable[str], renames: Mapping[str, str]) -> list[str]:
+    """R's spelling of formulae's column names.
+
+    ``I(x ** 2)`` is ``I(x^2)``, ``poly(x, 2)[0]`` is ``poly(x, 2)1`` (R counts
+    from 1), and factors with non-treatment contrasts get R's suffixes
+    (``f.L``, ``f1``; see :func:`bayesmix.spec.contrasts.rename_columns`).
+    """
+    from bayesmix.spec.contrasts import rename_columns
+
+    out = []
+    for name in rename_columns(list(names), renames):
+        name = _MULTI_COLUMN.sub(lambda m: f"{m[1]}{int(m[2]) + 1}", name)
+        out.append(name.replace(" ** ", "^"))
+    return out
+
+
+# A column of a multi-column numeric transform, e.g. "poly(x, 2)[0]" or "bs(x, df=3)[2]".
+_MULTI_COLUMN = re.compile(r"((?:^|(?<=:))(?:poly|bs)\([^\[\]]*\))\[(\d+)\]")
 
 
 def _parse(text: str, formula: str) -> Any:
@@ -187,7 +236,9 @@ def referenced_columns(
             if name is None or callee.level is not None or name not in allowed:
                 shown = name if name is not None else str(callee)
                 raise FormulaError(_unknown_function(shown, formula, allowed))
-            for argument in node.args:
+            for position, argument in enumerate(node.args):
+                if name == "C" and position == 1 and _is_coding_name(argument, column_set):
+                    continue  # C(f, contr.sum): a contrast name, not a column
                 visit(argument.value if isinstance(argument, Assign) else argument)
         elif isinstance(node, Variable):
             name = node.name.lexeme
@@ -225,6 +276,18 @@ def referenced_columns(
 
     visit(_parse(text, formula))
     return list(dict.fromkeys(found))
+
+
+def _is_coding_name(node: Any, columns: set[str]) -> bool:
+    """Whether the second argument of ``C()`` names contrasts (unknown names are refused)."""
+    from formulae.expr import Variable
+
+    from bayesmix.spec.contrasts import coding_name
+
+    if not isinstance(node, Variable) or node.level is not None or node.name.lexeme in columns:
+        return False
+    coding_name(node.name.lexeme, f"C(..., {node.name.lexeme})")
+    return True
 
 
 def unknown_column(name: str, columns: list[str], subject: str | None = None) -> str:
