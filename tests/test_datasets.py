@@ -33,6 +33,9 @@ EXPECTED_SHAPES = {
     "Ovary": (308, 3),
     "BodyWeight": (176, 4),
     "Indometh": (66, 3),
+    "Puromycin": (23, 3),
+    "DNase": (176, 3),
+    "CO2": (84, 5),
 }
 
 # Grouping factors whose labels look numeric: must never come back as numbers.
@@ -50,6 +53,7 @@ NUMERIC_LOOKING_GROUPS = [
     ("Ovary", "Mare"),
     ("BodyWeight", "Rat"),
     ("Indometh", "Subject"),
+    ("DNase", "Run"),
     ("cake", "replicate"),
 ]
 

@@ -247,14 +247,17 @@ def test_non_convergence_warns_with_history(theoph):
     assert not fit.converged and len(fit.history) == 2
 
 
-def test_no_random_effects_is_refused(orange):
+def test_no_random_effects_is_nls(orange):
+    """Without bars nlmm fits by least squares: the same fit as bmx.nls (R's nls)."""
     model = nlmm(
         "circumference ~ SSlogis(age, Asym, xmid, scal)",
         orange,
         {"Asym": "1", "xmid": "1", "scal": "1"},
     )
-    with pytest.raises(FitError, match="no random effects"):
-        model.fit()
+    fit = model.fit()
+    pooled = bmx.nls("circumference ~ SSlogis(age, Asym, xmid, scal)", orange).fit()
+    assert fit.loglik == pytest.approx(pooled.loglik, abs=1e-9)
+    assert fit.df == 4 and not fit.design.blocks
 
 
 def test_nonlinear_ml_fit_does_not_import_pymc():

@@ -389,6 +389,39 @@ _ENTRIES = (
         "Plasma indometacin concentration in 6 subjects after injection.",
         {"Subject": _levels("1", "4", "2", "5", "6", "3")},
     ),
+    DatasetInfo(
+        "Puromycin",
+        "Puromycin.csv",
+        23,
+        3,
+        "datasets",
+        "Reaction rate against substrate concentration, cells treated with Puromycin or not.",
+        {"state": _levels("treated", "untreated")},
+    ),
+    DatasetInfo(
+        "DNase",
+        "DNase.csv",
+        176,
+        3,
+        "datasets",
+        "Optical density of an ELISA assay of DNase against concentration, 11 runs.",
+        {"Run": _levels("10", "11", "9", "1", "4", "8", "5", "7", "6", "2", "3")},
+    ),
+    DatasetInfo(
+        "CO2",
+        "CO2.csv",
+        84,
+        5,
+        "datasets",
+        "CO2 uptake of 12 grass plants (Quebec, Mississippi; chilled or not) by concentration.",
+        {
+            "Plant": _levels(
+                "Qn1", "Qn2", "Qn3", "Qc1", "Qc3", "Qc2", "Mn3", "Mn2", "Mn1", "Mc2", "Mc3", "Mc1"
+            ),
+            "Type": _levels("Quebec", "Mississippi"),
+            "Treatment": _levels("nonchilled", "chilled"),
+        },
+    ),
 )
 
 #: Factor columns that R stores as ordered factors (``is.ordered``), checked
@@ -406,6 +439,8 @@ _ORDERED: dict[str, tuple[str, ...]] = {
     "Loblolly": ("Seed",),
     "ChickWeight": ("Chick",),
     "Indometh": ("Subject",),
+    "DNase": ("Run",),
+    "CO2": ("Plant",),
 }
 
 CATALOG: dict[str, DatasetInfo] = {

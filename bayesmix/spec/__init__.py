@@ -1,7 +1,8 @@
 """What both engines read: formulas, data cleaning and the numeric design.
 
 Owns: parsing lme4 formulas into bars (:mod:`.formula`), what a formula may
-evaluate (:mod:`.formula_eval`), finding, checking and cleaning the columns a
+evaluate (:mod:`.formula_eval`), R's contrasts and column names
+(:mod:`.contrasts`), finding, checking and cleaning the columns a
 formula uses (:mod:`.data_prep`), the :class:`~.design.Design` and its
 :class:`~.design.RandomBlock` bars (:mod:`.design`, :mod:`.design_columns`),
 and the covariance parameterisations shared by both engines (:mod:`.covariance`).
