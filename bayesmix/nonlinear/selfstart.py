@@ -30,6 +30,7 @@ from scipy.optimize import least_squares
 
 from bayesmix.errors import DataError, FitError, FormulaError
 from bayesmix.nonlinear import selfstart_init as init
+from bayesmix.nonlinear import selfstart_means as means
 from bayesmix.nonlinear.expression import (
     CONSTANTS,
     ExpressionEvaluator,
@@ -73,95 +74,6 @@ class SelfStartModel:
     def __repr__(self) -> str:
         args = ", ".join(self.covariates + self.params)
         return f"<SelfStartModel {self.name}({args}): {self.formula_text}>"
-
-
-# --- mean functions (R's parametrisations; docstring line 1 is the formula) ----
-
-
-def _fol(xp, Dose, input, lKe, lKa, lCl):
-    """Dose * exp(lKe + lKa - lCl) * (exp(-exp(lKe) * input) - exp(-exp(lKa) * input)) / (exp(lKa) - exp(lKe))
-
-    First-order compartment model: oral dose, first-order absorption (rate
-    Ka) and elimination (rate Ke), clearance Cl; all on the natural log scale.
-    """
-    ke, ka = xp.exp(lKe), xp.exp(lKa)
-    decay = xp.exp(-ke * input) - xp.exp(-ka * input)
-    return Dose * xp.exp(lKe + lKa - lCl) * decay / (ka - ke)
-
-
-def _logis(xp, input, Asym, xmid, scal):
-    """Asym / (1 + exp((xmid - input) / scal))
-
-    Logistic curve: asymptote Asym, inflection point xmid, scale scal.
-    """
-    return Asym / (1 + xp.exp((xmid - input) / scal))
-
-
-def _asymp(xp, input, Asym, R0, lrc):
-    """Asym + (R0 - Asym) * exp(-exp(lrc) * input)
-
-    Asymptotic regression: asymptote Asym, response R0 at input 0, log rate lrc.
-    """
-    return Asym + (R0 - Asym) * xp.exp(-xp.exp(lrc) * input)
-
-
-def _asymp_off(xp, input, Asym, lrc, c0):
-    """Asym * (1 - exp(-exp(lrc) * (input - c0)))
-
-    Asymptotic regression with an offset: asymptote Asym, log rate lrc, and
-    the input c0 at which the response is zero.
-    """
-    return Asym * (1 - xp.exp(-xp.exp(lrc) * (input - c0)))
-
-
-def _asymp_orig(xp, input, Asym, lrc):
-    """Asym * (1 - exp(-exp(lrc) * input))
-
-    Asymptotic regression through the origin: asymptote Asym, log rate lrc.
-    """
-    return Asym * (1 - xp.exp(-xp.exp(lrc) * input))
-
-
-def _micmen(xp, input, Vm, K):
-    """Vm * input / (K + input)
-
-    Michaelis-Menten: maximum rate Vm, half-saturation concentration K.
-    """
-    return Vm * input / (K + input)
-
-
-def _gompertz(xp, x, Asym, b2, b3):
-    """Asym * exp(-b2 * b3^x)
-
-    Gompertz growth curve: asymptote Asym, shape b2 and b3 (0 < b3 < 1 for growth).
-    """
-    return Asym * xp.exp(-b2 * b3**x)
-
-
-def _fpl(xp, input, A, B, xmid, scal):
-    """A + (B - A) / (1 + exp((xmid - input) / scal))
-
-    Four-parameter logistic: left asymptote A, right asymptote B, midpoint
-    xmid, scale scal.
-    """
-    return A + (B - A) / (1 + xp.exp((xmid - input) / scal))
-
-
-def _biexp(xp, input, A1, lrc1, A2, lrc2):
-    """A1 * exp(-exp(lrc1) * input) + A2 * exp(-exp(lrc2) * input)
-
-    Biexponential: amplitudes A1, A2 and log rates lrc1 > lrc2 (fast, slow phase).
-    """
-    return A1 * xp.exp(-xp.exp(lrc1) * input) + A2 * xp.exp(-xp.exp(lrc2) * input)
-
-
-def _weibull(xp, x, Asym, Drop, lrc, pwr):
-    """Asym - Drop * exp(-exp(lrc) * x^pwr)
-
-    Weibull growth curve: asymptote Asym, drop Drop from it at x = 0, log rate
-    lrc, power pwr.
-    """
-    return Asym - Drop * xp.exp(-xp.exp(lrc) * x**pwr)
 
 
 # --- starting values: closed-form guess, then pooled nonlinear least squares --
@@ -244,16 +156,16 @@ def _model(
 
 
 _MODELS = (
-    _model("SSfol", "Dose input", "lKe lKa lCl", _fol, init.start_fol),
-    _model("SSlogis", "input", "Asym xmid scal", _logis, init.start_logis),
-    _model("SSasymp", "input", "Asym R0 lrc", _asymp, init.start_asymp),
-    _model("SSasympOff", "input", "Asym lrc c0", _asymp_off, init.start_asymp_off),
-    _model("SSasympOrig", "input", "Asym lrc", _asymp_orig, init.start_asymp_orig),
-    _model("SSmicmen", "input", "Vm K", _micmen, init.start_micmen),
-    _model("SSgompertz", "x", "Asym b2 b3", _gompertz, init.start_gompertz),
-    _model("SSfpl", "input", "A B xmid scal", _fpl, init.start_fpl),
-    _model("SSbiexp", "input", "A1 lrc1 A2 lrc2", _biexp, init.start_biexp),
-    _model("SSweibull", "x", "Asym Drop lrc pwr", _weibull, init.start_weibull),
+    _model("SSfol", "Dose input", "lKe lKa lCl", means.fol, init.start_fol),
+    _model("SSlogis", "input", "Asym xmid scal", means.logis, init.start_logis),
+    _model("SSasymp", "input", "Asym R0 lrc", means.asymp, init.start_asymp),
+    _model("SSasympOff", "input", "Asym lrc c0", means.asymp_off, init.start_asymp_off),
+    _model("SSasympOrig", "input", "Asym lrc", means.asymp_orig, init.start_asymp_orig),
+    _model("SSmicmen", "input", "Vm K", means.micmen, init.start_micmen),
+    _model("SSgompertz", "x", "Asym b2 b3", means.gompertz, init.start_gompertz),
+    _model("SSfpl", "input", "A B xmid scal", means.fpl, init.start_fpl),
+    _model("SSbiexp", "input", "A1 lrc1 A2 lrc2", means.biexp, init.start_biexp),
+    _model("SSweibull", "x", "Asym Drop lrc pwr", means.weibull, init.start_weibull),
 )
 
 #: The self-starting models by R name; ``help(SELF_START[name].mean)`` explains one.
