@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 # name -> module that defines it, imported lazily by __getattr__.
 _LAZY = {
     "nlmm": "nonlinear_model",
-    "nls": "nonlinear_model",
+    "nls": "nls_model",
     "NonlinearMixedModel": "nonlinear_model",
     "load_dataset": "datasets",
     "list_datasets": "datasets",

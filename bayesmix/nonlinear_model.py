@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 
-__all__ = ["NonlinearMixedModel", "nlmm", "nls"]
+__all__ = ["NonlinearMixedModel", "nlmm"]
 
 
 class NonlinearMixedModel:
@@ -126,7 +126,8 @@ class NonlinearMixedModel:
         -------
         NLMResult
             logLik/AIC/BIC of the linearised model as nlme reports them
-            (``bic_nlme`` for nlme's REML BIC), ``fixef()``, ``ranef()``,
+            (``bic`` is nlme's, ``bic_lme4`` lme4's), ``fixef()`` (SEs of an ML fit
+            scaled as nlme's summary scales them), ``ranef()``,
             ``varcorr()``, ``predict()``...
         """
         from bayesmix.nonlinear.ml_fit import fit_nonlinear
@@ -331,70 +332,4 @@ def nlmm(
     """
     return NonlinearMixedModel(
         formula, data, params, start=start, cov=cov, mean=mean, offset=offset, weights=weights
-    )
-
-
-def nls(
-    formula: str,
-    data: pd.DataFrame,
-    *,
-    start: Mapping[str, float] | None = None,
-    offset: str | np.ndarray | None = None,
-    weights: str | np.ndarray | None = None,
-) -> NonlinearMixedModel:
-    """A nonlinear model without random effects, fitted by least squares (R's ``nls``).
-
-    The parameters are those of the self-starting model (``SSlogis(age, Asym,
-    xmid, scal)``) or, as in R, the names given in ``start``. ``.fit()`` gives
-    R's ``nls`` estimates, standard errors (``sqrt(RSS / (n - p))`` scale, as
-    nlme's conventions scale ML SEs) and ``logLik``/``AIC``/``BIC`` (``df`` =
-    parameters + 1), and :func:`~bayesmix.anova` compares it with an ML fit of
-    the mixed model (R's ``anova(nls_fit, nlme_fit)``).
-
-    Parameters
-    ----------
-    formula : str
-        ``"response ~ mean function"``, as for :func:`nlmm`.
-    data : DataFrame
-    start : dict, optional
-        Starting values ``{parameter: value}``; needed unless the mean is a
-        self-starting model. Its keys name the parameters of an explicit mean.
-    offset, weights : str or array, optional
-        As for :func:`nlmm`.
-
-    Returns
-    -------
-    NonlinearMixedModel
-        With one constant fixed effect per parameter and no random effects;
-        ``nlmm(formula, data, params={...})`` with formulas such as
-        ``"1 + Sex"`` (and no bars) fits covariate effects the same way
-        (nlme's ``gnls``).
-
-    Examples
-    --------
-    >>> import bayesmix as bmx
-    >>> lob = bmx.load_dataset("Loblolly")
-    >>> fit = bmx.nls("height ~ SSasymp(age, Asym, R0, lrc)", lob).fit()
-    >>> round(fit.loglik, 3)
-    -162.817
-    """
-    from bayesmix.errors import FormulaError
-    from bayesmix.nonlinear.selfstart import parse_selfstart_call
-
-    if not isinstance(formula, str):
-        raise FormulaError(
-            f"formula must be a string such as 'y ~ SSlogis(x, A, m, s)', got {formula!r}."
-        )
-    call = parse_selfstart_call(formula)
-    if call is not None:
-        names = list(call.params)
-    elif isinstance(start, Mapping) and start:
-        names = list(start)
-    else:
-        raise FormulaError(
-            f"{formula!r} is not a self-starting model, so nls needs start= with a value for "
-            "each parameter of the mean function (its keys name the parameters)."
-        )
-    return NonlinearMixedModel(
-        formula, data, {name: "1" for name in names}, start=start, offset=offset, weights=weights
     )

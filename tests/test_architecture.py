@@ -23,6 +23,7 @@ LAYERS = {
     "plotting": 4,
     "model": 5,
     "nonlinear_model": 5,
+    "nls_model": 5,
     "io": 6,
     "__init__": 7,
 }

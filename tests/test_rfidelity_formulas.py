@@ -140,8 +140,12 @@ def test_contrasts_argument_errors():
         bmx.lmm(formula, cake, contrasts={"recipes": "sum"})
     with pytest.raises(bmx.ArgumentError, match="must be a dict"):
         bmx.lmm(formula, cake, contrasts="sum")
-    with pytest.raises(bmx.ArgumentError, match="unknown contrasts 'polynomial'"):
+    with pytest.raises(bmx.FormulaError, match="unknown contrasts 'polynomial'"):
         bmx.lmm("angle ~ C(recipe, polynomial) + (1 | replicate)", cake)
+    with pytest.raises(bmx.FormulaError, match="unknown contrasts 'polynomial'"):
+        bmx.lmm("angle ~ C(recipe, 'polynomial') + (1 | replicate)", cake)
+    with pytest.raises(bmx.FormulaError, match="takes a factor and its contrasts only"):
+        bmx.lmm("angle ~ C(recipe, sum, 2) + (1 | replicate)", cake)
 
 
 def test_treatment_contrasts_override_ordered_default():
@@ -150,3 +154,78 @@ def test_treatment_contrasts_override_ordered_default():
         "angle ~ temperature + (1 | replicate)", cake, contrasts={"temperature": "treatment"}
     )
     assert model.design.fixed_terms[1] == "temperature[185]"
+
+
+def test_contrasts_apply_to_the_fixed_part_only():
+    """lme4 codes bars with R's defaults whatever contrasts= says (Machines, lmer: the
+    (Machine || Worker) fit is the same with and without contrasts = helmert)."""
+    machines = load_dataset("Machines")
+    formula = "score ~ Machine + (Machine | Worker)"
+    plain = bmx.lmm(formula, machines)
+    helmert = bmx.lmm(formula, machines, contrasts={"Machine": "helmert"})
+    assert helmert.design.fixed_terms == ("Intercept", "Machine1", "Machine2")
+    assert helmert.design.blocks[0].terms == plain.design.blocks[0].terms
+    assert helmert.fit("ML").loglik == pytest.approx(plain.fit("ML").loglik, abs=1e-7)
+    with pytest.warns(bmx.DataWarning, match="'Worker' is not a factor of the fixed part"):
+        bmx.lmm(formula, machines, contrasts={"Worker": "sum"})
+
+
+def test_factors_inside_other_calls_are_left_alone():
+    cake = load_dataset("cake")  # temperature is ordered: poly as a term, not inside I()
+    model = bmx.lmm("angle ~ I(temperature == '175') + temperature + (1 | replicate)", cake)
+    assert model.design.fixed_terms[1] == "I(temperature == '175')"
+    seen = []
+    bmx.lmm(
+        "angle ~ hot(temperature) + (1 | replicate)",
+        cake,
+        functions={"hot": lambda t: seen.append(type(t)) or (t.astype(str) > "200")},
+    )
+    assert all(t is pd.Series for t in seen)
+
+
+def test_c_without_contrasts_and_keyword_contrasts():
+    cake = load_dataset("cake")
+    plain = bmx.lmm("angle ~ C(temperature) + (1 | replicate)", cake).design.fixed_terms
+    assert plain[1] == "temperature.L"  # C(f) keeps f's coding (poly: f is ordered), as in R
+    keyword = bmx.lmm("angle ~ C(recipe, contr = 'sum') + (1 | replicate)", cake)
+    assert keyword.design.fixed_terms[1] == "C(recipe, 'sum')1"
+
+
+def test_awkward_names_and_levels_are_renamed():
+    ortho = load_dataset("Orthodont")
+    ortho["my sex"] = ortho["Sex"]
+    model = bmx.lmm("distance ~ age + `my sex` + (1 | Subject)", ortho, contrasts={"my sex": "sum"})
+    assert model.design.fixed_terms[2] == "my sex1"
+    levels = ["[c", "m]", "a]b["]
+    data = pd.DataFrame(
+        {
+            "y": np.arange(30.0) % 7,
+            "f": pd.Categorical(np.tile(levels, 10), categories=levels, ordered=True),
+            "x": np.arange(30.0),
+            "g": np.repeat(list("abcde"), 6),
+        }
+    )
+    names = bmx.lmm("y ~ 0 + f + f:x + (1 | g)", data).design.fixed_terms
+    assert names[:3] == ("f[[c]", "f[m]]", "f[a]b[]")
+    # x is not in the model, so f:x needs every level of f (R's rule, and formulae's)
+    assert names[3:] == ("f[[c]:x", "f[m]]:x", "f[a]b[]:x")
+
+
+def test_polynomial_contrasts_stop_where_r_does():
+    data = pd.DataFrame(
+        {
+            "y": np.arange(200.0),
+            "f": pd.Categorical(np.arange(200) // 2, ordered=True),
+            "g": np.tile(list("ab"), 100),
+        }
+    )
+    with pytest.raises(bmx.ArgumentError, match="too many for polynomial contrasts"):
+        bmx.lmm("y ~ f + (1 | g)", data)
+
+
+def test_pd_cut_intervals_warn_that_they_are_ordered():
+    sleep = load_dataset("sleepstudy")
+    sleep["period"] = pd.cut(sleep["Days"], [-1, 3, 6, 9])
+    with pytest.warns(bmx.DataWarning, match="pd.cut and pd.qcut make them ordered"):
+        model = bmx.lmm("Reaction ~ period + (1 | Subject)", sleep)
+    assert model.design.fixed_terms[1:] == ("period.L", "period.Q")

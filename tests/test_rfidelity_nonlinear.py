@@ -145,8 +145,14 @@ def test_anova_of_nls_and_nlme_matches_r():
 
 def test_nls_needs_start_for_an_explicit_mean():
     data = bmx.load_dataset("Loblolly")
-    with pytest.raises(FormulaError, match="needs start="):
+    with pytest.raises(FormulaError, match="needs start= values for 'A', 'k'"):
         bmx.nls("height ~ A * (1 - exp(-exp(k) * age))", data)
+    with pytest.raises(FormulaError, match="needs start= values for 'k'"):
+        bmx.nls("height ~ A * (1 - exp(-exp(k) * age))", data, start={"A": 90})
+    with pytest.raises(FormulaError, match="values for 'z', which it does not use"):
+        bmx.nls("height ~ A * (1 - exp(-exp(k) * age))", data, start={"A": 90, "k": -3, "z": 1})
+    with pytest.raises(FormulaError, match="nls fits a model without random effects"):
+        bmx.nls("height ~ SSasympOrig(age, A, k) + (1 | Seed)", data)
     fit = bmx.nls("height ~ A * (1 - exp(-exp(k) * age))", data, start={"A": 90, "k": -3}).fit()
     orig = bmx.nls("height ~ SSasympOrig(age, A, k)", data).fit()
     assert fit.loglik == pytest.approx(orig.loglik, abs=1e-8)

@@ -52,7 +52,7 @@ A zip archive (any name; ``.bmx`` suggested) with these entries::
 
 ``.npy`` entries are numpy's format without pickled objects. The metadata::
 
-    {"format": "bayesmix-fit", "format_version": 1, "bayesmix_version": "0.1.0",
+    {"format": "bayesmix-fit", "format_version": 2, "bayesmix_version": "0.1.0",
      "result_class": "MLResult" | "NLMResult" | "BayesResult" | "NLBayesResult",
      "model": {"class": "LinearMixedModel", "formula": ..., "offset": ...,
                "weights": ..., "functions": [names]}
@@ -81,8 +81,9 @@ attributes it cannot hold (booleans, dicts of sampler settings) are stored as
 0/1 and JSON text, and ``None`` in a sampler's text arrays (divergence
 messages) as empty text, or NaN when every entry is ``None``.
 ``format_version`` changes whenever a reader of the previous version could not
-read a new file; files of another version are refused with a message that
-says which bayesmix reads them.
+read a new file. Version 2 (R's contrasts and column names) reads version-1
+files as the models they were saved with (:mod:`bayesmix.io.legacy`); other
+versions are refused with a message that says which bayesmix reads them.
 
 May import: everything below it (:mod:`bayesmix.spec`, the engines,
 :mod:`bayesmix.model`, :mod:`bayesmix.nonlinear_model`); the results' ``save``
@@ -114,6 +115,7 @@ from bayesmix.io.archive import (
     read_frame,
     storable_frame,
 )
+from bayesmix.io.legacy import upgrade
 from bayesmix.io.model import build_model, decode_model, encode_model, model_spec, needed_columns
 from bayesmix.io.results import (
     compare_fingerprints,
@@ -123,12 +125,14 @@ from bayesmix.io.results import (
     result_fingerprint,
 )
 
-__all__ = ["FORMAT_VERSION", "FileFormatError", "load", "save"]
+__all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "FileFormatError", "load", "save"]
 
 #: Identifies a bayesmix save file (the ``format`` field of its metadata).
 FORMAT_NAME = "bayesmix-fit"
 #: Version of the file layout written by :func:`save`; :func:`load` reads only it.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this bayesmix reads (older ones through :mod:`bayesmix.io.legacy`).
+READABLE_VERSIONS = (1, 2)
 METADATA = "bayesmix.json"
 _RESULT_CLASSES = ("MLResult", "NLMResult", "BayesResult", "NLBayesResult")
 
@@ -285,6 +289,7 @@ def _load(source: str, functions: Any, mean: Any) -> Any:
         meta = reader.read_json(METADATA)
         kind = _check_header(meta, source)
         data = _read_data(reader, meta.get("data"))
+        meta = upgrade(meta, meta["format_version"], data)
         spec = decode_model(reader, meta.get("model"), data, functions, mean)
         try:
             model = build_model(spec)
@@ -319,15 +324,16 @@ def _check_header(meta: Any, source: str) -> str:
     version, writer = meta.get("format_version"), meta.get("bayesmix_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise FileFormatError(f"{source} has no valid format_version; save the fit again.")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         advice = (
             "upgrade bayesmix (pip install -U bayesmix)"
             if version > FORMAT_VERSION
             else f"load it with bayesmix {writer}, which wrote it, and refit or save it anew"
         )
+        readable = ", ".join(map(str, READABLE_VERSIONS))
         raise FileFormatError(
             f"{source} has file format version {version} (written by bayesmix {writer}); "
-            f"this bayesmix reads version {FORMAT_VERSION} only: {advice}."
+            f"this bayesmix reads versions {readable}: {advice}."
         )
     kind = meta.get("result_class")
     if kind not in _RESULT_CLASSES:

@@ -4,8 +4,9 @@
 fit *in the order given* (nlme does not sort), consecutive fits tested
 against each other when their numbers of parameters differ, the likelihood
 ratio ``2 |logLik_j - logLik_i|`` referred to a chi-square with
-``|df_j - df_i|`` degrees of freedom. BIC is nlme's (``log(n - p)`` for REML
-fits, ``log(n)`` for ML fits).
+``|df_j - df_i|`` degrees of freedom. The BIC column is each fit's own
+``bic`` (lme4's or nlme's conventions, see :mod:`bayesmix.ml.results`), nlme's
+when the fits' conventions differ, or the one asked for with ``bic=``.
 
 Fits are refused (``ComparisonError``) when the comparison would be
 meaningless: different data or responses, ML mixed with REML, or REML fits
@@ -104,7 +105,8 @@ class AnovaTable(pd.DataFrame):
     Columns ``Model``, ``df``, ``AIC``, ``BIC``, ``logLik`` and, when some
     consecutive fits differ in df, ``Test`` (``"1 vs 2"``, empty when not
     tested), ``L.Ratio`` and ``p-value`` (NaN when not tested). ``attrs``
-    holds ``formulas`` (model name -> formula) and ``method``.
+    holds ``formulas`` (model name -> formula), ``method`` and ``bic`` (the
+    BIC convention of the column, ``"lme4"`` or ``"nlme"``).
     """
 
     @property

@@ -184,11 +184,11 @@ class MLResult:
             Scale the SEs of an ML fit by ``sqrt(n / (n - p))``, as nlme's
             ``summary`` does (``adjustSigma = TRUE``); REML fits are never
             scaled. Default: ``True`` under nlme's :attr:`conventions`, ``False``
-            under lme4's.
+            under lme4's. (:meth:`vcov` follows the conventions only.)
         """
         if adjust_sigma is None:
             adjust_sigma = self.conventions == "nlme"
-        if not isinstance(adjust_sigma, bool):
+        if not isinstance(adjust_sigma, bool | np.bool_):
             raise ArgumentError(f"adjust_sigma must be True or False, got {adjust_sigma!r}.")
         beta = np.asarray(self.estimates.beta, dtype=float)
         se = np.sqrt(np.diag(np.asarray(self.estimates.vcov_beta, dtype=float)))

@@ -28,6 +28,7 @@ sum codings, and its sum coding names columns by level rather than R's way.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +36,7 @@ import numpy as np
 import pandas as pd
 from formulae.categorical import CategoricalBox, ContrastMatrix, Encoding
 
-from bayesmix.errors import ArgumentError, FormulaError
+from bayesmix.errors import ArgumentError, DataWarning, FormulaError, warn
 
 #: The codings a user may ask for, by every name R and formulae users write.
 CODING_ALIASES: dict[str, str] = {
@@ -55,11 +56,11 @@ CODING_ALIASES: dict[str, str] = {
 CODINGS = ("treatment", "sum", "helmert", "poly")
 
 
-def coding_name(value: Any, where: str) -> str:
+def coding_name(value: Any, where: str, error: type[Exception] = ArgumentError) -> str:
     """The canonical coding (``"sum"``...) for a name a user wrote."""
     if isinstance(value, str) and value in CODING_ALIASES:
         return CODING_ALIASES[value]
-    raise ArgumentError(
+    raise error(
         f"{where}: unknown contrasts {value!r}; use one of 'treatment', 'sum', 'helmert', "
         "'poly' (R's contr.treatment, contr.sum, contr.helmert, contr.poly)."
     )
@@ -106,6 +107,15 @@ def contrast_matrix(coding: str, n_levels: int) -> tuple[np.ndarray, list[str]]:
 # them, pickle.
 
 
+#: Wraps each column suffix in formulae's names, so that renaming never has to
+#: parse brackets that factor levels may hold themselves.
+_MARK = "\x1f"
+
+
+def _marked(suffix: str) -> str:
+    return f"{_MARK}{suffix}{_MARK}"
+
+
 class RCoding(Encoding):
     """R's coding of one factor; suffixes become R's column names (see module)."""
 
@@ -114,14 +124,14 @@ class RCoding(Encoding):
 
     def code_with_intercept(self, levels):
         # A term that needs every level: R's indicator columns, whatever the coding.
-        return ContrastMatrix(np.eye(len(levels)), [f"[{level}]" for level in levels])
+        return ContrastMatrix(np.eye(len(levels)), [_marked(f"[{level}]") for level in levels])
 
     def code_without_intercept(self, levels):
         if self.coding == "treatment":
             matrix = np.vstack([np.zeros((1, len(levels) - 1)), np.eye(len(levels) - 1)])
-            return ContrastMatrix(matrix, [f"[{level}]" for level in levels[1:]])
+            return ContrastMatrix(matrix, [_marked(f"[{level}]") for level in levels[1:]])
         matrix, suffixes = contrast_matrix(self.coding, len(levels))
-        return ContrastMatrix(matrix, suffixes)
+        return ContrastMatrix(matrix, [_marked(suffix) for suffix in suffixes])
 
 
 class LevelsBox(CategoricalBox):
@@ -186,10 +196,22 @@ def is_numeric_column(column: pd.Series) -> bool:
     )
 
 
-def factor_codings(data: pd.DataFrame, columns: list[str], contrasts: dict[str, str]) -> dict:
+def factor_codings(
+    data: pd.DataFrame,
+    columns: list[str],
+    contrasts: Mapping[str, str],
+    warn_intervals: bool = True,
+) -> dict[str, str]:
     """Coding of every factor column that is not plain treatment coding.
 
-    ``contrasts=`` wins; otherwise an ordered categorical gets ``"poly"`` as in R.
+    ``contrasts`` (lme4's argument, for the fixed part) wins; otherwise an
+    ordered categorical gets ``"poly"`` as in R.
+
+    Raises
+    ------
+    ArgumentError
+        Polynomial contrasts for more than 95 levels (R refuses them too: the
+        orthogonal polynomials cannot be computed accurately).
     """
     out = {}
     for name in columns:
@@ -199,21 +221,48 @@ def factor_codings(data: pd.DataFrame, columns: list[str], contrasts: dict[str, 
                 out[name] = contrasts[name]
         elif _is_ordered(column):
             out[name] = "poly"
+            if warn_intervals:
+                _warn_interval_categories(name, column)
+        if out.get(name) == "poly" and column.nunique() > MAX_POLY_LEVELS:
+            raise ArgumentError(
+                f"column {name!r} has {column.nunique()} levels, too many for polynomial "
+                f"contrasts (R's contr.poly stops at {MAX_POLY_LEVELS}); use "
+                f"contrasts={{{name!r}: 'treatment'}} (or make it unordered)."
+            )
     return out
+
+
+#: R's ``contr.poly`` refuses more levels than this.
+MAX_POLY_LEVELS = 95
 
 
 def _is_ordered(column: pd.Series) -> bool:
     return isinstance(column.dtype, pd.CategoricalDtype) and bool(column.dtype.ordered)
 
 
+def _warn_interval_categories(name: str, column: pd.Series) -> None:
+    """``pd.cut``/``pd.qcut`` give *ordered* categoricals, R's ``cut`` unordered factors."""
+    if isinstance(column.dtype.categories.dtype, pd.IntervalDtype):
+        warn(
+            f"column {name!r} is an ordered categorical of intervals (pd.cut and pd.qcut make "
+            "them ordered by default, where R's cut() does not), so it gets R's polynomial "
+            f"contrasts ({name}.L, {name}.Q, ...). For one coefficient per interval use "
+            f"contrasts={{{name!r}: 'treatment'}} or pd.cut(..., ordered=False).",
+            DataWarning,
+        )
+
+
 def rewrite(tokens: list[Any], codings: Mapping[str, str], formula: str) -> tuple[str, dict]:
     """Rewrite one scanned expression for formulae; return it and the column renames.
 
-    Plain factor variables with a coding in ``codings`` become
-    ``bmx_code(f, bmx_contr_<coding>)`` (formulae's ``C()`` with R's coding),
-    and so does a user's ``C(f, "sum")`` (or ``C(f, contr.sum)``).
-    The renames map formulae's names of those calls to R's (``f`` or the user's
-    ``C(...)`` text), for :func:`rename_columns`.
+    Factor variables that are terms (or parts of interactions) and have a
+    coding in ``codings`` become ``bmx_code(f, bmx_contr_<coding>)``
+    (formulae's ``C()`` with R's coding); so does a user's ``C(f, "sum")``
+    (``C(f, contr.sum)``, ``C(f, contr = "sum")``; ``C(f)`` alone gives f's
+    default coding). Arguments of other calls (``I(f == "a")``, the user's
+    functions) are left as written. The renames map the name formulae gives
+    each rewritten call to R's (``f`` or the user's ``C(...)`` text), for
+    :func:`rename_columns`.
 
     Parameters
     ----------
@@ -230,22 +279,30 @@ def rewrite(tokens: list[Any], codings: Mapping[str, str], formula: str) -> tupl
     while i < len(tokens):
         token = tokens[i]
         is_call = i + 1 < len(tokens) and tokens[i + 1].kind == "LEFT_PAREN"
-        if token.kind == "IDENTIFIER" and token.lexeme == "C" and is_call:
+        if token.kind == "IDENTIFIER" and is_call:
             end = _closing(tokens, i + 1)
-            arguments = _split_arguments(tokens[i + 2 : end])
-            text = _c_call(arguments, formula, renames)
-            out.append(text)
+            if token.lexeme == "C":
+                out.append(
+                    _c_call(_split_arguments(tokens[i + 2 : end]), codings, formula, renames)
+                )
+            else:  # another function's arguments are its business
+                out.append(" ".join(t.lexeme for t in tokens[i : end + 1]))
             i = end + 1
             continue
         name = _variable_name(token)
-        if name is not None and not is_call and name in codings:
-            call = f"{CODE_FUNCTION}({token.lexeme}, {ENCODING_NAMES[codings[name]]})"
-            renames[call] = token.lexeme
-            out.append(call)
+        if name is not None and name in codings:
+            out.append(_coded(token, name, codings[name], name, renames))
         else:
             out.append(token.lexeme)
         i += 1
     return " ".join(out), renames
+
+
+def _coded(token: Any, name: str, coding: str, r_name: str, renames: dict[str, str]) -> str:
+    """``bmx_code(<token>, <encoding>)``, recording formulae's name for it."""
+    encoding = ENCODING_NAMES[coding]
+    renames[f"{CODE_FUNCTION}({name}, {encoding})"] = r_name  # formulae drops back quotes
+    return f"{CODE_FUNCTION}({token.lexeme}, {encoding})"
 
 
 def _variable_name(token: Any) -> str | None:
@@ -263,7 +320,7 @@ def _closing(tokens: list[Any], open_index: int) -> int:
         depth -= tokens[j].kind == "RIGHT_PAREN"
         if depth == 0:
             return j
-    raise FormulaError("Unbalanced brackets in a C() call.")  # the parser refuses first
+    raise FormulaError("Unbalanced brackets in a function call.")  # the parser refuses first
 
 
 def _split_arguments(tokens: list[Any]) -> list[list[Any]]:
@@ -280,59 +337,63 @@ def _split_arguments(tokens: list[Any]) -> list[list[Any]]:
     return arguments
 
 
-def _c_call(arguments: list[list[Any]], formula: str, renames: dict[str, str]) -> str:
+_CONTRAST_KEYWORDS = ("contr", "contrast")
+
+
+def _c_call(
+    arguments: list[list[Any]], codings: Mapping[str, str], formula: str, renames: dict[str, str]
+) -> str:
     """formulae's text for a user's ``C(f, contrast)``, recording its R name."""
     texts = [" ".join(t.lexeme for t in argument) for argument in arguments]
-    if len(arguments) < 2 or any(t.kind == "EQUAL" for t in arguments[1]):
-        return f"C({', '.join(texts)})"  # no positional contrast: formulae's treatment
-    contrast = arguments[1]
+    shown = f"C({', '.join(texts)})"
+    factor, rest = arguments[0], arguments[1:]
+    if len(rest) > 1 or not factor:
+        raise FormulaError(
+            f"In {formula!r}: {shown} takes a factor and its contrasts only; set the level "
+            "order in the DataFrame (a pandas Categorical)."
+        )
+    name = _variable_name(factor[0]) if len(factor) == 1 else None
+    if name is None:
+        raise FormulaError(
+            f"In {formula!r}: the first argument of {shown} must be a column; compute "
+            "the factor in the DataFrame first."
+        )
+    if not rest:  # C(f): the factor's own default coding, as in R
+        return _coded(factor[0], name, codings.get(name, "treatment"), name, renames)
+    contrast = rest[0]
+    if (
+        len(contrast) == 3
+        and contrast[0].kind == "IDENTIFIER"
+        and contrast[0].lexeme in _CONTRAST_KEYWORDS
+        and contrast[1].kind == "EQUAL"
+    ):
+        contrast = contrast[2:]  # C(f, contr = "sum")
     if len(contrast) != 1 or contrast[0].kind not in ("STRING", "IDENTIFIER"):
         raise FormulaError(
-            f"In {formula!r}: the contrasts of C({texts[0]}, {texts[1]}) must be a name such "
-            "as 'sum', 'helmert', 'poly' or 'treatment'."
+            f"In {formula!r}: the contrasts of {shown} must be a name such as 'sum', "
+            "'helmert', 'poly' or 'treatment'."
         )
     token = contrast[0]
     written = token.literal if token.kind == "STRING" else token.lexeme
-    coding = coding_name(written, f"In {formula!r}, C({texts[0]}, {texts[1]})")
-    if len(arguments) > 2:
-        raise FormulaError(
-            f"In {formula!r}: C({', '.join(texts)}) takes a factor and its contrasts only; "
-            "set the level order in the DataFrame (a pandas Categorical)."
-        )
-    call = f"{CODE_FUNCTION}({texts[0]}, {ENCODING_NAMES[coding]})"
-    renames[call] = f"C({texts[0]}, {token.lexeme})"
-    return call
+    coding = coding_name(written, f"In {formula!r}, {shown}", FormulaError)
+    return _coded(factor[0], name, coding, f"C({name}, {token.lexeme})", renames)
 
 
 def rename_columns(names: list[str], renames: Mapping[str, str]) -> list[str]:
     """R's names for columns formulae named after a rewritten ``C()`` call.
 
-    formulae names a column ``<call>[<suffix>]``; the suffix is already R's
-    (``.L``, ``1``, ``[b]``), so the column becomes ``<R name><suffix>``. In an
-    interaction each factor's part is renamed.
+    formulae names a column ``<call>[<label>]``; each label of
+    :class:`RCoding` is R's suffix (``.L``, ``1``, ``[b]``) between two
+    :data:`_MARK` characters, so the column becomes ``<R name><suffix>``
+    whatever brackets the levels hold. In an interaction each factor's part is
+    renamed.
     """
     if not renames:
         return list(names)
-    out = []
-    for name in names:
-        for call, r_name in renames.items():
-            name = _replace_call(name, call, r_name)
-        out.append(name)
-    return out
-
-
-def _replace_call(name: str, call: str, r_name: str) -> str:
-    start = name.find(call + "[")
-    while start >= 0:
-        # The suffix runs to the bracket that closes '<call>[' (suffixes like '[b]' nest).
-        j, depth = start + len(call), 0
-        while j < len(name):
-            depth += name[j] == "["
-            depth -= name[j] == "]"
-            if depth == 0:
-                break
-            j += 1
-        suffix = name[start + len(call) + 1 : j]
-        name = name[:start] + r_name + suffix + name[j + 1 :]
-        start = name.find(call + "[", start + len(r_name) + len(suffix))
-    return name
+    pattern = re.compile(
+        "("
+        + "|".join(re.escape(call) for call in sorted(renames, key=len, reverse=True))
+        + f")\\[{_MARK}(.*?){_MARK}\\]",
+        re.DOTALL,
+    )
+    return [pattern.sub(lambda m: renames[m[1]] + m[2], name) for name in names]

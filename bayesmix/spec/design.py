@@ -21,7 +21,7 @@ import formulae as fm
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import DataError, FormulaError
+from bayesmix.errors import DataError, DataWarning, FormulaError, warn
 from bayesmix.spec.contrasts import check_contrasts, factor_codings
 from bayesmix.spec.data_prep import (
     OFFSET_COLUMN,
@@ -48,6 +48,7 @@ from bayesmix.spec.formula_eval import (
     environment,
     formulae_text,
     r_column_names,
+    referenced_columns,
 )
 
 __all__ = ["Design", "NewData", "RandomBlock", "build_design"]
@@ -260,7 +261,11 @@ def build_design(
     functions = check_functions(functions)
     columns = used_columns(spec, data, functions)
     contrasts = check_contrasts(contrasts, data)
-    codings = factor_codings(data, columns, contrasts)
+    # lme4 applies contrasts= to the fixed part only; bars keep R's defaults
+    fixed_codings = factor_codings(
+        data, columns, _fixed_contrasts(spec, data, contrasts, functions)
+    )
+    bar_codings = factor_codings(data, columns, {}, warn_intervals=False)
     data, offset_column, offset_array = attach_argument(data, offset, "offset", OFFSET_COLUMN)
     data, weights_column, _ = attach_argument(data, weights, "weights", WEIGHTS_COLUMN)
     extra = [c for c in (offset_column, weights_column) if c is not None and c not in columns]
@@ -270,7 +275,7 @@ def build_design(
     env = environment(functions)
 
     fixed_dm, fixed_names = _design_matrices(
-        f"{spec.response} ~ {spec.fixed}", frame, spec.formula, env, codings
+        f"{spec.response} ~ {spec.fixed}", frame, spec.formula, env, fixed_codings
     )
     if fixed_dm.response is None or fixed_dm.response.kind != "numeric":
         raise DataError(
@@ -312,7 +317,7 @@ def build_design(
     for bar in spec.bars:
         if bar.lhs not in lhs_matrices:
             lhs_matrices[bar.lhs], lhs_names[bar.lhs] = _design_matrices(
-                bar.lhs, frame, spec.formula, env, codings
+                bar.lhs, frame, spec.formula, env, bar_codings
             )
         dm = lhs_matrices[bar.lhs].common
         if dm is None:
@@ -367,6 +372,29 @@ def build_design(
         weights=None if weight_values is None else readonly(weight_values),
         contrasts=contrasts,
     )
+
+
+def _fixed_contrasts(
+    spec: FormulaSpec,
+    data: pd.DataFrame,
+    contrasts: dict[str, str],
+    functions: Mapping[str, Callable],
+) -> dict[str, str]:
+    """``contrasts=`` entries for columns of the fixed part; the others are ignored, as
+    lme4 (R's model.matrix) ignores them, with a warning."""
+    if not contrasts:
+        return {}
+    columns = [str(c) for c in data.columns]
+    fixed = set(referenced_columns(spec.fixed, spec.formula, columns, functions))
+    unused = [column for column in contrasts if column not in fixed]
+    if unused:
+        warn(
+            f"contrasts: {', '.join(map(repr, unused))} {'is' if len(unused) == 1 else 'are'} "
+            "not a factor of the fixed part, so its contrasts are ignored (random-effects "
+            "bars use R's default codings, as in lme4).",
+            DataWarning,
+        )
+    return {column: coding for column, coding in contrasts.items() if column in fixed}
 
 
 def _finite(values: Any, what: str) -> np.ndarray:

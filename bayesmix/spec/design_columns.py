@@ -15,6 +15,7 @@ way that can be repeated on new rows for prediction.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,10 @@ if TYPE_CHECKING:
 
 #: R's tolerance in ``qr()``, used by lme4's rank check of X.
 RANK_TOLERANCE = 1e-7
+
+
+# A factor rewritten for its contrasts (bayesmix.spec.contrasts): bmx_code(f, bmx_contr_sum).
+_CODED = re.compile(r"bmx_code\(([^,]*), bmx_contr_\w+\)")
 
 
 def readonly(array: np.ndarray) -> np.ndarray:
@@ -244,8 +249,9 @@ class Encoder:
             with np.errstate(all="ignore"):
                 values = np.asarray(matrix.evaluate_new_data(frame).design_matrix, dtype=float)
         except (ValueError, TypeError, KeyError) as error:
+            reason = _CODED.sub(r"\1", str(error))  # bayesmix's rewriting, not the user's text
             raise DataError(
-                f"newdata cannot be encoded as the fitting data were ({error}); check that "
+                f"newdata cannot be encoded as the fitting data were ({reason}); check that "
                 "its columns have the fitting data's types (numbers for numeric predictors)."
             ) from None
         if not np.all(np.isfinite(values)):

@@ -237,7 +237,7 @@ def referenced_columns(
                 shown = name if name is not None else str(callee)
                 raise FormulaError(_unknown_function(shown, formula, allowed))
             for position, argument in enumerate(node.args):
-                if name == "C" and position == 1 and _is_coding_name(argument, column_set):
+                if name == "C" and position == 1 and _is_coding_name(argument):
                     continue  # C(f, contr.sum): a contrast name, not a column
                 visit(argument.value if isinstance(argument, Assign) else argument)
         elif isinstance(node, Variable):
@@ -278,15 +278,20 @@ def referenced_columns(
     return list(dict.fromkeys(found))
 
 
-def _is_coding_name(node: Any, columns: set[str]) -> bool:
-    """Whether the second argument of ``C()`` names contrasts (unknown names are refused)."""
-    from formulae.expr import Variable
+def _is_coding_name(node: Any) -> bool:
+    """Whether the second argument of ``C()`` names contrasts (unknown names are refused).
+
+    A contrast name (``sum``, ``contr.sum``...) is one even if a column has that name.
+    """
+    from formulae.expr import Assign, Variable
 
     from bayesmix.spec.contrasts import coding_name
 
-    if not isinstance(node, Variable) or node.level is not None or node.name.lexeme in columns:
+    if isinstance(node, Assign):  # C(f, contr = sum)
+        node = node.value
+    if not isinstance(node, Variable) or node.level is not None:
         return False
-    coding_name(node.name.lexeme, f"C(..., {node.name.lexeme})")
+    coding_name(node.name.lexeme, f"C(..., {node.name.lexeme})", FormulaError)
     return True
 
 
