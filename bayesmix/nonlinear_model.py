@@ -107,6 +107,7 @@ class NonlinearMixedModel:
         max_iterations: int = 50,
         tolerance: float = 1e-6,
         reml: Literal["nlme", "linearised"] = "nlme",
+        restarts: bool = True,
     ) -> NLMResult:
         """Maximum-likelihood (default, as nlme) or REML fit by Lindstrom-Bates.
 
@@ -121,6 +122,12 @@ class NonlinearMixedModel:
             :func:`bayesmix.nonlinear.ml_fit.fit_nonlinear`).
         reml : {"nlme", "linearised"}
             REML variant; ``"nlme"`` reproduces nlme's numbers.
+        restarts : bool
+            The alternation can stop at a worse fixed point than nlme's; by
+            default it is continued from two cheap restarts and the best fixed
+            point is kept (``fit.starts_table()`` shows every run, the summary
+            how many agree; see :mod:`bayesmix.nonlinear.restarts`). ``False``
+            runs it once.
 
         Returns
         -------
@@ -140,6 +147,7 @@ class NonlinearMixedModel:
             tolerance=tolerance,
             reml=reml,
             model=self,
+            restarts=restarts,
         )
 
     # ----------------------------------------------------------------- Bayesian

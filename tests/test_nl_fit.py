@@ -196,7 +196,7 @@ def test_central_differences_when_complex_input_is_rejected(orange):
 
 
 def test_sparse_pnls_path_agrees_with_the_dense_one(orange, monkeypatch):
-    from bayesmix.nonlinear import ml_fit as nl_fit
+    from bayesmix.nonlinear import lb_steps as nl_fit
 
     model = nlmm("circumference ~ SSlogis(age, Asym, xmid, scal)", orange, ORANGE_PARAMS)
     dense = model.fit()

@@ -10,7 +10,7 @@ import pytest
 
 from bayesmix.errors import DataError, DataWarning, FormulaError
 from bayesmix.nonlinear.build import build_nonlinear_design
-from bayesmix.nonlinear.ml_fit import mean_and_gradient
+from bayesmix.nonlinear.lb_steps import mean_and_gradient
 from bayesmix.nonlinear.selfstart import SELF_START
 from bayesmix.nonlinear_model import nlmm
 

@@ -144,16 +144,16 @@ def test_weighted_optimum_is_a_fixed_point(weighted):
     within the fit's tolerance of 1e-6 on relative changes.
     """
     from bayesmix.ml.fit import estimates_at
-    from bayesmix.nonlinear.ml_fit import _Linearisation, _lme_step, _pnls
+    from bayesmix.nonlinear.lb_steps import Linearisation, lme_step, pnls
 
     est = weighted.estimates
-    lin = _Linearisation(weighted.nonlinear_design)
+    lin = Linearisation(weighted.nonlinear_design)
     # spherical effects of the one pdDiag block: b = u T' with T = diag(theta)
     u = [np.asarray(est.b[0], dtype=float) / np.asarray(est.theta, dtype=float)]
-    beta, _, b, _, _ = _pnls(lin, est.theta, np.asarray(est.beta, dtype=float), u)
+    beta, _, b, _, _ = pnls(lin, est.theta, np.asarray(est.beta, dtype=float), u)
     np.testing.assert_allclose(beta, est.beta, rtol=1e-6)
     np.testing.assert_allclose(b[0], est.b[0], atol=5e-6)
-    again, _, _, linear = _lme_step(lin, beta, b, "ML", est.theta)
+    again, _, _, linear = lme_step(lin, beta, b, "ML", est.theta)
     np.testing.assert_allclose(again.theta, est.theta, rtol=1e-5)
     assert again.loglik == pytest.approx(weighted.loglik, abs=5e-6)
     for j in range(est.theta.size):

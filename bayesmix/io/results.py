@@ -153,6 +153,14 @@ def encode_result(writer: ArchiveWriter, result: Any, kind: str) -> dict[str, An
                 for i, record in enumerate(result.history)
             ]
             out["derivatives"] = result.derivatives
+            out["starts"] = [
+                {
+                    f.name: writer.encode(getattr(record, f.name), f"result/starts/{i}/{f.name}")
+                    for f in dataclasses.fields(record)
+                }
+                for i, record in enumerate(result.starts)
+            ]
+            out["chosen_start"] = int(result.chosen_start)
         return out
     from bayesmix.bayes.priors import prior_params
 
@@ -182,7 +190,7 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
             from bayesmix.ml.results import MLResult
 
             return MLResult(design=design, estimates=estimates, model=model)
-        from bayesmix.nonlinear.ml_results import IterationRecord, NLMResult
+        from bayesmix.nonlinear.ml_results import IterationRecord, NLMResult, StartRecord
 
         history = meta.get("history")
         derivatives = meta.get("derivatives")
@@ -191,12 +199,23 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
         records = tuple(
             _dataclass(reader, IterationRecord, h, f"history[{i}]") for i, h in enumerate(history)
         )
+        # absent from files written before fits recorded their restarts
+        starts, chosen = meta.get("starts", []), meta.get("chosen_start", 0)
+        if not isinstance(starts, list) or not isinstance(chosen, int):
+            raise reader.damaged("the record of the starts is malformed")
+        start_records = tuple(
+            _dataclass(reader, StartRecord, s, f"starts[{i}]") for i, s in enumerate(starts)
+        )
+        if start_records and not 0 <= chosen < len(start_records):
+            raise reader.damaged("the chosen start is out of range")
         return NLMResult(
             design=design,
             estimates=estimates,
             model=model,
             history=records,
             derivatives=derivatives,
+            starts=start_records,
+            chosen_start=chosen,
             **extra,
         )
     timing = reader.decode(meta.get("timing"), "timing")

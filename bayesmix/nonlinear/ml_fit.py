@@ -1,266 +1,37 @@
 """ML/REML fits of nonlinear mixed models by nlme's Lindstrom-Bates algorithm.
 
-The fit alternates two steps until neither moves the estimates:
-
-* **LME step.** The model is linearised at the current ``(beta, b)``:
-  ``Xt = df/dbeta``, ``Zt = df/db`` and the working response
-  ``w = y - f + Xt beta + Zt b`` define a linear mixed model whose covariance
-  parameters ``theta`` are estimated with the profiled ML/REML criterion of
-  :mod:`bayesmix.ml.deviance` (:func:`bayesmix.ml.fit.fit_estimates`).
-* **PNLS step.** At fixed ``theta`` (relative covariance factors ``T``),
-  ``(beta, u)`` minimise ``||y - f(phi(beta, T u))||^2 + ||u||^2``
-  (:func:`scipy.optimize.least_squares` with an analytic Jacobian; ``b = T u``).
-
-An offset is moved into the response (``y - offset``). Prior weights (residual
-variance ``sigma^2 / w``) scale the PNLS rows by ``sqrt(w)`` (the sum of
-squares becomes ``sum w (y - f)^2``) and go with the pseudo-data to the LME
-step, whose log-likelihood then includes ``0.5 sum(log w)`` as lme4's does.
+The fit alternates the LME and PNLS steps of :mod:`bayesmix.nonlinear.lb_steps`
+until neither moves the estimates. The alternation can have several fixed
+points (PNLS can have two local minima; the LME step can stop on a boundary),
+so after the usual run converges it is continued from two restarts that cost
+little when they agree (:mod:`bayesmix.nonlinear.restarts`), and the run with
+the highest log-likelihood is kept; ``result.starts`` records every run.
 
 As in nlme, logLik, AIC and BIC are those of the linearised model at
 convergence; fixed effects and random-effect modes come from the last PNLS
-step. ``vcov`` is that of the linearised model (nlme's ``vcov``; nlme's
-printed ML standard errors are larger by ``sqrt(n / (n - p))``).
-
-Derivatives ``df/dphi`` use the complex step (exact to rounding for analytic
-mean functions) and fall back to central differences when the mean function
-rejects complex input or returns non-finite values.
-
-Notation
---------
-n : observations; p : fixed effects; beta, b, u, theta, sigma as in
-:mod:`bayesmix.ml.fit`; phi : per-row parameter values; G_k = df/dphi_k.
+step. ``vcov`` is that of the linearised model (nlme's ``vcov``); ``fixef``
+scales an ML fit's SEs by ``sqrt(n / (n - p))`` as nlme's summary does.
+Without random effects the PNLS step is nonlinear least squares and the fit is
+R's ``nls`` (df = p + 1).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
-from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.optimize import least_squares
 
-from bayesmix.errors import (
-    ArgumentError,
-    ConvergenceWarning,
-    DataWarning,
-    FitError,
-    FormulaError,
-    warn,
-)
-from bayesmix.ml.fit import MLEstimates, _check_method, estimates_at, fit_estimates
+from bayesmix.errors import ArgumentError, ConvergenceWarning, DataWarning, warn
+from bayesmix.ml.fit import _check_method
 from bayesmix.nonlinear.build import NonlinearDesign, initial_beta
-from bayesmix.nonlinear.ml_results import IterationRecord, NLMResult
-from bayesmix.spec.covariance import factors_from_theta
-from bayesmix.spec.design import Design
+from bayesmix.nonlinear.lb_steps import Linearisation, check_start, restricted_at
+from bayesmix.nonlinear.ml_results import NLMResult
+from bayesmix.nonlinear.restarts import alternate, best_run, probe_restarts
 
 __all__ = ["NLMResult", "fit_nonlinear"]
-
-_COMPLEX_STEP = 1e-20
-_DENSE_JACOBIAN_MAX = 4_000_000  # entries; larger PNLS Jacobians are sparse
-
-
-class _NoComplexStep(Exception):
-    """The mean function cannot be differentiated by the complex step."""
-
-
-def mean_and_gradient(
-    design: NonlinearDesign, phi: Mapping[str, np.ndarray], complex_step: bool = True
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``f(phi)`` and ``G_k = df/dphi_k`` for every parameter ``k`` (row by row)."""
-    gradient = {}
-    with np.errstate(all="ignore"):
-        f = np.broadcast_to(np.asarray(design.mean(np, phi), dtype=float), design.y.shape)
-        for name, value in phi.items():
-            if complex_step:
-                shifted = dict(phi, **{name: value + 1j * _COMPLEX_STEP})
-                try:
-                    out = np.asarray(design.mean(np, shifted))
-                except (TypeError, ValueError) as err:
-                    raise _NoComplexStep(str(err)) from err
-                # rows where f itself is not finite are the caller's business
-                if not np.iscomplexobj(out) or np.any(np.isfinite(f) & ~np.isfinite(out)):
-                    raise _NoComplexStep("real or non-finite output for complex input")
-                gradient[name] = np.broadcast_to(out.imag / _COMPLEX_STEP, f.shape).copy()
-            else:
-                h = 6e-6 * np.maximum(1.0, np.abs(value))
-                up = design.mean(np, dict(phi, **{name: value + h}))
-                down = design.mean(np, dict(phi, **{name: value - h}))
-                gradient[name] = np.broadcast_to((up - down) / (2 * h), f.shape).copy()
-    return f.copy(), gradient
-
-
-class _Linearisation:
-    """Evaluations of the model and its derivatives at ``(beta, b)``."""
-
-    def __init__(self, design: NonlinearDesign) -> None:
-        self.design = design
-        self.complex_step = True
-        self.n_fixed = design.n_fixed
-        self.q = [blk.n_levels * blk.n_terms for blk in design.blocks]
-        self.target = design.y_less_offset  # what f models
-        self.sqrt_w = design.sqrt_weights  # ones without weights: unweighted fits unchanged
-
-    def evaluate(self, beta: np.ndarray, b: Sequence[np.ndarray]):
-        phi = self.design.phi(beta, b)
-        if self.complex_step:
-            try:
-                return mean_and_gradient(self.design, phi, True)
-            except _NoComplexStep:
-                self.complex_step = False
-        return mean_and_gradient(self.design, phi, False)
-
-    def tilde(self, G: Mapping[str, np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """``Xt = df/dbeta`` (n, p) and ``Zt`` per block (n, k): multipliers times G."""
-        columns = [G[p.name][:, None] * p.X for p in self.design.parameters]
-        Xt = np.column_stack(columns) if self.n_fixed else np.zeros((self.design.n_obs, 0))
-        Zt = [blk.Z * np.column_stack([G[p] for p in blk.params]) for blk in self.design.blocks]
-        return Xt, Zt
-
-
-def _check_mean_shape(design: NonlinearDesign, values: Any) -> np.ndarray:
-    """The mean function's output as an array of one value per row, or a FormulaError.
-
-    A scalar (a constant mean) broadcasts; any other length than the data's
-    is a mistake in the mean function, reported before numpy's broadcasting
-    error could be.
-    """
-    out = np.asarray(values)
-    n = design.n_obs
-    if out.shape not in ((), (1,), (n,)):
-        text = design.mean_function.text
-        raise FormulaError(
-            f"the mean function {text!r} returned {out.size} value(s) (shape {out.shape}) for "
-            f"{n} observations; it must return one value per row of the data (shape ({n},))"
-        )
-    return out
-
-
-def _check_start(design: NonlinearDesign, beta: np.ndarray) -> None:
-    with np.errstate(all="ignore"):
-        values = _check_mean_shape(design, design.mean(np, design.phi(beta)))
-        f = np.broadcast_to(np.asarray(values, float), design.y.shape)
-    bad = np.flatnonzero(~np.isfinite(f))
-    if bad.size:
-        shown = ", ".join(f"{t}={v:.6g}" for t, v in zip(design.fixed_terms, beta))
-        rows = design.data.iloc[bad[:5]]
-        raise FitError(
-            f"the mean function is not finite at the starting values ({shown}) in "
-            f"{bad.size} row(s), e.g. rows with index {list(rows.index)}:\n"
-            f"{rows.head().to_string()}\nChoose other starting values with start=."
-        )
-
-
-def _pnls(lin: _Linearisation, theta: np.ndarray, beta: np.ndarray, u: list[np.ndarray]):
-    """Penalised nonlinear least squares at fixed ``theta``; returns beta, u, b, f, result."""
-    design = lin.design
-    blocks = design.blocks
-    T = factors_from_theta(
-        theta, [blk.covariance for blk in blocks], [blk.n_terms for blk in blocks]
-    )
-    p, n, q = design.n_fixed, design.n_obs, sum(lin.q)
-    offsets = np.cumsum([p] + lin.q)
-    rows = np.arange(n)
-    cache: dict[str, Any] = {}
-
-    def unpack(x: np.ndarray):
-        us = [
-            x[offsets[i] : offsets[i + 1]].reshape(blk.n_levels, blk.n_terms)
-            for i, blk in enumerate(blocks)
-        ]
-        return x[:p], us, [ui @ Ti.T for ui, Ti in zip(us, T)]
-
-    def evaluate(x: np.ndarray):
-        if cache.get("x") is None or not np.array_equal(cache["x"], x):
-            beta_x, _, b_x = unpack(x)
-            cache.update(x=x.copy(), fg=lin.evaluate(beta_x, b_x))
-        return cache["fg"]
-
-    s = lin.sqrt_w  # prior weights: sum w (f - y)^2 is the sum of squares of s (f - y)
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        f, _ = evaluate(x)
-        r = np.concatenate([s * (f - lin.target), x[p:]])
-        return np.where(np.isfinite(r), r, 1e150)
-
-    def jacobian(x: np.ndarray):
-        Xt, Zt = lin.tilde(evaluate(x)[1])
-        Xt, Zt = s[:, None] * Xt, [s[:, None] * Z for Z in Zt]
-        parts = [
-            (np.broadcast_to(rows[:, None], Xt.shape), np.broadcast_to(np.arange(p), Xt.shape), Xt)
-        ]
-        for i, blk in enumerate(blocks):
-            k = blk.n_terms
-            cols = offsets[i] + blk.codes[:, None] * k + np.arange(k)[None, :]
-            parts.append((np.broadcast_to(rows[:, None], cols.shape), cols, Zt[i] @ T[i]))
-        r = np.concatenate([a.ravel() for a, _, _ in parts] + [n + np.arange(q)])
-        c = np.concatenate([b.ravel() for _, b, _ in parts] + [p + np.arange(q)])
-        v = np.concatenate([m.ravel() for _, _, m in parts] + [np.ones(q)])
-        v = np.where(np.isfinite(v), v, 0.0)
-        J = sp.csr_matrix((v, (r, c)), shape=(n + q, p + q))
-        return J if (n + q) * (p + q) > _DENSE_JACOBIAN_MAX else J.toarray()
-
-    x0 = np.concatenate([beta] + [ui.ravel() for ui in u])
-    dense = (n + q) * (p + q) <= _DENSE_JACOBIAN_MAX
-    result = least_squares(
-        residuals,
-        x0,
-        jac=jacobian,
-        method="lm" if dense else "trf",
-        tr_solver="exact" if dense else "lsmr",
-        x_scale="jac",
-        xtol=1e-12,
-        ftol=1e-12,
-        gtol=1e-12,
-        max_nfev=200 * (p + 1),
-    )
-    x = result.x if 2 * result.cost <= float(np.sum(residuals(x0) ** 2)) else x0
-    beta_x, u_x, b_x = unpack(x)
-    return beta_x, u_x, b_x, evaluate(x)[0], result
-
-
-def _lme_step(lin: _Linearisation, beta, b, method, theta):
-    """Linearise at ``(beta, b)`` and estimate ``theta`` of the linear model."""
-    design = lin.design
-    f, G = lin.evaluate(beta, b)
-    Xt, Zt = lin.tilde(G)
-    w = lin.target - f + Xt @ beta
-    for blk, Z, bb in zip(design.blocks, Zt, b):
-        w = w + np.einsum("nk,nk->n", Z, bb[blk.codes])
-    linear = Design(
-        formula=design.description,
-        response=design.response,
-        y=w,
-        X=Xt,
-        fixed_terms=design.fixed_terms,
-        blocks=tuple(blk.random_block(Z) for blk, Z in zip(design.blocks, Zt)),
-        data=design.data,
-        n_dropped=design.n_dropped,
-        weights=design.weights,  # the ML kernel whitens by sqrt(w), adds 0.5 sum(log w)
-    )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        estimates = fit_estimates(linear, method, start=theta)
-    return estimates, f, caught, linear
-
-
-def _restricted_at(linear: Design, estimates: MLEstimates) -> MLEstimates:
-    """REML quantities of the linearised model at the (ML) ``theta`` of ``estimates``."""
-    restricted = estimates_at(linear, estimates.theta, "REML")
-    return dataclasses.replace(
-        estimates,
-        method="REML",
-        sigma=restricted.sigma,
-        vcov_beta=restricted.vcov_beta,
-        b_cond_var=restricted.b_cond_var,
-        covariances=restricted.covariances,
-        loglik=restricted.loglik,
-        criterion=restricted.criterion,
-    )
 
 
 def fit_nonlinear(
@@ -272,6 +43,7 @@ def fit_nonlinear(
     tolerance: float = 1e-6,
     reml: str = "nlme",
     model: Any = None,
+    restarts: bool = True,
 ) -> NLMResult:
     """Fit a nonlinear mixed model by ML or REML (nlme's Lindstrom-Bates algorithm).
 
@@ -289,6 +61,11 @@ def fit_nonlinear(
         iteration are below it (absolute changes for values below 1).
     model : object, optional
         The unfitted model, kept for ``update``.
+    restarts : bool
+        After the alternation converges, continue it from the cold-PNLS and
+        fresh-LME restarts of :mod:`bayesmix.nonlinear.restarts` and keep the
+        best fixed point (``result.starts`` lists every run). ``False`` runs
+        the alternation once, as nlme does.
 
     Returns
     -------
@@ -302,7 +79,7 @@ def fit_nonlinear(
     FormulaError
         The mean function returns a number of values other than one per row.
     FitError
-        No random effects, or a mean that is not finite at the start.
+        A mean that is not finite at the start.
 
     Warns
     -----
@@ -329,31 +106,25 @@ def fit_nonlinear(
         raise ArgumentError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     if reml not in ("nlme", "linearised"):
         raise ArgumentError(f"reml must be 'nlme' or 'linearised', not {reml!r}.")
+    if not isinstance(restarts, bool | np.bool_):
+        raise ArgumentError(f"restarts must be True or False, got {restarts!r}.")
     step_method = "ML" if reml == "nlme" else method
     beta = initial_beta(design, start)
-    _check_start(design, beta)
-    lin = _Linearisation(design)
-    u = [np.zeros((blk.n_levels, blk.n_terms)) for blk in design.blocks]
-    b = [ui.copy() for ui in u]
-    theta, history, converged, evaluations = None, [], False, 0
-    f = None
-    for iteration in range(1, max_iterations + 1):
-        estimates, f, caught, linear = _lme_step(lin, beta, b, step_method, theta)
-        evaluations += estimates.n_evaluations
-        change = np.inf
-        if theta is not None:
-            new = np.concatenate([beta, estimates.theta])
-            old = np.concatenate([history[-1].beta, theta])
-            change = float(np.max(np.abs(new - old) / np.maximum(np.abs(new), 1.0)))
-        theta = estimates.theta
-        history.append(
-            IterationRecord(iteration, estimates.loglik, beta.copy(), theta.copy(), change, 0)
-        )
-        if change <= tolerance:
-            converged = True
-            break
-        beta, u, b, f, result = _pnls(lin, theta, beta, u)
-        history[-1] = dataclasses.replace(history[-1], pnls_evaluations=int(result.nfev))
+    check_start(design, beta)
+    lin = Linearisation(design)
+    settings = {
+        "method": method,
+        "step_method": step_method,
+        "max_iterations": max_iterations,
+        "tolerance": tolerance,
+    }
+    runs = [alternate(lin, beta, **settings)]
+    if restarts and design.blocks:
+        runs += probe_restarts(lin, runs[0], **settings)
+    best = best_run(runs)
+    estimates, f, caught, linear = best.estimates, best.f, best.caught, best.linear
+    beta, b, history, converged = best.beta, best.b, best.history, best.converged
+    evaluations = sum(run.evaluations for run in runs)
     if not converged:
         lines = "\n".join(
             f"  iteration {h.iteration}: logLik {h.loglik:.6f}, max relative "
@@ -371,7 +142,7 @@ def fit_nonlinear(
         if not issubclass(record.category, DataWarning):
             warn(record.message, record.category)
     if method != estimates.method:
-        estimates = _restricted_at(linear, estimates)
+        estimates = restricted_at(linear, estimates)
     final = dataclasses.replace(
         estimates,
         beta=beta,
@@ -393,4 +164,6 @@ def fit_nonlinear(
         nonlinear_design=design,
         history=tuple(history),
         derivatives="complex step" if lin.complex_step else "central differences",
+        starts=tuple(run.record() for run in runs),
+        chosen_start=runs.index(best),
     )

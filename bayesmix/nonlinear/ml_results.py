@@ -8,6 +8,7 @@ An :class:`~bayesmix.ml.results.MLResult` of the model linearised at convergence
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,10 @@ from bayesmix.ml.results import MLResult
 from bayesmix.ml.summary import MLSummary, convention_line
 from bayesmix.nonlinear.design import NonlinearDesign
 
-__all__ = ["IterationRecord", "NLMResult", "NLMSummary"]
+__all__ = ["IterationRecord", "NLMResult", "NLMSummary", "StartRecord"]
+
+#: Runs whose logLik differ by at most this reached the same fixed point.
+AGREEMENT = 1e-3
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,23 @@ class IterationRecord:
     theta: np.ndarray
     change: float
     pnls_evaluations: int
+
+
+@dataclass(frozen=True)
+class StartRecord:
+    """One run of the alternation: where it set out from and the fixed point it reached.
+
+    ``loglik`` is the fit's criterion at the end of the run (the REML
+    log-likelihood for REML fits); ``beta`` and ``theta`` its estimates.
+    """
+
+    label: str
+    loglik: float
+    converged: bool
+    iterations: int
+    beta: np.ndarray
+    theta: np.ndarray
+    seconds: float
 
 
 class NLMSummary(MLSummary):
@@ -50,8 +71,13 @@ class NLMSummary(MLSummary):
         lines = [title, f"Model: {nl.formula}"]
         lines += [f"  {p.name} ~ {p.formula}" for p in nl.parameters]
         values = [r.aic, r.bic, r.loglik]
+        lines += [convention_line(r)]
+        if len(r.starts) > 1:
+            lines.append(
+                f"Starts: {len(r.starts)} runs of the alternation, {r.n_starts_agreeing} at the "
+                f"reported optimum (kept: {r.starts[r.chosen_start].label})"
+            )
         lines += [
-            convention_line(r),
             "",
             "      AIC       BIC    logLik",
             " ".join(f"{v:9.2f}" for v in values),
@@ -73,6 +99,39 @@ class NLMResult(MLResult):
     nonlinear_design: NonlinearDesign | None = None
     history: tuple[IterationRecord, ...] = ()
     derivatives: str = "complex step"
+    starts: tuple[StartRecord, ...] = ()
+    chosen_start: int = 0
+
+    def starts_table(self) -> pd.DataFrame:
+        """Every run of the alternation (the first and its restarts) and where it ended.
+
+        Columns ``start``, ``logLik``, ``converged``, ``iterations``,
+        ``seconds``, ``agrees`` (within 1e-3 of the chosen run's logLik) and
+        ``chosen``; ``fixef`` holds each run's fixed effects.
+        """
+        chosen = self.starts[self.chosen_start].loglik if self.starts else math.nan
+        rows = [
+            {
+                "start": record.label,
+                "logLik": record.loglik,
+                "converged": record.converged,
+                "iterations": record.iterations,
+                "seconds": record.seconds,
+                "agrees": abs(record.loglik - chosen) <= AGREEMENT,
+                "chosen": i == self.chosen_start,
+                "fixef": dict(zip(self.design.fixed_terms, record.beta.tolist())),
+            }
+            for i, record in enumerate(self.starts)
+        ]
+        return pd.DataFrame(rows)
+
+    @property
+    def n_starts_agreeing(self) -> int:
+        """How many runs reached the chosen fixed point (logLik within 1e-3)."""
+        if not self.starts:
+            return 0
+        chosen = self.starts[self.chosen_start].loglik
+        return sum(abs(record.loglik - chosen) <= AGREEMENT for record in self.starts)
 
     @property
     def conventions(self) -> str:
