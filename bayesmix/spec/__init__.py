@@ -2,10 +2,11 @@
 
 Owns: parsing lme4 formulas into bars (:mod:`.formula`), what a formula may
 evaluate (:mod:`.formula_eval`), R's contrasts and column names
-(:mod:`.contrasts`), finding, checking and cleaning the columns a
-formula uses (:mod:`.data_prep`), the :class:`~.design.Design` and its
-:class:`~.design.RandomBlock` bars (:mod:`.design`, :mod:`.design_columns`),
-and the covariance parameterisations shared by both engines (:mod:`.covariance`).
+(:mod:`.contrasts`), the response families of GLMMs (:mod:`.families`),
+finding, checking and cleaning the columns a formula uses (:mod:`.data_prep`),
+the :class:`~.design.Design` and its :class:`~.design.RandomBlock` bars
+(:mod:`.design`, :mod:`.design_columns`), and the covariance parameterisations
+shared by both engines (:mod:`.covariance`).
 
 May import: numpy, pandas, scipy, formulae and :mod:`bayesmix.errors`; never an
 engine, PyMC, PyTensor or ArviZ.
