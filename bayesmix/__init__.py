@@ -37,6 +37,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "nlmm": "nonlinear_model",
     "nls": "nls_model",
+    "glmm": "glmm_model",
+    "GeneralizedLinearMixedModel": "glmm_model",
     "NonlinearMixedModel": "nonlinear_model",
     "load_dataset": "datasets",
     "list_datasets": "datasets",

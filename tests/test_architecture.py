@@ -24,6 +24,7 @@ LAYERS = {
     "model": 5,
     "nonlinear_model": 5,
     "nls_model": 5,
+    "glmm_model": 5,
     "io": 6,
     "__init__": 7,
 }

@@ -1,0 +1,153 @@
+"""Result of a GLMM's ML fit: :class:`GLMMResult`, with glmer's summary layout.
+
+The fixed effects, variance components, conditional modes and information
+criteria are read as for linear fits (:class:`~bayesmix.ml.results.MLResult`);
+what differs is the scale: fitted values and predictions are on the response
+scale by default (``type="link"`` gives the linear predictor), and residuals
+are GLM residuals (response, Pearson, deviance). The log-likelihood is the
+full one (with the binomial coefficient, the log-factorials...), as lme4
+reports for Laplace fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from bayesmix.errors import ArgumentError
+from bayesmix.ml.results import MLResult
+from bayesmix.ml.rformat import render_table
+from bayesmix.ml.summary import MLSummary
+from bayesmix.spec.families import Family
+
+__all__ = ["GLMMResult", "GLMMSummary"]
+
+
+@dataclass(frozen=True)
+class GLMMResult(MLResult):
+    """A fitted generalized linear mixed model (lme4's ``glmerMod``).
+
+    Attributes
+    ----------
+    family : Family
+        The response distribution and link.
+    nagq : int
+        0 (lme4's fast fit) or 1 (Laplace).
+    """
+
+    family: Family | None = None
+    nagq: int = 1
+
+    @property
+    def deviance(self) -> float:
+        """``-2 logLik`` (glmer's summary column; lme4's ``deviance()`` is the sum
+        of squared deviance residuals, :meth:`residuals` ``("deviance")``)."""
+        return -2.0 * self.loglik
+
+    def varcorr(self) -> pd.DataFrame:
+        """Variance components (no residual row: the family has no dispersion parameter)."""
+        table = super().varcorr()
+        return table[table["grp"] != "Residual"].reset_index(drop=True)
+
+    def linear_predictor(self) -> np.ndarray:
+        """``eta = offset + X beta + Z b`` at the conditional modes."""
+        return self.family.link.link(self.fitted())
+
+    def residuals(self, kind: str = "deviance") -> np.ndarray:
+        """GLM residuals at the conditional modes.
+
+        Parameters
+        ----------
+        kind : {"deviance", "pearson", "response"}
+            ``deviance``: ``sign(y - mu) sqrt(d_i)`` (glmer's default);
+            ``pearson``: ``(y - mu) sqrt(n / V(mu))``; ``response``: ``y - mu``.
+        """
+        y = np.asarray(self.design.y, dtype=float)
+        mu = self.fitted()
+        weights = self.design.weights
+        if kind == "response":
+            return y - mu
+        if kind == "pearson":
+            w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
+            return (y - mu) * np.sqrt(w / self.family.variance(mu))
+        if kind == "deviance":
+            return self.family.deviance_residuals(y, mu, weights)
+        raise ArgumentError(f"kind must be 'deviance', 'pearson' or 'response', not {kind!r}.")
+
+    def predict(
+        self,
+        newdata: pd.DataFrame | None = None,
+        include_random: bool = True,
+        type: Literal["response", "link"] = "response",
+    ) -> np.ndarray:
+        """Predictions on the response scale (``type="link"``: the linear predictor).
+
+        ``newdata`` and ``include_random`` are as for linear fits; levels not
+        seen in fitting get a zero random effect, with a ``DataWarning``.
+        """
+        if type not in ("response", "link"):
+            raise ArgumentError(f"type must be 'response' or 'link', not {type!r}.")
+        if newdata is None and include_random:
+            eta = self.linear_predictor()
+        else:
+            eta = MLResult.predict(self, newdata, include_random)
+        return eta if type == "link" else self.family.link.inverse(eta)
+
+    def summary(self) -> GLMMSummary:
+        return GLMMSummary(self)
+
+
+class GLMMSummary(MLSummary):
+    """glmer's summary: family, AIC/BIC/logLik/deviance, z values and Wald p-values."""
+
+    def _header(self) -> list[str]:
+        r = self.result
+        method = "Laplace Approximation" if r.nagq == 1 else "nAGQ = 0 (PIRLS estimates)"
+        cells = [f"{v:.1f}" for v in (r.aic, r.bic, r.loglik, r.deviance)] + [str(r.df_resid)]
+        return [
+            f"Generalized linear mixed model fit by maximum likelihood ({method})",
+            f" Family: {r.family.name}  ( {r.family.link.name} )",
+            f"Formula: {r.design.formula}",
+            "",
+            render_table(["AIC", "BIC", "logLik", "deviance", "df.resid"], [cells], "rrrrr"),
+        ]
+
+    def _residual_lines(self) -> list[str]:
+        from bayesmix.ml.rformat import format_column, zapsmall
+
+        q = np.quantile(self.result.residuals("pearson"), [0, 0.25, 0.5, 0.75, 1.0])
+        cells = format_column(zapsmall(q, digits=5), digits=4)
+        return [
+            "Scaled residuals:",
+            render_table(["Min", "1Q", "Median", "3Q", "Max"], [cells], "rrrrr"),
+        ]
+
+    def fixed_table(self) -> list[list[str]]:
+        from scipy import stats
+
+        from bayesmix.ml.rformat import decimals_needed, format_fixed
+
+        fe = self.result.fixef()
+        est, se = fe["estimate"].to_numpy(), fe["std_error"].to_numpy()
+        z = est / se
+        p = 2 * stats.norm.sf(np.abs(z))
+        decimals = max([decimals_needed(v, 4) for v in se] + [1])
+        cells = zip(
+            format_fixed(est, decimals),
+            format_fixed(se, decimals),
+            format_fixed(z, 3),
+            [f"{v:.3g}" if v >= 2e-16 else "< 2e-16" for v in p],
+        )
+        return [[name, *row] for name, row in zip(fe.index, cells)]
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text.replace(
+            render_table(["", "Estimate", "Std. Error", "t value"], self.fixed_table(), "lrrr"),
+            render_table(
+                ["", "Estimate", "Std. Error", "z value", "Pr(>|z|)"], self.fixed_table(), "lrrrr"
+            ),
+        )
