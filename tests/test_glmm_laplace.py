@@ -168,3 +168,13 @@ def test_glmm_input_errors():
         bmx.glmm(CBPP, cbpp, "binomial", weights="size").fit(nagq=5)
     with pytest.raises(bmx.ArgumentError, match="being built"):
         bmx.glmm(CBPP, cbpp, "negbinomial")
+
+
+def test_glmm_fits_save_and_load(fits, tmp_path):
+    fit = fits["owls_offset"]
+    fit.save(tmp_path / "owls.bmx")
+    loaded = bmx.load(tmp_path / "owls.bmx")
+    assert type(loaded).__name__ == "GLMMResult" and loaded.family == fit.family
+    assert loaded.loglik == fit.loglik and loaded.nagq == fit.nagq
+    np.testing.assert_array_equal(loaded.predict(), fit.predict())
+    assert str(loaded.summary()) == str(fit.summary())

@@ -30,11 +30,15 @@ __all__ = [
 ]
 
 
+#: Models built from one lme4-style formula (their files share a layout).
+LINEAR_KINDS = ("LinearMixedModel", "GeneralizedLinearMixedModel")
+
+
 @dataclasses.dataclass
 class ModelSpec:
     """Constructor arguments of a linear (``lmm``) or nonlinear (``nlmm``) model."""
 
-    kind: str  # "LinearMixedModel" or "NonlinearMixedModel"
+    kind: str  # "LinearMixedModel", "GeneralizedLinearMixedModel" or "NonlinearMixedModel"
     formula: str
     data: pd.DataFrame
     offset: Any = None
@@ -46,6 +50,8 @@ class ModelSpec:
     mean: Callable | None = None
     contrasts: dict[str, str] = dataclasses.field(default_factory=dict)
     conventions: str = "lme4"
+    family: str | None = None  # GLMMs: the family's and link's names
+    link: str | None = None
 
 
 def is_nonlinear(result: Any) -> bool:
@@ -75,15 +81,18 @@ def model_spec(result: Any) -> ModelSpec:
             )
         return _nonlinear_spec_from_design(result.nonlinear_design)
     if model is not None:
+        glmm = getattr(model, "family", None) is not None
         return ModelSpec(
-            "LinearMixedModel",
+            "GeneralizedLinearMixedModel" if glmm else "LinearMixedModel",
             model.formula,
             model.data,
             offset=model.offset,
             weights=model.weights,
             functions=dict(model.functions),
             contrasts=dict(model.contrasts),
-            conventions=model.conventions,
+            conventions=getattr(model, "conventions", "lme4"),
+            family=model.family.name if glmm else None,
+            link=model.family.link.name if glmm else None,
         )
     return _linear_spec_from_design(result.design)
 
@@ -160,7 +169,7 @@ def needed_columns(spec: ModelSpec, result: Any) -> set[str]:
     from bayesmix.spec.formula import parse_formula
 
     try:
-        if spec.kind == "LinearMixedModel":
+        if spec.kind in LINEAR_KINDS:
             found = set(used_columns(parse_formula(spec.formula), spec.data, spec.functions))
             found |= {v for v in (spec.offset, spec.weights) if isinstance(v, str)}
             return found
@@ -183,6 +192,19 @@ def build_model(spec: ModelSpec, data: pd.DataFrame | None = None) -> Any:
     data = spec.data if data is None else data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)
+        if spec.kind == "GeneralizedLinearMixedModel":
+            from bayesmix.glmm_model import GeneralizedLinearMixedModel
+
+            return GeneralizedLinearMixedModel(
+                spec.formula,
+                data,
+                spec.family,
+                link=spec.link,
+                offset=spec.offset,
+                weights=spec.weights,
+                functions=spec.functions or None,
+                contrasts=spec.contrasts or None,
+            )
         if spec.kind == "LinearMixedModel":
             from bayesmix.model import LinearMixedModel
 
@@ -212,12 +234,14 @@ def build_model(spec: ModelSpec, data: pd.DataFrame | None = None) -> Any:
 def encode_model(writer: ArchiveWriter, spec: ModelSpec) -> dict[str, Any]:
     """JSON description of the constructor arguments (user callables by name only)."""
     out: dict[str, Any] = {"class": spec.kind, "formula": spec.formula}
-    if spec.kind == "LinearMixedModel":
+    if spec.kind in LINEAR_KINDS:
         out["offset"] = writer.encode(spec.offset, "model/offset")
         out["weights"] = writer.encode(spec.weights, "model/weights")
         out["functions"] = sorted(spec.functions)
         out["contrasts"] = dict(spec.contrasts)
         out["conventions"] = spec.conventions
+        if spec.family is not None:
+            out["family"], out["link"] = spec.family, spec.link
         return out
     out["params"] = dict(spec.params or {})
     out["cov"] = writer.encode(spec.cov, "model/cov")
@@ -240,7 +264,7 @@ def decode_model(
         raise reader.damaged("the model description is malformed")
     kind = meta.get("class")
     functions = dict(functions or {})
-    if kind == "LinearMixedModel":
+    if kind in LINEAR_KINDS:
         if mean is not None:
             raise ArgumentError("mean= is for nonlinear models; this file holds a linear one.")
         names = meta.get("functions")
@@ -256,6 +280,11 @@ def decode_model(
             raise reader.damaged("the model's contrasts are malformed")
         if conventions not in ("lme4", "nlme"):
             raise reader.damaged("the model's conventions are malformed")
+        family, link = meta.get("family"), meta.get("link")
+        if kind == "GeneralizedLinearMixedModel" and not (
+            isinstance(family, str) and isinstance(link, str)
+        ):
+            raise reader.damaged("the model's family is malformed")
         return ModelSpec(
             kind,
             meta["formula"],
@@ -265,6 +294,8 @@ def decode_model(
             functions=functions,
             contrasts=contrasts,
             conventions=conventions,
+            family=family if kind == "GeneralizedLinearMixedModel" else None,
+            link=link if kind == "GeneralizedLinearMixedModel" else None,
         )
     if kind != "NonlinearMixedModel":
         raise reader.damaged(f"the model class {str(kind)[:40]!r} is unknown")

@@ -38,15 +38,17 @@ CHECK_RTOL = 1e-9
 def result_class(result: Any) -> str:
     """Name of the result class as recorded in the file."""
     from bayesmix.bayes.results import BayesResult
+    from bayesmix.ml.glmm_results import GLMMResult
     from bayesmix.ml.results import MLResult
     from bayesmix.nonlinear.bayes_results import NLBayesResult
     from bayesmix.nonlinear.ml_results import NLMResult
 
-    for cls in (NLBayesResult, BayesResult, NLMResult, MLResult):  # subclasses first
+    for cls in (NLBayesResult, BayesResult, NLMResult, GLMMResult, MLResult):  # subclasses first
         if isinstance(result, cls):
             return cls.__name__
     raise ArgumentError(
-        f"save() takes a fitted result (MLResult, BayesResult, NLMResult, NLBayesResult), "
+        f"save() takes a fitted result (MLResult, GLMMResult, BayesResult, NLMResult, "
+        "NLBayesResult), "
         f"got {type(result).__name__}."
     )
 
@@ -136,7 +138,7 @@ def compare_fingerprints(expected: tuple, found: tuple) -> str | None:
 
 def encode_result(writer: ArchiveWriter, result: Any, kind: str) -> dict[str, Any]:
     """JSON description (and entries) of the fitted quantities of ``result``."""
-    if kind in ("MLResult", "NLMResult"):
+    if kind in ("MLResult", "NLMResult", "GLMMResult"):
         estimates = result.estimates
         out: dict[str, Any] = {
             "estimates": {
@@ -144,6 +146,8 @@ def encode_result(writer: ArchiveWriter, result: Any, kind: str) -> dict[str, An
                 for f in dataclasses.fields(estimates)
             }
         }
+        if kind == "GLMMResult":
+            out["nagq"] = int(result.nagq)
         if kind == "NLMResult":
             out["history"] = [
                 {
@@ -182,7 +186,7 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
     nonlinear = kind.startswith("NL")
     design = model.design.linear_design() if nonlinear else model.design
     extra = {"nonlinear_design": model.design} if nonlinear else {}
-    if kind in ("MLResult", "NLMResult"):
+    if kind in ("MLResult", "NLMResult", "GLMMResult"):
         from bayesmix.ml.fit import MLEstimates
 
         estimates = _dataclass(reader, MLEstimates, meta.get("estimates"), "estimates")
@@ -190,6 +194,14 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
             from bayesmix.ml.results import MLResult
 
             return MLResult(design=design, estimates=estimates, model=model)
+        if kind == "GLMMResult":
+            from bayesmix.ml.glmm_results import GLMMResult
+
+            nagq = meta.get("nagq")
+            if nagq not in (0, 1) or getattr(model, "family", None) is None:
+                raise reader.damaged("the GLMM description is malformed")
+            family = model.family
+            return GLMMResult(design, estimates, model, family=family, nagq=nagq)
         from bayesmix.nonlinear.ml_results import IterationRecord, NLMResult, StartRecord
 
         history = meta.get("history")

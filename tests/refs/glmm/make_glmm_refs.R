@@ -331,6 +331,16 @@ run_spec(list(
   data_name = "sim_nb2", data = sim_nb2, dataset = simds("sim_nb2", 3),
   extra = list(true_parameters = nb_true)))
 
+# lme4 twin of G20 (glmer.nb). Its Laplace approximation uses the expected
+# (Fisher) information in log|L|^2, glmmTMB the observed Hessian; for the
+# non-canonical NB2/log link they differ slightly (see README.md).
+run_spec(list(
+  case = "G20b_simnb2_glmernb",
+  description = "Simulated NB2, random intercept, lme4::glmer.nb (twin of G20)",
+  call = "glmer.nb(y ~ x + (1 | g), data = sim_nb2)",
+  data_name = "sim_nb2", data = sim_nb2, dataset = simds("sim_nb2", 3),
+  extra = list(true_parameters = nb_true)))
+
 run_spec(list(
   case = "G21_simzip_glmmTMB",
   description = "Simulated zero-inflated Poisson, random intercept, glmmTMB (poisson, ziformula = ~1)",

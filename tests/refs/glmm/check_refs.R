@@ -1,15 +1,16 @@
-# Re-run the `call` of every copied round2 GLMM reference (refs/A*.json and
-# refs/cbpp_glmer_laplace.json) on the CSV data in data/ (factor levels
-# restored from the .levels.json files) and compare logLik (tolerance 1e-6,
-# absolute) and the fixed effects. Also checks that each CSV round-trips to
-# the package's own data set.
+# Re-run the `call` of every reference in refs/ (the copied round2 A*.json and
+# cbpp_glmer_laplace.json, and the G*.json made by make_glmm_refs.R) on the
+# CSV data in data/ (factor levels restored from the .levels.json files, then
+# the JSON's dataset$data_prep, if any) and compare logLik (tolerance 1e-6,
+# absolute) and the fixed effects. Also checks that the round2 CSVs equal the
+# packages' own data sets.
 #
-# Run from this folder:  Rscript check_round2_refs.R
-# Writes check_round2_refs.json (the comparison table).
+# Run from this folder:  Rscript check_refs.R
+# Writes check_refs.json (the comparison table).
 
 source("glmm_ref_utils.R")
 
-files <- c(sort(Sys.glob("refs/A*.json")), "refs/cbpp_glmer_laplace.json")
+files <- c(sort(Sys.glob("refs/A*.json")), "refs/cbpp_glmer_laplace.json", sort(Sys.glob("refs/G*.json")))
 rows <- list()
 for (f in files) {
   ref <- fromJSON(f, simplifyVector = FALSE)
@@ -17,6 +18,19 @@ for (f in files) {
   dname <- if (is.list(ref$dataset)) ref$dataset$name else ref$dataset
   csvname <- if (is.list(ref$dataset)) sub("\\.csv$", "", basename(ref$dataset$file)) else "cbpp"
   df <- read_dataset(csvname, "data")
+  if (is.list(ref$dataset) && !is.null(ref$dataset$data_prep)) {
+    e <- list2env(setNames(list(df), dname))
+    eval(parse(text = ref$dataset$data_prep), envir = e)
+    df <- get(dname, envir = e)
+  }
+  if (is.null(ref$logLik)) {   # a case whose fit failed when it was made
+    run <- run_call(call_text, setNames(list(df), dname))
+    rows[[length(rows) + 1]] <- list(file = f, call = call_text, logLik_ref = NULL,
+      status_ref = ref$status, error_ref = ref$error, error_rerun = run$error)
+    cat(sprintf("%-45s (no logLik in ref: status %s) rerun error: %s\n", basename(f),
+                ref$status, if (is.null(run$error)) "none" else run$error))
+    next
+  }
   run <- run_call(call_text, setNames(list(df), dname))
   ll <- if (is.null(run$fit)) NA_real_ else as.numeric(logLik(run$fit))
   fe <- if (is.null(run$fit)) NA else {
@@ -44,4 +58,4 @@ csv_check <- lapply(names(pkg), function(n) {
        detail = if (same) NULL else paste(all.equal(a, b, check.attributes = FALSE), collapse = "; "))
 })
 write_ref_json(list(versions = versions_block(), tolerance = 1e-6, fits = rows,
-                    csv_vs_package = csv_check), "check_round2_refs.json")
+                    csv_vs_package = csv_check), "check_refs.json")
