@@ -2,8 +2,8 @@
 
 >>> import bayesmix as bmx
 >>> cbpp = bmx.load_dataset("cbpp")
->>> model = bmx.glmm("I(incidence / size) ~ period + (1 | herd)", cbpp,
-...                  family="binomial", weights="size")
+>>> model = bmx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+...                  family="binomial")
 >>> round(model.fit().loglik, 4)       # Laplace approximation, as glmer
 -92.0263
 """
@@ -75,10 +75,12 @@ class GeneralizedLinearMixedModel:
             weights=weights,
             functions=functions,
             contrasts=contrasts,
+            binomial=self.family.name == "binomial",
         )
         self.family.check_response(self.design.y, self.design.weights)
         y = np.asarray(self.design.y)
-        if self.family.name == "binomial" and weights is None and np.any((y > 0) & (y < 1)):
+        no_trials = self.design.weights is None
+        if self.family.name == "binomial" and no_trials and np.any((y > 0) & (y < 1)):
             warn(
                 "the binomial response holds proportions but no weights= give the number of "
                 "trials, so each row counts as one trial (glmer warns the same); pass "
@@ -134,7 +136,8 @@ def glmm(
     Parameters
     ----------
     formula : str
-        As for :func:`~bayesmix.lmm`. A binomial response is 0/1, or a proportion
+        As for :func:`~bayesmix.lmm`. A binomial response is 0/1,
+        ``cbind(successes, failures)`` (glmer's), or a proportion
         ``I(successes / trials)`` with ``weights="trials"``.
     data : DataFrame
     family : str or Family

@@ -34,6 +34,7 @@ def data(name: str) -> pd.DataFrame:
 
 
 CBPP = "I(incidence / size) ~ period + (1 | herd)"
+CBIND = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 CASES = {  # case -> (formula, data, family, link, weights)
     "cbpp_logit": (CBPP, "cbpp", "binomial", "logit", "size"),
     "cbpp_probit": (CBPP, "cbpp", "binomial", "probit", "size"),
@@ -178,3 +179,23 @@ def test_glmm_fits_save_and_load(fits, tmp_path):
     assert loaded.loglik == fit.loglik and loaded.nagq == fit.nagq
     np.testing.assert_array_equal(loaded.predict(), fit.predict())
     assert str(loaded.summary()) == str(fit.summary())
+
+
+def test_cbind_response_is_proportions_with_trials(fits):
+    """glmer's cbind(successes, failures): the same model as the proportion with weights."""
+    cbpp = data("cbpp")
+    fit = bmx.glmm(CBIND, cbpp, "binomial").fit()
+    assert fit.loglik == pytest.approx(fits["cbpp_logit"].loglik, abs=1e-9)
+    np.testing.assert_array_equal(fit.design.weights, cbpp["size"].to_numpy(dtype=float))
+    with pytest.raises(bmx.FormulaError, match="only a binomial model describes"):
+        bmx.lmm(CBIND, cbpp)
+    with pytest.raises(bmx.DataError, match="leave out weights="):
+        bmx.glmm(CBIND, cbpp, "binomial", weights="size")
+    negative = cbpp.assign(size=cbpp["size"] - 10)
+    with pytest.raises(bmx.DataError, match="negative counts"):
+        bmx.glmm(CBIND, negative, "binomial")
+    zero = cbpp.assign(incidence=0, size=0)
+    with pytest.raises(bmx.DataError, match="zero trials"):
+        bmx.glmm(CBIND, zero, "binomial")
+    with pytest.raises(bmx.FormulaError, match="takes two columns"):
+        bmx.glmm("cbind(incidence) ~ period + (1 | herd)", cbpp, "binomial")

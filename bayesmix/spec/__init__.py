@@ -5,7 +5,7 @@ evaluate (:mod:`.formula_eval`), R's contrasts and column names
 (:mod:`.contrasts`), the response families of GLMMs (:mod:`.families`),
 finding, checking and cleaning the columns a formula uses (:mod:`.data_prep`),
 the :class:`~.design.Design` and its :class:`~.design.RandomBlock` bars
-(:mod:`.design`, :mod:`.design_columns`), and the covariance parameterisations
+(:mod:`.design`, :mod:`.design_types`, :mod:`.design_columns`), and the covariance parameterisations
 shared by both engines (:mod:`.covariance`).
 
 May import: numpy, pandas, scipy, formulae and :mod:`bayesmix.errors`; never an

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import DataError, DataWarning, FormulaError, warn
-from bayesmix.spec.formula import FormulaSpec
+from bayesmix.spec.formula import FormulaSpec, binomial_counts
 from bayesmix.spec.formula_eval import referenced_columns, unknown_column
 
 #: Names of the columns that hold ``offset=`` and ``weights=`` arrays (lme4's).
@@ -57,7 +57,8 @@ def used_columns(
     def refs(text: str) -> list[str]:
         return referenced_columns(text, spec.formula, columns, functions)
 
-    response = refs(spec.response)
+    counts = binomial_counts(spec.response)
+    response = refs(spec.response) if counts is None else refs(counts[0]) + refs(counts[1])
     right = refs(spec.fixed)
     for text in spec.offsets:
         right += refs(text)

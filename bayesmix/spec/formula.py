@@ -263,6 +263,26 @@ def _call_argument(term: str, function: str) -> str | None:
     return inner if inner else None
 
 
+def binomial_counts(response: str) -> tuple[str, str] | None:
+    """``(successes, failures)`` of a ``cbind(successes, failures)`` response, else ``None``.
+
+    Raises
+    ------
+    FormulaError
+        ``cbind`` with other than two arguments.
+    """
+    inner = _call_argument(response, "cbind")
+    if inner is None:
+        return None
+    parts = [part for _, part in split_top_level(inner, ",")]
+    if len(parts) != 2:
+        raise FormulaError(
+            f"cbind() in the response {response!r} takes two columns or expressions: "
+            "successes and failures, e.g. cbind(incidence, size - incidence)."
+        )
+    return parts[0], parts[1]
+
+
 def _join_terms(terms: list[str]) -> str:
     text = " + ".join(terms)
     return text.replace("+ - ", "- ")
