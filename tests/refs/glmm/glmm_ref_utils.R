@@ -331,7 +331,17 @@ ranef_block_tmb <- function(fit) {
     names(condsd) <- colnames(d)
     mode <- lapply(colnames(d), function(j) arr(d[[j]]))
     names(mode) <- colnames(d)
-    list(group = g, levels = arr(rownames(d)), mode = mode, condsd = condsd)
+    res <- list(group = g, levels = arr(rownames(d)), mode = mode, condsd = condsd)
+    # glmmTMB 1.1.5 fills only the diagonal of condVar (off-diagonals NA)
+    if (k > 1 && !all(is.na(cv[1, 2, ]))) {
+      cc <- list()
+      for (j in 1:(k - 1)) for (l in (j + 1):k)
+        cc[[length(cc) + 1]] <- list(
+          var1 = colnames(d)[j], var2 = colnames(d)[l],
+          condcov = arr(cv[j, l, ]))
+      res$condcov_offdiag <- I(cc)
+    }
+    res
   })
   names(out) <- names(re)
   out
@@ -407,8 +417,10 @@ make_case <- function(spec, outdir) {
     ifelse(tb > 1, sprintf("%s [x%d]", names(tb), as.integer(tb)), names(tb))
   }
   run$warnings <- collapse(run$warnings); run$messages <- collapse(run$messages)
+  engine <- if (grepl("^glmmTMB\\(", spec$call)) "glmmTMB::glmmTMB" else
+            if (grepl("^glmer\\.nb\\(", spec$call)) "lme4::glmer.nb" else "lme4::glmer"
   base <- list(
-    case = spec$case, description = spec$description,
+    case = spec$case, description = spec$description, engine = engine,
     versions = versions_block(),
     dataset = c(list(name = spec$data_name), spec$dataset,
                 list(nrow = nrow(spec$data))),
