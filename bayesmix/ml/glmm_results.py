@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import ArgumentError
+from bayesmix.ml.random_tables import varcorr_table
 from bayesmix.ml.results import MLResult
 from bayesmix.ml.rformat import render_table
 from bayesmix.ml.summary import MLSummary
@@ -49,8 +50,7 @@ class GLMMResult(MLResult):
 
     def varcorr(self) -> pd.DataFrame:
         """Variance components (no residual row: the family has no dispersion parameter)."""
-        table = super().varcorr()
-        return table[table["grp"] != "Residual"].reset_index(drop=True)
+        return varcorr_table(self.design.blocks, self.estimates.covariances, None)
 
     def linear_predictor(self) -> np.ndarray:
         """``eta = offset + X beta + Z b`` at the conditional modes."""

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import ArgumentError, DataWarning, warn
-from bayesmix.spec.covariance import varcorr_group_labels
+from bayesmix.ml.random_tables import ranef_tables, varcorr_table
 from bayesmix.spec.design import Design
 
 if TYPE_CHECKING:
@@ -212,7 +212,7 @@ class MLResult:
             vcov = vcov * (n / (n - p))
         return pd.DataFrame(vcov, index=names, columns=names)
 
-    # -- variance components
+    # -- variance components and random effects (tables built in bayesmix.ml.random_tables)
     def varcorr(self) -> pd.DataFrame:
         """Variance components in lme4's ``as.data.frame(VarCorr(fit))`` layout.
 
@@ -223,32 +223,7 @@ class MLResult:
         a repeated grouping factor (``(1|g) + (0+x|g)``) or a ``||`` bar gives
         groups ``g``, ``g.1``, ...
         """
-        rows: list[tuple] = []  # (grp, var1, var2, vcov, sdcor)
-        labels = varcorr_group_labels(self.design.blocks)
-        for block, cov, names in zip(self.design.blocks, self.estimates.covariances, labels):
-            cov = np.asarray(cov, dtype=float)
-            sd = np.sqrt(np.diag(cov))
-            rows += [(names[j], t, None, cov[j, j], sd[j]) for j, t in enumerate(block.terms)]
-            if block.covariance == "diagonal":
-                continue
-            for j in range(block.n_terms):  # lower triangle, column by column (lme4)
-                for i in range(j + 1, block.n_terms):
-                    corr = cov[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else math.nan
-                    rows.append((names[0], block.terms[j], block.terms[i], cov[i, j], corr))
-        rows.append(("Residual", None, None, self.sigma**2, self.sigma))
-        grp, var1, var2, vcov, sdcor = zip(*rows)
-        # object dtype keeps None (not NaN) in var1/var2, as in the shared layout
-        text = {"grp": grp, "var1": var1, "var2": var2}
-        frame = {key: pd.Series(list(values), dtype=object) for key, values in text.items()}
-        frame.update(vcov=np.array(vcov, dtype=float), sdcor=np.array(sdcor, dtype=float))
-        return pd.DataFrame(frame)
-
-    # -- random effects
-    def _merged_blocks(self) -> dict[str, list[int]]:
-        groups: dict[str, list[int]] = {}
-        for i, block in enumerate(self.design.blocks):
-            groups.setdefault(block.grouping, []).append(i)
-        return groups
+        return varcorr_table(self.design.blocks, self.estimates.covariances, self.sigma)
 
     def ranef(self, wide: bool = False) -> dict[str, pd.DataFrame]:
         """Conditional modes of the random effects, one DataFrame per grouping factor.
@@ -263,32 +238,7 @@ class MLResult:
 
         Blocks sharing a grouping factor are merged under one key.
         """
-        out = {}
-        for grouping, indices in self._merged_blocks().items():
-            blocks_levels = (self.design.blocks[i].levels for i in indices)
-            levels = list(dict.fromkeys(lv for lvs in blocks_levels for lv in lvs))
-            modes: dict[str, pd.Series] = {}
-            sds: dict[str, pd.Series] = {}
-            for i in indices:
-                block = self.design.blocks[i]
-                b = np.asarray(self.estimates.b[i], dtype=float)
-                var = np.asarray(self.estimates.b_cond_var[i], dtype=float)
-                se = np.sqrt(np.clip(np.diagonal(var, axis1=1, axis2=2), 0.0, None))
-                for j, term in enumerate(block.terms):
-                    modes[term] = pd.Series(b[:, j], index=list(block.levels))
-                    sds[term] = pd.Series(se[:, j], index=list(block.levels))
-            wide_modes = pd.DataFrame(modes).reindex(levels)
-            wide_modes.index.name = grouping
-            if wide:
-                out[grouping] = wide_modes
-                continue
-            long_sd = pd.DataFrame(sds).reindex(levels).stack(future_stack=True)
-            frame = pd.DataFrame(
-                {"estimate": wide_modes.stack(future_stack=True), "std_error": long_sd}
-            )
-            frame.index.names = ["level", "term"]
-            out[grouping] = frame
-        return out
+        return ranef_tables(self.design.blocks, self.estimates.b, self.estimates.b_cond_var, wide)
 
     def coef(self) -> dict[str, pd.DataFrame]:
         """Per-level coefficients, fixed plus random effects, like lme4's ``coef``.
