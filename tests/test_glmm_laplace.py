@@ -199,3 +199,58 @@ def test_cbind_response_is_proportions_with_trials(fits):
         bmx.glmm(CBIND, zero, "binomial")
     with pytest.raises(bmx.FormulaError, match="takes two columns"):
         bmx.glmm("cbind(incidence) ~ period + (1 | herd)", cbpp, "binomial")
+
+
+def test_negative_correlations_and_vcov_match_glmmtmb():
+    """Three correlated random coefficients, some correlations negative: the whole
+    vcov of the fixed effects agrees with glmmTMB's (its AD Hessian) to 1e-3."""
+    ref = json.loads((REFS / "sim_three_slopes.json").read_text())
+    fit = bmx.glmm("y ~ x1 + x2 + (x1 + x2 | g)", data("sim_three_slopes"), "poisson").fit()
+    assert fit.loglik == pytest.approx(ref["glmmTMB"]["logLik"], abs=1e-5)
+    np.testing.assert_allclose(fit.vcov().to_numpy(), ref["glmmTMB"]["vcov"], rtol=1e-3, atol=1e-7)
+    assert (fit.varcorr()["sdcor"] < 0).any()  # a negative correlation is part of the case
+
+
+def test_standard_errors_do_not_depend_on_a_covariates_units():
+    owls = data("Owls")
+    formula = "SiblingNegotiation ~ {x} + offset(log(BroodSize)) + (1 | Nest)"
+    plain = bmx.glmm(formula.format(x="ArrivalTime"), owls, "poisson").fit()
+    owls["scaled"] = owls["ArrivalTime"] * 1e5
+    scaled = bmx.glmm(formula.format(x="scaled"), owls, "poisson").fit()
+    se_plain = plain.fixef().loc["ArrivalTime", "std_error"]
+    assert scaled.fixef().loc["scaled", "std_error"] * 1e5 == pytest.approx(se_plain, rel=1e-3)
+
+
+def test_non_canonical_poisson_links_start_where_the_data_are():
+    """R's mustart-like start: the sqrt link matches lme4 (R 4.2.2, lme4 1.1.31:
+    glmer(SiblingNegotiation ~ FoodTreatment + (1 | Nest), Owls, poisson("sqrt"))
+    gives logLik -2572.55945559, fixef 2.78578943, -0.82437830); with the identity
+    link lme4 stops ("PIRLS loop resulted in NaN value") where bayesmix gives a fit."""
+    owls = data("Owls")
+    formula = "SiblingNegotiation ~ FoodTreatment + (1 | Nest)"
+    fit = bmx.glmm(formula, owls, "poisson", link="sqrt").fit()
+    assert fit.loglik == pytest.approx(-2572.55945559, abs=1e-5)
+    expected = [2.78578943, -0.82437830]
+    np.testing.assert_allclose(fit.fixef()["estimate"], expected, rtol=1e-4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        identity = bmx.glmm(formula, owls, "poisson", link="identity").fit()
+    assert np.isfinite(identity.loglik) and np.all(identity.fitted() > 0)
+    # near the edge of the positive means the optimum check may not pass: then it says so
+    said = any(issubclass(w.category, bmx.ConvergenceWarning) for w in caught)
+    assert identity.converged or said
+
+
+def test_glmm_results_api(fits):
+    fit = fits["cbpp_logit"]
+    assert repr(fit).startswith("<GLMMResult binomial (logit)")
+    assert "z_value" in fit.fixef().columns
+    with pytest.raises(bmx.ArgumentError, match="no residual variance"):
+        fit.fixef(adjust_sigma=True)
+    with pytest.raises(bmx.ArgumentError, match="update\\(\\) is not available"):
+        fit.update(". ~ . - period")
+    np.testing.assert_allclose(fit.family.link.inverse(fit.linear_predictor()), fit.fitted())
+    cbpp = data("cbpp")
+    gaussian = bmx.lmm("incidence ~ period + (1 | herd)", cbpp).fit("ML")
+    with pytest.raises(bmx.ComparisonError, match="different response distributions"):
+        bmx.anova(fit, gaussian)

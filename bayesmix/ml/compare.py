@@ -64,6 +64,13 @@ def check_comparable(fits: dict[str, MLResult]) -> None:
     """
     names = list(fits)
     first_name, first = names[0], fits[names[0]]
+    families = {name: _family_label(fit) for name, fit in fits.items()}
+    if len(set(families.values())) > 1:
+        listing = ", ".join(f"{n}: {f}" for n, f in families.items())
+        raise ComparisonError(
+            f"Cannot compare fits of different response distributions ({listing}); their "
+            "likelihoods are of different models of the data. Compare fits of one family."
+        )
     methods = {name: fit.method for name, fit in fits.items()}
     if len(set(methods.values())) > 1:
         listing = ", ".join(f"{n}: {m}" for n, m in methods.items())
@@ -157,6 +164,11 @@ def _format_pvalues(values: np.ndarray) -> list[str]:
     for i, text in zip(np.flatnonzero(finite), formatted):
         cells[i] = "<.0001" if rounded[i] < 1e-4 else text.strip()
     return cells
+
+
+def _family_label(fit: MLResult) -> str:
+    family = getattr(fit, "family", None)
+    return "gaussian (identity)" if family is None else f"{family.name} ({family.link.name})"
 
 
 def _bic_convention(fits: list[MLResult], convention: BicConvention | None) -> str:

@@ -10,6 +10,8 @@ check ends at least as low).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from bayesmix.errors import ArgumentError, ConvergenceWarning, warn
@@ -39,7 +41,7 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> MLEstimates:
     problem = LaplaceProblem(design, family)
     m = problem.n_theta
     zero = np.zeros(m)
-    problem.beta = problem.pirls(zero, problem.beta, update_beta=True).beta  # the GLM start
+    problem.beta = problem.pirls(zero, problem.beta, update_beta=True).beta  # the GLM fit
     budget = 1000 * (m + 1)
     first = optimise(problem.stage_one, problem.initial_theta(), problem.lower, budget)
     theta = first.x
@@ -60,7 +62,14 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> MLEstimates:
     warn_pirls(final)
     if not converged:
         warn(f"the GLMM fit did not converge ({message}).", ConvergenceWarning)
-    return _estimates(problem, theta, beta, final, converged, message, evaluations, nagq)
+    estimates = _estimates(problem, theta, beta, final, converged, message, evaluations, nagq)
+    # back from the internally scaled columns (see LaplaceProblem.scale)
+    scale = problem.scale
+    return dataclasses.replace(
+        estimates,
+        beta=estimates.beta / scale,
+        vcov_beta=estimates.vcov_beta / np.outer(scale, scale),
+    )
 
 
 def _estimates(problem, theta, beta, final, converged, message, evaluations, nagq) -> MLEstimates:
@@ -112,16 +121,21 @@ def _estimates(problem, theta, beta, final, converged, message, evaluations, nag
 
 
 def _vcov_beta(problem: LaplaceProblem, theta, beta, nagq: int) -> np.ndarray:
-    """lme4's ``vcov``: ``2 H^-1`` of the objective in ``(theta, beta)``, its beta block
-    (for ``nagq = 0``, the PIRLS information of beta alone)."""
+    """lme4's ``vcov``: ``2 H^-1`` of the Laplace objective in ``(theta, beta)``, its beta
+    block (``use.hessian = TRUE``); for ``nagq = 0``, and where that Hessian is not
+    positive definite (with a warning, as lme4), the inverse of ``RX'RX``."""
+    rx = np.linalg.inv(problem.beta_information(theta, beta))
+    if nagq == 0:
+        return rx
     m, p = len(theta), len(beta)
-    x0 = np.concatenate([np.abs(theta), beta])
+    x0 = np.concatenate([theta, beta])
+    # steps on each parameter's own scale: 1e-2 of beta's SE (RX), 1e-4 for theta
+    h = np.concatenate([1e-4 * np.maximum(np.abs(theta), 1.0), 1e-2 * np.sqrt(np.diag(rx))])
 
     def f(x):
         return problem.objective(x[:m], x[m:])
 
     k = m + p
-    h = 1e-4 * np.maximum(np.abs(x0), 1.0)
     f0 = f(x0)
     H = np.empty((k, k))
     for i in range(k):
@@ -136,11 +150,15 @@ def _vcov_beta(problem: LaplaceProblem, theta, beta, nagq: int) -> np.ndarray:
             )
             H[i, j] = H[j, i] = value
     try:
-        full = 2.0 * np.linalg.inv(H)
-        vcov = full[m:, m:]
-        if np.all(np.linalg.eigvalsh(vcov) > 0):
+        vcov = (2.0 * np.linalg.inv(H))[m:, m:]
+        if np.all(np.isfinite(vcov)) and np.all(np.linalg.eigvalsh(vcov) > 0):
             return vcov
     except np.linalg.LinAlgError:
         pass
-    # Not positive definite (a boundary fit): the beta block of the Hessian alone
-    return 2.0 * np.linalg.inv(H[m:, m:])
+    warn(
+        "the Hessian of the Laplace objective is not positive definite at the optimum (a "
+        "boundary fit?); the fixed effects' standard errors come from RX'RX instead, as lme4 "
+        "falls back to.",
+        ConvergenceWarning,
+    )
+    return rx

@@ -35,12 +35,13 @@ u spherical random effects, Lambda(theta) block-diagonal relative covariance fac
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
 
-from bayesmix.errors import ConvergenceWarning, warn
+from bayesmix.errors import ConvergenceWarning, FitError, warn
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, theta_is_diagonal
 from bayesmix.spec.design import Design
 from bayesmix.spec.families import Family
@@ -49,6 +50,8 @@ __all__ = ["LaplaceProblem", "PirlsResult"]
 
 _PIRLS_MAX = 50
 _STEP_TOL = 1e-10
+_EPS = np.finfo(float).eps
+_FAILED = 1e100  # the objective where PIRLS cannot proceed (BOBYQA steps back from it)
 
 
 @dataclass
@@ -79,7 +82,13 @@ class LaplaceProblem:
         self.design = design
         self.family = family
         self.y = np.asarray(design.y, dtype=float)
-        self.X = np.asarray(design.X, dtype=float)
+        X = np.asarray(design.X, dtype=float)
+        # Columns on a common scale (RMS 1): beta here is beta * scale. A covariate in
+        # large units would otherwise make PIRLS's system ill-conditioned and BOBYQA's
+        # steps the wrong size; estimates are scaled back by glmm_fit.
+        rms = np.sqrt(np.mean(X**2, axis=0)) if X.size else np.ones(X.shape[1])
+        self.scale = np.where(rms > 0, rms, 1.0)
+        self.X = X / self.scale
         self.offset = design.offset_or_zero
         n = len(self.y)
         self.weights = np.ones(n) if design.weights is None else np.asarray(design.weights)
@@ -100,7 +109,7 @@ class LaplaceProblem:
             ]
         )
         self._u = np.zeros(self.Z.shape[1])  # warm starts of PIRLS across evaluations
-        self.beta = np.zeros(self.X.shape[1])  # stage one's current beta
+        self.beta = self.start_beta()  # stage one's current beta
 
     def initial_theta(self) -> np.ndarray:
         return np.concatenate([initial_theta(k, s) for k, s in zip(self.kinds, self.sizes)])
@@ -123,28 +132,51 @@ class LaplaceProblem:
             mu = np.clip(mu, 1e-15, 1 - 1e-15)
         return mu
 
+    def start_beta(self) -> np.ndarray:
+        """A start for ``beta``: least squares of ``g(mustart)`` on ``X`` (R's ``mustart``:
+        ``(n y + 0.5) / (n + 1)`` for the binomial family, ``y + 0.1`` for counts)."""
+        if self.family.name == "binomial":
+            mu = (self.weights * self.y + 0.5) / (self.weights + 1.0)
+        else:
+            mu = self.y + 0.1
+        target = self.family.link.link(mu) - self.offset
+        return np.linalg.lstsq(self.X, target, rcond=None)[0]
+
+    def _weights(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``mu_eta`` (kept away from 0, as lme4 does) and the GLM weights ``W``."""
+        d = self.family.link.mu_eta(eta)
+        d = np.where(np.abs(d) < _EPS, np.copysign(_EPS, d), d)
+        variance = np.maximum(self.family.variance(mu), _EPS)
+        return d, self.weights * d**2 / variance
+
     def pirls(self, theta: np.ndarray, beta: np.ndarray, update_beta: bool = False) -> PirlsResult:
         """Conditional modes ``u*`` (and ``beta`` when ``update_beta``) by Newton steps
         with step halving on the penalised deviance ``-2 sum l_i + ||u||^2``."""
         ZL = self.Z @ self.lam(theta)
         q = ZL.shape[1]
         u, beta = self._u.copy(), np.asarray(beta, dtype=float).copy()
-        link = self.family.link
 
         def penalised(u_, beta_):
             eta = self.offset + self.X @ beta_ + ZL @ u_
             mu = self._mean(eta)
-            value = -2.0 * self._loglik(mu) + float(u_ @ u_)
-            return value, eta, mu
+            with np.errstate(all="ignore"):
+                value = -2.0 * self._loglik(mu) + float(u_ @ u_)
+            return (value if np.isfinite(value) else np.inf), eta, mu
 
         current, eta, mu = penalised(u, beta)
+        if not np.isfinite(current):  # a warm start from elsewhere that does not fit here
+            u = np.zeros(q)
+            current, eta, mu = penalised(u, beta)
+        if not np.isfinite(current):
+            raise FitError(
+                "the GLMM's log-likelihood is not finite at the starting values (a mean of 0 "
+                "for a positive count, say); check the response, the link and the offset."
+            )
         converged, iterations = False, 0
         while iterations < _PIRLS_MAX:
             iterations += 1
-            d = link.mu_eta(eta)
-            W = self.weights * d**2 / self.family.variance(mu)
+            d, W = self._weights(eta, mu)
             working = (self.y - mu) / d  # working residual on the eta scale
-            WZ = W[:, None] * ZL
             if update_beta:
                 M = np.hstack([ZL, self.X])
                 H = M.T @ (W[:, None] * M)
@@ -152,9 +184,18 @@ class LaplaceProblem:
                 g = M.T @ (W * working)
                 g[:q] -= u
             else:
-                H = ZL.T @ WZ + np.eye(q)
+                H = ZL.T @ (W[:, None] * ZL) + np.eye(q)
                 g = ZL.T @ (W * working) - u
-            step = la.solve(H, g, assume_a="pos")
+            try:
+                with warnings.catch_warnings():  # near-degenerate weights: handled below
+                    warnings.simplefilter("ignore", la.LinAlgWarning)
+                    step = la.solve(H, g, assume_a="pos")
+            except (la.LinAlgError, ValueError) as error:
+                raise FitError(
+                    "PIRLS cannot take a step (the GLM weights are degenerate: a fixed effect "
+                    "may separate the outcomes perfectly, or a level has only zero counts); "
+                    f"simplify the fixed effects or check the data ({error})."
+                ) from None
             scale, accepted = 1.0, False
             for _ in range(20):
                 u_new = u + scale * step[:q]
@@ -167,28 +208,50 @@ class LaplaceProblem:
             if not accepted:
                 break
             u, beta, eta, mu, current = u_new, beta_new, eta_new, mu_new, value
-            # Converged when the step itself is negligible: the Laplace objective
+            # Converged when the full Newton step is negligible: the Laplace objective
             # depends on u* to first order (through the weights in log det), so a
             # criterion on the penalised deviance alone (second order in the error
             # of u) would leave noise that spoils finite-difference Hessians.
-            if scale * float(np.max(np.abs(step), initial=0.0)) < _STEP_TOL:
+            if float(np.max(np.abs(step), initial=0.0)) < _STEP_TOL:
                 converged = True
                 break
-        d = link.mu_eta(eta)
-        W = self.weights * d**2 / self.family.variance(mu)
+        d, W = self._weights(eta, mu)
         A = ZL.T @ (W[:, None] * ZL) + np.eye(q)
         factor = la.cholesky(A, lower=True) if q else np.zeros((0, 0))
         log_det = 2.0 * float(np.sum(np.log(np.diag(factor)))) if q else 0.0
         self._u = u
         return PirlsResult(u, beta, mu, current + log_det, factor, converged, iterations)
 
+    def beta_information(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        """lme4's ``RX'RX``: the information of ``beta`` with ``u`` profiled out, at the
+        weights of the conditional modes (``vcov`` when ``use.hessian = FALSE``)."""
+        result = self.pirls(theta, beta)
+        ZL = self.Z @ self.lam(theta)
+        eta = self.family.link.link(result.mu)
+        _, W = self._weights(eta, result.mu)
+        XtWX = self.X.T @ (W[:, None] * self.X)
+        if not ZL.shape[1]:
+            return XtWX
+        ZtWX = ZL.T @ (W[:, None] * self.X)
+        solved = la.cho_solve((result.factor, True), ZtWX)
+        return XtWX - ZtWX.T @ solved
+
     def objective(self, theta: np.ndarray, beta: np.ndarray) -> float:
-        """The Laplace ``-2 logLik`` at ``(theta, beta)``."""
-        return self.pirls(theta, beta).objective
+        """The Laplace ``-2 logLik`` at ``(theta, beta)`` (scaled ``beta``); ``inf`` where
+        PIRLS fails (an identity link driven to a zero mean), for the optimiser to avoid."""
+        try:
+            return self.pirls(theta, beta).objective
+        except FitError:
+            self._u = np.zeros_like(self._u)
+            return _FAILED
 
     def stage_one(self, theta: np.ndarray) -> float:
         """lme4's ``nAGQ = 0`` objective: ``beta`` updated inside PIRLS (kept in ``beta``)."""
-        result = self.pirls(theta, self.beta, update_beta=True)
+        try:
+            result = self.pirls(theta, self.beta, update_beta=True)
+        except FitError:
+            self._u = np.zeros_like(self._u)
+            return _FAILED
         self.beta = result.beta
         return result.objective
 

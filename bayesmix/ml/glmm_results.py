@@ -27,7 +27,7 @@ from bayesmix.spec.families import Family
 __all__ = ["GLMMResult", "GLMMSummary"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class GLMMResult(MLResult):
     """A fitted generalized linear mixed model (lme4's ``glmerMod``).
 
@@ -52,9 +52,34 @@ class GLMMResult(MLResult):
         """Variance components (no residual row: the family has no dispersion parameter)."""
         return varcorr_table(self.design.blocks, self.estimates.covariances, None)
 
+    def __repr__(self) -> str:
+        return (
+            f"<GLMMResult {self.family.name} ({self.family.link.name}): {self.formula}; "
+            f"n={self.nobs}, logLik={self.loglik:.4f}, df={self.df}>"
+        )
+
+    def fixef(self, adjust_sigma: bool | None = None) -> pd.DataFrame:
+        """Fixed effects: ``estimate``, ``std_error`` and the Wald ``z_value``."""
+        if adjust_sigma:
+            raise ArgumentError(
+                "adjust_sigma scales the SEs of Gaussian ML fits (nlme's convention); a GLMM "
+                "has no residual variance to adjust."
+            )
+        table = super().fixef(adjust_sigma=False)
+        return table.rename(columns={"t_value": "z_value"})
+
+    def update(self, *args, **kwargs):
+        raise ArgumentError(
+            "update() is not available for GLMM fits yet; build the new model with "
+            "bayesmix.glmm(...) and fit it."
+        )
+
     def linear_predictor(self) -> np.ndarray:
         """``eta = offset + X beta + Z b`` at the conditional modes."""
-        return self.family.link.link(self.fitted())
+        eta = self.design.offset_or_zero + self.design.X @ np.asarray(self.estimates.beta)
+        for block, b in zip(self.design.blocks, self.estimates.b):
+            eta = eta + np.sum(block.Z * np.asarray(b)[block.codes], axis=1)
+        return eta
 
     def residuals(self, kind: str = "deviance") -> np.ndarray:
         """GLM residuals at the conditional modes.
@@ -103,9 +128,15 @@ class GLMMResult(MLResult):
 class GLMMSummary(MLSummary):
     """glmer's summary: family, AIC/BIC/logLik/deviance, z values and Wald p-values."""
 
+    fixed_header = ["", "Estimate", "Std. Error", "z value", "Pr(>|z|)"]
+
     def _header(self) -> list[str]:
         r = self.result
-        method = "Laplace Approximation" if r.nagq == 1 else "nAGQ = 0 (PIRLS estimates)"
+        method = (
+            "Laplace Approximation"
+            if r.nagq == 1
+            else "Adaptive Gauss-Hermite Quadrature, nAGQ = 0"
+        )
         cells = [f"{v:.1f}" for v in (r.aic, r.bic, r.loglik, r.deviance)] + [str(r.df_resid)]
         return [
             f"Generalized linear mixed model fit by maximum likelihood ({method})",
@@ -131,23 +162,13 @@ class GLMMSummary(MLSummary):
         from bayesmix.ml.rformat import decimals_needed, format_fixed
 
         fe = self.result.fixef()
-        est, se = fe["estimate"].to_numpy(), fe["std_error"].to_numpy()
-        z = est / se
+        est, se, z = (fe[c].to_numpy() for c in ("estimate", "std_error", "z_value"))
         p = 2 * stats.norm.sf(np.abs(z))
         decimals = max([decimals_needed(v, 4) for v in se] + [1])
         cells = zip(
             format_fixed(est, decimals),
             format_fixed(se, decimals),
             format_fixed(z, 3),
-            [f"{v:.3g}" if v >= 2e-16 else "< 2e-16" for v in p],
+            [f"{v:.4g}" if v >= 2e-16 else "< 2e-16" for v in p],
         )
         return [[name, *row] for name, row in zip(fe.index, cells)]
-
-    def __str__(self) -> str:
-        text = super().__str__()
-        return text.replace(
-            render_table(["", "Estimate", "Std. Error", "t value"], self.fixed_table(), "lrrr"),
-            render_table(
-                ["", "Estimate", "Std. Error", "z value", "Pr(>|z|)"], self.fixed_table(), "lrrrr"
-            ),
-        )

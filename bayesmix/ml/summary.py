@@ -27,6 +27,9 @@ def convention_line(result: MLResult) -> str:
 class MLSummary:
     """Text and HTML summary of an :class:`MLResult`, laid out like lme4's."""
 
+    #: Column heads of the fixed-effects table (GLMMs: z value and Pr(>|z|)).
+    fixed_header = ["", "Estimate", "Std. Error", "t value"]
+
     def __init__(self, result: MLResult):
         self.result = result
 
@@ -100,7 +103,9 @@ class MLSummary:
         )
         lines += ["", "Fixed effects:"]
         lines.append(
-            render_table(["", "Estimate", "Std. Error", "t value"], self.fixed_table(), "lrrr")
+            render_table(
+                self.fixed_header, self.fixed_table(), "l" + "r" * (len(self.fixed_header) - 1)
+            )
         )
         if not r.converged:
             lines += ["", f"Optimiser did not converge: {r.estimates.message}"]

@@ -216,8 +216,7 @@ class Family:
             if np.any(fractional) and not allow_non_integer:
                 raise DataError(
                     f"The {self.name} family models counts, but {int(fractional.sum())} response "
-                    "value(s) are not whole numbers; round them, use another family, or pass "
-                    "allow_non_integer=True to fit the quasi-likelihood as glmer would."
+                    "value(s) are not whole numbers; round them or use another family."
                 )
         elif self.name == "binomial":
             if np.any((y < 0) | (y > 1)):

@@ -30,7 +30,8 @@ summarise <- function(name, formula, data_name, family, lme4_fit, tmb_fit) {
     glmmTMB = list(logLik = as.numeric(logLik(tmb_fit)), df = attr(logLik(tmb_fit), "df"),
                    AIC = AIC(tmb_fit), BIC = BIC(tmb_fit), fixef = as.list(fixef(tmb_fit)$cond),
                    se = as.list(se_tmb), sd = sds, corr = cors,
-                   pdHess = tmb_fit$sdr$pdHess),
+                   pdHess = tmb_fit$sdr$pdHess,
+                   vcov = unname(as.matrix(vcov(tmb_fit)$cond))),
     lme4 = list(logLik = as.numeric(logLik(lme4_fit)), AIC = AIC(lme4_fit), BIC = BIC(lme4_fit),
                 fixef = as.list(fixef(lme4_fit)), se = as.list(sqrt(diag(as.matrix(vcov(lme4_fit))))),
                 theta = as.list(getME(lme4_fit, "theta")),
@@ -48,6 +49,7 @@ cases <- list(
        "Arabidopsis_f", poisson()),
   list("owls_offset", "SiblingNegotiation ~ FoodTreatment * SexParent + offset(log(BroodSize)) + (1 | Nest)",
        "Owls", poisson()),
+  list("sim_three_slopes", "y ~ x1 + x2 + (x1 + x2 | g)", "sim_three_slopes", poisson()),
   list("owls_slope", "SiblingNegotiation ~ FoodTreatment * SexParent + offset(log(BroodSize)) + (1 + FoodTreatment | Nest)",
        "Owls", poisson())
 )
