@@ -55,14 +55,14 @@ class GeneralizedLinearMixedModel:
         contrasts: Mapping[str, str] | None = None,
     ) -> None:
         self.family = resolve_family(family, link)
-        if self.family.name not in ("binomial", "poisson"):
+        if self.family.name not in ("binomial", "poisson", "negbinomial"):
             raise ArgumentError(
-                f"glmm fits the binomial and Poisson families so far; {self.family.name!r} "
-                "(negative binomial, Gamma, zero inflation) is being built."
+                f"glmm fits the binomial, Poisson and negative binomial families so far; "
+                f"{self.family.name!r} (and zero inflation) is being built."
             )
         if weights is not None and self.family.name != "binomial":
             raise ArgumentError(
-                "weights= are the binomial trials; the Poisson family takes none (for an "
+                "weights= are the binomial trials; count families take none (for an "
                 "exposure use offset=np.log(exposure) or offset(log(exposure)) in the formula)."
             )
         self.formula, self.data = formula, data
@@ -114,9 +114,14 @@ class GeneralizedLinearMixedModel:
                 "glmm needs at least one random-effects term such as (1 | g); a GLM without "
                 "random effects is statsmodels' GLM."
             )
-        estimates = fit_glmm(self.design, self.family, nagq=nagq)
+        estimates, dispersion = fit_glmm(self.design, self.family, nagq=nagq)
         return GLMMResult(
-            design=self.design, estimates=estimates, model=self, family=self.family, nagq=nagq
+            design=self.design,
+            estimates=estimates,
+            model=self,
+            family=self.family,
+            nagq=nagq,
+            dispersion=dispersion,
         )
 
 
@@ -141,8 +146,9 @@ def glmm(
         ``I(successes / trials)`` with ``weights="trials"``.
     data : DataFrame
     family : str or Family
-        ``"binomial"`` or ``"poisson"`` (negative binomial, Gamma and zero
-        inflation are being built); see :mod:`bayesmix.spec.families`.
+        ``"binomial"``, ``"poisson"`` or ``"negbinomial"`` (NB2, ``theta``
+        estimated, as ``glmer.nb``; Gamma and zero inflation are being built);
+        see :mod:`bayesmix.spec.families`.
     link : str, optional
         The family's default (logit, log) unless given: binomial takes
         ``"logit"``, ``"probit"``, ``"cloglog"``; Poisson ``"log"``,

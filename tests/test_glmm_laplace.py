@@ -168,7 +168,7 @@ def test_glmm_input_errors():
     with pytest.raises(bmx.ArgumentError, match="nagq must be 0"):
         bmx.glmm(CBPP, cbpp, "binomial", weights="size").fit(nagq=5)
     with pytest.raises(bmx.ArgumentError, match="being built"):
-        bmx.glmm(CBPP, cbpp, "negbinomial")
+        bmx.glmm("size ~ period + (1 | herd)", cbpp, "gamma")
 
 
 def test_glmm_fits_save_and_load(fits, tmp_path):

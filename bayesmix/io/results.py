@@ -148,6 +148,7 @@ def encode_result(writer: ArchiveWriter, result: Any, kind: str) -> dict[str, An
         }
         if kind == "GLMMResult":
             out["nagq"] = int(result.nagq)
+            out["dispersion"] = None if result.dispersion is None else float(result.dispersion)
         if kind == "NLMResult":
             out["history"] = [
                 {
@@ -200,8 +201,12 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
             nagq = meta.get("nagq")
             if nagq not in (0, 1) or getattr(model, "family", None) is None:
                 raise reader.damaged("the GLMM description is malformed")
-            family = model.family
-            return GLMMResult(design, estimates, model, family=family, nagq=nagq)
+            dispersion = meta.get("dispersion")
+            if dispersion is not None and not isinstance(dispersion, (int, float)):
+                raise reader.damaged("the GLMM's dispersion is malformed")
+            return GLMMResult(
+                design, estimates, model, family=model.family, nagq=nagq, dispersion=dispersion
+            )
         from bayesmix.nonlinear.ml_results import IterationRecord, NLMResult, StartRecord
 
         history = meta.get("history")

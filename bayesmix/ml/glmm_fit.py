@@ -25,8 +25,14 @@ from bayesmix.spec.families import Family
 __all__ = ["fit_glmm"]
 
 
-def fit_glmm(design: Design, family: Family, nagq: int = 1) -> MLEstimates:
+def fit_glmm(design: Design, family: Family, nagq: int = 1) -> tuple[MLEstimates, float | None]:
     """ML estimates of a GLMM: ``nagq = 1`` Laplace, ``nagq = 0`` lme4's fast fit.
+
+    Returns the estimates and the family's dispersion parameter (the negative
+    binomial's ``theta``; ``None`` for families without one). ``theta`` is
+    estimated jointly with the other parameters in the Laplace stage; as in
+    lme4's ``glmer.nb`` the fixed effects' vcov is taken at the estimated
+    ``theta`` (conditional on it).
 
     Raises
     ------
@@ -38,24 +44,39 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> MLEstimates:
             f"nagq must be 0 (lme4's fast fit) or 1 (Laplace); got {nagq!r}. Adaptive "
             "Gauss-Hermite quadrature (nagq > 1) is not available yet."
         )
-    problem = LaplaceProblem(design, family)
+    negbin = family.name == "negbinomial"
+    # the negative binomial starts as nearly Poisson; theta is estimated below
+    problem = LaplaceProblem(design, family, dispersion=_POISSON_LIKE if negbin else None)
     m = problem.n_theta
     zero = np.zeros(m)
     problem.beta = problem.pirls(zero, problem.beta, update_beta=True).beta  # the GLM fit
     budget = 1000 * (m + 1)
     first = optimise(problem.stage_one, problem.initial_theta(), problem.lower, budget)
     theta = first.x
-    beta = problem.pirls(theta, problem.beta, update_beta=True).beta
+    start = problem.pirls(theta, problem.beta, update_beta=True)
+    beta = start.beta
     evaluations, converged, message = first.n_evaluations, first.converged, first.message
+    if negbin:
+        problem.dispersion = _theta_given_mean(problem, start.mu)
     if nagq == 1:
-        lower = np.concatenate([problem.lower, np.full(len(beta), -np.inf)])
+        extra = [np.log(problem.dispersion)] if negbin else []
+        lower = np.concatenate([problem.lower, np.full(len(beta) + len(extra), -np.inf)])
+        p = len(beta)
+
+        def objective(x):
+            if negbin:
+                problem.dispersion = float(np.exp(x[-1]))
+            return problem.objective(x[:m], x[m : m + p])
+
         second = optimise(
-            lambda x: problem.objective(x[:m], x[m:]),
-            np.concatenate([theta, beta]),
+            objective,
+            np.concatenate([theta, beta, extra]),
             lower,
-            budget + 200 * len(beta) ** 2,
+            budget + 200 * (p + len(extra)) ** 2,
         )
-        theta, beta = second.x[:m], second.x[m:]
+        theta, beta = second.x[:m], second.x[m : m + p]
+        if negbin:
+            problem.dispersion = float(np.exp(second.x[-1]))
         evaluations += second.n_evaluations
         converged, message = second.converged, second.message
     final = problem.pirls(theta, beta)
@@ -65,11 +86,29 @@ def fit_glmm(design: Design, family: Family, nagq: int = 1) -> MLEstimates:
     estimates = _estimates(problem, theta, beta, final, converged, message, evaluations, nagq)
     # back from the internally scaled columns (see LaplaceProblem.scale)
     scale = problem.scale
-    return dataclasses.replace(
+    estimates = dataclasses.replace(
         estimates,
         beta=estimates.beta / scale,
         vcov_beta=estimates.vcov_beta / np.outer(scale, scale),
+        n_params=estimates.n_params + int(negbin),
     )
+    return estimates, problem.dispersion
+
+
+#: theta of a negative binomial that is a Poisson distribution to working precision
+_POISSON_LIKE = 1e8
+
+
+def _theta_given_mean(problem: LaplaceProblem, mu: np.ndarray) -> float:
+    """ML estimate of the negative binomial's theta for fixed means (MASS's theta.ml)."""
+    from scipy.optimize import minimize_scalar
+
+    def minus_loglik(log_theta: float) -> float:
+        theta = float(np.exp(log_theta))
+        return -float(np.sum(problem.family.loglik(problem.y, mu, None, theta)))
+
+    result = minimize_scalar(minus_loglik, bounds=(-10.0, 15.0), method="bounded")
+    return float(np.exp(result.x))
 
 
 def _estimates(problem, theta, beta, final, converged, message, evaluations, nagq) -> MLEstimates:

@@ -76,11 +76,14 @@ class LaplaceProblem:
         The model's design (``y`` the response, a proportion for the binomial
         family; ``weights`` the binomial trials or Gaussian prior weights).
     family : Family
+    dispersion : float, optional
+        The negative binomial's ``theta`` (Var = mu + mu^2 / theta).
     """
 
-    def __init__(self, design: Design, family: Family) -> None:
+    def __init__(self, design: Design, family: Family, dispersion: float | None = None) -> None:
         self.design = design
         self.family = family
+        self.dispersion = dispersion  # the negative binomial's theta, held fixed in PIRLS
         self.y = np.asarray(design.y, dtype=float)
         X = np.asarray(design.X, dtype=float)
         # Columns on a common scale (RMS 1): beta here is beta * scale. A covariate in
@@ -124,7 +127,8 @@ class LaplaceProblem:
         return la.block_diag(*parts) if parts else np.zeros((0, 0))
 
     def _loglik(self, mu: np.ndarray) -> float:
-        return float(np.sum(self.family.loglik(self.y, mu, self.weights)))
+        loglik = self.family.loglik(self.y, mu, self.weights, self.dispersion)
+        return float(np.sum(loglik))
 
     def _mean(self, eta: np.ndarray) -> np.ndarray:
         mu = self.family.link.inverse(eta)
@@ -146,7 +150,7 @@ class LaplaceProblem:
         """``mu_eta`` (kept away from 0, as lme4 does) and the GLM weights ``W``."""
         d = self.family.link.mu_eta(eta)
         d = np.where(np.abs(d) < _EPS, np.copysign(_EPS, d), d)
-        variance = np.maximum(self.family.variance(mu), _EPS)
+        variance = np.maximum(self.family.variance(mu, self.dispersion), _EPS)
         return d, self.weights * d**2 / variance
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray, update_beta: bool = False) -> PirlsResult:

@@ -37,10 +37,14 @@ class GLMMResult(MLResult):
         The response distribution and link.
     nagq : int
         0 (lme4's fast fit) or 1 (Laplace).
+    dispersion : float or None
+        The negative binomial's ``theta`` (lme4's ``getME(fit, "glmer.nb.theta")``,
+        glmmTMB's ``sigma``); ``None`` for binomial and Poisson fits.
     """
 
     family: Family | None = None
     nagq: int = 1
+    dispersion: float | None = None
 
     @property
     def deviance(self) -> float:
@@ -97,9 +101,9 @@ class GLMMResult(MLResult):
             return y - mu
         if kind == "pearson":
             w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
-            return (y - mu) * np.sqrt(w / self.family.variance(mu))
+            return (y - mu) * np.sqrt(w / self.family.variance(mu, self.dispersion))
         if kind == "deviance":
-            return self.family.deviance_residuals(y, mu, weights)
+            return self.family.deviance_residuals(y, mu, weights, self.dispersion)
         raise ArgumentError(f"kind must be 'deviance', 'pearson' or 'response', not {kind!r}.")
 
     def predict(
@@ -125,6 +129,12 @@ class GLMMResult(MLResult):
         return GLMMSummary(self)
 
 
+def _family_title(result: GLMMResult) -> str:
+    if result.family.name == "negbinomial":
+        return f"Negative Binomial({result.dispersion:.4g})"
+    return result.family.name
+
+
 class GLMMSummary(MLSummary):
     """glmer's summary: family, AIC/BIC/logLik/deviance, z values and Wald p-values."""
 
@@ -140,7 +150,7 @@ class GLMMSummary(MLSummary):
         cells = [f"{v:.1f}" for v in (r.aic, r.bic, r.loglik, r.deviance)] + [str(r.df_resid)]
         return [
             f"Generalized linear mixed model fit by maximum likelihood ({method})",
-            f" Family: {r.family.name}  ( {r.family.link.name} )",
+            f" Family: {_family_title(r)}  ( {r.family.link.name} )",
             f"Formula: {r.design.formula}",
             "",
             render_table(["AIC", "BIC", "logLik", "deviance", "df.resid"], [cells], "rrrrr"),
