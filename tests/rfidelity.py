@@ -21,17 +21,32 @@ def load_ref(folder: str, name: str) -> dict:
     return json.loads((REFS / folder / f"{name}.json").read_text())
 
 
+def restore_factors(frame: pd.DataFrame, factors: dict) -> pd.DataFrame:
+    """Make ``frame``'s factor columns categoricals with R's levels and ordered flags
+    (``factors``: column -> ``{"levels": [...], "ordered": bool}``)."""
+    for column, info in factors.items():
+        if column in frame:
+            frame[column] = pd.Categorical(
+                frame[column].astype(str),
+                categories=[str(level) for level in info["levels"]],
+                ordered=bool(info.get("ordered", False)),
+            )
+    return frame
+
+
+def read_with_levels(csv: Path, levels: Path) -> pd.DataFrame:
+    """A CSV written by R, with its factors from the ``*.levels.json`` beside it."""
+    factors = json.loads(Path(levels).read_text())["factors"]
+    frame = pd.read_csv(csv, dtype={column: str for column in factors})
+    return restore_factors(frame, factors)
+
+
 def r_data(folder: str, ref: dict) -> pd.DataFrame:
     """The data of a reference fit, with R's factor levels and ordered flags."""
     factors = ref.get("factors", {})
     source = ref["data"]["csv"] if isinstance(ref["data"], dict) else ref["data"]
     frame = pd.read_csv(REFS / folder / source, dtype={c: str for c in factors})
-    for column, info in factors.items():
-        if column in frame:
-            frame[column] = pd.Categorical(
-                frame[column], categories=info["levels"], ordered=bool(info["ordered"])
-            )
-    return frame
+    return restore_factors(frame, factors)
 
 
 def name_key(name: str) -> frozenset[str]:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from r_names import r_term
+from rfidelity import read_with_levels
 
 import bayesmix as bmx
 
@@ -25,12 +27,7 @@ REFS = Path(__file__).parent / "refs" / "glmm_laplace"
 
 
 def data(name: str) -> pd.DataFrame:
-    frame = pd.read_csv(REFS / f"{name}.csv")
-    factors = json.loads((REFS / f"{name}.levels.json").read_text())["factors"]
-    for column, info in factors.items():
-        levels = [str(level) for level in info["levels"]]
-        frame[column] = pd.Categorical(frame[column].astype(str), categories=levels)
-    return frame
+    return read_with_levels(REFS / f"{name}.csv", REFS / f"{name}.levels.json")
 
 
 CBPP = "I(incidence / size) ~ period + (1 | herd)"
@@ -64,18 +61,12 @@ CASES = {  # case -> (formula, data, family, link, weights)
 }
 
 
+#: Factor columns of the cases, for R's coefficient names ('period2' -> 'period[2]').
+FACTORS = ("period", "nutrient", "rack", "status", "amd", "FoodTreatment", "SexParent")
+
+
 def r_key(name: str) -> str:
-    """bayesmix's name of an R coefficient (treatment coding: 'period2' -> 'period[2]')."""
-    if name == "(Intercept)":
-        return "Intercept"
-    parts = []
-    for part in name.split(":"):
-        for factor in ("period", "nutrient", "rack", "status", "amd", "FoodTreatment", "SexParent"):
-            if part.startswith(factor) and part != factor:
-                part = f"{factor}[{part[len(factor) :]}]"
-                break
-        parts.append(part)
-    return ":".join(parts)
+    return r_term(name, FACTORS)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from r_names import r_term
+from rfidelity import read_with_levels
 
 import bayesmix as bmx
 
@@ -24,28 +26,11 @@ REFS = Path(__file__).parent / "refs" / "glmm"
 
 
 def data(name: str) -> pd.DataFrame:
-    frame = pd.read_csv(REFS / "data" / f"{name}.csv")
-    factors = json.loads((REFS / "data" / f"{name}.levels.json").read_text())["factors"]
-    for column, info in factors.items():
-        levels = [str(level) for level in info["levels"]]
-        frame[column] = pd.Categorical(frame[column].astype(str), categories=levels)
+    frame = read_with_levels(REFS / "data" / f"{name}.csv", REFS / "data" / f"{name}.levels.json")
     if name == "Arabidopsis_f":  # the reference fits make gen a factor (numeric level order)
         gen = frame["gen"].astype(str)
         frame["gen"] = pd.Categorical(gen, categories=sorted(gen.unique(), key=int))
     return frame
-
-
-def r_key(name: str, factors) -> str:
-    if name == "(Intercept)":
-        return "Intercept"
-    parts = []
-    for part in name.split(":"):
-        for factor in sorted(factors, key=len, reverse=True):
-            if part.startswith(factor) and part != factor:
-                part = f"{factor}[{part[len(factor) :]}]"
-                break
-        parts.append(part)
-    return ":".join(parts)
 
 
 CASES = {
@@ -68,7 +53,7 @@ def test_negative_binomial_matches_glmer_nb(case):
     fixef = fit.fixef()
     factors = list(ref.get("factors", {}))
     for r_name, value in ref["fixef"].items():
-        term = r_key(r_name, factors)
+        term = r_term(r_name, factors)
         assert fixef.loc[term, "estimate"] == pytest.approx(value, rel=1e-3, abs=1e-5), term
         assert fixef.loc[term, "std_error"] == pytest.approx(ref["fixef_se"][r_name], rel=1e-3)
     sds = fit.varcorr().set_index("grp")["sdcor"]
@@ -85,7 +70,7 @@ def test_negative_binomial_recovers_the_simulation():
     fit = bmx.glmm("y ~ x + (1 | g)", data("sim_nb2"), "negbinomial").fit()
     fixef = fit.fixef()
     for r_name, value in truth["beta"].items():
-        term = r_key(r_name, [])
+        term = r_term(r_name, [])
         assert abs(fixef.loc[term, "estimate"] - value) < 2 * fixef.loc[term, "std_error"]
     assert fit.dispersion == pytest.approx(truth["nb_theta"], rel=0.25)
     assert fit.varcorr()["sdcor"].item() == pytest.approx(truth["sd_g"], rel=0.25)

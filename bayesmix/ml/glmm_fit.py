@@ -136,7 +136,7 @@ def _estimates(problem, theta, beta, final, converged, message, evaluations, nag
         if design.blocks
         else np.zeros(0, dtype=bool)
     )
-    vcov = _vcov_beta(problem, theta, beta, nagq)
+    vcov = _vcov_beta(problem, theta, beta, final, nagq)
     return MLEstimates(
         method="ML",
         theta=theta,
@@ -159,11 +159,11 @@ def _estimates(problem, theta, beta, final, converged, message, evaluations, nag
     )
 
 
-def _vcov_beta(problem: LaplaceProblem, theta, beta, nagq: int) -> np.ndarray:
+def _vcov_beta(problem: LaplaceProblem, theta, beta, final, nagq: int) -> np.ndarray:
     """lme4's ``vcov``: ``2 H^-1`` of the Laplace objective in ``(theta, beta)``, its beta
     block (``use.hessian = TRUE``); for ``nagq = 0``, and where that Hessian is not
     positive definite (with a warning, as lme4), the inverse of ``RX'RX``."""
-    rx = np.linalg.inv(problem.beta_information(theta, beta))
+    rx = np.linalg.inv(problem.beta_information(theta, final))
     if nagq == 0:
         return rx
     m, p = len(theta), len(beta)

@@ -60,6 +60,7 @@ class PirlsResult:
 
     u: np.ndarray
     beta: np.ndarray
+    eta: np.ndarray
     mu: np.ndarray
     objective: float  # Laplace -2 logLik
     factor: np.ndarray  # lower Cholesky factor of Lambda' Z' W Z Lambda + I
@@ -224,19 +225,17 @@ class LaplaceProblem:
         factor = la.cholesky(A, lower=True) if q else np.zeros((0, 0))
         log_det = 2.0 * float(np.sum(np.log(np.diag(factor)))) if q else 0.0
         self._u = u
-        return PirlsResult(u, beta, mu, current + log_det, factor, converged, iterations)
+        return PirlsResult(u, beta, eta, mu, current + log_det, factor, converged, iterations)
 
-    def beta_information(self, theta: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    def beta_information(self, theta: np.ndarray, result: PirlsResult) -> np.ndarray:
         """lme4's ``RX'RX``: the information of ``beta`` with ``u`` profiled out, at the
-        weights of the conditional modes (``vcov`` when ``use.hessian = FALSE``)."""
-        result = self.pirls(theta, beta)
-        ZL = self.Z @ self.lam(theta)
-        eta = self.family.link.link(result.mu)
-        _, W = self._weights(eta, result.mu)
+        weights of the conditional modes of ``result`` (PIRLS at ``theta``); its inverse
+        is ``vcov`` when ``use.hessian = FALSE``."""
+        _, W = self._weights(result.eta, result.mu)
         XtWX = self.X.T @ (W[:, None] * self.X)
-        if not ZL.shape[1]:
+        if not result.u.size:
             return XtWX
-        ZtWX = ZL.T @ (W[:, None] * self.X)
+        ZtWX = (self.Z @ self.lam(theta)).T @ (W[:, None] * self.X)
         solved = la.cho_solve((result.factor, True), ZtWX)
         return XtWX - ZtWX.T @ solved
 

@@ -27,7 +27,7 @@ import numpy as np
 from bayesmix.errors import ArgumentError, ConvergenceWarning, DataWarning, warn
 from bayesmix.ml.fit import _check_method
 from bayesmix.nonlinear.build import NonlinearDesign, initial_beta
-from bayesmix.nonlinear.lb_steps import Linearisation, check_start, restricted_at
+from bayesmix.nonlinear.lb_steps import Linearisation, check_start
 from bayesmix.nonlinear.ml_results import NLMResult
 from bayesmix.nonlinear.restarts import alternate, best_run, probe_restarts
 
@@ -122,7 +122,7 @@ def fit_nonlinear(
     if restarts and design.blocks:
         runs += probe_restarts(lin, runs[0], **settings)
     best = best_run(runs)
-    estimates, f, caught, linear = best.estimates, best.f, best.caught, best.linear
+    estimates, f, caught = best.reported, best.f, best.caught
     beta, b, history, converged = best.beta, best.b, best.history, best.converged
     evaluations = sum(run.evaluations for run in runs)
     if not converged:
@@ -141,8 +141,6 @@ def fit_nonlinear(
     for record in caught:  # warnings of the final LME step (e.g. singular fit)
         if not issubclass(record.category, DataWarning):
             warn(record.message, record.category)
-    if method != estimates.method:
-        estimates = restricted_at(linear, estimates)
     final = dataclasses.replace(
         estimates,
         beta=beta,

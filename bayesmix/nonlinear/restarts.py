@@ -46,6 +46,8 @@ __all__ = ["GAIN", "ROUNDS", "Run", "alternate", "best_run", "probe_restarts"]
 GAIN = AGREEMENT
 #: Rounds of restarts at most.
 ROUNDS = 3
+#: How a restart far from the data fails (a degenerate linearisation); it is dropped.
+_RESTART_FAILURES = (FitError, ValueError, ArithmeticError, np.linalg.LinAlgError)
 
 
 @dataclasses.dataclass
@@ -64,7 +66,12 @@ class Run:
     converged: bool
     evaluations: int
     seconds: float
-    criterion: float  # the fit's logLik (REML's for REML fits), for comparing runs
+    reported: Any  # MLEstimates in the fit's method (nlme's REML: restricted at the end)
+
+    @property
+    def criterion(self) -> float:
+        """The fit's logLik (the REML one for REML fits), for comparing runs."""
+        return float(self.reported.loglik)
 
     def record(self) -> StartRecord:
         return StartRecord(
@@ -127,13 +134,13 @@ def alternate(
         pnls_evaluations = int(result.nfev)
         history[-1] = dataclasses.replace(history[-1], pnls_evaluations=pnls_evaluations)
         pnls_evaluations = 0
-    criterion = float(estimates.loglik)
+    reported = estimates
     if method != estimates.method:  # nlme's REML: ML steps, restricted at the end
-        criterion = float(restricted_at(linear, estimates).loglik)
+        reported = restricted_at(linear, estimates)
     seconds = time.perf_counter() - started
     return Run(
         label, estimates, f, caught, linear, beta, u, b, history, converged, evaluations,
-        seconds, criterion,
+        seconds, reported,
     )  # fmt: skip
 
 
@@ -237,7 +244,7 @@ def _fresh_lme_gains(lin: Linearisation, run: Run, settings: dict) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             estimates = lme_step(lin, run.beta, run.b, settings["step_method"], None)[0]
-    except (FitError, ValueError, ArithmeticError, np.linalg.LinAlgError):
+    except _RESTART_FAILURES:
         return False
     return bool(estimates.loglik > run.estimates.loglik + GAIN)
 
@@ -247,5 +254,5 @@ def _attempt(lin: Linearisation, beta: np.ndarray, **kwargs: Any) -> Run | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return alternate(lin, beta, **kwargs)
-    except (FitError, ValueError, ArithmeticError, np.linalg.LinAlgError):
+    except _RESTART_FAILURES:
         return None
