@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from bayesmix.spec import zero_inflation
 from bayesmix.errors import ArgumentError, DataWarning, warn
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.families import Family
@@ -53,12 +54,13 @@ class GeneralizedLinearMixedModel:
         offset: str | np.ndarray | None = None,
         functions: Mapping[str, Callable] | None = None,
         contrasts: Mapping[str, str] | None = None,
+        ziformula: str | None = None,
     ) -> None:
         self.family = resolve_family(family, link)
-        if self.family.name not in ("binomial", "poisson", "negbinomial"):
+        if self.family.name == "gaussian":
             raise ArgumentError(
-                f"glmm fits the binomial, Poisson and negative binomial families so far; "
-                f"{self.family.name!r} (and zero inflation) is being built."
+                "family='gaussian' is bmx.lmm (a linear mixed model); glmm takes binomial, "
+                "poisson, negbinomial or gamma."
             )
         if weights is not None and self.family.name != "binomial":
             raise ArgumentError(
@@ -68,6 +70,9 @@ class GeneralizedLinearMixedModel:
         self.formula, self.data = formula, data
         self.weights, self.offset = weights, offset
         self.functions, self.contrasts = dict(functions or {}), dict(contrasts or {})
+        self.ziformula = zero_inflation.check_ziformula(ziformula, self.family)
+        if self.ziformula is not None:  # rows the zero-inflation part cannot use go first
+            data = zero_inflation.usable_rows(self.ziformula, data, functions)
         self.design: Design = build_design(
             formula,
             data,
@@ -78,6 +83,15 @@ class GeneralizedLinearMixedModel:
             binomial=self.family.name == "binomial",
         )
         self.family.check_response(self.design.y, self.design.weights)
+        #: the zero-inflation design (rows as ``design``) and its column names; ``None``
+        #: without zero inflation. P(structural zero) = expit(zi_X @ zi_beta).
+        self.zi_design: Design | None = None
+        self.zi_X: np.ndarray | None = None
+        self.zi_names: tuple[str, ...] = ()
+        if self.ziformula is not None:
+            self.zi_design = zero_inflation.zi_design(self.ziformula, self.design, functions)
+            self.zi_X = np.asarray(self.zi_design.X, dtype=float)
+            self.zi_names = tuple(self.zi_design.fixed_terms)
         y = np.asarray(self.design.y)
         no_trials = self.design.weights is None
         if self.family.name == "binomial" and no_trials and np.any((y > 0) & (y < 1)):
@@ -96,15 +110,30 @@ class GeneralizedLinearMixedModel:
             f"{blocks}>"
         )
 
-    def fit(self, nagq: int = 1) -> GLMMResult:
-        """Maximum-likelihood fit: ``nagq=1`` Laplace (glmer's default), ``0`` lme4's fast fit.
+    def fit(self, nagq: int = 1, information: str | None = None) -> GLMMResult:
+        """Maximum-likelihood fit: ``nagq=1`` Laplace (glmer's default), ``0`` lme4's fast
+        fit, ``2..25`` adaptive Gauss-Hermite quadrature (one scalar random effect).
+
+        Parameters
+        ----------
+        nagq : int
+            Quadrature points, as lme4's ``nAGQ``.
+        information : {"fisher", "observed"}, optional
+            The Laplace convention: ``"fisher"`` (lme4's ``glmer``, the expected
+            information in the log-determinant) is the default for binomial,
+            Poisson and negative binomial models; ``"observed"`` (glmmTMB's exact
+            Laplace approximation) for Gamma and zero-inflated ones, which lme4
+            does not fit. The two agree for the canonical links (logit, log
+            Poisson) and differ by about 0.01-0.05 in logLik otherwise.
 
         Returns
         -------
         GLMMResult
-            logLik/AIC/BIC (the full log-likelihood), ``fixef()`` with Wald z
+            logLik/AIC/BIC (the full log-likelihood, also for ``nagq > 1``, where
+            lme4 leaves out the saturated log-likelihood), ``fixef()`` with Wald z
             statistics in ``summary()``, ``varcorr()``, ``ranef()``,
-            ``predict(type="response"|"link")``, ``residuals("deviance")``.
+            ``predict(type="response"|"link")``, ``residuals("deviance")``; the
+            dispersion and zero-inflation coefficients where the model has them.
         """
         from bayesmix.ml.glmm_fit import fit_glmm
         from bayesmix.ml.glmm_results import GLMMResult
@@ -114,14 +143,29 @@ class GeneralizedLinearMixedModel:
                 "glmm needs at least one random-effects term such as (1 | g); a GLM without "
                 "random effects is statsmodels' GLM."
             )
-        estimates, dispersion = fit_glmm(self.design, self.family, nagq=nagq)
+        if information not in (None, "fisher", "observed"):
+            raise ArgumentError(
+                f"information must be 'fisher' (lme4) or 'observed' (glmmTMB), got {information!r}."
+            )
+        if information == "fisher" and self.zi_X is not None:
+            raise ArgumentError(
+                "zero-inflated models use the observed information (glmmTMB's Laplace "
+                "approximation); leave information unset."
+            )
+        fit = fit_glmm(
+            self.design, self.family, nagq=nagq, zi_X=self.zi_X, information=information
+        )
         return GLMMResult(
             design=self.design,
-            estimates=estimates,
+            estimates=fit.estimates,
             model=self,
             family=self.family,
             nagq=nagq,
-            dispersion=dispersion,
+            dispersion=fit.dispersion,
+            dispersion_se=fit.dispersion_se,
+            zi_beta=fit.zi_beta,
+            zi_vcov=fit.zi_vcov,
+            information=fit.information,
         )
 
 
@@ -135,6 +179,7 @@ def glmm(
     offset: str | np.ndarray | None = None,
     functions: Mapping[str, Callable] | None = None,
     contrasts: Mapping[str, str] | None = None,
+    ziformula: str | None = None,
 ) -> GeneralizedLinearMixedModel:
     """A generalized linear mixed model (lme4's ``glmer``), fitted by ML with ``.fit()``.
 
@@ -160,6 +205,11 @@ def glmm(
         terms in the formula work too.
     functions, contrasts : dict, optional
         As for :func:`~bayesmix.lmm`.
+    ziformula : str, optional
+        Zero inflation for count families, glmmTMB's ``ziformula``: ``"~1"`` a
+        constant probability of a structural zero, ``"~ x"`` one that depends
+        on predictors (logit scale; fixed effects only); see
+        :mod:`bayesmix.spec.zero_inflation`.
 
     Returns
     -------
@@ -182,4 +232,5 @@ def glmm(
         offset=offset,
         functions=functions,
         contrasts=contrasts,
+        ziformula=ziformula,
     )

@@ -156,10 +156,14 @@ def test_glmm_input_errors():
         bmx.glmm("incidence ~ period + (1 | herd)", cbpp, "binomial")
     with pytest.warns(bmx.DataWarning, match="no weights= give the number of trials"):
         bmx.glmm(CBPP, cbpp, "binomial")
-    with pytest.raises(bmx.ArgumentError, match="nagq must be 0"):
-        bmx.glmm(CBPP, cbpp, "binomial", weights="size").fit(nagq=5)
-    with pytest.raises(bmx.ArgumentError, match="being built"):
-        bmx.glmm("size ~ period + (1 | herd)", cbpp, "gamma")
+    model = bmx.glmm(CBPP, cbpp, "binomial", weights="size")
+    for bad in (26, -1, 1.5, True):
+        with pytest.raises(bmx.ArgumentError, match="nagq must be an integer from 0 to 25"):
+            model.fit(nagq=bad)
+    with pytest.raises(bmx.ArgumentError, match="information must be"):
+        model.fit(information="hessian")
+    with pytest.raises(bmx.ArgumentError, match="family='gaussian' is bmx.lmm"):
+        bmx.glmm("size ~ period + (1 | herd)", cbpp, "gaussian")
 
 
 def test_glmm_fits_save_and_load(fits, tmp_path):

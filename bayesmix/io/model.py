@@ -52,6 +52,7 @@ class ModelSpec:
     conventions: str = "lme4"
     family: str | None = None  # GLMMs: the family's and link's names
     link: str | None = None
+    ziformula: str | None = None  # zero-inflated GLMMs: the right-hand side
 
 
 def is_nonlinear(result: Any) -> bool:
@@ -93,6 +94,7 @@ def model_spec(result: Any) -> ModelSpec:
             conventions=getattr(model, "conventions", "lme4"),
             family=model.family.name if glmm else None,
             link=model.family.link.name if glmm else None,
+            ziformula=getattr(model, "ziformula", None),
         )
     return _linear_spec_from_design(result.design)
 
@@ -204,6 +206,7 @@ def build_model(spec: ModelSpec, data: pd.DataFrame | None = None) -> Any:
                 weights=spec.weights,
                 functions=spec.functions or None,
                 contrasts=spec.contrasts or None,
+                ziformula=None if spec.ziformula is None else f"~ {spec.ziformula}",
             )
         if spec.kind == "LinearMixedModel":
             from bayesmix.model import LinearMixedModel
@@ -242,6 +245,7 @@ def encode_model(writer: ArchiveWriter, spec: ModelSpec) -> dict[str, Any]:
         out["conventions"] = spec.conventions
         if spec.family is not None:
             out["family"], out["link"] = spec.family, spec.link
+            out["ziformula"] = spec.ziformula
         return out
     out["params"] = dict(spec.params or {})
     out["cov"] = writer.encode(spec.cov, "model/cov")
@@ -285,6 +289,9 @@ def decode_model(
             isinstance(family, str) and isinstance(link, str)
         ):
             raise reader.damaged("the model's family is malformed")
+        ziformula = meta.get("ziformula")  # absent from files before zero inflation
+        if ziformula is not None and not isinstance(ziformula, str):
+            raise reader.damaged("the model's ziformula is malformed")
         return ModelSpec(
             kind,
             meta["formula"],
@@ -296,6 +303,7 @@ def decode_model(
             conventions=conventions,
             family=family if kind == "GeneralizedLinearMixedModel" else None,
             link=link if kind == "GeneralizedLinearMixedModel" else None,
+            ziformula=ziformula if kind == "GeneralizedLinearMixedModel" else None,
         )
     if kind != "NonlinearMixedModel":
         raise reader.damaged(f"the model class {str(kind)[:40]!r} is unknown")

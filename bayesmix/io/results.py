@@ -149,6 +149,12 @@ def encode_result(writer: ArchiveWriter, result: Any, kind: str) -> dict[str, An
         if kind == "GLMMResult":
             out["nagq"] = int(result.nagq)
             out["dispersion"] = None if result.dispersion is None else float(result.dispersion)
+            out["dispersion_se"] = (
+                None if result.dispersion_se is None else float(result.dispersion_se)
+            )
+            out["information"] = result.information
+            out["zi_beta"] = writer.encode(result.zi_beta, "result/zi_beta")
+            out["zi_vcov"] = writer.encode(result.zi_vcov, "result/zi_vcov")
         if kind == "NLMResult":
             out["history"] = [
                 {
@@ -199,13 +205,26 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
             from bayesmix.ml.glmm_results import GLMMResult
 
             nagq = meta.get("nagq")
-            if nagq not in (0, 1) or getattr(model, "family", None) is None:
+            if not isinstance(nagq, int) or not 0 <= nagq <= 25 or model.family is None:
                 raise reader.damaged("the GLMM description is malformed")
-            dispersion = meta.get("dispersion")
-            if dispersion is not None and not isinstance(dispersion, (int, float)):
+            numbers = {key: meta.get(key) for key in ("dispersion", "dispersion_se")}
+            if any(v is not None and not isinstance(v, (int, float)) for v in numbers.values()):
                 raise reader.damaged("the GLMM's dispersion is malformed")
+            information = meta.get("information", "fisher")  # absent before glmmTMB's
+            if information not in ("fisher", "observed"):
+                raise reader.damaged("the GLMM's Laplace convention is malformed")
+            zi = {k: reader.decode(meta.get(k), f"result.{k}") for k in ("zi_beta", "zi_vcov")}
+            if (zi["zi_beta"] is None) != (getattr(model, "zi_X", None) is None):
+                raise reader.damaged("the zero-inflation coefficients do not match the model")
             return GLMMResult(
-                design, estimates, model, family=model.family, nagq=nagq, dispersion=dispersion
+                design,
+                estimates,
+                model,
+                family=model.family,
+                nagq=nagq,
+                information=information,
+                **numbers,
+                **zi,
             )
         from bayesmix.nonlinear.ml_results import IterationRecord, NLMResult, StartRecord
 

@@ -1,180 +1,308 @@
-"""The two-stage ML fit of a GLMM (lme4's ``glmer`` with ``nAGQ = 0`` or ``1``).
+"""The two-stage ML fit of a GLMM (lme4's ``glmer``; glmmTMB's likelihood where lme4 has none).
 
 Stage one (``nAGQ = 0``) optimises ``theta`` with the fixed effects updated
 inside PIRLS, from a GLM fit without random effects; stage two optimises the
-Laplace objective of :class:`~bayesmix.ml.glmm_laplace.LaplaceProblem` over
-``(theta, beta)``. Both use BOBYQA, as lme4's default ``glmerControl`` does for
-the first stage (lme4 then uses Nelder-Mead; BOBYQA with bayesmix's optimum
-check ends at least as low).
+Laplace objective of :class:`~bayesmix.ml.glmm_laplace.LaplaceProblem` (or,
+for ``nagq > 1``, the adaptive quadrature of :mod:`bayesmix.ml.glmm_agq`) over
+``(theta, beta, extras)``, where the extras are the zero-inflation
+coefficients and the log of the dispersion (NB2 ``theta``, Gamma ``shape``).
+Both stages use BOBYQA, as lme4's default ``glmerControl`` does for the first
+(lme4 then uses Nelder-Mead; BOBYQA with bayesmix's optimum check ends at
+least as low). Between the stages the extras are estimated for the stage-one
+means (MASS's ``theta.ml`` for the NB2 ``theta``).
+
+Standard errors: ``vcov = 2 H^-1`` of the objective, its fixed-effect blocks.
+With lme4's convention (``information="fisher"``) ``H`` is taken in
+``(theta, beta)`` at the estimated dispersion, as ``glmer.nb``; with glmmTMB's
+(``"observed"``, and always with zero inflation) in every parameter, as
+glmmTMB's ``sdreport``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize
 
 from bayesmix.errors import ArgumentError, ConvergenceWarning, warn
 from bayesmix.ml.fit import SINGULAR_TOLERANCE, MLEstimates
+from bayesmix.ml.glmm_agq import MAX_NODES, agq_objective, check_agq
 from bayesmix.ml.glmm_laplace import LaplaceProblem, warn_pirls
 from bayesmix.ml.optimise import optimise
-from bayesmix.spec.covariance import factors_from_theta, theta_is_diagonal, theta_names
+from bayesmix.spec.covariance import theta_is_diagonal, theta_names
 from bayesmix.spec.design import Design
 from bayesmix.spec.families import Family
 
-__all__ = ["fit_glmm"]
+__all__ = ["GLMMFit", "fit_glmm"]
+
+#: theta of a negative binomial that is a Poisson distribution to working precision
+_POISSON_LIKE = 1e8
 
 
-def fit_glmm(design: Design, family: Family, nagq: int = 1) -> tuple[MLEstimates, float | None]:
-    """ML estimates of a GLMM: ``nagq = 1`` Laplace, ``nagq = 0`` lme4's fast fit.
+@dataclass(frozen=True)
+class GLMMFit:
+    """What :func:`fit_glmm` returns beside the shared :class:`MLEstimates`.
 
-    Returns the estimates and the family's dispersion parameter (the negative
-    binomial's ``theta``; ``None`` for families without one). ``theta`` is
-    estimated jointly with the other parameters in the Laplace stage; as in
-    lme4's ``glmer.nb`` the fixed effects' vcov is taken at the estimated
-    ``theta`` (conditional on it).
+    Attributes
+    ----------
+    estimates : MLEstimates
+    dispersion : float or None
+        NB2 ``theta`` or Gamma ``shape``.
+    dispersion_se : float or None
+        SE of ``log(dispersion)`` (from the Hessian; ``None`` under lme4's convention).
+    zi_beta, zi_vcov : ndarray or None
+        Zero-inflation coefficients (logit scale) and their covariance.
+    information : str
+        ``"fisher"`` (lme4's Laplace) or ``"observed"`` (glmmTMB's).
+    """
+
+    estimates: MLEstimates
+    dispersion: float | None
+    dispersion_se: float | None
+    zi_beta: np.ndarray | None
+    zi_vcov: np.ndarray | None
+    information: str
+
+
+def default_information(family: Family, zi_X: np.ndarray | None) -> str:
+    """lme4's convention where lme4 fits the model, glmmTMB's (observed) otherwise."""
+    if zi_X is not None or family.name == "gamma":
+        return "observed"
+    return "fisher"
+
+
+def fit_glmm(
+    design: Design,
+    family: Family,
+    nagq: int = 1,
+    *,
+    zi_X: np.ndarray | None = None,
+    information: str | None = None,
+) -> GLMMFit:
+    """ML estimates of a GLMM: ``nagq = 1`` Laplace, ``0`` lme4's fast fit, ``> 1`` AGQ.
 
     Raises
     ------
     ArgumentError
-        ``nagq`` other than 0 or 1 (adaptive quadrature is not yet available).
+        ``nagq`` not an integer in 0..25, ``nagq > 1`` for a model other than one
+        scalar random effect, or an unknown ``information``.
     """
-    if isinstance(nagq, bool) or nagq not in (0, 1):
-        raise ArgumentError(
-            f"nagq must be 0 (lme4's fast fit) or 1 (Laplace); got {nagq!r}. Adaptive "
-            "Gauss-Hermite quadrature (nagq > 1) is not available yet."
-        )
-    negbin = family.name == "negbinomial"
-    # the negative binomial starts as nearly Poisson; theta is estimated below
-    problem = LaplaceProblem(design, family, dispersion=_POISSON_LIKE if negbin else None)
-    m = problem.n_theta
-    zero = np.zeros(m)
-    problem.beta = problem.pirls(zero, problem.beta, update_beta=True).beta  # the GLM fit
+    if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or not 0 <= nagq <= MAX_NODES:
+        raise ArgumentError(f"nagq must be an integer from 0 to {MAX_NODES}; got {nagq!r}.")
+    if nagq > 1:
+        check_agq(design, zi_X)
+    information = information or default_information(family, zi_X)
+    has_dispersion = family.name in ("negbinomial", "gamma")
+    problem = LaplaceProblem(design, family, zi_X=zi_X, information=information)
+    problem.dispersion = _POISSON_LIKE if family.name == "negbinomial" else 1.0
+    m, p = problem.n_theta, problem.X.shape[1]
+    if zi_X is not None:  # the GLM start without zero inflation, then the excess zeros
+        problem.response.zi_eta = None
+    glm = problem.pirls(np.zeros(m), problem.beta, update_beta=True)
+    problem.beta = glm.beta
+    extras = _extras_given_mean(problem, glm.mu, has_dispersion, start=True)
+    _set_extras(problem, extras, has_dispersion)
     budget = 1000 * (m + 1)
     first = optimise(problem.stage_one, problem.initial_theta(), problem.lower, budget)
     theta = first.x
     start = problem.pirls(theta, problem.beta, update_beta=True)
     beta = start.beta
     evaluations, converged, message = first.n_evaluations, first.converged, first.message
-    if negbin:
-        problem.dispersion = _theta_given_mean(problem, start.mu)
-    if nagq == 1:
-        extra = [np.log(problem.dispersion)] if negbin else []
-        lower = np.concatenate([problem.lower, np.full(len(beta) + len(extra), -np.inf)])
-        p = len(beta)
+    extras = _extras_given_mean(problem, start.mu, has_dispersion, start=False, x0=extras)
+    _set_extras(problem, extras, has_dispersion)
 
-        def objective(x):
-            if negbin:
-                problem.dispersion = float(np.exp(x[-1]))
-            return problem.objective(x[:m], x[m : m + p])
+    def objective(x: np.ndarray) -> float:
+        _set_extras(problem, x[m + p :], has_dispersion)
+        if nagq > 1:
+            return agq_objective(problem, x[:m], x[m : m + p], nagq)
+        return problem.objective(x[:m], x[m : m + p])
 
+    if nagq >= 1:
+        lower = np.concatenate([problem.lower, np.full(p + len(extras), -np.inf)])
         second = optimise(
             objective,
-            np.concatenate([theta, beta, extra]),
+            np.concatenate([theta, beta, extras]),
             lower,
-            budget + 200 * (p + len(extra)) ** 2,
+            budget + 200 * (p + len(extras)) ** 2,
         )
-        theta, beta = second.x[:m], second.x[m : m + p]
-        if negbin:
-            problem.dispersion = float(np.exp(second.x[-1]))
+        theta, beta, extras = second.x[:m], second.x[m : m + p], second.x[m + p :]
         evaluations += second.n_evaluations
         converged, message = second.converged, second.message
+    _set_extras(problem, extras, has_dispersion)
     final = problem.pirls(theta, beta)
     warn_pirls(final)
     if not converged:
         warn(f"the GLMM fit did not converge ({message}).", ConvergenceWarning)
-    estimates = _estimates(problem, theta, beta, final, converged, message, evaluations, nagq)
+    criterion = objective(np.concatenate([theta, beta, extras])) if nagq > 1 else final.objective
+    vcov, extras_vcov = _vcov(problem, objective, theta, beta, extras, final, nagq, has_dispersion)
+    estimates = _estimates(problem, theta, beta, final, criterion, vcov)
     # back from the internally scaled columns (see LaplaceProblem.scale)
     scale = problem.scale
     estimates = dataclasses.replace(
         estimates,
         beta=estimates.beta / scale,
         vcov_beta=estimates.vcov_beta / np.outer(scale, scale),
-        n_params=estimates.n_params + int(negbin),
+        n_params=estimates.n_params + len(extras),
+        converged=bool(converged),
+        message=message,
+        n_evaluations=int(evaluations),
     )
-    return estimates, problem.dispersion
+    k = 0 if zi_X is None else zi_X.shape[1]
+    return GLMMFit(
+        estimates=estimates,
+        dispersion=problem.dispersion if has_dispersion else None,
+        dispersion_se=(
+            float(np.sqrt(extras_vcov[-1, -1]))
+            if has_dispersion and extras_vcov is not None
+            else None
+        ),
+        zi_beta=None if zi_X is None else extras[:k].copy(),
+        zi_vcov=None if zi_X is None else extras_vcov[:k, :k],
+        information=information,
+    )
 
 
-#: theta of a negative binomial that is a Poisson distribution to working precision
-_POISSON_LIKE = 1e8
+def _set_extras(problem: LaplaceProblem, extras: np.ndarray, has_dispersion: bool) -> None:
+    """Zero-inflation coefficients first, then ``log(dispersion)``."""
+    if problem.zi_X is not None:
+        problem.set_zi_beta(extras[: problem.zi_X.shape[1]])
+    if has_dispersion:
+        problem.dispersion = float(np.exp(extras[-1]))
 
 
-def _theta_given_mean(problem: LaplaceProblem, mu: np.ndarray) -> float:
-    """ML estimate of the negative binomial's theta for fixed means (MASS's theta.ml)."""
-    from scipy.optimize import minimize_scalar
+def _extras_given_mean(
+    problem: LaplaceProblem,
+    mu: np.ndarray,
+    has_dispersion: bool,
+    start: bool,
+    x0: np.ndarray | None = None,
+) -> np.ndarray:
+    """ML estimates of the extras for fixed count means ``mu`` (MASS's ``theta.ml`` for
+    the NB2 ``theta``; with zero inflation the coefficients too)."""
+    k = 0 if problem.zi_X is None else problem.zi_X.shape[1]
+    if k == 0 and not has_dispersion:
+        return np.zeros(0)
+    eta = problem.family.link.link(mu)
+    if x0 is None:
+        x0 = np.zeros(k + int(has_dispersion))
+        if k and start:  # structural zeros: the zeros the count model does not explain
+            observed = np.mean(problem.y == 0)
+            expected = np.mean(np.exp(-mu)) if problem.family.name == "poisson" else observed / 2
+            excess = np.clip(observed - expected, 0.02, 0.9)
+            x0[:k] = np.linalg.lstsq(problem.zi_X, np.full(len(mu), np.log(excess / (1 - excess))), rcond=None)[0]
+        if has_dispersion:
+            x0[-1] = np.log(_moment_dispersion(problem, mu))
 
-    def minus_loglik(log_theta: float) -> float:
-        theta = float(np.exp(log_theta))
-        return -float(np.sum(problem.family.loglik(problem.y, mu, None, theta)))
+    def minus_loglik(x: np.ndarray) -> float:
+        _set_extras(problem, x, has_dispersion)
+        with np.errstate(all="ignore"):
+            value = -float(np.sum(problem.response.loglik(eta)[1]))
+        return value if np.isfinite(value) else 1e100
 
-    result = minimize_scalar(minus_loglik, bounds=(-10.0, 15.0), method="bounded")
-    return float(np.exp(result.x))
+    result = optimize.minimize(
+        minus_loglik,
+        x0,
+        method="Nelder-Mead",
+        options={"xatol": 1e-6, "fatol": 1e-8, "maxiter": 2000},
+    )
+    return np.asarray(result.x, dtype=float)
 
 
-def _estimates(problem, theta, beta, final, converged, message, evaluations, nagq) -> MLEstimates:
+def _moment_dispersion(problem: LaplaceProblem, mu: np.ndarray) -> float:
+    """A moment start: NB2 ``theta`` from ``Var = mu + mu^2/theta``, Gamma ``shape`` from
+    the squared Pearson residuals."""
+    y = problem.y
+    if problem.family.name == "gamma":
+        return float(1.0 / max(np.mean(((y - mu) / mu) ** 2), 1e-6))
+    excess = np.sum((y - mu) ** 2 - mu)
+    return float(np.clip(np.sum(mu**2) / max(excess, 1e-8), 1e-3, 1e6))
+
+
+def _estimates(problem, theta, beta, final, criterion, vcov) -> MLEstimates:
     design = problem.design
-    lam = problem.lam(theta)
-    b_all = lam @ final.u
-    inverse = np.linalg.inv(final.factor) if final.factor.size else final.factor
-    cond = lam @ inverse.T @ inverse @ lam.T  # Lambda (L L')^-1 Lambda'
-    factors = factors_from_theta(theta, problem.kinds, problem.sizes)
-    b, b_var, covariances, names = [], [], [], []
-    start = 0
-    for block, factor in zip(design.blocks, factors):
-        k, levels = block.n_terms, block.n_levels
-        width = k * levels
-        b.append(b_all[start : start + width].reshape(levels, k))
-        local = cond[start : start + width, start : start + width]
-        b_var.append(
-            np.stack([local[i * k : (i + 1) * k, i * k : (i + 1) * k] for i in range(levels)])
-        )
-        covariances.append(factor @ factor.T)
+    factors = problem.factors(theta)
+    names = []
+    for block in design.blocks:
         names += theta_names(block.grouping, block.terms, block.covariance)
-        start += width
     diagonal = (
         np.concatenate([theta_is_diagonal(b.covariance, b.n_terms) for b in design.blocks])
         if design.blocks
         else np.zeros(0, dtype=bool)
     )
-    vcov = _vcov_beta(problem, theta, beta, final, nagq)
     return MLEstimates(
         method="ML",
         theta=theta,
         beta=beta,
         sigma=1.0,
         vcov_beta=vcov,
-        b=tuple(b),
-        b_cond_var=tuple(b_var),
-        covariances=tuple(covariances),
-        loglik=-0.5 * final.objective,
-        criterion=final.objective,
+        b=tuple(problem.b_from_u(theta, final.u)),
+        b_cond_var=tuple(problem.conditional_covariances(theta, final)),
+        covariances=tuple(T @ T.T for T in factors),
+        loglik=-0.5 * criterion,
+        criterion=criterion,
         n_params=len(beta) + len(theta),
         n_obs=len(problem.y),
-        converged=bool(converged),
-        message=message,
-        n_evaluations=int(evaluations),
+        converged=True,
+        message="",
+        n_evaluations=0,
         singular=bool(np.any(np.abs(theta[diagonal]) < SINGULAR_TOLERANCE)),
         fitted=final.mu,
         theta_names=tuple(names),
     )
 
 
-def _vcov_beta(problem: LaplaceProblem, theta, beta, final, nagq: int) -> np.ndarray:
-    """lme4's ``vcov``: ``2 H^-1`` of the Laplace objective in ``(theta, beta)``, its beta
-    block (``use.hessian = TRUE``); for ``nagq = 0``, and where that Hessian is not
-    positive definite (with a warning, as lme4), the inverse of ``RX'RX``."""
+def _vcov(problem, objective, theta, beta, extras, final, nagq, has_dispersion):
+    """``2 H^-1`` of the objective: the fixed effects' block and the extras' block.
+
+    lme4's convention leaves the dispersion out of ``H`` (``glmer.nb``'s vcov is
+    conditional on theta); for ``nagq = 0`` and where ``H`` is not positive
+    definite (with a warning, as lme4) ``vcov`` is the inverse of ``RX'RX``.
+    """
     rx = np.linalg.inv(problem.beta_information(theta, final))
     if nagq == 0:
-        return rx
+        return rx, None
     m, p = len(theta), len(beta)
-    x0 = np.concatenate([theta, beta])
-    # steps on each parameter's own scale: 1e-2 of beta's SE (RX), 1e-4 for theta
-    h = np.concatenate([1e-4 * np.maximum(np.abs(theta), 1.0), 1e-2 * np.sqrt(np.diag(rx))])
+    free = len(extras)
+    if problem.information == "fisher" and problem.zi_X is None:
+        free = 0  # the dispersion is held at its estimate
+    x0 = np.concatenate([theta, beta, extras])
+    # steps on each parameter's own scale: 1e-2 of beta's SE (RX), 1e-4 for the rest
+    h = np.concatenate(
+        [
+            1e-4 * np.maximum(np.abs(theta), 1.0),
+            1e-2 * np.sqrt(np.diag(rx)),
+            1e-4 * np.maximum(np.abs(extras[:free]), 1.0),
+        ]
+    )
+    k = m + p + free
+    rest = x0[k:]
 
     def f(x):
-        return problem.objective(x[:m], x[m:])
+        return objective(np.concatenate([x, rest]))
 
-    k = m + p
+    H = _hessian(f, x0[:k], h)
+    _set_extras(problem, extras, has_dispersion)  # restore after the evaluations
+    try:
+        full = 2.0 * np.linalg.inv(H)
+        vcov = full[m : m + p, m : m + p]
+        if np.all(np.isfinite(vcov)) and np.all(np.linalg.eigvalsh(vcov) > 0):
+            return vcov, (full[m + p :, m + p :] if free else None)
+    except np.linalg.LinAlgError:
+        pass
+    warn(
+        "the Hessian of the Laplace objective is not positive definite at the optimum (a "
+        "boundary fit?); the fixed effects' standard errors come from RX'RX instead, as lme4 "
+        "falls back to.",
+        ConvergenceWarning,
+    )
+    return rx, (np.full((free, free), np.nan) if free else None)
+
+
+def _hessian(f, x0: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Central finite-difference Hessian of ``f`` at ``x0`` with steps ``h``."""
+    k = len(x0)
     f0 = f(x0)
     H = np.empty((k, k))
     for i in range(k):
@@ -188,16 +316,4 @@ def _vcov_beta(problem: LaplaceProblem, theta, beta, final, nagq: int) -> np.nda
                 4 * h[i] * h[j]
             )
             H[i, j] = H[j, i] = value
-    try:
-        vcov = (2.0 * np.linalg.inv(H))[m:, m:]
-        if np.all(np.isfinite(vcov)) and np.all(np.linalg.eigvalsh(vcov) > 0):
-            return vcov
-    except np.linalg.LinAlgError:
-        pass
-    warn(
-        "the Hessian of the Laplace objective is not positive definite at the optimum (a "
-        "boundary fit?); the fixed effects' standard errors come from RX'RX instead, as lme4 "
-        "falls back to.",
-        ConvergenceWarning,
-    )
-    return rx
+    return H

@@ -22,15 +22,27 @@ PIRLS, then the Laplace objective is optimised over ``(theta, beta)`` together
 Fixed-effect standard errors come from the Hessian of the objective in
 ``(theta, beta)`` (lme4's default ``use.hessian``): ``vcov = 2 H^-1``, its beta block.
 
-The random-effects matrix is dense here (rows x random coefficients): enough for
-models with up to a few thousand random coefficients; the sparse blocked kernel of
-the linear engine is the next step for larger ones.
+Two Laplace conventions (``information``): ``"fisher"`` takes ``log det`` at the
+expected information (lme4's, above); ``"observed"`` at the Hessian of the
+log-likelihood in ``eta`` (glmmTMB's exact Laplace approximation). They agree for
+canonical links; for others (NB2 and Gamma with a log link, probit, cloglog)
+and for zero-inflated models, whose log-likelihood lme4 cannot form, the
+observed version is used to compare with glmmTMB. PIRLS's Newton steps use the
+expected information (or, with zero inflation, the observed one clipped at 0),
+which is positive definite away from the mode too; the mode does not depend on
+that choice.
+
+``Z Lambda`` is a sparse matrix with the pattern of ``Z`` (each row has one
+level per block), rebuilt from the blocks' columns for each ``theta``; only
+``Lambda' Z' W Z Lambda + I`` (q x q) is dense.
 
 Notation
 --------
 n rows, p fixed effects, q random coefficients; y response (a proportion for the
 binomial family), n_i trials (prior weights), eta linear predictor, mu mean,
-u spherical random effects, Lambda(theta) block-diagonal relative covariance factor.
+u spherical random effects, Lambda(theta) block-diagonal relative covariance factor,
+T_b the k_b x k_b factor of block b (Lambda_b = I (x) T_b), W the Laplace weights,
+beta_zi zero-inflation coefficients, pi = expit(X_zi beta_zi).
 """
 
 from __future__ import annotations
@@ -40,11 +52,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
+import scipy.sparse as sp
 
-from bayesmix.errors import ConvergenceWarning, FitError, warn
+from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, warn
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, theta_is_diagonal
 from bayesmix.spec.design import Design
 from bayesmix.spec.families import Family
+from bayesmix.spec.response_likelihood import ResponseLikelihood
 
 __all__ = ["LaplaceProblem", "PirlsResult"]
 
@@ -52,6 +66,7 @@ _PIRLS_MAX = 50
 _STEP_TOL = 1e-10
 _EPS = np.finfo(float).eps
 _FAILED = 1e100  # the objective where PIRLS cannot proceed (BOBYQA steps back from it)
+INFORMATION = ("fisher", "observed")
 
 
 @dataclass
@@ -66,6 +81,8 @@ class PirlsResult:
     factor: np.ndarray  # lower Cholesky factor of Lambda' Z' W Z Lambda + I
     converged: bool
     iterations: int
+    weights: np.ndarray  # W of the factor (the Laplace weights at the mode)
+    loglik: np.ndarray  # each row's log-likelihood at the mode
 
 
 class LaplaceProblem:
@@ -75,17 +92,35 @@ class LaplaceProblem:
     ----------
     design : Design
         The model's design (``y`` the response, a proportion for the binomial
-        family; ``weights`` the binomial trials or Gaussian prior weights).
+        family; ``weights`` the binomial trials).
     family : Family
     dispersion : float, optional
-        The negative binomial's ``theta`` (Var = mu + mu^2 / theta).
+        NB2 ``theta`` (Var = mu + mu^2 / theta) or Gamma ``shape``.
+    zi_X : ndarray, optional
+        The zero-inflation design (rows as ``design``); its coefficients are
+        ``zi_beta``, set by the caller.
+    information : {"fisher", "observed"}
+        The Laplace convention (see the module docstring).
     """
 
-    def __init__(self, design: Design, family: Family, dispersion: float | None = None) -> None:
+    def __init__(
+        self,
+        design: Design,
+        family: Family,
+        dispersion: float | None = None,
+        zi_X: np.ndarray | None = None,
+        information: str = "fisher",
+    ) -> None:
+        if information not in INFORMATION:
+            raise ArgumentError(
+                f"information must be 'fisher' (lme4) or 'observed' (glmmTMB), got {information!r}."
+            )
         self.design = design
         self.family = family
-        self.dispersion = dispersion  # the negative binomial's theta, held fixed in PIRLS
+        self.information = information
         self.y = np.asarray(design.y, dtype=float)
+        self.response = ResponseLikelihood(family, self.y, design.weights)
+        self.response.dispersion = dispersion
         X = np.asarray(design.X, dtype=float)
         # Columns on a common scale (RMS 1): beta here is beta * scale. A covariate in
         # large units would otherwise make PIRLS's system ill-conditioned and BOBYQA's
@@ -94,17 +129,26 @@ class LaplaceProblem:
         self.scale = np.where(rms > 0, rms, 1.0)
         self.X = X / self.scale
         self.offset = design.offset_or_zero
+        self.zi_X = None if zi_X is None else np.asarray(zi_X, dtype=float)
+        self.zi_beta = None if zi_X is None else np.zeros(self.zi_X.shape[1])
         n = len(self.y)
-        self.weights = np.ones(n) if design.weights is None else np.asarray(design.weights)
         self.kinds = [block.covariance for block in design.blocks]
         self.sizes = [block.n_terms for block in design.blocks]
-        columns = []
-        for block in design.blocks:  # level-major columns: level l, term j at l * k + j
-            Z = np.zeros((n, block.n_levels * block.n_terms))
-            for j in range(block.n_terms):
-                Z[np.arange(n), block.codes * block.n_terms + j] = block.Z[:, j]
-            columns.append(Z)
-        self.Z = np.hstack(columns) if columns else np.zeros((n, 0))
+        # the sparsity pattern of Z (and Z Lambda): level-major columns, l * k + j
+        offsets = np.cumsum([0] + [b.n_levels * b.n_terms for b in design.blocks])
+        self.q = int(offsets[-1])
+        self.offsets = offsets
+        self._indices = (
+            np.hstack(
+                [
+                    off + block.codes[:, None] * block.n_terms + np.arange(block.n_terms)
+                    for off, block in zip(offsets, design.blocks)
+                ]
+            )
+            if design.blocks
+            else np.zeros((n, 0), dtype=int)
+        )
+        self._width = self._indices.shape[1]
         self.n_theta = sum(len(initial_theta(k, s)) for k, s in zip(self.kinds, self.sizes))
         self.lower = np.concatenate(
             [
@@ -112,66 +156,89 @@ class LaplaceProblem:
                 for k, s in zip(self.kinds, self.sizes)
             ]
         )
-        self._u = np.zeros(self.Z.shape[1])  # warm starts of PIRLS across evaluations
+        self._u = np.zeros(self.q)  # warm starts of PIRLS across evaluations
         self.beta = self.start_beta()  # stage one's current beta
+
+    @property
+    def dispersion(self) -> float | None:
+        return self.response.dispersion
+
+    @dispersion.setter
+    def dispersion(self, value: float | None) -> None:
+        self.response.dispersion = value
+
+    def set_zi_beta(self, zi_beta: np.ndarray) -> None:
+        """Set the zero-inflation coefficients (the structural-zero log-odds follow)."""
+        self.zi_beta = np.asarray(zi_beta, dtype=float)
+        self.response.zi_eta = self.zi_X @ self.zi_beta
 
     def initial_theta(self) -> np.ndarray:
         return np.concatenate([initial_theta(k, s) for k, s in zip(self.kinds, self.sizes)])
 
-    def lam(self, theta: np.ndarray) -> np.ndarray:
-        """The block-diagonal ``Lambda`` (q x q)."""
-        factors = factors_from_theta(theta, self.kinds, self.sizes)
-        parts = [
-            np.kron(np.eye(block.n_levels), factor)
-            for block, factor in zip(self.design.blocks, factors)
-        ]
-        return la.block_diag(*parts) if parts else np.zeros((0, 0))
+    def factors(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Each block's ``T_b`` (``Lambda_b = I (x) T_b``)."""
+        return factors_from_theta(theta, self.kinds, self.sizes)
 
-    def _loglik(self, mu: np.ndarray) -> float:
-        loglik = self.family.loglik(self.y, mu, self.weights, self.dispersion)
-        return float(np.sum(loglik))
+    def z_lambda(self, theta: np.ndarray) -> sp.csr_matrix:
+        """``Z Lambda(theta)`` (n x q, sparse): row r of block b is ``Z_b[r] T_b``."""
+        n = len(self.y)
+        values = [block.Z @ T for block, T in zip(self.design.blocks, self.factors(theta))]
+        data = np.hstack(values) if values else np.zeros((n, 0))
+        indptr = np.arange(0, n * self._width + 1, self._width)
+        return sp.csr_matrix((data.ravel(), self._indices.ravel(), indptr), shape=(n, self.q))
 
-    def _mean(self, eta: np.ndarray) -> np.ndarray:
-        mu = self.family.link.inverse(eta)
-        if self.family.name == "binomial":
-            mu = np.clip(mu, 1e-15, 1 - 1e-15)
-        return mu
+    def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
+        """The random effects ``b = Lambda u`` per block, shape (levels, terms)."""
+        out = []
+        for block, T, start in zip(self.design.blocks, self.factors(theta), self.offsets):
+            k = block.n_terms
+            out.append(u[start : start + block.n_levels * k].reshape(-1, k) @ T.T)
+        return out
 
     def start_beta(self) -> np.ndarray:
         """A start for ``beta``: least squares of ``g(mustart)`` on ``X`` (R's ``mustart``:
-        ``(n y + 0.5) / (n + 1)`` for the binomial family, ``y + 0.1`` for counts)."""
+        ``(n y + 0.5) / (n + 1)`` for the binomial family, ``y + 0.1`` for counts, ``y``
+        for the Gamma family)."""
         if self.family.name == "binomial":
-            mu = (self.weights * self.y + 0.5) / (self.weights + 1.0)
+            n = self.response.n
+            mu = (n * self.y + 0.5) / (n + 1.0)
+        elif self.family.name == "gamma":
+            mu = self.y
         else:
             mu = self.y + 0.1
         target = self.family.link.link(mu) - self.offset
         return np.linalg.lstsq(self.X, target, rcond=None)[0]
 
-    def _weights(self, eta: np.ndarray, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``mu_eta`` (kept away from 0, as lme4 does) and the GLM weights ``W``."""
-        d = self.family.link.mu_eta(eta)
-        d = np.where(np.abs(d) < _EPS, np.copysign(_EPS, d), d)
-        variance = np.maximum(self.family.variance(mu, self.dispersion), _EPS)
-        return d, self.weights * d**2 / variance
+    def _step_weights(self, eta, mu, d2) -> np.ndarray:
+        """Weights of PIRLS's Newton steps: positive, so each step is a descent direction."""
+        if self.zi_X is not None:
+            return np.maximum(-d2, 0.0)
+        return np.maximum(self.response.fisher_weights(eta, mu), _EPS)
+
+    def _laplace_weights(self, eta, mu, d2) -> np.ndarray:
+        if self.information == "observed":
+            return -d2
+        return self._step_weights(eta, mu, d2)
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray, update_beta: bool = False) -> PirlsResult:
         """Conditional modes ``u*`` (and ``beta`` when ``update_beta``) by Newton steps
         with step halving on the penalised deviance ``-2 sum l_i + ||u||^2``."""
-        ZL = self.Z @ self.lam(theta)
-        q = ZL.shape[1]
+        ZL = self.z_lambda(theta)
+        q = self.q
         u, beta = self._u.copy(), np.asarray(beta, dtype=float).copy()
+        response = self.response
 
         def penalised(u_, beta_):
             eta = self.offset + self.X @ beta_ + ZL @ u_
-            mu = self._mean(eta)
             with np.errstate(all="ignore"):
-                value = -2.0 * self._loglik(mu) + float(u_ @ u_)
-            return (value if np.isfinite(value) else np.inf), eta, mu
+                _, l = response.loglik(eta)
+                value = -2.0 * float(np.sum(l)) + float(u_ @ u_)
+            return (value if np.isfinite(value) else np.inf), eta
 
-        current, eta, mu = penalised(u, beta)
+        current, eta = penalised(u, beta)
         if not np.isfinite(current):  # a warm start from elsewhere that does not fit here
             u = np.zeros(q)
-            current, eta, mu = penalised(u, beta)
+            current, eta = penalised(u, beta)
         if not np.isfinite(current):
             raise FitError(
                 "the GLMM's log-likelihood is not finite at the starting values (a mean of 0 "
@@ -180,39 +247,28 @@ class LaplaceProblem:
         converged, iterations = False, 0
         while iterations < _PIRLS_MAX:
             iterations += 1
-            d, W = self._weights(eta, mu)
-            working = (self.y - mu) / d  # working residual on the eta scale
+            with np.errstate(all="ignore"):
+                mu, _, d1, d2 = response.derivatives(eta)
+                W = self._step_weights(eta, mu, d2)
+            A = self._penalised_cross(ZL, W)
+            g = ZL.T @ d1 - u
             if update_beta:
-                M = np.hstack([ZL, self.X])
-                H = M.T @ (W[:, None] * M)
-                H[:q, :q] += np.eye(q)
-                g = M.T @ (W * working)
-                g[:q] -= u
-            else:
-                H = ZL.T @ (W[:, None] * ZL) + np.eye(q)
-                g = ZL.T @ (W * working) - u
-            try:
-                with warnings.catch_warnings():  # near-degenerate weights: handled below
-                    warnings.simplefilter("ignore", la.LinAlgWarning)
-                    step = la.solve(H, g, assume_a="pos")
-            except (la.LinAlgError, ValueError) as error:
-                raise FitError(
-                    "PIRLS cannot take a step (the GLM weights are degenerate: a fixed effect "
-                    "may separate the outcomes perfectly, or a level has only zero counts); "
-                    f"simplify the fixed effects or check the data ({error})."
-                ) from None
+                ZtWX = ZL.T @ (W[:, None] * self.X)
+                A = np.block([[A, ZtWX], [ZtWX.T, self.X.T @ (W[:, None] * self.X)]])
+                g = np.concatenate([g, self.X.T @ d1])
+            step = _solve(A, g)
             scale, accepted = 1.0, False
             for _ in range(20):
                 u_new = u + scale * step[:q]
                 beta_new = beta + scale * step[q:] if update_beta else beta
-                value, eta_new, mu_new = penalised(u_new, beta_new)
+                value, eta_new = penalised(u_new, beta_new)
                 if value <= current + 1e-12 * abs(current):
                     accepted = True
                     break
                 scale /= 2
             if not accepted:
                 break
-            u, beta, eta, mu, current = u_new, beta_new, eta_new, mu_new, value
+            u, beta, eta, current = u_new, beta_new, eta_new, value
             # Converged when the full Newton step is negligible: the Laplace objective
             # depends on u* to first order (through the weights in log det), so a
             # criterion on the penalised deviance alone (second order in the error
@@ -220,27 +276,52 @@ class LaplaceProblem:
             if float(np.max(np.abs(step), initial=0.0)) < _STEP_TOL:
                 converged = True
                 break
-        d, W = self._weights(eta, mu)
-        A = ZL.T @ (W[:, None] * ZL) + np.eye(q)
-        factor = la.cholesky(A, lower=True) if q else np.zeros((0, 0))
+        with np.errstate(all="ignore"):
+            mu, l, _, d2 = response.derivatives(eta)
+        W = self._laplace_weights(eta, mu, d2)
+        A = self._penalised_cross(ZL, W)
+        try:
+            factor = la.cholesky(A, lower=True) if q else np.zeros((0, 0))
+        except la.LinAlgError:
+            raise FitError(
+                "the observed information at the conditional modes is not positive definite."
+            ) from None
         log_det = 2.0 * float(np.sum(np.log(np.diag(factor)))) if q else 0.0
         self._u = u
-        return PirlsResult(u, beta, eta, mu, current + log_det, factor, converged, iterations)
+        return PirlsResult(u, beta, eta, mu, current + log_det, factor, converged, iterations, W, l)
+
+    def _penalised_cross(self, ZL: sp.csr_matrix, W: np.ndarray) -> np.ndarray:
+        """``Lambda' Z' W Z Lambda + I`` as a dense (q, q) array."""
+        A = (ZL.T @ ZL.multiply(W[:, None])).toarray() if self.q else np.zeros((0, 0))
+        A[np.diag_indices_from(A)] += 1.0
+        return A
 
     def beta_information(self, theta: np.ndarray, result: PirlsResult) -> np.ndarray:
         """lme4's ``RX'RX``: the information of ``beta`` with ``u`` profiled out, at the
-        weights of the conditional modes of ``result`` (PIRLS at ``theta``); its inverse
-        is ``vcov`` when ``use.hessian = FALSE``."""
-        _, W = self._weights(result.eta, result.mu)
+        Laplace weights of ``result`` (PIRLS at ``theta``); its inverse is ``vcov`` when
+        ``use.hessian = FALSE``."""
+        W = result.weights
         XtWX = self.X.T @ (W[:, None] * self.X)
         if not result.u.size:
             return XtWX
-        ZtWX = (self.Z @ self.lam(theta)).T @ (W[:, None] * self.X)
+        ZtWX = self.z_lambda(theta).T @ (W[:, None] * self.X)
         solved = la.cho_solve((result.factor, True), ZtWX)
         return XtWX - ZtWX.T @ solved
 
+    def conditional_covariances(self, theta: np.ndarray, result: PirlsResult) -> list[np.ndarray]:
+        """Each block's conditional covariances of ``b`` per level, ``(levels, k, k)``:
+        the diagonal blocks of ``Lambda (L L')^-1 Lambda'``."""
+        inverse = la.cho_solve((result.factor, True), np.eye(self.q)) if self.q else None
+        out = []
+        for block, T, start in zip(self.design.blocks, self.factors(theta), self.offsets):
+            k, m = block.n_terms, block.n_levels
+            local = inverse[start : start + m * k, start : start + m * k]
+            per_level = np.stack([local[i * k : (i + 1) * k, i * k : (i + 1) * k] for i in range(m)])
+            out.append(T @ per_level @ T.T)
+        return out
+
     def objective(self, theta: np.ndarray, beta: np.ndarray) -> float:
-        """The Laplace ``-2 logLik`` at ``(theta, beta)`` (scaled ``beta``); ``inf`` where
+        """The Laplace ``-2 logLik`` at ``(theta, beta)`` (scaled ``beta``); ``1e100`` where
         PIRLS fails (an identity link driven to a zero mean), for the optimiser to avoid."""
         try:
             return self.pirls(theta, beta).objective
@@ -257,6 +338,19 @@ class LaplaceProblem:
             return _FAILED
         self.beta = result.beta
         return result.objective
+
+
+def _solve(A: np.ndarray, g: np.ndarray) -> np.ndarray:
+    try:
+        with warnings.catch_warnings():  # near-degenerate weights: handled below
+            warnings.simplefilter("ignore", la.LinAlgWarning)
+            return la.solve(A, g, assume_a="pos")
+    except (la.LinAlgError, ValueError) as error:
+        raise FitError(
+            "PIRLS cannot take a step (the GLM weights are degenerate: a fixed effect "
+            "may separate the outcomes perfectly, or a level has only zero counts); "
+            f"simplify the fixed effects or check the data ({error})."
+        ) from None
 
 
 def warn_pirls(result: PirlsResult) -> None:

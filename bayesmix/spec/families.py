@@ -46,12 +46,13 @@ _TINY = np.finfo(float).tiny
 
 @dataclass(frozen=True)
 class Link:
-    """A link function ``eta = g(mu)``, its inverse and ``dmu/deta``."""
+    """A link function ``eta = g(mu)``, its inverse, ``dmu/deta`` and ``d2mu/deta2``."""
 
     name: str
     link: Callable[[np.ndarray], np.ndarray]
     inverse: Callable[[np.ndarray], np.ndarray]
     mu_eta: Callable[[np.ndarray], np.ndarray]
+    mu_eta2: Callable[[np.ndarray], np.ndarray]
 
 
 # Named functions rather than lambdas, so that families (and results) pickle.
@@ -91,14 +92,39 @@ def _twice(eta):
     return 2.0 * eta
 
 
+def _zeros(eta):
+    return np.zeros_like(eta)
+
+
+def _logit_mu_eta2(eta):
+    mu = special.expit(eta)
+    return mu * (1.0 - mu) * (1.0 - 2.0 * mu)
+
+
+def _probit_mu_eta2(eta):
+    return -eta * stats.norm.pdf(eta)
+
+
+def _cloglog_mu_eta2(eta):
+    return np.exp(eta - np.exp(eta)) * -np.expm1(eta)
+
+
+def _inverse_mu_eta2(eta):
+    return 2.0 / eta**3
+
+
+def _two(eta):
+    return np.full_like(eta, 2.0)
+
+
 LINKS: dict[str, Link] = {
-    "identity": Link("identity", _identity, _identity, _ones),
-    "log": Link("log", np.log, np.exp, np.exp),
-    "logit": Link("logit", special.logit, special.expit, _logit_mu_eta),
-    "probit": Link("probit", special.ndtri, special.ndtr, stats.norm.pdf),
-    "cloglog": Link("cloglog", _cloglog, _cloglog_inverse, _cloglog_mu_eta),
-    "inverse": Link("inverse", _reciprocal, _reciprocal, _inverse_mu_eta),
-    "sqrt": Link("sqrt", np.sqrt, np.square, _twice),
+    "identity": Link("identity", _identity, _identity, _ones, _zeros),
+    "log": Link("log", np.log, np.exp, np.exp, np.exp),
+    "logit": Link("logit", special.logit, special.expit, _logit_mu_eta, _logit_mu_eta2),
+    "probit": Link("probit", special.ndtri, special.ndtr, stats.norm.pdf, _probit_mu_eta2),
+    "cloglog": Link("cloglog", _cloglog, _cloglog_inverse, _cloglog_mu_eta, _cloglog_mu_eta2),
+    "inverse": Link("inverse", _reciprocal, _reciprocal, _inverse_mu_eta, _inverse_mu_eta2),
+    "sqrt": Link("sqrt", np.sqrt, np.square, _twice, _two),
 }
 
 
