@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bayesmix.spec import zero_inflation
 from bayesmix.errors import ArgumentError, DataWarning, warn
+from bayesmix.spec import zero_inflation
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.families import Family
 from bayesmix.spec.families import family as resolve_family
@@ -166,6 +166,92 @@ class GeneralizedLinearMixedModel:
             zi_beta=fit.zi_beta,
             zi_vcov=fit.zi_vcov,
             information=fit.information,
+        )
+
+    # ----------------------------------------------------------------- Bayesian
+    def default_priors(self) -> Mapping[str, object]:
+        """Default priors on the link scale, scaled to the data.
+
+        Fixed effects ``Normal`` (the intercept centred on the link of the mean
+        response), group SDs ``HalfStudentT(3, 2.5)`` on the link scale,
+        ``LKJ(2)`` correlations, ``HalfNormal(1)`` on ``1/sqrt(theta)`` (negative
+        binomial) or ``1/sqrt(shape)`` (Gamma), ``Normal(0, 1.5)`` on the
+        zero-inflation intercept; the choices and their reasons are in
+        :func:`bayesmix.bayes.glmm_priors.default_glmm_priors`. Override any of
+        them by key with ``sample(priors={...})``.
+        """
+        from bayesmix.bayes.glmm_priors import default_glmm_priors
+
+        return default_glmm_priors(self.design, self.family, self.zi_X, self.zi_names)
+
+    def sample(
+        self,
+        *,
+        draws: int = 1000,
+        tune: int = 1000,
+        chains: int = 4,
+        sampler: str = "nutpie",
+        target_accept: float | None = None,
+        priors: Mapping[str, object] | None = None,
+        random_seed: int | None = None,
+        progressbar: bool = False,
+    ) -> GLMMBayesResult:  # noqa: F821 (bayesmix.bayes.glmm_results, imported when called)
+        """Draw from the posterior with NUTS (nutpie by default), as ``lmm(...).sample()``.
+
+        Parameters
+        ----------
+        draws, tune, chains : int
+            Draws kept per chain, warm-up iterations per chain, number of chains.
+        sampler : {"nutpie", "pymc", "numpyro", "blackjax"}
+            NUTS implementation.
+        target_accept : float, optional
+            0.95 for models with at most 1,000 parameters, 0.8 above; raise it
+            towards 0.99 if divergences are reported.
+        priors : dict, optional
+            Overrides of :meth:`default_priors`, keyed by the same names.
+        random_seed : int, optional
+            Seed for reproducible draws.
+        progressbar : bool
+            Show the sampler's progress bar.
+
+        Returns
+        -------
+        GLMMBayesResult
+            ``fixef()`` (``component="zi"`` / ``"dispersion"`` / ``"all"``),
+            ``ranef()``, ``varcorr()``, ``summary()``, ``diagnostics()``,
+            ``predict(newdata, type="response"|"link")``,
+            ``posterior_predictive()``, ``loo()``.
+
+        Raises
+        ------
+        ArgumentError
+            Bad sampling options, or a model without random effects.
+        PriorError
+            Unknown prior keys or priors of the wrong kind.
+        FitError
+            When the sampler fails.
+        """
+        from bayesmix.bayes.compile.cache import configure_pytensor
+
+        configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
+        from bayesmix.bayes.glmm_fit import sample_glmm
+
+        return sample_glmm(
+            self.design,
+            self.family,
+            zi_X=self.zi_X,
+            zi_names=self.zi_names,
+            zi_formula=self.ziformula,
+            functions=self.functions,
+            priors=priors,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            sampler=sampler,
+            target_accept=target_accept,
+            random_seed=random_seed,
+            progressbar=progressbar,
+            model=self,
         )
 
 

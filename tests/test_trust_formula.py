@@ -96,8 +96,11 @@ def test_documented_functions_evaluate(sleep):
     np.testing.assert_allclose(design.y, np.log(sleep["Reaction"]))
     np.testing.assert_allclose(design.X[:, 2], sleep["Days"] ** 2)  # R's ^ inside I()
     days = sleep["Days"].to_numpy(float)
-    # formulae's scale() divides by the SD with denominator n (R's uses n - 1)
-    np.testing.assert_allclose(design.X[:, 3], (days - days.mean()) / days.std(ddof=0))
+    # R's scale(): the SD with denominator n - 1 (formulae's own scale() uses n)
+    np.testing.assert_allclose(design.X[:, 3], (days - days.mean()) / days.std(ddof=1))
+    # remembered for new data: the fitting rows' mean and SD
+    new = design.evaluate_new_data(sleep.iloc[:3])
+    np.testing.assert_allclose(new.X[:, 3], design.X[:3, 3])
 
 
 @pytest.mark.parametrize(

@@ -61,15 +61,15 @@ def agq_objective(problem, theta: np.ndarray, beta: np.ndarray, nagq: int) -> fl
     block = problem.design.blocks[0]
     codes = block.codes
     z_lambda = block.Z[:, 0] * float(theta[0])  # the row's coefficient of u_j
-    sd = 1.0 / np.diag(mode.factor)  # conditional SDs of u (the factor is diagonal here)
+    sd = 1.0 / mode.factor.L11[:, 0, 0]  # conditional SDs of u (one scalar block)
     nodes, weights = hermegauss(nagq)
     terms = np.empty((block.n_levels, nagq))
     for k, z in enumerate(nodes):
         shift = sd * z
         eta = mode.eta + z_lambda * shift[codes]
         with np.errstate(all="ignore"):
-            _, l = problem.response.loglik(eta)
-        per_level = np.bincount(codes, weights=l, minlength=block.n_levels)
+            _, ll = problem.response.loglik(eta)
+        per_level = np.bincount(codes, weights=ll, minlength=block.n_levels)
         u = mode.u + shift
         terms[:, k] = np.log(weights[k]) + per_level - 0.5 * u**2 + 0.5 * z**2
     log_levels = np.log(sd) - 0.5 * np.log(2 * np.pi) + logsumexp(terms, axis=1)

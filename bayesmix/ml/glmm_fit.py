@@ -27,7 +27,7 @@ import numpy as np
 from scipy import optimize
 
 from bayesmix.errors import ArgumentError, ConvergenceWarning, warn
-from bayesmix.ml.fit import SINGULAR_TOLERANCE, MLEstimates
+from bayesmix.ml.fit import _SINGLE_THREAD_MAX_ORDER, SINGULAR_TOLERANCE, MLEstimates
 from bayesmix.ml.glmm_agq import MAX_NODES, agq_objective, check_agq
 from bayesmix.ml.glmm_laplace import LaplaceProblem, warn_pirls
 from bayesmix.ml.optimise import optimise
@@ -83,13 +83,38 @@ def fit_glmm(
 ) -> GLMMFit:
     """ML estimates of a GLMM: ``nagq = 1`` Laplace, ``0`` lme4's fast fit, ``> 1`` AGQ.
 
+    BLAS runs on one thread while the dense part (the Schur complement of
+    :mod:`bayesmix.ml.glmm_blocked`) is small: on these sizes a second thread
+    only waits, and on a busy machine its waits cost more than the work.
+
     Raises
     ------
     ArgumentError
         ``nagq`` not an integer in 0..25, ``nagq > 1`` for a model other than one
         scalar random effect, or an unknown ``information``.
     """
-    if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or not 0 <= nagq <= MAX_NODES:
+    sizes = sorted(b.n_levels * b.n_terms for b in design.blocks)
+    dense = sum(sizes[:-1]) + design.X.shape[1]
+    if dense > _SINGLE_THREAD_MAX_ORDER:
+        return _fit(design, family, nagq, zi_X, information)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(design, family, nagq, zi_X, information)
+
+
+def _fit(
+    design: Design,
+    family: Family,
+    nagq: int,
+    zi_X: np.ndarray | None,
+    information: str | None,
+) -> GLMMFit:
+    if (
+        isinstance(nagq, bool)
+        or not isinstance(nagq, int | np.integer)
+        or not 0 <= nagq <= MAX_NODES
+    ):
         raise ArgumentError(f"nagq must be an integer from 0 to {MAX_NODES}; got {nagq!r}.")
     if nagq > 1:
         check_agq(design, zi_X)
@@ -191,7 +216,9 @@ def _extras_given_mean(
             observed = np.mean(problem.y == 0)
             expected = np.mean(np.exp(-mu)) if problem.family.name == "poisson" else observed / 2
             excess = np.clip(observed - expected, 0.02, 0.9)
-            x0[:k] = np.linalg.lstsq(problem.zi_X, np.full(len(mu), np.log(excess / (1 - excess))), rcond=None)[0]
+            x0[:k] = np.linalg.lstsq(
+                problem.zi_X, np.full(len(mu), np.log(excess / (1 - excess))), rcond=None
+            )[0]
         if has_dispersion:
             x0[-1] = np.log(_moment_dispersion(problem, mu))
 

@@ -32,9 +32,9 @@ expected information (or, with zero inflation, the observed one clipped at 0),
 which is positive definite away from the mode too; the mode does not depend on
 that choice.
 
-``Z Lambda`` is a sparse matrix with the pattern of ``Z`` (each row has one
-level per block), rebuilt from the blocks' columns for each ``theta``; only
-``Lambda' Z' W Z Lambda + I`` (q x q) is dense.
+``Z Lambda`` is kept as each row's coefficients per block, and
+``Lambda' Z' W Z Lambda + I`` is factored by blocks (:mod:`bayesmix.ml.glmm_blocked`):
+the largest grouping factor level by level, the rest as one dense Schur complement.
 
 Notation
 --------
@@ -52,9 +52,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as la
-import scipy.sparse as sp
 
 from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, warn
+from bayesmix.ml.glmm_blocked import BlockedFactor, ZLambda
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, theta_is_diagonal
 from bayesmix.spec.design import Design
 from bayesmix.spec.families import Family
@@ -78,7 +78,7 @@ class PirlsResult:
     eta: np.ndarray
     mu: np.ndarray
     objective: float  # Laplace -2 logLik
-    factor: np.ndarray  # lower Cholesky factor of Lambda' Z' W Z Lambda + I
+    factor: BlockedFactor  # of Lambda' Z' W Z Lambda + I at the Laplace weights
     converged: bool
     iterations: int
     weights: np.ndarray  # W of the factor (the Laplace weights at the mode)
@@ -131,24 +131,12 @@ class LaplaceProblem:
         self.offset = design.offset_or_zero
         self.zi_X = None if zi_X is None else np.asarray(zi_X, dtype=float)
         self.zi_beta = None if zi_X is None else np.zeros(self.zi_X.shape[1])
-        n = len(self.y)
         self.kinds = [block.covariance for block in design.blocks]
         self.sizes = [block.n_terms for block in design.blocks]
-        # the sparsity pattern of Z (and Z Lambda): level-major columns, l * k + j
+        # the sparsity pattern of Z (and Z Lambda): level-major columns, ll * k + j
         offsets = np.cumsum([0] + [b.n_levels * b.n_terms for b in design.blocks])
         self.q = int(offsets[-1])
         self.offsets = offsets
-        self._indices = (
-            np.hstack(
-                [
-                    off + block.codes[:, None] * block.n_terms + np.arange(block.n_terms)
-                    for off, block in zip(offsets, design.blocks)
-                ]
-            )
-            if design.blocks
-            else np.zeros((n, 0), dtype=int)
-        )
-        self._width = self._indices.shape[1]
         self.n_theta = sum(len(initial_theta(k, s)) for k, s in zip(self.kinds, self.sizes))
         self.lower = np.concatenate(
             [
@@ -179,13 +167,9 @@ class LaplaceProblem:
         """Each block's ``T_b`` (``Lambda_b = I (x) T_b``)."""
         return factors_from_theta(theta, self.kinds, self.sizes)
 
-    def z_lambda(self, theta: np.ndarray) -> sp.csr_matrix:
-        """``Z Lambda(theta)`` (n x q, sparse): row r of block b is ``Z_b[r] T_b``."""
-        n = len(self.y)
-        values = [block.Z @ T for block, T in zip(self.design.blocks, self.factors(theta))]
-        data = np.hstack(values) if values else np.zeros((n, 0))
-        indptr = np.arange(0, n * self._width + 1, self._width)
-        return sp.csr_matrix((data.ravel(), self._indices.ravel(), indptr), shape=(n, self.q))
+    def z_lambda(self, theta: np.ndarray) -> ZLambda:
+        """``Z Lambda(theta)`` by blocks (:class:`~bayesmix.ml.glmm_blocked.ZLambda`)."""
+        return ZLambda(self.design.blocks, self.factors(theta))
 
     def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
         """The random effects ``b = Lambda u`` per block, shape (levels, terms)."""
@@ -229,10 +213,10 @@ class LaplaceProblem:
         response = self.response
 
         def penalised(u_, beta_):
-            eta = self.offset + self.X @ beta_ + ZL @ u_
+            eta = self.offset + self.X @ beta_ + ZL.times(u_)
             with np.errstate(all="ignore"):
-                _, l = response.loglik(eta)
-                value = -2.0 * float(np.sum(l)) + float(u_ @ u_)
+                _, ll = response.loglik(eta)
+                value = -2.0 * float(np.sum(ll)) + float(u_ @ u_)
             return (value if np.isfinite(value) else np.inf), eta
 
         current, eta = penalised(u, beta)
@@ -250,13 +234,10 @@ class LaplaceProblem:
             with np.errstate(all="ignore"):
                 mu, _, d1, d2 = response.derivatives(eta)
                 W = self._step_weights(eta, mu, d2)
-            A = self._penalised_cross(ZL, W)
-            g = ZL.T @ d1 - u
+            g = ZL.t_times(d1) - u
             if update_beta:
-                ZtWX = ZL.T @ (W[:, None] * self.X)
-                A = np.block([[A, ZtWX], [ZtWX.T, self.X.T @ (W[:, None] * self.X)]])
                 g = np.concatenate([g, self.X.T @ d1])
-            step = _solve(A, g)
+            step = _solve(ZL, W, self.X if update_beta else None, g)
             scale, accepted = 1.0, False
             for _ in range(20):
                 u_new = u + scale * step[:q]
@@ -277,24 +258,19 @@ class LaplaceProblem:
                 converged = True
                 break
         with np.errstate(all="ignore"):
-            mu, l, _, d2 = response.derivatives(eta)
+            mu, ll, _, d2 = response.derivatives(eta)
         W = self._laplace_weights(eta, mu, d2)
-        A = self._penalised_cross(ZL, W)
         try:
-            factor = la.cholesky(A, lower=True) if q else np.zeros((0, 0))
-        except la.LinAlgError:
+            factor = ZL.factor(W)
+        except FitError:
             raise FitError(
                 "the observed information at the conditional modes is not positive definite."
             ) from None
-        log_det = 2.0 * float(np.sum(np.log(np.diag(factor)))) if q else 0.0
+        log_det = factor.log_det_random
         self._u = u
-        return PirlsResult(u, beta, eta, mu, current + log_det, factor, converged, iterations, W, l)
-
-    def _penalised_cross(self, ZL: sp.csr_matrix, W: np.ndarray) -> np.ndarray:
-        """``Lambda' Z' W Z Lambda + I`` as a dense (q, q) array."""
-        A = (ZL.T @ ZL.multiply(W[:, None])).toarray() if self.q else np.zeros((0, 0))
-        A[np.diag_indices_from(A)] += 1.0
-        return A
+        return PirlsResult(
+            u, beta, eta, mu, current + log_det, factor, converged, iterations, W, ll
+        )
 
     def beta_information(self, theta: np.ndarray, result: PirlsResult) -> np.ndarray:
         """lme4's ``RX'RX``: the information of ``beta`` with ``u`` profiled out, at the
@@ -302,23 +278,16 @@ class LaplaceProblem:
         ``use.hessian = FALSE``."""
         W = result.weights
         XtWX = self.X.T @ (W[:, None] * self.X)
-        if not result.u.size:
-            return XtWX
-        ZtWX = self.z_lambda(theta).T @ (W[:, None] * self.X)
-        solved = la.cho_solve((result.factor, True), ZtWX)
+        ZtWX = self.z_lambda(theta).t_times_matrix(W[:, None] * self.X)
+        solved = np.column_stack([result.factor.solve(c) for c in ZtWX.T])
         return XtWX - ZtWX.T @ solved
 
     def conditional_covariances(self, theta: np.ndarray, result: PirlsResult) -> list[np.ndarray]:
         """Each block's conditional covariances of ``b`` per level, ``(levels, k, k)``:
         the diagonal blocks of ``Lambda (L L')^-1 Lambda'``."""
-        inverse = la.cho_solve((result.factor, True), np.eye(self.q)) if self.q else None
-        out = []
-        for block, T, start in zip(self.design.blocks, self.factors(theta), self.offsets):
-            k, m = block.n_terms, block.n_levels
-            local = inverse[start : start + m * k, start : start + m * k]
-            per_level = np.stack([local[i * k : (i + 1) * k, i * k : (i + 1) * k] for i in range(m)])
-            out.append(T @ per_level @ T.T)
-        return out
+        sizes = [(b.n_levels, b.n_terms) for b in self.design.blocks]
+        inverse = result.factor.inverse_blocks(self.offsets[:-1], sizes)
+        return [T @ block @ T.T for T, block in zip(self.factors(theta), inverse)]
 
     def objective(self, theta: np.ndarray, beta: np.ndarray) -> float:
         """The Laplace ``-2 logLik`` at ``(theta, beta)`` (scaled ``beta``); ``1e100`` where
@@ -340,17 +309,24 @@ class LaplaceProblem:
         return result.objective
 
 
-def _solve(A: np.ndarray, g: np.ndarray) -> np.ndarray:
+def _solve(ZL: ZLambda, W: np.ndarray, X: np.ndarray | None, g: np.ndarray) -> np.ndarray:
+    """PIRLS's Newton step: ``A^-1 g`` (``A`` bordered by ``X`` when ``beta`` moves too)."""
     try:
         with warnings.catch_warnings():  # near-degenerate weights: handled below
             warnings.simplefilter("ignore", la.LinAlgWarning)
-            return la.solve(A, g, assume_a="pos")
-    except (la.LinAlgError, ValueError) as error:
+            step = ZL.factor(W, X).solve(g)
+    except (FitError, ValueError) as error:
         raise FitError(
             "PIRLS cannot take a step (the GLM weights are degenerate: a fixed effect "
             "may separate the outcomes perfectly, or a level has only zero counts); "
             f"simplify the fixed effects or check the data ({error})."
         ) from None
+    if not np.all(np.isfinite(step)):
+        raise FitError(
+            "PIRLS's step is not finite (degenerate GLM weights); simplify the fixed effects "
+            "or check the data."
+        )
+    return step
 
 
 def warn_pirls(result: PirlsResult) -> None:

@@ -21,9 +21,9 @@ or a builtin such as ``open``, is a :class:`~bayesmix.errors.FormulaError`
 naming it, before any of the formula runs. formulae then evaluates the formula
 in an environment that holds only those functions (see :func:`environment`),
 never the caller's namespace, so nothing else is reachable even by mistake.
-``scale()``/``standardize()`` are formulae's: they divide by the standard
-deviation with denominator n, where R's ``scale()`` uses n - 1 (the fit is the
-same model; the coefficient of a scaled column differs by ``sqrt(n / (n - 1))``).
+``scale(x)`` is R's (:class:`RScale`: centred, divided by the standard deviation
+with denominator n - 1, and remembered for new data); formulae's ``standardize()``
+divides by the one with denominator n.
 Every token must be used: ``y ~ x x2`` or ``y ~ x}}`` is an error, not a model
 of ``y ~ x``. R's ``^`` is read as formulae's ``**`` (a power inside ``I()``,
 crossing outside it).
@@ -58,6 +58,39 @@ MATH_FUNCTIONS: dict[str, Callable] = {
 FORMULAE_TRANSFORMS = ("I", "C", "center", "scale", "standardize", "poly", "bs")
 #: Every function name a formula may call without ``functions=``.
 FORMULA_FUNCTIONS = tuple(MATH_FUNCTIONS) + FORMULAE_TRANSFORMS
+#: What ``scale(`` is rewritten to (formulae's own ``scale`` would win over the namespace).
+R_SCALE = "bmx_scale"
+_SCALE_CALL = re.compile(r"(?<![\w.`])scale(\s*\()")
+
+
+class RScale:
+    """R's ``scale(x, center = TRUE, scale = TRUE)`` as a formulae stateful transform.
+
+    The mean and the standard deviation (denominator n - 1, as R's ``sd``) are
+    taken from the fitting data and reused for new data, so predictions use the
+    fitting data's scale. formulae's ``scale`` divides by the SD with
+    denominator n, which changes a scaled column's coefficient by
+    ``sqrt(n / (n - 1))`` (grouseticks' ``scale(HEIGHT)``: 1.2e-3).
+    """
+
+    __stateful_transform__ = True
+
+    def __init__(self) -> None:
+        self.params_set = False
+        self.mean = 0.0
+        self.sd = 1.0
+
+    def __call__(self, x, center: bool = True, scale: bool = True):
+        x = np.asarray(x, dtype=float)
+        if not self.params_set:
+            self.mean = float(np.mean(x)) if center else 0.0
+            if scale:  # R: root mean square when not centred, the SD when centred
+                deviations = x - self.mean
+                self.sd = float(np.sqrt(np.sum(deviations**2) / max(len(x) - 1, 1)))
+            self.params_set = True
+        return (x - self.mean) / self.sd
+
+
 #: Named constants a formula may use.
 FORMULA_CONSTANTS: dict[str, float] = {"pi": float(np.pi)}
 
@@ -104,17 +137,19 @@ def environment(functions: Mapping[str, Callable] | None = None):
 
     from bayesmix.spec.contrasts import encoding_namespace
 
-    names = {**MATH_FUNCTIONS, **FORMULA_CONSTANTS, **encoding_namespace()}
+    names = {**MATH_FUNCTIONS, **FORMULA_CONSTANTS, **encoding_namespace(), R_SCALE: RScale}
     return Environment([{**names, **(functions or {})}])
 
 
 def translate(text: str) -> str:
-    """R syntax that formulae spells differently: ``^`` is ``**``, ``%in%`` is ``:``.
+    """R syntax that formulae spells differently: ``^`` is ``**``, ``%in%`` is ``:``,
+    ``scale(`` is R's (:class:`RScale`).
 
     R's ``a %in% b`` in a formula is the interaction ``a:b`` (``b/a`` written
     the other way round).
     """
-    return text.replace("^", "**").replace("%in%", ":")
+    text = text.replace("^", "**").replace("%in%", ":")
+    return _SCALE_CALL.sub(rf"{R_SCALE}\1", text)
 
 
 def formulae_text(
@@ -149,7 +184,7 @@ def r_column_names(names: Iterable[str], renames: Mapping[str, str]) -> list[str
     out = []
     for name in rename_columns(list(names), renames):
         name = _MULTI_COLUMN.sub(lambda m: f"{m[1]}{int(m[2]) + 1}", name)
-        out.append(name.replace(" ** ", "^"))
+        out.append(name.replace(" ** ", "^").replace(f"{R_SCALE}(", "scale("))
     return out
 
 
@@ -226,7 +261,7 @@ def referenced_columns(
 
     columns = list(columns)
     column_set = set(columns)
-    allowed = set(FORMULA_FUNCTIONS) | set(functions or {})
+    allowed = set(FORMULA_FUNCTIONS) | set(functions or {}) | {R_SCALE}
     found: list[str] = []
 
     def visit(node: Any) -> None:

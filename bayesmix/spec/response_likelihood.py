@@ -10,7 +10,7 @@ and its first two derivatives in ``eta_i``:
 
 (``mu' = dmu/deta``, ``mu'' = d2mu/deta2`` from the link). With zero inflation
 (structural-zero probability ``pi``, count pmf ``f``), a zero has
-``l = log(pi + (1 - pi) f(0))``; writing ``c = log f(0)`` and
+``ll = log(pi + (1 - pi) f(0))``; writing ``c = log f(0)`` and
 ``r = (1 - pi) f(0) / (pi + (1 - pi) f(0))`` (the posterior probability that
 the zero is a count zero), ``dl/deta = r c'`` and
 ``d2l/deta2 = r c'' + r (1 - r) c'^2``. The constant parts (``log C(n, s)``,
@@ -85,18 +85,18 @@ class ResponseLikelihood:
         return mu
 
     def _count(self, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``l``, ``l_mu`` and ``l_mumu`` of the family without zero inflation."""
+        """``ll``, ``l_mu`` and ``l_mumu`` of the family without zero inflation."""
         y, name = self.y, self.family.name
         if name == "binomial":
             s, n = self.s, self.n
-            l = self._constant + s * np.log(mu) + (n - s) * np.log1p(-mu)
-            return l, s / mu - (n - s) / (1 - mu), -s / mu**2 - (n - s) / (1 - mu) ** 2
+            ll = self._constant + s * np.log(mu) + (n - s) * np.log1p(-mu)
+            return ll, s / mu - (n - s) / (1 - mu), -s / mu**2 - (n - s) / (1 - mu) ** 2
         if name == "poisson":  # a negative mean (identity link) has no likelihood
-            l = np.where(mu < 0, -np.inf, self._constant + special.xlogy(y, mu) - mu)
-            return l, y / mu - 1.0, -y / mu**2
+            ll = np.where(mu < 0, -np.inf, self._constant + special.xlogy(y, mu) - mu)
+            return ll, y / mu - 1.0, -y / mu**2
         if name == "negbinomial":
             theta = float(self.dispersion)
-            l = np.where(mu < 0, -np.inf, 0.0) + (
+            ll = np.where(mu < 0, -np.inf, 0.0) + (
                 self._constant
                 + special.gammaln(y + theta)
                 - special.gammaln(theta)
@@ -105,46 +105,46 @@ class ResponseLikelihood:
                 - (y + theta) * np.log(theta + mu)
             )
             l_mu = y / mu - (y + theta) / (theta + mu)
-            return l, l_mu, -y / mu**2 + (y + theta) / (theta + mu) ** 2
+            return ll, l_mu, -y / mu**2 + (y + theta) / (theta + mu) ** 2
         nu = float(self.dispersion)  # gamma
-        l = (
+        ll = (
             self._constant
             + nu * np.log(nu)
             - special.gammaln(nu)
             + nu * (self._log_y - np.log(mu))
             - nu * y / mu
         )
-        return l, nu * (y - mu) / mu**2, nu / mu**2 - 2.0 * nu * y / mu**3
+        return ll, nu * (y - mu) / mu**2, nu / mu**2 - 2.0 * nu * y / mu**3
 
     def loglik(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(mu, l)``: the count mean and each row's log-likelihood."""
+        """``(mu, ll)``: the count mean and each row's log-likelihood."""
         mu = self.mean(eta)
-        l = self._count(mu)[0]
+        ll = self._count(mu)[0]
         if self.zi_eta is not None:
-            l = self._inflate(l)[0]
-        return mu, l
+            ll = self._inflate(ll)[0]
+        return mu, ll
 
     def derivatives(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(mu, l, dl/deta, d2l/deta2)`` per row."""
+        """``(mu, ll, dl/deta, d2l/deta2)`` per row."""
         mu = self.mean(eta)
-        l, l_mu, l_mumu = self._count(mu)
+        ll, l_mu, l_mumu = self._count(mu)
         m1, m2 = self.family.link.mu_eta(eta), self.family.link.mu_eta2(eta)
         d1 = l_mu * m1
         d2 = l_mumu * m1**2 + l_mu * m2
         if self.zi_eta is not None:
-            l, r = self._inflate(l)
+            ll, r = self._inflate(ll)
             d2 = np.where(self.zero, r * d2 + r * (1 - r) * d1**2, d2)
             d1 = np.where(self.zero, r * d1, d1)
-        return mu, l, d1, d2
+        return mu, ll, d1, d2
 
     def _inflate(self, count_l: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The zero-inflated log-likelihood and ``r`` (1 where y > 0)."""
         log_pi = -np.logaddexp(0.0, -self.zi_eta)  # log expit
         log_not_pi = -np.logaddexp(0.0, self.zi_eta)
         zero_l = np.logaddexp(log_pi, log_not_pi + count_l)
-        l = np.where(self.zero, zero_l, log_not_pi + count_l)
+        ll = np.where(self.zero, zero_l, log_not_pi + count_l)
         r = np.where(self.zero, np.exp(log_not_pi + count_l - zero_l), 1.0)
-        return l, r
+        return ll, r
 
     def fisher_weights(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
         """The expected information ``n mu'^2 / Var(y_i)`` per row (lme4's PIRLS weights)."""

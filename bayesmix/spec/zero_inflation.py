@@ -65,7 +65,9 @@ def check_ziformula(ziformula: str | None, family: Family) -> str | None:
     return rhs
 
 
-def usable_rows(rhs: str, data: pd.DataFrame, functions: Mapping[str, Callable] | None) -> pd.DataFrame:
+def usable_rows(
+    rhs: str, data: pd.DataFrame, functions: Mapping[str, Callable] | None
+) -> pd.DataFrame:
     """``data`` without the rows where a column of the zero-inflation part is missing
     (counted in a warning), so that both parts describe the same rows."""
     try:
