@@ -33,6 +33,11 @@ from bayesmix.errors import FitError
 
 __all__ = ["BlockedFactor", "ZLambda"]
 
+# Dense accumulation while the rest (and its cross with block 1) has at most this
+# many entries; a dense product C A21' while it costs at most _DENSE_PRODUCT_MAX flops.
+_DENSE_MAX = 4_000_000
+_DENSE_PRODUCT_MAX = 4_000_000
+
 
 class ZLambda:
     """``Z Lambda(theta)`` kept as per-block row coefficients (never a dense ``n x q``).
@@ -63,6 +68,25 @@ class ZLambda:
             else np.zeros(0, dtype=int)
         )
         self._rest_matrix = self._sparse(self.rest) if self.rest else None
+        # each row's positions and coefficients in block 1 (0..q1) and in the rest (0..q_r)
+        if blocks:
+            k1 = self.k[first]
+            self.idx1 = self.codes[first][:, None] * k1 + np.arange(k1)
+            self.val1 = self.V[first]
+        starts = np.cumsum([0] + [self.m[i] * self.k[i] for i in self.rest])
+        self.idx_r = (
+            np.hstack(
+                [
+                    start + self.codes[i][:, None] * self.k[i] + np.arange(self.k[i])
+                    for start, i in zip(starts, self.rest)
+                ]
+            )
+            if self.rest
+            else np.zeros((self.n, 0), dtype=int)
+        )
+        self.val_r = (
+            np.hstack([self.V[i] for i in self.rest]) if self.rest else np.zeros((self.n, 0))
+        )
 
     def _sparse(self, which: list[int]) -> sp.csr_matrix:
         """Columns of the listed blocks (in their order) as a sparse ``n x sum q_b``."""
@@ -104,6 +128,65 @@ class ZLambda:
 
     def factor(self, W: np.ndarray, X: np.ndarray | None = None) -> BlockedFactor:
         """Factor ``A`` at weights ``W`` (bordered by ``X``, unpenalised, when given)."""
+        q_r = len(self.index_r)
+        d = q_r + (0 if X is None else X.shape[1])
+        if d * d <= _DENSE_MAX and d * len(self.index1) <= _DENSE_MAX:
+            return self._factor_by_counts(W, X)
+        return self._factor_sparse(W, X)
+
+    def _factor_by_counts(self, W: np.ndarray, X: np.ndarray | None) -> BlockedFactor:
+        """``A``'s parts accumulated with ``bincount`` (scipy.sparse's per-call overhead
+        dominated PIRLS on models of a few thousand rows)."""
+        i = self.first
+        k1, m1 = self.k[i], self.m[i]
+        q1, q_r = m1 * k1, len(self.index_r)
+        idx1, V1 = self.idx1, self.val1
+        W1 = W[:, None] * V1
+        level = self.codes[i]
+        A11 = np.bincount(
+            (level[:, None, None] * k1 * k1 + np.arange(k1)[:, None] * k1 + np.arange(k1)).ravel(),
+            (W1[:, :, None] * V1[:, None, :]).ravel(),
+            minlength=m1 * k1 * k1,
+        ).reshape(m1, k1, k1)
+        A11[:, np.arange(k1), np.arange(k1)] += 1.0
+        p = 0 if X is None else X.shape[1]
+        d = q_r + p
+        A22 = np.zeros((d, d))
+        A21 = np.zeros((d, q1))
+        if q_r:
+            idx, V = self.idx_r, self.val_r
+            WV = W[:, None] * V
+            A22[:q_r, :q_r] = np.bincount(
+                (idx[:, :, None] * q_r + idx[:, None, :]).ravel(),
+                (WV[:, :, None] * V[:, None, :]).ravel(),
+                minlength=q_r * q_r,
+            ).reshape(q_r, q_r)
+            A22[np.arange(q_r), np.arange(q_r)] += 1.0
+            A21[:q_r] = np.bincount(
+                (idx[:, :, None] * q1 + idx1[:, None, :]).ravel(),
+                (WV[:, :, None] * V1[:, None, :]).ravel(),
+                minlength=q_r * q1,
+            ).reshape(q_r, q1)
+            if p:
+                cross = np.bincount(
+                    (idx[:, :, None] * p + np.arange(p)).ravel(),
+                    (WV[:, :, None] * X[:, None, :]).ravel(),
+                    minlength=q_r * p,
+                ).reshape(q_r, p)
+                A22[:q_r, q_r:] = cross
+                A22[q_r:, :q_r] = cross.T
+        if p:
+            A22[q_r:, q_r:] = X.T @ (W[:, None] * X)
+            A21[q_r:] = np.bincount(
+                (np.arange(p)[None, :, None] * q1 + idx1[:, None, :]).ravel(),
+                (X[:, :, None] * W1[:, None, :]).ravel(),
+                minlength=p * q1,
+            ).reshape(p, q1)
+        if k1 == 1 and d * d * q1 > _DENSE_PRODUCT_MAX:
+            A21 = sp.csr_matrix(A21)  # few levels of block 1 meet each other level
+        return BlockedFactor.build(A11, A21, A22, self.index1, self.index_r, self.q)
+
+    def _factor_sparse(self, W: np.ndarray, X: np.ndarray | None) -> BlockedFactor:
         i = self.first
         k, m, codes, V = self.k[i], self.m[i], self.codes[i], self.V[i]
         # A11: one k x k matrix per level
