@@ -67,6 +67,7 @@ _STEP_TOL = 1e-10
 _EPS = np.finfo(float).eps
 _FAILED = 1e100  # the objective where PIRLS cannot proceed (BOBYQA steps back from it)
 INFORMATION = ("fisher", "observed")
+_MAX_STEP_WEIGHT = 1e10
 
 
 @dataclass
@@ -194,15 +195,19 @@ class LaplaceProblem:
         return np.linalg.lstsq(self.X, target, rcond=None)[0]
 
     def _step_weights(self, eta, mu, d2) -> np.ndarray:
-        """Weights of PIRLS's Newton steps: positive, so each step is a descent direction."""
+        """Weights of PIRLS's Newton steps: positive, so each step is a descent direction,
+        and at most :data:`_MAX_STEP_WEIGHT` (a mean driven to 0 under an identity link
+        gives 1/eps, which leaves the blocked system numerically indefinite)."""
         if self.zi_X is not None:
-            return np.maximum(-d2, 0.0)
-        return np.maximum(self.response.fisher_weights(eta, mu), _EPS)
+            W = np.maximum(-d2, 0.0)
+        else:
+            W = np.maximum(self.response.fisher_weights(eta, mu), _EPS)
+        return np.minimum(W, _MAX_STEP_WEIGHT)
 
     def _laplace_weights(self, eta, mu, d2) -> np.ndarray:
         if self.information == "observed":
             return -d2
-        return self._step_weights(eta, mu, d2)
+        return np.maximum(self.response.fisher_weights(eta, mu), _EPS)
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray, update_beta: bool = False) -> PirlsResult:
         """Conditional modes ``u*`` (and ``beta`` when ``update_beta``) by Newton steps
