@@ -21,8 +21,11 @@ from bayesmix.spec import zero_inflation
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.families import Family
 from bayesmix.spec.families import family as resolve_family
+from bayesmix.spec.formula import parse_formula
+from bayesmix.spec.response_checks import binary_response, warn_separation
 
 if TYPE_CHECKING:
+    from bayesmix.bayes.glmm_results import GLMMBayesResult
     from bayesmix.ml.glmm_results import GLMMResult
 
 __all__ = ["GeneralizedLinearMixedModel", "glmm"]
@@ -55,6 +58,7 @@ class GeneralizedLinearMixedModel:
         functions: Mapping[str, Callable] | None = None,
         contrasts: Mapping[str, str] | None = None,
         ziformula: str | None = None,
+        allow_non_integer: bool = False,
     ) -> None:
         self.family = resolve_family(family, link)
         if self.family.name == "gaussian":
@@ -69,7 +73,10 @@ class GeneralizedLinearMixedModel:
             )
         self.formula, self.data = formula, data
         self.weights, self.offset = weights, offset
+        self.allow_non_integer = bool(allow_non_integer)
         self.functions, self.contrasts = dict(functions or {}), dict(contrasts or {})
+        if self.family.name == "binomial":  # glmer: a factor's first level is failure
+            data = binary_response(data, parse_formula(formula).response)
         self.ziformula = zero_inflation.check_ziformula(ziformula, self.family)
         if self.ziformula is not None:  # rows the zero-inflation part cannot use go first
             data = zero_inflation.usable_rows(self.ziformula, data, functions)
@@ -82,7 +89,13 @@ class GeneralizedLinearMixedModel:
             contrasts=contrasts,
             binomial=self.family.name == "binomial",
         )
-        self.family.check_response(self.design.y, self.design.weights)
+        self.family.check_response(
+            self.design.y, self.design.weights, allow_non_integer=allow_non_integer
+        )
+        if self.family.name == "binomial":
+            warn_separation(
+                self.design.X, self.design.fixed_terms, self.design.y, self.design.weights
+            )
         #: the zero-inflation design (rows as ``design``) and its column names; ``None``
         #: without zero inflation. P(structural zero) = expit(zi_X @ zi_beta).
         self.zi_design: Design | None = None
@@ -152,9 +165,7 @@ class GeneralizedLinearMixedModel:
                 "zero-inflated models use the observed information (glmmTMB's Laplace "
                 "approximation); leave information unset."
             )
-        fit = fit_glmm(
-            self.design, self.family, nagq=nagq, zi_X=self.zi_X, information=information
-        )
+        fit = fit_glmm(self.design, self.family, nagq=nagq, zi_X=self.zi_X, information=information)
         return GLMMResult(
             design=self.design,
             estimates=fit.estimates,
@@ -195,7 +206,7 @@ class GeneralizedLinearMixedModel:
         priors: Mapping[str, object] | None = None,
         random_seed: int | None = None,
         progressbar: bool = False,
-    ) -> GLMMBayesResult:  # noqa: F821 (bayesmix.bayes.glmm_results, imported when called)
+    ) -> GLMMBayesResult:
         """Draw from the posterior with NUTS (nutpie by default), as ``lmm(...).sample()``.
 
         Parameters
@@ -266,6 +277,7 @@ def glmm(
     functions: Mapping[str, Callable] | None = None,
     contrasts: Mapping[str, str] | None = None,
     ziformula: str | None = None,
+    allow_non_integer: bool = False,
 ) -> GeneralizedLinearMixedModel:
     """A generalized linear mixed model (lme4's ``glmer``), fitted by ML with ``.fit()``.
 
@@ -296,6 +308,9 @@ def glmm(
         constant probability of a structural zero, ``"~ x"`` one that depends
         on predictors (logit scale; fixed effects only); see
         :mod:`bayesmix.spec.zero_inflation`.
+    allow_non_integer : bool
+        Accept non-integer counts for the Poisson and negative binomial families
+        (an error otherwise, since such a response is seldom a count).
 
     Returns
     -------
@@ -319,4 +334,5 @@ def glmm(
         functions=functions,
         contrasts=contrasts,
         ziformula=ziformula,
+        allow_non_integer=allow_non_integer,
     )

@@ -16,6 +16,7 @@ import pandas as pd
 
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.formula import parse_formula, update_formula
+from bayesmix.spec.response_checks import note_counts_for_gaussian
 
 from .errors import ArgumentError, DataError, FormulaError
 
@@ -77,6 +78,7 @@ class LinearMixedModel:
             formula, data, offset=offset, weights=weights, functions=functions, contrasts=contrasts
         )
         self.contrasts = dict(self.design.contrasts)
+        note_counts_for_gaussian(self.design.y, self.design.response)
 
     @property
     def options(self) -> dict[str, Any]:

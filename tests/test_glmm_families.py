@@ -246,3 +246,24 @@ def test_zero_inflation_input_errors():
     with pytest.warns(bmx.DataWarning, match="3 row"):
         model = bmx.glmm("y ~ x + (1|g)", holes, "poisson", ziformula="~ x2")
     assert model.design.n_obs == len(zip_data) - 3 == model.zi_X.shape[0]
+
+
+def test_bad_responses_are_named():
+    """glmer's factor response, complete separation, fractional counts, and counts
+    fitted as Gaussian."""
+    verbagg = data("VerbAgg")
+    verbagg["r2"] = np.where(verbagg["r2"] == 1, "Y", "N")  # a string column, levels N < Y
+    model = bmx.glmm("r2 ~ Anger + (1 | id)", verbagg, "binomial")
+    np.testing.assert_array_equal(model.design.y, (verbagg["r2"] == "Y").astype(float))
+    cbpp = data("cbpp")
+    cbpp["incidence"] = np.where(cbpp["period"] == "4", 0, cbpp["incidence"])
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    with pytest.warns(bmx.DataWarning, match=r"every row with period\[4\] = 1 is among the failures"):
+        bmx.glmm(formula, cbpp, "binomial")
+    counts = data("sim_zip").assign(y=lambda f: f["y"] + 0.5)
+    with pytest.raises(bmx.DataError, match="not whole numbers"):
+        bmx.glmm("y ~ x + (1 | g)", counts, "poisson")
+    fractional = bmx.glmm("y ~ x + (1 | g)", counts, "poisson", allow_non_integer=True)
+    assert fractional.allow_non_integer
+    with pytest.warns(bmx.DataWarning, match="looks like counts"):
+        bmx.lmm("y ~ x + (1 | g)", data("sim_zip"))

@@ -296,13 +296,16 @@ def run_sampler(
     log_likelihood: bool | None,
     compile: CompileRoute,
     complete: Callable[[Any, int | None], None] | None = None,
+    loglik: Callable[[Any], xr.DataArray] | None = None,
 ):
     """Sample a built PyMC model; ``wrap(idata, timing)`` makes the result object.
 
-    Shared by the linear and nonlinear engines: draws, observed data, the
+    Shared by the linear, nonlinear and GLMM engines: draws, observed data, the
     pointwise log-likelihood (when it fits in memory) and the diagnostics check.
     ``complete(idata, seed)``, when given, adds to the posterior what the
-    sampler did not draw (the collapsed likelihood's coefficients).
+    sampler did not draw (the collapsed likelihood's coefficients);
+    ``loglik(result)`` computes the pointwise log-likelihood (default: the
+    Gaussian one of :func:`bayesmix.bayes.loglik.pointwise_loglik`).
     """
     from bayesmix.bayes.loglik import pointwise_loglik
 
@@ -338,7 +341,7 @@ def run_sampler(
     if log_likelihood is None:
         log_likelihood = draws * chains * design.n_obs <= LOGLIK_MAX_SIZE
     if log_likelihood:
-        idata["log_likelihood"] = xr.Dataset({"y": pointwise_loglik(result)})
+        idata["log_likelihood"] = xr.Dataset({"y": (loglik or pointwise_loglik)(result)})
     check_diagnostics(result)
     return result
 

@@ -229,10 +229,69 @@ def effect_terms(
     return terms
 
 
+def fixed_part(
+    name: str,
+    x_values,
+    priors: Sequence[Prior],
+    hyper: HyperData,
+    j0: int | None,
+    *,
+    dim: str = "fixed",
+    xbar_key: str = "xbar",
+    intercept_offset: pt.TensorVariable | None = None,
+) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable | None]:
+    """Coefficients ``name`` of the columns ``x_values`` and their part of the predictor.
+
+    With an intercept (column ``j0``) the coefficients are sampled on centred
+    columns (``<name>_c``, the centring offsets ``hyper[xbar_key]``) and
+    ``name`` is a deterministic of the original columns; their prior
+    parameters are ``hyper``'s under the prefix ``name``. ``intercept_offset``
+    (with an intercept) is subtracted from the reported intercept only: the
+    sampled one then absorbs the mean group intercepts (see
+    :mod:`bayesmix.bayes.glmm_model`).
+
+    Returns
+    -------
+    beta_c, predictor, shift
+        The sampled coefficients, ``X @ beta_c - shift`` and ``shift = xbar @
+        beta_c`` (``None`` without an intercept, where ``beta_c`` is ``name``).
+    """
+    X = model_data("X" if name == "beta" else f"X_{name}", x_values, dims=("obs", dim))
+    if j0 is None:
+        beta_c = vector_rv(name, priors, dim, hyper, name)
+        return beta_c, fixed_predictor(X, beta_c, x_values), None
+    beta_c = vector_rv(f"{name}_c", priors, dim, hyper, name)
+    shift = matmul(hyper[xbar_key], beta_c)
+    intercept = beta_c[j0] - shift
+    if intercept_offset is not None:
+        intercept = intercept - intercept_offset
+    pm.Deterministic(name, pt.set_subtensor(beta_c[j0], intercept), dims=dim)
+    return beta_c, fixed_predictor(X, beta_c, x_values) - shift, shift
+
+
+def random_part(
+    design: Design,
+    infos: Sequence[BlockInfo],
+    zbars: Sequence[np.ndarray],
+    priors: Mapping[str, Prior],
+    hyper: HyperData,
+) -> list[pt.TensorVariable]:
+    """Every block's terms of the linear predictor (:func:`block_effects`, :func:`effect_terms`)."""
+    terms: list[pt.TensorVariable] = []
+    for block, info, zbar in zip(design.blocks, infos, zbars, strict=True):
+        r = block_effects(block, info, priors, zbar, hyper)
+        terms += effect_terms(block.codes, block.Z, info, r, zbar, hyper)
+    return terms
+
+
+def scalar_rv(name: str, prior: Prior, hyper: HyperData, prefix: str) -> pt.TensorVariable:
+    """A scalar RV with the prior ``prior``, its parameters ``hyper``'s under ``prefix``."""
+    return PYMC_DIST[type(prior)](name, **hyper.params(prefix, type(prior), prior))
+
+
 def residual_sd(sigma_prior: Prior, hyper: HyperData) -> pt.TensorVariable:
     """The residual SD ``sigma``."""
-    params = hyper.params("sigma", type(sigma_prior), sigma_prior)
-    return PYMC_DIST[type(sigma_prior)]("sigma", **params)
+    return scalar_rv("sigma", sigma_prior, hyper, "sigma")
 
 
 def normal_likelihood(

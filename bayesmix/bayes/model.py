@@ -61,19 +61,18 @@ from typing import Literal
 
 import numpy as np
 import pymc as pm
-import pytensor.tensor as pt
 
-from bayesmix.bayes.graph_inputs import HyperData, model_data, vector_rv
+from bayesmix.bayes.graph_inputs import HyperData
 from bayesmix.bayes.graph_parts import (
     block_centring,
     block_effects,
     block_infos,
     centring_offsets,
-    effect_terms,
-    fixed_predictor,
-    matmul,
+    fixed_part,
+    fixed_predictor,  # noqa: F401  (re-exported: callers import it from here)
     model_coords,
     normal_likelihood,
+    random_part,
     residual_sd,
 )
 from bayesmix.bayes.likelihoods.fused import LikelihoodTerm, mixed_normal_loglik
@@ -148,16 +147,7 @@ def build_pymc_model(
 
             collapsed_likelihood(design, all_priors, infos, zbars, hyper)
             return model
-        X = model_data("X", design.X, dims=("obs", "fixed"))
-        if j0 is None:
-            beta_c = vector_rv("beta", fixed_priors, "fixed", hyper, "beta")
-            mu = fixed_predictor(X, beta_c, design.X)
-        else:
-            beta_c = vector_rv("beta_c", fixed_priors, "fixed", hyper, "beta")
-            shift = matmul(hyper["xbar"], beta_c)
-            beta = pt.set_subtensor(beta_c[j0], beta_c[j0] - shift)
-            pm.Deterministic("beta", beta, dims="fixed")
-            mu = fixed_predictor(X, beta_c, design.X) - shift
+        beta_c, mu, shift = fixed_part("beta", design.X, fixed_priors, hyper, j0)
         if likelihood == "fused":
             terms = [
                 LikelihoodTerm(
@@ -175,8 +165,7 @@ def build_pymc_model(
             loglik = mixed_normal_loglik(design.y, design.X, beta_c, offset, terms, sigma)
             pm.Potential("loglik_y", loglik)
             return model
-        for block, info, zbar in zip(design.blocks, infos, zbars, strict=True):
-            r = block_effects(block, info, all_priors, zbar, hyper)
-            mu = mu + sum(effect_terms(block.codes, block.Z, info, r, zbar, hyper))
+        for term in random_part(design, infos, zbars, all_priors, hyper):
+            mu = mu + term
         normal_likelihood(mu, design.y, all_priors["sigma"], hyper, design.weights)
     return model

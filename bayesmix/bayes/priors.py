@@ -284,10 +284,16 @@ def resolve_priors(design: Design, overrides: Mapping[str, Prior] | None = None)
     return apply_overrides(default_priors(design), overrides)
 
 
-def apply_overrides(priors: PriorTable, overrides: Mapping[str, Prior] | None) -> PriorTable:
+def apply_overrides(
+    priors: PriorTable,
+    overrides: Mapping[str, Prior] | None,
+    positive: tuple[str, ...] = ("sigma",),
+) -> PriorTable:
     """``priors`` updated with ``overrides``, each checked against its parameter.
 
-    Shared by the linear and nonlinear engines, whose keys follow one scheme.
+    Shared by the linear, nonlinear and GLMM engines, whose keys follow one
+    scheme; ``positive`` names the keys besides ``sd(...)`` that take a prior
+    on the positive half-line.
     """
     if overrides is None:
         return priors
@@ -307,7 +313,7 @@ def apply_overrides(priors: PriorTable, overrides: Mapping[str, Prior] | None) -
     for key, prior in overrides.items():
         if key.startswith("cor("):
             allowed: tuple[type, ...] = (LKJ,)
-        elif key == "sigma" or key.startswith("sd("):
+        elif key in positive or key.startswith("sd("):
             allowed = POSITIVE_PRIORS
         else:
             allowed = REAL_PRIORS

@@ -94,7 +94,8 @@ class BayesResult:
                     for j in range(i + 1, block.n_terms):
                         term_i, term_j = block.terms[i], block.terms[j]
                         out[f"cor({term_i},{term_j}|{info.tag})"] = cor[..., j, i]
-        out["sigma"] = np.asarray(post["sigma"].transpose("chain", "draw").values)
+        if "sigma" in post:  # GLMMs have none
+            out["sigma"] = np.asarray(post["sigma"].transpose("chain", "draw").values)
         return out
 
     def diagnostics(self) -> dict[str, Any]:
@@ -177,8 +178,9 @@ class BayesResult:
                         draws.append(
                             params[f"cor({block.terms[i]},{block.terms[j]}|{info.tag})"].ravel()
                         )
-        rows.append(("Residual", None, None))
-        draws.append(params["sigma"].ravel())
+        if "sigma" in params:
+            rows.append(("Residual", None, None))
+            draws.append(params["sigma"].ravel())
         stats = interval_table(np.stack(draws, axis=1), None, ci_prob)
         table = pd.DataFrame(rows, columns=["grp", "var1", "var2"], dtype=object)  # None stays None
         table = pd.concat([table, stats.reset_index(drop=True)], axis=1)

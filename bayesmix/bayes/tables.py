@@ -91,3 +91,25 @@ class BayesSummary:
             f"<p>{head}</p><h4>Random effects</h4>{self.varcorr.to_html(index=False)}"
             f"<h4>Fixed effects</h4>{self.fixef.to_html()}<p>{self.footer}</p>"
         )
+
+
+@dataclass(frozen=True)
+class GLMMBayesSummary(BayesSummary):
+    """A :class:`BayesSummary` with extra titled tables (zero inflation, dispersion)."""
+
+    extra: tuple[tuple[str, pd.DataFrame], ...] = ()
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        body, footer = text[: -len(self.footer)], self.footer
+        parts = [
+            f"{title}\n{table.to_string(float_format=lambda v: f'{v:.4g}')}\n"
+            for title, table in self.extra
+        ]
+        return body + "\n".join(parts) + ("\n" if parts else "") + footer
+
+    def _repr_html_(self) -> str:
+        extra = "".join(f"<h4>{title}</h4>{table.to_html()}" for title, table in self.extra)
+        html = super()._repr_html_()
+        cut = html.rfind("<p>")
+        return html[:cut] + extra + html[cut:]

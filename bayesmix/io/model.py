@@ -53,6 +53,7 @@ class ModelSpec:
     family: str | None = None  # GLMMs: the family's and link's names
     link: str | None = None
     ziformula: str | None = None  # zero-inflated GLMMs: the right-hand side
+    allow_non_integer: bool = False  # GLMMs: fractional counts accepted
 
 
 def is_nonlinear(result: Any) -> bool:
@@ -95,6 +96,7 @@ def model_spec(result: Any) -> ModelSpec:
             family=model.family.name if glmm else None,
             link=model.family.link.name if glmm else None,
             ziformula=getattr(model, "ziformula", None),
+            allow_non_integer=getattr(model, "allow_non_integer", False),
         )
     return _linear_spec_from_design(result.design)
 
@@ -207,6 +209,7 @@ def build_model(spec: ModelSpec, data: pd.DataFrame | None = None) -> Any:
                 functions=spec.functions or None,
                 contrasts=spec.contrasts or None,
                 ziformula=None if spec.ziformula is None else f"~ {spec.ziformula}",
+                allow_non_integer=spec.allow_non_integer,
             )
         if spec.kind == "LinearMixedModel":
             from bayesmix.model import LinearMixedModel
@@ -246,6 +249,7 @@ def encode_model(writer: ArchiveWriter, spec: ModelSpec) -> dict[str, Any]:
         if spec.family is not None:
             out["family"], out["link"] = spec.family, spec.link
             out["ziformula"] = spec.ziformula
+            out["allow_non_integer"] = bool(spec.allow_non_integer)
         return out
     out["params"] = dict(spec.params or {})
     out["cov"] = writer.encode(spec.cov, "model/cov")
@@ -292,6 +296,9 @@ def decode_model(
         ziformula = meta.get("ziformula")  # absent from files before zero inflation
         if ziformula is not None and not isinstance(ziformula, str):
             raise reader.damaged("the model's ziformula is malformed")
+        allow_non_integer = meta.get("allow_non_integer", False)
+        if not isinstance(allow_non_integer, bool):
+            raise reader.damaged("the model's allow_non_integer is malformed")
         return ModelSpec(
             kind,
             meta["formula"],
@@ -304,6 +311,7 @@ def decode_model(
             family=family if kind == "GeneralizedLinearMixedModel" else None,
             link=link if kind == "GeneralizedLinearMixedModel" else None,
             ziformula=ziformula if kind == "GeneralizedLinearMixedModel" else None,
+            allow_non_integer=allow_non_integer,
         )
     if kind != "NonlinearMixedModel":
         raise reader.damaged(f"the model class {str(kind)[:40]!r} is unknown")
