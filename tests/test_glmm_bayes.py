@@ -309,3 +309,16 @@ def test_bad_input_raises_bayesmix_errors(monkeypatch):
     monkeypatch.setattr("bayesmix.bayes.glmm_model.build_glmm_model", broken)
     with pytest.raises(FitError, match="sampling the binomial GLMM failed"):
         m.sample(draws=10, tune=10)
+
+
+def test_bayesian_glmm_saves_and_loads(cbpp_fit, tmp_path):
+    """The posterior, the priors and the family come back; predictions agree."""
+    _, result = cbpp_fit
+    result.save(tmp_path / "cbpp_bayes.bmx")
+    loaded = bmx.load(tmp_path / "cbpp_bayes.bmx")
+    assert type(loaded).__name__ == "GLMMBayesResult" and loaded.family == result.family
+    np.testing.assert_array_equal(
+        loaded.idata["posterior"]["beta"].values, result.idata["posterior"]["beta"].values
+    )
+    np.testing.assert_allclose(loaded.predict(), result.predict())
+    assert str(loaded.summary()) == str(result.summary())

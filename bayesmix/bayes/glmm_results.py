@@ -379,10 +379,3 @@ class GLMMBayesResult(BayesResult):
         tree = self.idata.copy()
         tree["log_likelihood"] = xr.Dataset({"y": self.pointwise_loglik()})
         return az.loo(tree, var_name="y")
-
-    def save(self, path) -> None:
-        """Not available yet for GLMMs (the draws can be kept with ``idata.to_netcdf``)."""
-        raise ArgumentError(
-            "saving Bayesian GLMM results is not supported yet; keep the draws with "
-            "result.idata.to_netcdf(path)."
-        )

@@ -53,7 +53,8 @@ A zip archive (any name; ``.bmx`` suggested) with these entries::
 ``.npy`` entries are numpy's format without pickled objects. The metadata::
 
     {"format": "bayesmix-fit", "format_version": 2, "bayesmix_version": "0.1.0",
-     "result_class": "MLResult" | "GLMMResult" | "NLMResult" | "BayesResult" | "NLBayesResult",
+     "result_class": "MLResult" | "GLMMResult" | "NLMResult" | "BayesResult"
+                     | "GLMMBayesResult" | "NLBayesResult",
      "model": {"class": "LinearMixedModel", "formula": ..., "offset": ...,
                "weights": ..., "functions": [names]}
            | {"class": "NonlinearMixedModel", "formula": ..., "params": {...},
@@ -134,7 +135,14 @@ FORMAT_VERSION = 2
 #: Versions this bayesmix reads (older ones through :mod:`bayesmix.io.legacy`).
 READABLE_VERSIONS = (1, 2)
 METADATA = "bayesmix.json"
-_RESULT_CLASSES = ("MLResult", "GLMMResult", "NLMResult", "BayesResult", "NLBayesResult")
+_RESULT_CLASSES = (
+    "MLResult",
+    "GLMMResult",
+    "NLMResult",
+    "BayesResult",
+    "GLMMBayesResult",
+    "NLBayesResult",
+)
 
 
 def save(result: Any, path: str | os.PathLike) -> None:

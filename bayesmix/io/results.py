@@ -37,18 +37,20 @@ CHECK_RTOL = 1e-9
 
 def result_class(result: Any) -> str:
     """Name of the result class as recorded in the file."""
+    from bayesmix.bayes.glmm_results import GLMMBayesResult
     from bayesmix.bayes.results import BayesResult
     from bayesmix.ml.glmm_results import GLMMResult
     from bayesmix.ml.results import MLResult
     from bayesmix.nonlinear.bayes_results import NLBayesResult
     from bayesmix.nonlinear.ml_results import NLMResult
 
-    for cls in (NLBayesResult, BayesResult, NLMResult, GLMMResult, MLResult):  # subclasses first
+    classes = (NLBayesResult, GLMMBayesResult, BayesResult, NLMResult, GLMMResult, MLResult)
+    for cls in classes:  # subclasses first
         if isinstance(result, cls):
             return cls.__name__
     raise ArgumentError(
-        f"save() takes a fitted result (MLResult, GLMMResult, BayesResult, NLMResult, "
-        "NLBayesResult), "
+        f"save() takes a fitted result (MLResult, GLMMResult, BayesResult, GLMMBayesResult, "
+        "NLMResult, NLBayesResult), "
         f"got {type(result).__name__}."
     )
 
@@ -259,6 +261,18 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
         raise reader.damaged("the sampler description is malformed")
     if nonlinear:
         from bayesmix.nonlinear.bayes_results import NLBayesResult as cls
+    elif kind == "GLMMBayesResult":
+        from bayesmix.bayes.glmm_results import GLMMBayesResult as cls
+
+        if getattr(model, "family", None) is None:
+            raise reader.damaged("the Bayesian GLMM's model has no family")
+        extra = {
+            "family": model.family,
+            "zi_X": model.zi_X,
+            "zi_names": tuple(model.zi_names),
+            "zi_formula": model.ziformula,
+            "functions": dict(model.functions),
+        }
     else:
         from bayesmix.bayes.results import BayesResult as cls
     return cls(

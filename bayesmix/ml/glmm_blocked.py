@@ -31,7 +31,7 @@ import scipy.sparse as sp
 
 from bayesmix.errors import FitError
 
-__all__ = ["BlockedFactor", "ZLambda"]
+__all__ = ["BlockPattern", "BlockedFactor", "ZLambda"]
 
 # Dense accumulation while the rest (and its cross with block 1) has at most this
 # many entries; a dense product C A21' while it costs at most _DENSE_PRODUCT_MAX flops.
@@ -39,40 +39,39 @@ _DENSE_MAX = 4_000_000
 _DENSE_PRODUCT_MAX = 4_000_000
 
 
-class ZLambda:
-    """``Z Lambda(theta)`` kept as per-block row coefficients (never a dense ``n x q``).
+class BlockPattern:
+    """What the blocks' structure fixes once per design: levels, positions, and the
+    flat indices that :meth:`ZLambda.factor` accumulates into (reused for every
+    ``theta`` and every PIRLS iteration).
 
     Parameters
     ----------
     blocks : sequence of RandomBlock
         The design's blocks (``codes``, ``Z``, ``n_levels``, ``n_terms``).
-    factors : sequence of ndarray
-        Each block's ``T_b``.
+    p : int
+        Columns of the fixed effects that border ``A`` in PIRLS's first stage.
     """
 
-    def __init__(self, blocks, factors) -> None:
+    def __init__(self, blocks, p: int) -> None:
+        self.blocks = tuple(blocks)
         self.codes = [np.asarray(b.codes) for b in blocks]
         self.k = [b.n_terms for b in blocks]
         self.m = [b.n_levels for b in blocks]
         self.offsets = np.cumsum([0] + [m * k for m, k in zip(self.m, self.k)])
         self.q = int(self.offsets[-1])
-        self.n = len(self.codes[0]) if blocks else 0
-        self.V = [b.Z @ T for b, T in zip(blocks, factors)]
-        self.first = int(np.argmax([m * k for m, k in zip(self.m, self.k)])) if blocks else 0
-        self.rest = [i for i in range(len(blocks)) if i != self.first]
-        first = self.first
-        self.index1 = np.arange(self.offsets[first], self.offsets[first + 1]) if blocks else None
+        self.n = len(self.codes[0])
+        self.first = first = int(np.argmax([m * k for m, k in zip(self.m, self.k)]))
+        self.rest = [i for i in range(len(blocks)) if i != first]
+        self.index1 = np.arange(self.offsets[first], self.offsets[first + 1])
         self.index_r = (
             np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in self.rest])
             if self.rest
             else np.zeros(0, dtype=int)
         )
-        self._rest_matrix = self._sparse(self.rest) if self.rest else None
-        # each row's positions and coefficients in block 1 (0..q1) and in the rest (0..q_r)
-        if blocks:
-            k1 = self.k[first]
-            self.idx1 = self.codes[first][:, None] * k1 + np.arange(k1)
-            self.val1 = self.V[first]
+        # each row's positions in block 1 (0..q1) and in the rest (0..q_r)
+        k1, m1 = self.k[first], self.m[first]
+        self.k1, self.m1, self.q1, self.q_r = k1, m1, m1 * k1, len(self.index_r)
+        self.idx1 = self.codes[first][:, None] * k1 + np.arange(k1)
         starts = np.cumsum([0] + [self.m[i] * self.k[i] for i in self.rest])
         self.idx_r = (
             np.hstack(
@@ -84,6 +83,43 @@ class ZLambda:
             if self.rest
             else np.zeros((self.n, 0), dtype=int)
         )
+        self.gather = [
+            off + c[:, None] * k + np.arange(k)
+            for c, k, off in zip(self.codes, self.k, self.offsets)
+        ]
+        q1, q_r, idx1, idx = self.q1, self.q_r, self.idx1, self.idx_r
+        level = self.codes[first]
+        self.flat11 = (
+            level[:, None, None] * k1 * k1 + np.arange(k1)[:, None] * k1 + np.arange(k1)
+        ).ravel()
+        self.flat_rr = (idx[:, :, None] * q_r + idx[:, None, :]).ravel()
+        self.flat_r1 = (idx[:, :, None] * q1 + idx1[:, None, :]).ravel()
+        self.flat_rx = (idx[:, :, None] * p + np.arange(p)).ravel()
+        self.flat_x1 = (np.arange(p)[None, :, None] * q1 + idx1[:, None, :]).ravel()
+        self.p = p
+        self.dense = (q_r + p) ** 2 <= _DENSE_MAX and (q_r + p) * q1 <= _DENSE_MAX
+
+
+class ZLambda:
+    """``Z Lambda(theta)`` kept as per-block row coefficients (never a dense ``n x q``).
+
+    Parameters
+    ----------
+    pattern : BlockPattern
+        The design's blocks and positions.
+    factors : sequence of ndarray
+        Each block's ``T_b``.
+    """
+
+    def __init__(self, pattern: BlockPattern, factors) -> None:
+        self.pattern = pattern
+        self.codes, self.k, self.m = pattern.codes, pattern.k, pattern.m
+        self.offsets, self.q, self.n = pattern.offsets, pattern.q, pattern.n
+        self.first, self.rest = pattern.first, pattern.rest
+        self.index1, self.index_r = pattern.index1, pattern.index_r
+        self.idx1, self.idx_r = pattern.idx1, pattern.idx_r
+        self.V = [b.Z @ T for b, T in zip(pattern.blocks, factors)]
+        self.val1 = self.V[self.first]
         self.val_r = (
             np.hstack([self.V[i] for i in self.rest]) if self.rest else np.zeros((self.n, 0))
         )
@@ -104,11 +140,11 @@ class ZLambda:
     def times(self, u: np.ndarray) -> np.ndarray:
         """``Z Lambda u``."""
         out = np.zeros(self.n)
-        for codes, V, k, off in zip(self.codes, self.V, self.k, self.offsets):
-            if k == 1:
-                out += V[:, 0] * u[off + codes]
+        for V, gather in zip(self.V, self.pattern.gather):
+            if V.shape[1] == 1:
+                out += V[:, 0] * u[gather[:, 0]]
             else:
-                out += np.einsum("ij,ij->i", V, u[off + codes[:, None] * k + np.arange(k)])
+                out += np.einsum("ij,ij->i", V, u[gather])
         return out
 
     def t_times(self, d: np.ndarray) -> np.ndarray:
@@ -128,25 +164,19 @@ class ZLambda:
 
     def factor(self, W: np.ndarray, X: np.ndarray | None = None) -> BlockedFactor:
         """Factor ``A`` at weights ``W`` (bordered by ``X``, unpenalised, when given)."""
-        q_r = len(self.index_r)
-        d = q_r + (0 if X is None else X.shape[1])
-        if d * d <= _DENSE_MAX and d * len(self.index1) <= _DENSE_MAX:
+        if self.pattern.dense:
             return self._factor_by_counts(W, X)
         return self._factor_sparse(W, X)
 
     def _factor_by_counts(self, W: np.ndarray, X: np.ndarray | None) -> BlockedFactor:
         """``A``'s parts accumulated with ``bincount`` (scipy.sparse's per-call overhead
         dominated PIRLS on models of a few thousand rows)."""
-        i = self.first
-        k1, m1 = self.k[i], self.m[i]
-        q1, q_r = m1 * k1, len(self.index_r)
-        idx1, V1 = self.idx1, self.val1
+        pat = self.pattern
+        k1, m1, q1, q_r = pat.k1, pat.m1, pat.q1, pat.q_r
+        V1 = self.val1
         W1 = W[:, None] * V1
-        level = self.codes[i]
         A11 = np.bincount(
-            (level[:, None, None] * k1 * k1 + np.arange(k1)[:, None] * k1 + np.arange(k1)).ravel(),
-            (W1[:, :, None] * V1[:, None, :]).ravel(),
-            minlength=m1 * k1 * k1,
+            pat.flat11, (W1[:, :, None] * V1[:, None, :]).ravel(), minlength=m1 * k1 * k1
         ).reshape(m1, k1, k1)
         A11[:, np.arange(k1), np.arange(k1)] += 1.0
         p = 0 if X is None else X.shape[1]
@@ -154,33 +184,25 @@ class ZLambda:
         A22 = np.zeros((d, d))
         A21 = np.zeros((d, q1))
         if q_r:
-            idx, V = self.idx_r, self.val_r
+            V = self.val_r
             WV = W[:, None] * V
             A22[:q_r, :q_r] = np.bincount(
-                (idx[:, :, None] * q_r + idx[:, None, :]).ravel(),
-                (WV[:, :, None] * V[:, None, :]).ravel(),
-                minlength=q_r * q_r,
+                pat.flat_rr, (WV[:, :, None] * V[:, None, :]).ravel(), minlength=q_r * q_r
             ).reshape(q_r, q_r)
             A22[np.arange(q_r), np.arange(q_r)] += 1.0
             A21[:q_r] = np.bincount(
-                (idx[:, :, None] * q1 + idx1[:, None, :]).ravel(),
-                (WV[:, :, None] * V1[:, None, :]).ravel(),
-                minlength=q_r * q1,
+                pat.flat_r1, (WV[:, :, None] * V1[:, None, :]).ravel(), minlength=q_r * q1
             ).reshape(q_r, q1)
             if p:
                 cross = np.bincount(
-                    (idx[:, :, None] * p + np.arange(p)).ravel(),
-                    (WV[:, :, None] * X[:, None, :]).ravel(),
-                    minlength=q_r * p,
+                    pat.flat_rx, (WV[:, :, None] * X[:, None, :]).ravel(), minlength=q_r * p
                 ).reshape(q_r, p)
                 A22[:q_r, q_r:] = cross
                 A22[q_r:, :q_r] = cross.T
         if p:
             A22[q_r:, q_r:] = X.T @ (W[:, None] * X)
             A21[q_r:] = np.bincount(
-                (np.arange(p)[None, :, None] * q1 + idx1[:, None, :]).ravel(),
-                (X[:, :, None] * W1[:, None, :]).ravel(),
-                minlength=p * q1,
+                pat.flat_x1, (X[:, :, None] * W1[:, None, :]).ravel(), minlength=p * q1
             ).reshape(p, q1)
         if k1 == 1 and d * d * q1 > _DENSE_PRODUCT_MAX:
             A21 = sp.csr_matrix(A21)  # few levels of block 1 meet each other level
@@ -199,8 +221,8 @@ class ZLambda:
         A11[:, np.arange(k), np.arange(k)] += 1.0
         # the rest: other blocks (penalised) then X (not)
         parts = []
-        if self._rest_matrix is not None:
-            parts.append(self._rest_matrix)
+        if self.rest:
+            parts.append(self._sparse(self.rest))
         if X is not None:
             parts.append(sp.csr_matrix(X))
         n_rest_random = len(self.index_r)

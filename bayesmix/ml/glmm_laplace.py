@@ -54,7 +54,7 @@ import numpy as np
 import scipy.linalg as la
 
 from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, warn
-from bayesmix.ml.glmm_blocked import BlockedFactor, ZLambda
+from bayesmix.ml.glmm_blocked import BlockedFactor, BlockPattern, ZLambda
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, theta_is_diagonal
 from bayesmix.spec.design import Design
 from bayesmix.spec.families import Family
@@ -145,6 +145,7 @@ class LaplaceProblem:
                 for k, s in zip(self.kinds, self.sizes)
             ]
         )
+        self.pattern = BlockPattern(design.blocks, self.X.shape[1])
         self._u = np.zeros(self.q)  # warm starts of PIRLS across evaluations
         self.beta = self.start_beta()  # stage one's current beta
 
@@ -170,7 +171,7 @@ class LaplaceProblem:
 
     def z_lambda(self, theta: np.ndarray) -> ZLambda:
         """``Z Lambda(theta)`` by blocks (:class:`~bayesmix.ml.glmm_blocked.ZLambda`)."""
-        return ZLambda(self.design.blocks, self.factors(theta))
+        return ZLambda(self.pattern, self.factors(theta))
 
     def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
         """The random effects ``b = Lambda u`` per block, shape (levels, terms)."""
