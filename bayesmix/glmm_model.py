@@ -11,17 +11,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import ArgumentError, DataWarning, warn
+from bayesmix.errors import ArgumentError, DataError, DataWarning, warn
 from bayesmix.spec import zero_inflation
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.families import Family
 from bayesmix.spec.families import family as resolve_family
-from bayesmix.spec.formula import parse_formula
+from bayesmix.spec.formula import edit_formula, parse_formula
 from bayesmix.spec.response_checks import binary_response, warn_separation
 
 if TYPE_CHECKING:
@@ -177,6 +177,52 @@ class GeneralizedLinearMixedModel:
             zi_beta=fit.zi_beta,
             zi_vcov=fit.zi_vcov,
             information=fit.information,
+        )
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The constructor's keyword arguments (to rebuild the model on edits)."""
+        return {
+            "link": self.family.link.name,
+            "weights": self.weights,
+            "offset": self.offset,
+            "functions": self.functions or None,
+            "contrasts": self.contrasts or None,
+            "ziformula": None if self.ziformula is None else f"~ {self.ziformula}",
+            "allow_non_integer": self.allow_non_integer,
+        }
+
+    def update(
+        self,
+        formula: str | None = None,
+        *,
+        random: str | None = None,
+        data: pd.DataFrame | None = None,
+    ) -> GeneralizedLinearMixedModel:
+        """A new model with an edited formula or other data (R's ``update``), the same
+        family, link, offset, trials and zero inflation.
+
+        Parameters
+        ----------
+        formula : str, optional
+            An edit such as ``". ~ . + nutrient:amd"`` or a complete new formula.
+        random : str, optional
+            Replacement for the whole random part, e.g. ``"(1 | popu/gen)"``.
+        data : DataFrame, optional
+            New data; defaults to this model's data. An ``offset``/``weights``
+            array belongs to the old rows: pass column names instead.
+        """
+        arrays = [k for k in ("offset", "weights") if isinstance(getattr(self, k), np.ndarray)]
+        if data is not None and arrays:
+            raise DataError(
+                f"This model's {' and '.join(arrays)} was given as an array, which belongs to "
+                "the old data's rows; pass column names to refit on new data."
+            )
+        return GeneralizedLinearMixedModel(
+            edit_formula(self.formula, formula, random),
+            self.data if data is None else data,
+            self.family,
+            **self.options,
         )
 
     # ----------------------------------------------------------------- Bayesian

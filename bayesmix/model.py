@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.spec.design import Design, build_design
-from bayesmix.spec.formula import parse_formula, update_formula
+from bayesmix.spec.formula import edit_formula, parse_formula
 from bayesmix.spec.response_checks import note_counts_for_gaussian
 
 from .errors import ArgumentError, DataError, FormulaError
@@ -214,22 +214,7 @@ class LinearMixedModel:
             New data; defaults to this model's data. An ``offset``/``weights``
             array no longer fits new data: pass column names to keep them.
         """
-        if formula is not None and not isinstance(formula, str):
-            raise FormulaError(
-                f"update() takes a formula string such as '. ~ . + x', got {formula!r}."
-            )
-        if random is not None and not isinstance(random, str):
-            raise FormulaError(f"random must be a string such as 'x | g', got {random!r}.")
-        new_formula = self.formula if formula is None else update_formula(self.formula, formula)
-        if random is not None:
-            spec = parse_formula(new_formula)
-            random = random.strip().removeprefix("~").strip()
-            if random and not random.startswith("("):
-                random = f"({random})"
-            offsets = "".join(f" + offset({text})" for text in spec.offsets)
-            new_formula = f"{spec.response} ~ {spec.fixed}{offsets}" + (
-                f" + {random}" if random else ""
-            )
+        new_formula = edit_formula(self.formula, formula, random)
         arrays = [k for k in ("offset", "weights") if isinstance(getattr(self, k), np.ndarray)]
         if data is not None and arrays:
             raise DataError(

@@ -105,3 +105,101 @@ ax = bmx.plot_coefficients(
     terms=[t for t in final.fixef().index if t != "Intercept"],
 )
 ax.figure.savefig(FIGURES / "arabidopsis_coefficients.png", dpi=100)
+
+# %% [markdown]
+# ## The counts themselves: Poisson, negative binomial and zero-inflated GLMMs
+#
+# The tutorial ends by noting that the fruit counts "would in rigour require zero inflated
+# GLMs": a Gaussian model of log(1 + y) is a convenience. The same fixed effects and the final
+# random structure, now as count GLMMs fitted by ML (Laplace approximation, as glmer and
+# glmmTMB): Poisson, negative binomial (NB2, its dispersion `theta` estimated) and both with
+# a constant zero-inflation probability.
+
+# %%
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+counts = f"total.fruits ~ rack + nutrient + amd + status + {'(nutrient | popu/gen)'}"
+count_models = {
+    "Poisson": bmx.glmm(counts, data, "poisson"),
+    "NB": bmx.glmm(counts, data, "negbinomial"),
+    "ZI Poisson": bmx.glmm(counts, data, "poisson", ziformula="~1"),
+    "ZI NB": bmx.glmm(counts, data, "negbinomial", ziformula="~1"),
+}
+with warnings.catch_warnings():  # the nutrient slopes' SDs sit at the boundary, as above
+    warnings.simplefilter("ignore", bmx.SingularFitWarning)
+    count_fits = {name: model.fit() for name, model in count_models.items()}
+
+# The Gaussian model describes z = log(1 + y); its log-likelihood for y itself subtracts the
+# log-Jacobian sum(log(1 + y)), which puts its AIC on the counts' scale (treating the counts
+# as continuous, the usual approximation).
+y = data["total.fruits"].to_numpy(float)
+jacobian = float(np.sum(np.log1p(y)))
+gaussian_ml = lmm6_2  # the final random structure, ML
+table = pd.DataFrame(
+    {
+        "df": [gaussian_ml.df] + [f.df for f in count_fits.values()],
+        "logLik": [gaussian_ml.loglik - jacobian] + [f.loglik for f in count_fits.values()],
+    },
+    index=["Gaussian, log(1 + y)"] + list(count_fits),
+)
+table["AIC"] = -2 * table["logLik"] + 2 * table["df"]
+table["dAIC"] = table["AIC"] - table["AIC"].min()
+print(table.round(1), end="\n\n")
+print(count_fits["NB"].summary(), end="\n\n")
+print(count_fits["ZI NB"].zi_fixef().round(3), end="\n\n")
+
+# %% [markdown]
+# The Poisson GLMM is far worse than everything else: the counts are overdispersed well
+# beyond what group effects explain. The negative binomial takes most of that up
+# (`theta` ~ 0.6, so Var(y) ~ mu + 1.6 mu^2) and has the lowest AIC, 67 below the Gaussian
+# model of log(1 + y) on the counts' scale. Once the negative binomial is there, zero
+# inflation adds almost nothing (its probability is expit(-4.3) ~ 1%, with a standard error
+# that spans 0 to 50%, and AIC rises by 1.8). It matters for the Poisson model (ZI Poisson is
+# far better than Poisson) only because the Poisson cannot produce the zeros otherwise.
+#
+# ## The count models, Bayesian, compared by LOO
+#
+# PSIS-LOO estimates each model's expected log predictive density for a new plant (higher is
+# better). The Gaussian model's elpd is moved to the counts' scale by the same Jacobian.
+# The share of zeros in posterior predictive draws shows what each model gets wrong.
+
+# %%
+posteriors = {
+    name: count_models[name].sample(draws=1000, tune=1000, chains=4, random_seed=20261204)
+    for name in ("Poisson", "NB", "ZI NB")
+}
+loo = {name: p.loo() for name, p in posteriors.items()}
+gaussian_loo = posterior.loo()
+elpd = pd.DataFrame(
+    {
+        "elpd_loo": [gaussian_loo.elpd - jacobian] + [r.elpd for r in loo.values()],
+        "se": [gaussian_loo.se] + [r.se for r in loo.values()],
+        "p_loo": [gaussian_loo.p] + [r.p for r in loo.values()],
+    },
+    index=["Gaussian, log(1 + y)"] + list(loo),
+)
+elpd["d_elpd"] = elpd["elpd_loo"] - elpd["elpd_loo"].max()
+zeros = {"observed": float(np.mean(y == 0))}
+for name, p in posteriors.items():
+    zeros[name] = float((p.posterior_predictive(random_seed=1) == 0).mean())
+print(elpd.round(1), end="\n\n")
+print(pd.Series(zeros, name="share of zeros").round(3), end="\n\n")
+nb_side_by_side = count_fits["NB"].fixef()[["estimate", "std_error"]].join(
+    posteriors["NB"].fixef()[["mean", "sd", "lower", "upper"]]
+)
+print(nb_side_by_side.round(3))
+
+# %% [markdown]
+# LOO ranks the models as AIC does: the negative binomial first, its zero-inflated version
+# level with it (a difference of 1.4, well inside the SEs), the Gaussian model of log(1 + y)
+# about 29 lower and the Poisson model nowhere. The Poisson posterior also mixes badly (R-hat
+# warnings for the `popu:gen` SDs) and its p_loo of 1,337 for 625 plants says that PSIS fails: a
+# misspecified model, not a sampler problem. A few plants have Pareto k > 0.7 under every
+# model (ArviZ warns), so those LOO terms are approximate; the ranking does not hinge on them.
+# The zeros say what is still missing: 20% of the plants have no fruit, the negative binomial
+# predicts 15% and its zero-inflated version 16%. Zero inflation that depends on predictors
+# (`ziformula="~ status"`, say) or a hurdle model would be the next thing to try; the fixed
+# effects themselves barely move between ML and the posterior.

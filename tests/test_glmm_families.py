@@ -258,7 +258,9 @@ def test_bad_responses_are_named():
     cbpp = data("cbpp")
     cbpp["incidence"] = np.where(cbpp["period"] == "4", 0, cbpp["incidence"])
     formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
-    with pytest.warns(bmx.DataWarning, match=r"every row with period\[4\] = 1 is among the failures"):
+    with pytest.warns(
+        bmx.DataWarning, match=r"every row with period\[4\] = 1 is among the failures"
+    ):
         bmx.glmm(formula, cbpp, "binomial")
     counts = data("sim_zip").assign(y=lambda f: f["y"] + 0.5)
     with pytest.raises(bmx.DataError, match="not whole numbers"):
@@ -267,3 +269,22 @@ def test_bad_responses_are_named():
     assert fractional.allow_non_integer
     with pytest.warns(bmx.DataWarning, match="looks like counts"):
         bmx.lmm("y ~ x + (1 | g)", data("sim_zip"))
+
+
+def test_update_and_anova_follow_glmer(fits):
+    """update() keeps the family, link, trials and nagq; anova's LRT is twice the
+    difference in logLik with the difference in df."""
+    full = fits["G11_cbpp_binomial_agq9"]
+    null = full.update(". ~ . - period")
+    direct = bmx.glmm(
+        "cbind(incidence, size - incidence) ~ 1 + (1 | herd)", data("cbpp"), "binomial"
+    )
+    assert null.nagq == 9 and null.family == full.family
+    assert null.loglik == pytest.approx(direct.fit(nagq=9).loglik, abs=1e-9)
+    table = bmx.anova(null, full)
+    assert table["L.Ratio"].iloc[1] == pytest.approx(2 * (full.loglik - null.loglik), rel=1e-9)
+    assert full.update(nagq=1).loglik == pytest.approx(
+        reference("G09_cbpp_binomial_nagq1")["logLik"], abs=1e-3
+    )
+    zinb = fits["G27_simzinb_x_glmmTMB"]
+    assert zinb.update(random="(1 | g)").model.ziformula == zinb.model.ziformula

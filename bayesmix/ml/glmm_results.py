@@ -87,11 +87,23 @@ class GLMMResult(MLResult):
         table = super().fixef(adjust_sigma=False)
         return table.rename(columns={"t_value": "z_value"})
 
-    def update(self, *args, **kwargs):
-        raise ArgumentError(
-            "update() is not available for GLMM fits yet; build the new model with "
-            "bayesmix.glmm(...) and fit it."
-        )
+    def update(
+        self, formula: str | None = None, nagq: int | None = None, *, random: str | None = None
+    ) -> GLMMResult:
+        """Refit with a changed formula, random part and/or ``nagq`` (R's ``update``),
+        under this fit's Laplace convention.
+
+        ``formula`` takes ``". ~ . + x"`` edits; ``random`` replaces the whole random part.
+        """
+        if self.model is None:
+            raise ArgumentError(
+                "update() needs the unfitted model, but this result was built without one; "
+                "fit the new model directly with bayesmix.glmm(formula, data, family).fit()."
+            )
+        changed = formula is not None or random is not None
+        model = self.model.update(formula, random=random) if changed else self.model
+        information = None if model.zi_X is not None else self.information
+        return model.fit(nagq=self.nagq if nagq is None else nagq, information=information)
 
     def linear_predictor(self) -> np.ndarray:
         """``eta = offset + X beta + Z b`` at the conditional modes (of the count mean,

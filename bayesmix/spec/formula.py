@@ -336,3 +336,27 @@ def _rhs_text(formula: str) -> str:
 
 def _normalise(term: str) -> str:
     return re.sub(r"\s+", "", term)
+
+
+def edit_formula(formula: str, edit: str | None, random: str | None) -> str:
+    """``formula`` after R's ``update`` edit (``". ~ . + x"``) and/or with its whole
+    random part replaced by ``random`` (``"nutrient | popu/gen"``; ``""`` removes it).
+
+    Raises
+    ------
+    FormulaError
+        ``edit`` or ``random`` is not a string.
+    """
+    if edit is not None and not isinstance(edit, str):
+        raise FormulaError(f"update() takes a formula string such as '. ~ . + x', got {edit!r}.")
+    if random is not None and not isinstance(random, str):
+        raise FormulaError(f"random must be a string such as 'x | g', got {random!r}.")
+    new_formula = formula if edit is None else update_formula(formula, edit)
+    if random is None:
+        return new_formula
+    spec = parse_formula(new_formula)
+    random = random.strip().removeprefix("~").strip()
+    if random and not random.startswith("("):
+        random = f"({random})"
+    offsets = "".join(f" + offset({text})" for text in spec.offsets)
+    return f"{spec.response} ~ {spec.fixed}{offsets}" + (f" + {random}" if random else "")
