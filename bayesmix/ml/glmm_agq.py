@@ -61,7 +61,9 @@ def agq_objective(problem, theta: np.ndarray, beta: np.ndarray, nagq: int) -> fl
     block = problem.design.blocks[0]
     codes = block.codes
     z_lambda = block.Z[:, 0] * float(theta[0])  # the row's coefficient of u_j
-    sd = 1.0 / mode.factor.L11[:, 0, 0]  # conditional SDs of u (one scalar block)
+    # conditional SDs of u: 1 / sqrt(A_jj), A diagonal with one scalar block
+    a = np.bincount(codes, mode.weights * z_lambda**2, minlength=block.n_levels) + 1.0
+    sd = 1.0 / np.sqrt(a)
     nodes, weights = hermegauss(nagq)
     terms = np.empty((block.n_levels, nagq))
     for k, z in enumerate(nodes):

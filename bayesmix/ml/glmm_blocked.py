@@ -97,6 +97,7 @@ class BlockPattern:
         self.flat_rx = (idx[:, :, None] * p + np.arange(p)).ravel()
         self.flat_x1 = (np.arange(p)[None, :, None] * q1 + idx1[:, None, :]).ravel()
         self.p = p
+        self.IDX = np.ascontiguousarray(np.hstack(self.gather))  # every block's positions
         self.dense = (q_r + p) ** 2 <= _DENSE_MAX and (q_r + p) * q1 <= _DENSE_MAX
 
 

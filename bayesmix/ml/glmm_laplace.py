@@ -55,6 +55,8 @@ import scipy.linalg as la
 
 from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, warn
 from bayesmix.ml.glmm_blocked import BlockedFactor, BlockPattern, ZLambda
+from bayesmix.ml.pirls_kernel import FAMILY_CODES, LINK_CODES
+from bayesmix.ml.pirls_system import system_for
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, theta_is_diagonal
 from bayesmix.spec.design import Design
 from bayesmix.spec.families import Family
@@ -79,11 +81,34 @@ class PirlsResult:
     eta: np.ndarray
     mu: np.ndarray
     objective: float  # Laplace -2 logLik
-    factor: BlockedFactor  # of Lambda' Z' W Z Lambda + I at the Laplace weights
     converged: bool
     iterations: int
-    weights: np.ndarray  # W of the factor (the Laplace weights at the mode)
-    loglik: np.ndarray  # each row's log-likelihood at the mode
+    weights: np.ndarray  # the Laplace weights at the mode (see LaplaceProblem.factor_at)
+
+
+@dataclass(frozen=True)
+class KernelData:
+    """The response as :func:`bayesmix.ml.pirls_kernel.evaluate` takes it."""
+
+    family: int
+    link: int
+    y: np.ndarray
+    n: np.ndarray
+    s: np.ndarray  # binomial successes (0 for other families)
+    const: np.ndarray  # the part of each row's log-likelihood free of mu
+
+    @classmethod
+    def of(cls, response: ResponseLikelihood) -> KernelData:
+        family = response.family
+        s = getattr(response, "s", np.zeros_like(response.y))
+        return cls(
+            FAMILY_CODES[family.name],
+            LINK_CODES[family.link.name],
+            np.ascontiguousarray(response.y),
+            np.ascontiguousarray(response.n, dtype=float),
+            np.ascontiguousarray(s, dtype=float),
+            np.ascontiguousarray(response._constant, dtype=float),
+        )
 
 
 class LaplaceProblem:
@@ -146,6 +171,8 @@ class LaplaceProblem:
             ]
         )
         self.pattern = BlockPattern(design.blocks, self.X.shape[1])
+        self.X_c = np.ascontiguousarray(self.X)
+        self.kernel_data = KernelData.of(self.response)
         self._u = np.zeros(self.q)  # warm starts of PIRLS across evaluations
         self.beta = self.start_beta()  # stage one's current beta
 
@@ -195,40 +222,26 @@ class LaplaceProblem:
         target = self.family.link.link(mu) - self.offset
         return np.linalg.lstsq(self.X, target, rcond=None)[0]
 
-    def _step_weights(self, eta, mu, d2) -> np.ndarray:
+    def _step_weights(self, fisher, d2) -> np.ndarray:
         """Weights of PIRLS's Newton steps: positive, so each step is a descent direction,
         and at most :data:`_MAX_STEP_WEIGHT` (a mean driven to 0 under an identity link
         gives 1/eps, which leaves the blocked system numerically indefinite)."""
-        if self.zi_X is not None:
-            W = np.maximum(-d2, 0.0)
-        else:
-            W = np.maximum(self.response.fisher_weights(eta, mu), _EPS)
+        W = np.maximum(-d2, 0.0) if self.zi_X is not None else np.maximum(fisher, _EPS)
         return np.minimum(W, _MAX_STEP_WEIGHT)
 
-    def _laplace_weights(self, eta, mu, d2) -> np.ndarray:
-        if self.information == "observed":
-            return -d2
-        return np.maximum(self.response.fisher_weights(eta, mu), _EPS)
+    def _laplace_weights(self, fisher, d2) -> np.ndarray:
+        return -d2 if self.information == "observed" else np.maximum(fisher, _EPS)
 
     def pirls(self, theta: np.ndarray, beta: np.ndarray, update_beta: bool = False) -> PirlsResult:
         """Conditional modes ``u*`` (and ``beta`` when ``update_beta``) by Newton steps
         with step halving on the penalised deviance ``-2 sum l_i + ||u||^2``."""
-        ZL = self.z_lambda(theta)
+        system = system_for(self, theta)
         q = self.q
         u, beta = self._u.copy(), np.asarray(beta, dtype=float).copy()
-        response = self.response
-
-        def penalised(u_, beta_):
-            eta = self.offset + self.X @ beta_ + ZL.times(u_)
-            with np.errstate(all="ignore"):
-                _, ll = response.loglik(eta)
-                value = -2.0 * float(np.sum(ll)) + float(u_ @ u_)
-            return (value if np.isfinite(value) else np.inf), eta
-
-        current, eta = penalised(u, beta)
+        current, eta = system.penalised(u, beta)
         if not np.isfinite(current):  # a warm start from elsewhere that does not fit here
             u = np.zeros(q)
-            current, eta = penalised(u, beta)
+            current, eta = system.penalised(u, beta)
         if not np.isfinite(current):
             raise FitError(
                 "the GLMM's log-likelihood is not finite at the starting values (a mean of 0 "
@@ -237,18 +250,14 @@ class LaplaceProblem:
         converged, iterations = False, 0
         while iterations < _PIRLS_MAX:
             iterations += 1
-            with np.errstate(all="ignore"):
-                mu, _, d1, d2 = response.derivatives(eta)
-                W = self._step_weights(eta, mu, d2)
-            g = ZL.t_times(d1) - u
-            if update_beta:
-                g = np.concatenate([g, self.X.T @ d1])
-            step = _solve(ZL, W, self.X if update_beta else None, g)
+            mu, _, d1, d2, fisher = system.derivatives(eta)
+            W = self._step_weights(fisher, d2)
+            step = _step(system, W, system.gradient(d1, u, update_beta), update_beta)
             scale, accepted = 1.0, False
             for _ in range(20):
                 u_new = u + scale * step[:q]
                 beta_new = beta + scale * step[q:] if update_beta else beta
-                value, eta_new = penalised(u_new, beta_new)
+                value, eta_new = system.penalised(u_new, beta_new)
                 if value <= current + 1e-12 * abs(current):
                     accepted = True
                     break
@@ -263,20 +272,20 @@ class LaplaceProblem:
             if float(np.max(np.abs(step), initial=0.0)) < _STEP_TOL:
                 converged = True
                 break
-        with np.errstate(all="ignore"):
-            mu, ll, _, d2 = response.derivatives(eta)
-        W = self._laplace_weights(eta, mu, d2)
+        mu, _, _, d2, fisher = system.derivatives(eta)
+        W = self._laplace_weights(fisher, d2)
         try:
-            factor = ZL.factor(W)
+            log_det = system.log_det(W)
         except FitError:
             raise FitError(
                 "the observed information at the conditional modes is not positive definite."
             ) from None
-        log_det = factor.log_det_random
         self._u = u
-        return PirlsResult(
-            u, beta, eta, mu, current + log_det, factor, converged, iterations, W, ll
-        )
+        return PirlsResult(u, beta, eta, mu, current + log_det, converged, iterations, W)
+
+    def factor_at(self, theta: np.ndarray, result: PirlsResult) -> BlockedFactor:
+        """The blocked factor at the Laplace weights of ``result`` (numpy's; rare calls)."""
+        return self.z_lambda(theta).factor(result.weights)
 
     def beta_information(self, theta: np.ndarray, result: PirlsResult) -> np.ndarray:
         """lme4's ``RX'RX``: the information of ``beta`` with ``u`` profiled out, at the
@@ -285,14 +294,15 @@ class LaplaceProblem:
         W = result.weights
         XtWX = self.X.T @ (W[:, None] * self.X)
         ZtWX = self.z_lambda(theta).t_times_matrix(W[:, None] * self.X)
-        solved = np.column_stack([result.factor.solve(c) for c in ZtWX.T])
+        factor = self.factor_at(theta, result)
+        solved = np.column_stack([factor.solve(c) for c in ZtWX.T])
         return XtWX - ZtWX.T @ solved
 
     def conditional_covariances(self, theta: np.ndarray, result: PirlsResult) -> list[np.ndarray]:
         """Each block's conditional covariances of ``b`` per level, ``(levels, k, k)``:
         the diagonal blocks of ``Lambda (L L')^-1 Lambda'``."""
         sizes = [(b.n_levels, b.n_terms) for b in self.design.blocks]
-        inverse = result.factor.inverse_blocks(self.offsets[:-1], sizes)
+        inverse = self.factor_at(theta, result).inverse_blocks(self.offsets[:-1], sizes)
         return [T @ block @ T.T for T, block in zip(self.factors(theta), inverse)]
 
     def objective(self, theta: np.ndarray, beta: np.ndarray) -> float:
@@ -315,12 +325,12 @@ class LaplaceProblem:
         return result.objective
 
 
-def _solve(ZL: ZLambda, W: np.ndarray, X: np.ndarray | None, g: np.ndarray) -> np.ndarray:
-    """PIRLS's Newton step: ``A^-1 g`` (``A`` bordered by ``X`` when ``beta`` moves too)."""
+def _step(system, W: np.ndarray, g: np.ndarray, with_beta: bool) -> np.ndarray:
+    """PIRLS's Newton step ``A^-1 g`` (``A`` bordered by ``X`` when ``beta`` moves too)."""
     try:
         with warnings.catch_warnings():  # near-degenerate weights: handled below
             warnings.simplefilter("ignore", la.LinAlgWarning)
-            step = ZL.factor(W, X).solve(g)
+            step = system.solve(W, g, with_beta)
     except (FitError, ValueError) as error:
         raise FitError(
             "PIRLS cannot take a step (the GLM weights are degenerate: a fixed effect "
