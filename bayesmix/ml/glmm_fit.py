@@ -26,17 +26,20 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from bayesmix.errors import ArgumentError, ConvergenceWarning, warn
+from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, warn
 from bayesmix.ml.fit import _SINGLE_THREAD_MAX_ORDER, SINGULAR_TOLERANCE, MLEstimates
 from bayesmix.ml.glmm_agq import MAX_NODES, agq_objective, check_agq
 from bayesmix.ml.glmm_laplace import LaplaceProblem, warn_pirls
-from bayesmix.ml.optimise import optimise
+from bayesmix.ml.optimise import minimise, optimise
 from bayesmix.spec.covariance import theta_is_diagonal, theta_names
 from bayesmix.spec.design import Design
 from bayesmix.spec.families import Family
 
 __all__ = ["GLMMFit", "fit_glmm"]
 
+#: BOBYQA's stop (change of -2 logLik) in stage one when stage two follows (no optimum
+#: check there: stage two refines it)
+_START_FTOL = 1e-8
 #: theta of a negative binomial that is a Poisson distribution to working precision
 _POISSON_LIKE = 1e8
 
@@ -130,12 +133,20 @@ def _fit(
     extras = _extras_given_mean(problem, glm.mu, has_dispersion, start=True)
     _set_extras(problem, extras, has_dispersion)
     budget = 1000 * (m + 1)
-    first = optimise(problem.stage_one, problem.initial_theta(), problem.lower, budget)
-    theta = first.x
-    start = problem.pirls(theta, problem.beta, update_beta=True)
-    beta = start.beta
-    evaluations, converged, message = first.n_evaluations, first.converged, first.message
-    extras = _extras_given_mean(problem, start.mu, has_dispersion, start=False, x0=extras)
+    if nagq == 0:  # the fit itself: optimised and checked
+        first = optimise(problem.stage_one, problem.initial_theta(), problem.lower, budget)
+        theta, evaluations = first.x, first.n_evaluations
+        converged, message = first.converged, first.message
+    else:  # a start for the Laplace (or quadrature) stage, which refines it
+        theta, _, converged, message, evaluations = minimise(
+            problem.stage_one, problem.initial_theta(), problem.lower, budget, ftol_abs=_START_FTOL
+        )
+    try:
+        start = problem.pirls(theta, problem.beta, update_beta=True)
+        beta, start_mu = start.beta, start.mu
+    except FitError:  # PIRLS from this warm start cannot step (a mean driven to 0)
+        beta, start_mu = problem.beta, glm.mu
+    extras = _extras_given_mean(problem, start_mu, has_dispersion, start=False, x0=extras)
     _set_extras(problem, extras, has_dispersion)
 
     def objective(x: np.ndarray) -> float:

@@ -152,11 +152,17 @@ def measure(fun: Criterion, x: np.ndarray, fx: float, lower: np.ndarray) -> Opti
 
 
 def minimise(
-    fun: Criterion, start: np.ndarray, lower: np.ndarray, max_evaluations: int, rhobeg: float = 0.0
+    fun: Criterion,
+    start: np.ndarray,
+    lower: np.ndarray,
+    max_evaluations: int,
+    rhobeg: float = 0.0,
+    ftol_abs: float = _FTOL_ABS,
 ) -> tuple[np.ndarray, float, bool, str, int]:
     """BOBYQA from ``start``; returns ``(x, f(x), converged, message, evaluations)``.
 
-    ``rhobeg`` (> 0) sets the initial trust-region radius (NLopt's initial step).
+    ``rhobeg`` (> 0) sets the initial trust-region radius (NLopt's initial step);
+    ``ftol_abs`` a looser stop for a start that another optimisation refines.
     """
     state = {"n": 0, "best_f": np.inf, "best_x": start.copy()}
 
@@ -194,7 +200,7 @@ def minimise(
     opt = nlopt.opt(nlopt.LN_BOBYQA, len(start))
     opt.set_min_objective(objective)
     opt.set_lower_bounds(lower)
-    opt.set_ftol_abs(_FTOL_ABS)
+    opt.set_ftol_abs(ftol_abs)
     opt.set_xtol_abs(_XTOL_ABS)
     opt.set_ftol_rel(_FTOL_REL)
     opt.set_maxeval(int(max_evaluations))
