@@ -79,7 +79,13 @@ class GeneralizedLinearMixedModel:
             data = binary_response(data, parse_formula(formula).response)
         self.ziformula = zero_inflation.check_ziformula(ziformula, self.family)
         if self.ziformula is not None:  # rows the zero-inflation part cannot use go first
-            data = zero_inflation.usable_rows(self.ziformula, data, functions)
+            keep = zero_inflation.usable_rows(self.ziformula, data, functions)
+            if not keep.all():  # arrays given for the user's rows follow the rows kept
+                data = data.loc[keep]
+                offset, weights = (
+                    np.asarray(v)[keep] if isinstance(v, np.ndarray | list | pd.Series) else v
+                    for v in (offset, weights)
+                )
         self.design: Design = build_design(
             formula,
             data,
@@ -102,7 +108,9 @@ class GeneralizedLinearMixedModel:
         self.zi_X: np.ndarray | None = None
         self.zi_names: tuple[str, ...] = ()
         if self.ziformula is not None:
-            self.zi_design = zero_inflation.zi_design(self.ziformula, self.design, functions)
+            self.zi_design = zero_inflation.zi_design(
+                self.ziformula, self.design, functions, self.contrasts
+            )
             self.zi_X = np.asarray(self.zi_design.X, dtype=float)
             self.zi_names = tuple(self.zi_design.fixed_terms)
         y = np.asarray(self.design.y)
@@ -335,13 +343,15 @@ def glmm(
         ``I(successes / trials)`` with ``weights="trials"``.
     data : DataFrame
     family : str or Family
-        ``"binomial"``, ``"poisson"`` or ``"negbinomial"`` (NB2, ``theta``
-        estimated, as ``glmer.nb``; Gamma and zero inflation are being built);
-        see :mod:`bayesmix.spec.families`.
+        ``"binomial"``, ``"poisson"``, ``"negbinomial"`` (NB2, ``theta``
+        estimated, as ``glmer.nb`` and glmmTMB's ``nbinom2``) or ``"gamma"``
+        (``shape`` estimated); see :mod:`bayesmix.spec.families`.
     link : str, optional
-        The family's default (logit, log) unless given: binomial takes
-        ``"logit"``, ``"probit"``, ``"cloglog"``; Poisson ``"log"``,
-        ``"identity"``, ``"sqrt"``.
+        The family's default unless given, as R's: binomial ``"logit"``
+        (``"probit"``, ``"cloglog"``); Poisson ``"log"`` (``"identity"``,
+        ``"sqrt"``); negative binomial ``"log"``; Gamma ``"inverse"`` (R's
+        ``Gamma()`` default; ``"log"`` is usually the better-behaved choice,
+        ``"identity"``).
     weights : str or array, optional
         Binomial trials.
     offset : str or array, optional

@@ -287,6 +287,19 @@ def test_zero_inflated_poisson_recovers_simulation():
     assert "Zero-inflation model" in str(result.summary())
 
 
+def test_gamma_recovers_simulation_and_its_residuals_are_standardised():
+    """sim_gamma: mu = exp(1 + 0.5 x + b), b ~ N(0, 0.4^2), shape 4. Pearson residuals
+    divide by SD(y) = mu / sqrt(shape), so their SD is near 1."""
+    m = bmx.glmm("y ~ x + (1 | g)", sim("sim_gamma"), family="gamma", link="log")
+    result = quiet_sample(m, random_seed=11, draws=500, tune=500, chains=2)
+    post = result.idata["posterior"]
+    assert_covers(post["beta"].sel(fixed="x"), 0.5, label="x")
+    assert_covers(post["sd_g"], 0.4, label="sd")
+    assert_covers(post["shape"], 4.0, label="shape")
+    assert result.diagnostics()["divergences"] == 0
+    assert 0.85 < float(np.std(result.residuals("pearson"))) < 1.15
+
+
 # ------------------------------------------------------------------ bad input
 def test_bad_input_raises_bayesmix_errors(monkeypatch):
     cbpp = bmx.load_dataset("cbpp")

@@ -183,14 +183,10 @@ class GLMMBayesResult(BayesResult):
                 DataWarning,
             )
         zi_X = None
-        if self.zi_X is not None:
-            from bayesmix.spec.design import build_design
+        if self.zi_X is not None:  # encoded as the model's zero-inflation rows were
+            from bayesmix.spec.zero_inflation import zi_new_data
 
-            rows = design.data.assign(bmx_zi_response=0.0)
-            zi = build_design(
-                f"bmx_zi_response ~ {self.zi_formula}", rows, functions=self.functions
-            )
-            zi_X = np.asarray(zi.evaluate_new_data(newdata).X, dtype=float)
+            zi_X = zi_new_data(self.model.zi_design, newdata)
         return _Rows(np.asarray(new.X, dtype=float), blocks, new.offset_or_zero, zi_X)
 
     def _eta_draws(
@@ -317,6 +313,8 @@ class GLMMBayesResult(BayesResult):
         mu = self.family.link.inverse(self._eta_draws(rows)).mean(axis=0)
         disp = self._dispersion()
         variance = self.family.variance(mu, None if disp is None else float(disp.mean()))
+        if self.family.name == "gamma":  # V(mu) = mu^2, Var(y) = mu^2 / shape
+            variance = variance / float(disp.mean())
         if self.design.weights is not None:
             variance = variance / self.design.weights
         pi = self._zi_prob(rows)

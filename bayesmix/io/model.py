@@ -176,6 +176,9 @@ def needed_columns(spec: ModelSpec, result: Any) -> set[str]:
         if spec.kind in LINEAR_KINDS:
             found = set(used_columns(parse_formula(spec.formula), spec.data, spec.functions))
             found |= {v for v in (spec.offset, spec.weights) if isinstance(v, str)}
+            if spec.ziformula is not None:  # zero inflation: its columns too
+                zi = parse_formula(f"{spec.formula.split('~')[0]} ~ {spec.ziformula}")
+                found |= set(used_columns(zi, spec.data, spec.functions))
             return found
         nl = result.nonlinear_design
         found = set(nl.covariates) | {nl.response}

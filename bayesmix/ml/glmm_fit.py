@@ -121,6 +121,11 @@ def _fit(
         raise ArgumentError(f"nagq must be an integer from 0 to {MAX_NODES}; got {nagq!r}.")
     if nagq > 1:
         check_agq(design, zi_X)
+    if nagq == 0 and zi_X is not None:
+        raise ArgumentError(
+            "nagq=0 (lme4's fast fit) does not estimate zero-inflation coefficients with "
+            "standard errors; use nagq=1."
+        )
     information = information or default_information(family, zi_X)
     has_dispersion = family.name in ("negbinomial", "gamma")
     problem = LaplaceProblem(design, family, zi_X=zi_X, information=information)
@@ -157,11 +162,15 @@ def _fit(
 
     if nagq >= 1:
         lower = np.concatenate([problem.lower, np.full(p + len(extras), -np.inf)])
+        x0 = np.concatenate([theta, beta, extras])
         second = optimise(
             objective,
-            np.concatenate([theta, beta, extras]),
+            x0,
             lower,
             budget + 200 * (p + len(extras)) ** 2,
+            # first steps of at least 0.05 (beta is on columns of RMS 1): NLopt's default
+            # |x| would pin a coordinate that stage one left near 0
+            initial_step=np.maximum(0.2 * np.abs(x0), 0.05),
         )
         theta, beta, extras = second.x[:m], second.x[m : m + p], second.x[m + p :]
         evaluations += second.n_evaluations
@@ -227,9 +236,11 @@ def _extras_given_mean(
             observed = np.mean(problem.y == 0)
             expected = np.mean(np.exp(-mu)) if problem.family.name == "poisson" else observed / 2
             excess = np.clip(observed - expected, 0.02, 0.9)
-            x0[:k] = np.linalg.lstsq(
-                problem.zi_X, np.full(len(mu), np.log(excess / (1 - excess))), rcond=None
-            )[0]
+            # the constant log-odds on the intercept column, exactly 0 elsewhere (a start of
+            # 1e-16 would pin a coefficient: NLopt's first step is |x|)
+            intercept = np.flatnonzero(np.all(problem.zi_X == 1.0, axis=0))
+            if intercept.size:
+                x0[intercept[0]] = np.log(excess / (1 - excess))
         if has_dispersion:
             x0[-1] = np.log(_moment_dispersion(problem, mu))
 

@@ -156,13 +156,15 @@ def minimise(
     start: np.ndarray,
     lower: np.ndarray,
     max_evaluations: int,
-    rhobeg: float = 0.0,
+    rhobeg: float | np.ndarray = 0.0,
     ftol_abs: float = _FTOL_ABS,
 ) -> tuple[np.ndarray, float, bool, str, int]:
     """BOBYQA from ``start``; returns ``(x, f(x), converged, message, evaluations)``.
 
-    ``rhobeg`` (> 0) sets the initial trust-region radius (NLopt's initial step);
-    ``ftol_abs`` a looser stop for a start that another optimisation refines.
+    ``rhobeg`` (> 0; a number or one per coordinate) sets the initial trust-region
+    radius (NLopt's initial step, which by default is ``|x|`` and so freezes a
+    coordinate that starts at 1e-16); ``ftol_abs`` a looser stop for a start that
+    another optimisation refines.
     """
     state = {"n": 0, "best_f": np.inf, "best_x": start.copy()}
 
@@ -204,8 +206,8 @@ def minimise(
     opt.set_xtol_abs(_XTOL_ABS)
     opt.set_ftol_rel(_FTOL_REL)
     opt.set_maxeval(int(max_evaluations))
-    if rhobeg > 0:
-        opt.set_initial_step(np.full(len(start), rhobeg))
+    if np.all(np.asarray(rhobeg) > 0):
+        opt.set_initial_step(np.broadcast_to(np.asarray(rhobeg, dtype=float), start.shape).copy())
     try:
         opt.optimize(start)
         code = opt.last_optimize_result()
@@ -238,7 +240,13 @@ class Optimum:
     check: OptimumCheck | None
 
 
-def optimise(fun: Criterion, start: np.ndarray, lower: np.ndarray, max_evaluations: int) -> Optimum:
+def optimise(
+    fun: Criterion,
+    start: np.ndarray,
+    lower: np.ndarray,
+    max_evaluations: int,
+    initial_step: np.ndarray | None = None,
+) -> Optimum:
     """BOBYQA, then :func:`measure` and Newton polishing until the minimum is proven.
 
     ``converged`` is BOBYQA's verdict and the final check's (:attr:`OptimumCheck.passes`).
@@ -249,7 +257,9 @@ def optimise(fun: Criterion, start: np.ndarray, lower: np.ndarray, max_evaluatio
         count["n"] += 1
         return fun(x)
 
-    x, fx, converged, message, _ = minimise(counted, start, lower, max_evaluations)
+    x, fx, converged, message, _ = minimise(
+        counted, start, lower, max_evaluations, rhobeg=0.0 if initial_step is None else initial_step
+    )
     if not converged:  # out of evaluations or failed: report as it is, unpolished
         return Optimum(x, fx, False, message, count["n"], None)
     check = measure(counted, x, fx, lower)

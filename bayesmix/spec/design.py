@@ -43,6 +43,7 @@ from bayesmix.spec.formula_eval import (
     formulae_text,
     r_column_names,
     referenced_columns,
+    uses_scale,
 )
 
 __all__ = ["Design", "NewData", "RandomBlock", "build_design"]
@@ -111,6 +112,14 @@ def build_design(
     extra = [c for c in (offset_column, weights_column) if c is not None and c not in columns]
     check_column_types(data, columns, {f for bar in spec.bars for f in bar.factors})
     kept, n_dropped = clean_rows(data, columns + extra)
+    if n_dropped and uses_scale(spec.formula):
+        warn(
+            f"scale() standardises the {len(kept)} rows used; R's model.frame evaluates "
+            f"scale() before dropping the {n_dropped} row(s) with missing values, so a scaled "
+            "column's coefficient differs from lme4's by the ratio of the two SDs. Drop those "
+            "rows from the data first to match R.",
+            DataWarning,
+        )
     frame = for_formulae(kept, columns)
     env = environment(functions)
 

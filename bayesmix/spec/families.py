@@ -14,7 +14,7 @@ gaussian        identity, log, inverse   1                        sigma (SD)
 binomial        logit, probit, cloglog   mu (1 - mu)              none
 poisson         log, identity, sqrt      mu                       none
 negbinomial     log                      mu + mu^2 / theta        theta (NB2)
-gamma           log, inverse, identity   mu^2 / shape             shape
+gamma           inverse, identity, log   mu^2 / shape             shape
 ==============  ======================  =======================  ==================
 
 The binomial response is a proportion ``y`` in [0, 1] with ``n`` trials given as
@@ -278,7 +278,7 @@ FAMILIES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "binomial": (("logit", "probit", "cloglog"), None),
     "poisson": (("log", "identity", "sqrt"), None),
     "negbinomial": (("log",), "theta"),
-    "gamma": (("log", "inverse", "identity"), "shape"),
+    "gamma": (("inverse", "identity", "log"), "shape"),  # R's Gamma(): inverse first
 }
 _ALIASES = {"nbinom2": "negbinomial", "negative_binomial": "negbinomial", "Gamma": "gamma"}
 

@@ -63,12 +63,19 @@ R_SCALE = "bmx_scale"
 _SCALE_CALL = re.compile(r"(?<![\w.`])scale(\s*\()")
 
 
+def uses_scale(formula: str) -> bool:
+    """Whether ``formula`` calls ``scale()``."""
+    return _SCALE_CALL.search(formula) is not None
+
+
 class RScale:
     """R's ``scale(x, center = TRUE, scale = TRUE)`` as a formulae stateful transform.
 
     The mean and the standard deviation (denominator n - 1, as R's ``sd``) are
-    taken from the fitting data and reused for new data, so predictions use the
-    fitting data's scale. formulae's ``scale`` divides by the SD with
+    taken from the rows fitted and reused for new data, so predictions use the
+    fitting data's scale. R evaluates ``scale()`` before dropping rows with
+    missing values; :func:`~bayesmix.spec.design.build_design` warns when rows were
+    dropped from a formula that scales. formulae's ``scale`` divides by the SD with
     denominator n, which changes a scaled column's coefficient by
     ``sqrt(n / (n - 1))`` (grouseticks' ``scale(HEIGHT)``: 1.2e-3).
     """

@@ -37,7 +37,16 @@ def binary_response(data: pd.DataFrame, response: str) -> pd.DataFrame:
     if isinstance(column.dtype, pd.CategoricalDtype):
         first = column.cat.categories[0]
     elif pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column):
-        first = sorted(column.dropna().unique())[0]
+        levels = sorted(column.dropna().unique())
+        first = levels[0]
+        # R sorts a factor's levels by locale ("no" < "Yes"), Python by code point
+        # ("Yes" < "no"): say which level is failure rather than risk a flipped sign
+        warn(
+            f"the binomial response {response!r} is text: {first!r} (first in sorted order) "
+            f"is coded 0 and {', '.join(map(repr, levels[1:]))} 1. Make it a "
+            "pd.Categorical (its first category is failure) or a 0/1 column to choose.",
+            DataWarning,
+        )
     else:
         return data
     values = np.where(column.isna(), np.nan, (column != first).astype(float))

@@ -67,9 +67,10 @@ def check_ziformula(ziformula: str | None, family: Family) -> str | None:
 
 def usable_rows(
     rhs: str, data: pd.DataFrame, functions: Mapping[str, Callable] | None
-) -> pd.DataFrame:
-    """``data`` without the rows where a column of the zero-inflation part is missing
-    (counted in a warning), so that both parts describe the same rows."""
+) -> np.ndarray:
+    """Which rows of ``data`` the zero-inflation part can use (no missing value in its
+    columns); the others are counted in a warning and dropped by the caller, so that
+    both parts describe the same rows."""
     try:
         spec = parse_formula(f"{_RESPONSE} ~ {rhs}")
     except FormulaError as error:
@@ -83,14 +84,23 @@ def usable_rows(
             f"formula's columns ({', '.join(columns)}) were dropped.",
             DataWarning,
         )
-    return data.loc[~missing]
+    return ~missing
 
 
-def zi_design(rhs: str, design: Design, functions: Mapping[str, Callable] | None) -> Design:
+def zi_design(
+    rhs: str,
+    design: Design,
+    functions: Mapping[str, Callable] | None,
+    contrasts: Mapping[str, str] | None = None,
+) -> Design:
     """The zero-inflation design on the rows of ``design`` (its ``X`` and
-    ``fixed_terms``; ``evaluate_new_data`` encodes new rows)."""
+    ``fixed_terms``; ``evaluate_new_data`` encodes new rows). ``contrasts=`` apply to
+    the factors this part uses, as glmmTMB applies them to every part."""
     rows = design.data.assign(**{_RESPONSE: 0.0})
-    zi = build_design(f"{_RESPONSE} ~ {rhs}", rows, functions=functions)
+    formula = f"{_RESPONSE} ~ {rhs}"
+    used = set(used_columns(parse_formula(formula), rows, functions))
+    codings = {k: v for k, v in (contrasts or {}).items() if k in used} or None
+    zi = build_design(formula, rows, functions=functions, contrasts=codings)
     if zi.X.shape[0] != design.n_obs:  # cannot happen after usable_rows; guard anyway
         raise ArgumentError("the zero-inflation formula does not describe every row.")
     if zi.X.shape[1] == 0:
