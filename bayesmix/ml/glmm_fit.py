@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
-from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, warn
+from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, SingularFitWarning, warn
+from bayesmix.ml.checks import singular_message
 from bayesmix.ml.fit import _SINGLE_THREAD_MAX_ORDER, SINGULAR_TOLERANCE, MLEstimates
 from bayesmix.ml.glmm_agq import MAX_NODES, agq_objective, check_agq
 from bayesmix.ml.glmm_laplace import LaplaceProblem, warn_pirls
@@ -168,9 +169,9 @@ def _fit(
             x0,
             lower,
             budget + 200 * (p + len(extras)) ** 2,
-            # first steps of at least 0.05 (beta is on columns of RMS 1): NLopt's default
-            # |x| would pin a coordinate that stage one left near 0
-            initial_step=np.maximum(0.2 * np.abs(x0), 0.05),
+            # NLopt's default first steps (|x|), except for coordinates near 0, which
+            # |x| would pin (a zero-inflation slope or a theta left at 1e-16)
+            initial_step=np.where(np.abs(x0) < 1e-6, 0.1, np.abs(x0)),
         )
         theta, beta, extras = second.x[:m], second.x[m : m + p], second.x[m + p :]
         evaluations += second.n_evaluations
@@ -179,7 +180,14 @@ def _fit(
     final = problem.pirls(theta, beta)
     warn_pirls(final)
     if not converged:
-        warn(f"the GLMM fit did not converge ({message}).", ConvergenceWarning)
+        warn(
+            f"the GLMM fit did not converge ({message}); estimates may be inaccurate: rescale "
+            "covariates or simplify the random effects.",
+            ConvergenceWarning,
+        )
+    singular = singular_message(theta, design, problem.kinds)
+    if singular is not None:  # as lme4's isSingular, with the reason
+        warn(singular, SingularFitWarning)
     criterion = objective(np.concatenate([theta, beta, extras])) if nagq > 1 else final.objective
     vcov, extras_vcov = _vcov(problem, objective, theta, beta, extras, final, nagq, has_dispersion)
     estimates = _estimates(problem, theta, beta, final, criterion, vcov)
@@ -296,7 +304,8 @@ def _estimates(problem, theta, beta, final, criterion, vcov) -> MLEstimates:
         converged=True,
         message="",
         n_evaluations=0,
-        singular=bool(np.any(np.abs(theta[diagonal]) < SINGULAR_TOLERANCE)),
+        singular=bool(np.any(np.abs(theta[diagonal]) < SINGULAR_TOLERANCE))
+        or singular_message(theta, design, problem.kinds) is not None,
         fitted=final.mu,
         theta_names=tuple(names),
     )
