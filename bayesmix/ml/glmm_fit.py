@@ -169,9 +169,9 @@ def _fit(
             x0,
             lower,
             budget + 200 * (p + len(extras)) ** 2,
-            # NLopt's default first steps (|x|), except for coordinates near 0, which
-            # |x| would pin (a zero-inflation slope or a theta left at 1e-16)
-            initial_step=np.where(np.abs(x0) < 1e-6, 0.1, np.abs(x0)),
+            # NLopt's first steps are |x|, which pins a coordinate left near 0 (a
+            # zero-inflation slope or a theta at 1e-16): those get 0.1
+            unpin=True,
         )
         theta, beta, extras = second.x[:m], second.x[m : m + p], second.x[m + p :]
         evaluations += second.n_evaluations

@@ -47,6 +47,9 @@ BOUND_TOLERANCE = 1e-6
 # sigma, so an absolute step suits every model.
 _STEP = 1e-4
 _NEWTON_ROUNDS = 3
+# minimise(unpin=True): coordinates within this of 0 get this first step at least
+_UNPIN_BELOW = 1e-6
+_UNPIN_STEP = 0.1
 _BACKTRACKS = 4
 # An eigenvalue of H below -this * max|eigenvalue| is negative, not noise.
 _NEGATIVE_EIGENVALUE = 1e-6
@@ -158,13 +161,15 @@ def minimise(
     max_evaluations: int,
     rhobeg: float | np.ndarray = 0.0,
     ftol_abs: float = _FTOL_ABS,
+    unpin: bool = False,
 ) -> tuple[np.ndarray, float, bool, str, int]:
     """BOBYQA from ``start``; returns ``(x, f(x), converged, message, evaluations)``.
 
     ``rhobeg`` (> 0; a number or one per coordinate) sets the initial trust-region
     radius (NLopt's initial step, which by default is ``|x|`` and so freezes a
-    coordinate that starts at 1e-16); ``ftol_abs`` a looser stop for a start that
-    another optimisation refines.
+    coordinate that starts at 1e-16; ``unpin`` keeps NLopt's steps but gives such
+    coordinates a step of 0.1); ``ftol_abs`` a looser stop for a start that another
+    optimisation refines.
     """
     state = {"n": 0, "best_f": np.inf, "best_x": start.copy()}
 
@@ -208,6 +213,12 @@ def minimise(
     opt.set_maxeval(int(max_evaluations))
     if np.all(np.asarray(rhobeg) > 0):
         opt.set_initial_step(np.broadcast_to(np.asarray(rhobeg, dtype=float), start.shape).copy())
+    elif unpin:  # NLopt's default steps (|x|, bounds-aware), but not ~0 for x ~ 0
+        steps = np.array(opt.get_initial_step(start), dtype=float)
+        tiny = (np.abs(start) < _UNPIN_BELOW) & (steps < _UNPIN_STEP)
+        if tiny.any():
+            steps[tiny] = _UNPIN_STEP
+            opt.set_initial_step(steps)
     try:
         opt.optimize(start)
         code = opt.last_optimize_result()
@@ -245,7 +256,7 @@ def optimise(
     start: np.ndarray,
     lower: np.ndarray,
     max_evaluations: int,
-    initial_step: np.ndarray | None = None,
+    unpin: bool = False,
 ) -> Optimum:
     """BOBYQA, then :func:`measure` and Newton polishing until the minimum is proven.
 
@@ -257,9 +268,7 @@ def optimise(
         count["n"] += 1
         return fun(x)
 
-    x, fx, converged, message, _ = minimise(
-        counted, start, lower, max_evaluations, rhobeg=0.0 if initial_step is None else initial_step
-    )
+    x, fx, converged, message, _ = minimise(counted, start, lower, max_evaluations, unpin=unpin)
     if not converged:  # out of evaluations or failed: report as it is, unpolished
         return Optimum(x, fx, False, message, count["n"], None)
     check = measure(counted, x, fx, lower)
