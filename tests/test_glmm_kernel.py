@@ -94,3 +94,24 @@ def test_indefinite_observed_information_is_a_fit_error():
     system = CompiledSystem(problem, np.array([1.0]))
     with pytest.raises(bmx.FitError, match="not positive definite"):
         system.log_det(np.full(len(problem.y), -50.0))
+
+
+def test_cholesky_skips_zeros_and_agrees_with_lapack():
+    """The Schur complement's factor: over nonzero entries when mostly zero (nested
+    factors), LAPACK otherwise; both equal numpy's, and an indefinite S is reported."""
+    from bayesmix.ml.pirls_kernel import _cholesky
+
+    rng = np.random.default_rng(3)
+    d = 40
+    sparse = np.eye(d) * 4.0
+    for i in range(30):  # a diagonal part coupled to the last 10 rows only
+        sparse[i, 30 + i % 10] = sparse[30 + i % 10, i] = 0.5
+    M = rng.normal(size=(d, d))
+    dense = M @ M.T + d * np.eye(d)
+    for S in (sparse, dense):
+        L, positive = _cholesky(S)
+        assert positive
+        np.testing.assert_allclose(L, np.linalg.cholesky(S), rtol=1e-12, atol=1e-14)
+    indefinite = sparse.copy()
+    indefinite[35, 35] = -1.0
+    assert not _cholesky(indefinite)[1]
