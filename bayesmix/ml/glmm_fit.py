@@ -41,6 +41,8 @@ __all__ = ["GLMMFit", "fit_glmm"]
 #: BOBYQA's stop (change of -2 logLik) in stage one when stage two follows (no optimum
 #: check there: stage two refines it)
 _START_FTOL = 1e-8
+#: fresh BOBYQA runs of stage two when its optimum check fails
+_RESTARTS = 2
 #: theta of a negative binomial that is a Poisson distribution to working precision
 _POISSON_LIKE = 1e8
 
@@ -173,8 +175,15 @@ def _fit(
             # zero-inflation slope or a theta at 1e-16): those get 0.1
             unpin=True,
         )
-        theta, beta, extras = second.x[:m], second.x[m : m + p], second.x[m + p :]
         evaluations += second.n_evaluations
+        for _ in range(_RESTARTS):  # a flat or boundary optimum: BOBYQA afresh from there
+            if second.converged:
+                break
+            again = optimise(objective, second.x, lower, budget + 200 * (p + len(extras)) ** 2)
+            evaluations += again.n_evaluations
+            if again.fx <= second.fx:
+                second = dataclasses.replace(again, message=again.message + "; restarted")
+        theta, beta, extras = second.x[:m], second.x[m : m + p], second.x[m + p :]
         converged, message = second.converged, second.message
     _set_extras(problem, extras, has_dispersion)
     final = problem.pirls(theta, beta)
