@@ -223,7 +223,9 @@ class LaplaceProblem:
         return np.linalg.lstsq(self.X, target, rcond=None)[0]
 
     def _step_weights(self, fisher, d2) -> np.ndarray:
-        """Weights of PIRLS's Newton steps: positive, so each step is a descent direction,
+        """Weights of PIRLS's Newton steps: positive, so each step is a descent direction
+        (zero-inflated models try the observed ``-d2`` first, which converges faster near
+        the mode, and come here when it leaves the system indefinite),
         and at most :data:`_MAX_STEP_WEIGHT` (a mean driven to 0 under an identity link
         gives 1/eps, which leaves the blocked system numerically indefinite)."""
         W = np.maximum(-d2, 0.0) if self.zi_X is not None else np.maximum(fisher, _EPS)
@@ -251,8 +253,17 @@ class LaplaceProblem:
         while iterations < _PIRLS_MAX:
             iterations += 1
             mu, _, d1, d2, fisher = system.derivatives(eta)
-            W = self._step_weights(fisher, d2)
-            step = _step(system, W, system.gradient(d1, u, update_beta), update_beta)
+            g = system.gradient(d1, u, update_beta)
+            step = None
+            if self.zi_X is not None:  # Newton's own weights where they keep A positive
+                try:
+                    step = system.solve(np.minimum(-d2, _MAX_STEP_WEIGHT), g, update_beta)
+                except FitError:
+                    step = None
+                if step is not None and not np.all(np.isfinite(step)):
+                    step = None
+            if step is None:
+                step = _step(system, self._step_weights(fisher, d2), g, update_beta)
             scale, accepted = 1.0, False
             for _ in range(20):
                 u_new = u + scale * step[:q]

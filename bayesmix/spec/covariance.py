@@ -19,6 +19,7 @@ sigma : residual standard deviation.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -41,9 +42,13 @@ def n_theta(kind: str, k: int) -> int:
     return k * (k + 1) // 2 if kind == "unstructured" else k
 
 
+@functools.cache
 def _lower_indices(k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of the lower triangle, column-major order."""
+    """Row and column indices of the lower triangle, column-major order (cached: GLMM
+    fits build factors thousands of times; the arrays are read-only)."""
     cols, rows = np.triu_indices(k)  # row-major upper == column-major lower
+    rows.setflags(write=False)
+    cols.setflags(write=False)
     return rows, cols
 
 
