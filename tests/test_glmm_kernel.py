@@ -1,4 +1,4 @@
-"""The compiled PIRLS kernels give the numpy reference's numbers (bayesmix.ml.pirls_system).
+"""The compiled PIRLS kernels and loop give the numpy reference's numbers.
 
 Every family and link, zero inflation, scalar and vector-valued blocks, crossed
 and nested factors, with and without the fixed effects bordering the system:
@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 import bayesmix as bmx
+from bayesmix.ml import pirls_kernel as kernel
 from bayesmix.ml.glmm_laplace import LaplaceProblem
-from bayesmix.ml.pirls_system import CompiledSystem, NumpySystem
+from bayesmix.ml.pirls_system import NumpySystem
 
 
 def simulated(seed: int = 0) -> pd.DataFrame:
@@ -53,47 +54,94 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("formula, family, link, zi, dispersion", CASES)
-def test_compiled_system_matches_numpy(formula, family, link, zi, dispersion):
+def problem_of(formula, family, link, zi, dispersion):
     model = bmx.glmm(formula, simulated(), family, link=link, ziformula=zi)
     problem = LaplaceProblem(model.design, model.family, zi_X=model.zi_X)
     problem.dispersion = dispersion
     if zi is not None:
         problem.set_zi_beta(np.linspace(-1.0, 0.5, model.zi_X.shape[1]))
+    return problem
+
+
+@pytest.mark.parametrize("formula, family, link, zi, dispersion", CASES)
+def test_compiled_kernels_match_numpy(formula, family, link, zi, dispersion):
+    """The row-wise log-likelihood, its derivatives and the blocked solve."""
+    problem = problem_of(formula, family, link, zi, dispersion)
     rng = np.random.default_rng(1)
     theta = np.abs(problem.initial_theta()) * 0.7 + 0.05
-    compiled, reference = CompiledSystem(problem, theta), NumpySystem(problem, theta)
+    reference = NumpySystem(problem, theta)
     # small effects under the inverse link, whose means must stay positive
     u = rng.normal(scale=0.01 if link == "inverse" else 0.3, size=problem.q)
     beta = problem.start_beta()
     if link == "inverse":  # a start with every mean positive (1 / eta)
         beta = np.array([1.0 / float(np.mean(problem.y)), 0.0])
-    value_c, eta = compiled.penalised(u, beta)
-    value_n, eta_n = reference.penalised(u, beta)
-    np.testing.assert_allclose(eta, eta_n, rtol=1e-13)
-    assert value_c == pytest.approx(value_n, rel=1e-12)
-    mu_c, total, d1_c, d2_c, fisher_c = compiled.derivatives(eta)
-    mu_n, ll, d1_n, d2_n, fisher_n = reference.derivatives(eta_n)
+    value, eta = reference.penalised(u, beta)
+    mu, ll, d1, d2, fisher = reference.derivatives(eta)
+    k = problem.kernel_data
+    zi_eta = np.zeros(0) if problem.response.zi_eta is None else problem.response.zi_eta
+    out = [np.empty(len(eta)) for _ in range(4)]
+    disp = 0.0 if dispersion is None else dispersion
+    total = kernel.evaluate(k.family, k.link, k.y, k.n, k.s, k.const, eta, disp, zi_eta, True, *out)
     assert total == pytest.approx(float(np.sum(ll)), rel=1e-12)
-    for got, want in ((mu_c, mu_n), (d1_c, d1_n), (d2_c, d2_n), (fisher_c, fisher_n)):
+    for got, want in zip(out, (mu, d1, d2, fisher)):
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14)
-    W = problem._step_weights(fisher_c, d2_c)
+    ZL, pat = problem.z_lambda(theta), problem.pattern
+    VAL = np.ascontiguousarray(np.hstack(ZL.V))
+    np.testing.assert_allclose(
+        kernel.zt_times(pat.IDX, VAL, d1, problem.q), reference.gradient(d1, u, False) + u
+    )
+    W = problem._step_weights(fisher, d2)
     for bordered in (False, True):
-        g = compiled.gradient(d1_c, u, bordered)
-        np.testing.assert_allclose(g, reference.gradient(d1_n, u, bordered), rtol=1e-12)
-        np.testing.assert_allclose(
-            compiled.solve(W, g, bordered), reference.solve(W, g, bordered), rtol=1e-10, atol=1e-12
-        )
-    assert compiled.log_det(W) == pytest.approx(reference.log_det(W), rel=1e-10)
+        X = problem.X_c if bordered else problem.X_c[:, :0]
+        g = reference.gradient(d1, u, bordered)
+        x, log_det, ok = kernel.schur_solve(
+            W, g, pat.codes[pat.first], pat.k1, pat.m1, pat.idx1,
+            np.ascontiguousarray(ZL.val1), pat.idx_r, np.ascontiguousarray(ZL.val_r),
+            pat.q_r, X, X.shape[1], pat.index1, pat.index_r, pat.q,
+        )  # fmt: skip
+        assert ok
+        np.testing.assert_allclose(x, reference.solve(W, g, bordered), rtol=1e-10, atol=1e-12)
+        if not bordered:
+            assert log_det == pytest.approx(reference.log_det(W), rel=1e-10)
+
+
+# the inverse link's generic start (start_beta) gives negative means here
+@pytest.mark.parametrize(
+    "formula, family, link, zi, dispersion", [c for c in CASES if c[2] != "inverse"]
+)
+def test_compiled_pirls_matches_the_python_loop(formula, family, link, zi, dispersion):
+    """The whole loop (bayesmix.ml.pirls_loop) against the Python one on numpy's system:
+    the same conditional modes, beta and Laplace objective."""
+    theta = None
+    results = []
+    for dense in (True, False):
+        problem = problem_of(formula, family, link, zi, dispersion)
+        problem.pattern.dense = dense  # False: the Python loop with numpy
+        theta = np.abs(problem.initial_theta()) * 0.7 + 0.05
+        first = problem.pirls(theta, problem.start_beta(), update_beta=True)
+        second = problem.pirls(theta * 1.1, first.beta)
+        results.append((first, second))
+    for compiled, python in zip(*results):
+        assert compiled.converged and python.converged
+        np.testing.assert_allclose(compiled.u, python.u, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(compiled.beta, python.beta, rtol=1e-8, atol=1e-10)
+        assert compiled.objective == pytest.approx(python.objective, rel=1e-11)
 
 
 def test_indefinite_observed_information_is_a_fit_error():
-    model = bmx.glmm("count ~ x + (1 | g)", simulated(), "poisson", ziformula="~1")
-    problem = LaplaceProblem(model.design, model.family, zi_X=model.zi_X)
-    problem.set_zi_beta(np.array([0.0]))
-    system = CompiledSystem(problem, np.array([1.0]))
+    problem = problem_of("count ~ x + (1 | g)", "poisson", "log", "~1", None)
+    system = NumpySystem(problem, np.array([1.0]))
+    pat = problem.pattern
+    ZL = problem.z_lambda(np.array([1.0]))
+    W = np.full(len(problem.y), -50.0)
+    _, _, ok = kernel.schur_solve(
+        W, np.zeros(problem.q), pat.codes[pat.first], pat.k1, pat.m1, pat.idx1,
+        np.ascontiguousarray(ZL.val1), pat.idx_r, np.ascontiguousarray(ZL.val_r), pat.q_r,
+        problem.X_c[:, :0], 0, pat.index1, pat.index_r, pat.q,
+    )  # fmt: skip
+    assert not ok
     with pytest.raises(bmx.FitError, match="not positive definite"):
-        system.log_det(np.full(len(problem.y), -50.0))
+        system.log_det(W)
 
 
 def test_cholesky_skips_zeros_and_agrees_with_lapack():

@@ -56,7 +56,8 @@ import scipy.linalg as la
 from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, warn
 from bayesmix.ml.glmm_blocked import BlockedFactor, BlockPattern, ZLambda
 from bayesmix.ml.pirls_kernel import FAMILY_CODES, LINK_CODES
-from bayesmix.ml.pirls_system import system_for
+from bayesmix.ml.pirls_loop import pirls_loop
+from bayesmix.ml.pirls_system import NumpySystem
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, theta_is_diagonal
 from bayesmix.spec.design import Design
 from bayesmix.spec.families import Family
@@ -70,6 +71,7 @@ _EPS = np.finfo(float).eps
 _FAILED = 1e100  # the objective where PIRLS cannot proceed (BOBYQA steps back from it)
 INFORMATION = ("fisher", "observed")
 _MAX_STEP_WEIGHT = 1e10
+_NO_ZI = np.zeros(0)
 
 
 @dataclass
@@ -237,7 +239,9 @@ class LaplaceProblem:
     def pirls(self, theta: np.ndarray, beta: np.ndarray, update_beta: bool = False) -> PirlsResult:
         """Conditional modes ``u*`` (and ``beta`` when ``update_beta``) by Newton steps
         with step halving on the penalised deviance ``-2 sum l_i + ||u||^2``."""
-        system = system_for(self, theta)
+        if self.pattern.dense:  # the same loop, compiled (bayesmix.ml.pirls_loop)
+            return self._pirls_compiled(theta, beta, update_beta)
+        system = NumpySystem(self, theta)
         q = self.q
         u, beta = self._u.copy(), np.asarray(beta, dtype=float).copy()
         current, eta = system.penalised(u, beta)
@@ -293,6 +297,39 @@ class LaplaceProblem:
             ) from None
         self._u = u
         return PirlsResult(u, beta, eta, mu, current + log_det, converged, iterations, W)
+
+    def _pirls_compiled(self, theta: np.ndarray, beta: np.ndarray, update_beta: bool):
+        ZL, pat, k = self.z_lambda(theta), self.pattern, self.kernel_data
+        r = self.response
+        zi = _NO_ZI if r.zi_eta is None else np.ascontiguousarray(r.zi_eta, dtype=float)
+        with np.errstate(all="ignore"):
+            u, beta, eta, mu, objective, converged, iterations, W, status = pirls_loop(
+                k.family, k.link, k.y, k.n, k.s, k.const,
+                0.0 if r.dispersion is None else float(r.dispersion), zi,
+                self.offset, self.X_c, np.asarray(beta, dtype=float), pat.IDX,
+                np.ascontiguousarray(np.hstack(ZL.V)), pat.codes[pat.first], pat.k1, pat.m1,
+                pat.idx1, np.ascontiguousarray(ZL.val1), pat.idx_r,
+                np.ascontiguousarray(ZL.val_r), pat.q_r, pat.index1, pat.index_r, pat.q,
+                self._u, bool(update_beta), self.information == "observed", _PIRLS_MAX,
+                _STEP_TOL, _MAX_STEP_WEIGHT,
+            )  # fmt: skip
+        if status == 1:
+            raise FitError(
+                "the GLMM's log-likelihood is not finite at the starting values (a mean of 0 "
+                "for a positive count, say); check the response, the link and the offset."
+            )
+        if status == 2:
+            raise FitError(
+                "PIRLS cannot take a step (the GLM weights are degenerate: a fixed effect "
+                "may separate the outcomes perfectly, or a level has only zero counts); "
+                "simplify the fixed effects or check the data."
+            )
+        if status == 3:
+            raise FitError(
+                "the observed information at the conditional modes is not positive definite."
+            )
+        self._u = u
+        return PirlsResult(u, beta, eta, mu, objective, converged, iterations, W)
 
     def factor_at(self, theta: np.ndarray, result: PirlsResult) -> BlockedFactor:
         """The blocked factor at the Laplace weights of ``result`` (numpy's; rare calls)."""

@@ -239,7 +239,12 @@ def _schur(A11, A21, A22):
             inverse[lev, 0, 0] = 1.0 / block[0, 0]
             log_det += math.log(block[0, 0])
         else:
-            L = np.linalg.cholesky(block)
+            try:
+                L = np.linalg.cholesky(block)
+            except Exception:  # not positive definite
+                ok = False
+                L = np.eye(k1)
+                block = np.eye(k1)
             for a in range(k1):
                 log_det += 2.0 * math.log(L[a, a])
             inverse[lev] = np.linalg.inv(block)
@@ -282,7 +287,10 @@ def _cholesky(S):
         for j in range(d):
             if not S[j, j] > 0.0:
                 return S, False
-        return np.linalg.cholesky(S), True
+        try:
+            return np.linalg.cholesky(S), True
+        except Exception:  # not positive definite
+            return S, False
     L = np.zeros((d, d))
     for i in range(d):
         for j in range(i + 1):
@@ -312,8 +320,7 @@ def _cholesky(S):
 def schur_solve(W, g, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p, index1, index_r, q):
     """Solve ``A x = g`` (``g`` ordered as ``[u, beta]``; ``A`` bordered by ``X`` when
     ``p > 0``) and return ``x``, ``log det A`` (the Laplace term when ``p = 0``) and
-    whether ``A`` is positive definite (``np.linalg.cholesky`` raises for a ``k x k``
-    level block or ``S`` that is not; a scalar level block gives ``False``)."""
+    whether ``A`` is positive definite."""
     A11, A21, A22 = _assemble(W, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p)
     inverse, S, log_det, ok = _schur(A11, A21, A22)
     d = S.shape[0]
