@@ -97,7 +97,7 @@ def test_compiled_kernels_match_numpy(formula, family, link, zi, dispersion):
         x, log_det, ok = kernel.schur_solve(
             W, g, pat.codes[pat.first], pat.k1, pat.m1, pat.idx1,
             np.ascontiguousarray(ZL.val1), pat.idx_r, np.ascontiguousarray(ZL.val_r),
-            pat.q_r, X, X.shape[1], pat.index1, pat.index_r, pat.q,
+            pat.q_r, X, X.shape[1], pat.index1, pat.index_r, pat.q, pat.lvl_ptr, pat.lvl_rows,
         )  # fmt: skip
         assert ok
         np.testing.assert_allclose(x, reference.solve(W, g, bordered), rtol=1e-10, atol=1e-12)
@@ -137,7 +137,7 @@ def test_indefinite_observed_information_is_a_fit_error():
     _, _, ok = kernel.schur_solve(
         W, np.zeros(problem.q), pat.codes[pat.first], pat.k1, pat.m1, pat.idx1,
         np.ascontiguousarray(ZL.val1), pat.idx_r, np.ascontiguousarray(ZL.val_r), pat.q_r,
-        problem.X_c[:, :0], 0, pat.index1, pat.index_r, pat.q,
+        problem.X_c[:, :0], 0, pat.index1, pat.index_r, pat.q, pat.lvl_ptr, pat.lvl_rows,
     )  # fmt: skip
     assert not ok
     with pytest.raises(bmx.FitError, match="not positive definite"):

@@ -98,6 +98,11 @@ class BlockPattern:
         self.flat_x1 = (np.arange(p)[None, :, None] * q1 + idx1[:, None, :]).ravel()
         self.p = p
         self.IDX = np.ascontiguousarray(np.hstack(self.gather))  # every block's positions
+        # per level of block 1, the rest's coefficients that share a data row with it
+        # (CSR layout): the only rows of A21 its columns can touch
+        pairs = np.unique(np.column_stack([np.repeat(level, idx.shape[1]), idx.ravel()]), axis=0)
+        self.lvl_ptr = np.searchsorted(pairs[:, 0], np.arange(m1 + 1)).astype(np.int64)
+        self.lvl_rows = np.ascontiguousarray(pairs[:, 1], dtype=np.int64)
         self.dense = (q_r + p) ** 2 <= _DENSE_MAX and (q_r + p) * q1 <= _DENSE_MAX
 
 

@@ -310,8 +310,8 @@ class LaplaceProblem:
                 np.ascontiguousarray(np.hstack(ZL.V)), pat.codes[pat.first], pat.k1, pat.m1,
                 pat.idx1, np.ascontiguousarray(ZL.val1), pat.idx_r,
                 np.ascontiguousarray(ZL.val_r), pat.q_r, pat.index1, pat.index_r, pat.q,
-                self._u, bool(update_beta), self.information == "observed", _PIRLS_MAX,
-                _STEP_TOL, _MAX_STEP_WEIGHT,
+                pat.lvl_ptr, pat.lvl_rows, self._u, bool(update_beta),
+                self.information == "observed", _PIRLS_MAX, _STEP_TOL, _MAX_STEP_WEIGHT,
             )  # fmt: skip
         if status == 1:
             raise FitError(

@@ -220,7 +220,22 @@ def _assemble(W, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p):
 
 
 @njit(cache=True, error_model="numpy")
-def _schur(A11, A21, A22):
+def _touched(lev, lvl_ptr, lvl_rows, q_r, p, rows):
+    """The rows of ``A21`` that level ``lev``'s columns can touch: the rest's
+    coefficients sharing a row of the data with it (precomputed), then every fixed
+    effect when bordered. Returns their count (written into ``rows``)."""
+    count = 0
+    for t in range(lvl_ptr[lev], lvl_ptr[lev + 1]):
+        rows[count] = lvl_rows[t]
+        count += 1
+    for c in range(p):
+        rows[count] = q_r + c
+        count += 1
+    return count
+
+
+@njit(cache=True, error_model="numpy")
+def _schur(A11, A21, A22, lvl_ptr, lvl_rows, q_r, p):
     """``A11^-1`` per level and ``S = A22 - A21 A11^-1 A21'``, each level's update over
     the rows of ``A21`` its columns touch; and ``log det A11``."""
     m1, k1 = A11.shape[0], A11.shape[1]
@@ -248,13 +263,7 @@ def _schur(A11, A21, A22):
             for a in range(k1):
                 log_det += 2.0 * math.log(L[a, a])
             inverse[lev] = np.linalg.inv(block)
-        count = 0
-        for r in range(d):
-            for a in range(k1):
-                if A21[r, lev * k1 + a] != 0.0:
-                    rows[count] = r
-                    count += 1
-                    break
+        count = _touched(lev, lvl_ptr, lvl_rows, q_r, p, rows)
         for x in range(count):
             rx = rows[x]
             for a in range(k1):
@@ -317,12 +326,14 @@ def _cholesky(S):
 
 
 @njit(cache=True, error_model="numpy")
-def schur_solve(W, g, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p, index1, index_r, q):
+def schur_solve(
+    W, g, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p, index1, index_r, q, lvl_ptr, lvl_rows
+):
     """Solve ``A x = g`` (``g`` ordered as ``[u, beta]``; ``A`` bordered by ``X`` when
     ``p > 0``) and return ``x``, ``log det A`` (the Laplace term when ``p = 0``) and
     whether ``A`` is positive definite."""
     A11, A21, A22 = _assemble(W, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p)
-    inverse, S, log_det, ok = _schur(A11, A21, A22)
+    inverse, S, log_det, ok = _schur(A11, A21, A22, lvl_ptr, lvl_rows, q_r, p)
     d = S.shape[0]
     q1 = m1 * k1
     g1 = np.empty(q1)
@@ -342,11 +353,13 @@ def schur_solve(W, g, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p, index1
             gr[j] = g[index_r[j]]
         for j in range(p):
             gr[q_r + j] = g[q + j]
-        for r in range(d):
-            acc = 0.0
-            for j in range(q1):
-                acc += A21[r, j] * h1[j]
-            gr[r] -= acc
+        rows = np.empty(d, dtype=np.int64)
+        for lev in range(m1):  # gr -= A21 h1, over each level's touched rows
+            count = _touched(lev, lvl_ptr, lvl_rows, q_r, p, rows)
+            for t in range(count):
+                r = rows[t]
+                for a in range(k1):
+                    gr[r] -= A21[r, lev * k1 + a] * h1[lev * k1 + a]
         L, positive = _cholesky(S)
         if not positive:
             return x, log_det, False
@@ -367,9 +380,12 @@ def schur_solve(W, g, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p, index1
             xr[j] = acc / L[j, j]
         # x1 = h1 - A11^-1 A21' xr
         back = np.zeros(q1)
-        for r in range(d):
-            for j in range(q1):
-                back[j] += A21[r, j] * xr[r]
+        for lev in range(m1):
+            count = _touched(lev, lvl_ptr, lvl_rows, q_r, p, rows)
+            for t in range(count):
+                r = rows[t]
+                for a in range(k1):
+                    back[lev * k1 + a] += A21[r, lev * k1 + a] * xr[r]
         for lev in range(m1):
             for a in range(k1):
                 acc = 0.0

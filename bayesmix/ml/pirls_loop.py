@@ -46,7 +46,7 @@ def _penalised(
 @njit(cache=True, error_model="numpy")
 def pirls_loop(
     family, link, y, n, s, const, disp, zi, offset, X, beta0, IDX, VAL,
-    level, k1, m1, idx1, val1, idx_r, val_r, q_r, index1, index_r, q,
+    level, k1, m1, idx1, val1, idx_r, val_r, q_r, index1, index_r, q, lvl_ptr, lvl_rows,
     u0, update_beta, observed, max_iter, step_tol, max_weight,
 ):  # fmt: skip
     """Conditional modes from ``u0`` (and ``beta`` when ``update_beta``); returns
@@ -85,7 +85,7 @@ def pirls_loop(
                 W[i] = min(-d2[i], max_weight)
             step, _, ok = schur_solve(
                 W, g, level, k1, m1, idx1, val1, idx_r, val_r, q_r, border, p_step,
-                index1, index_r, q,
+                index1, index_r, q, lvl_ptr, lvl_rows,
             )  # fmt: skip
             ok = ok and np.all(np.isfinite(step))
         if not ok:
@@ -94,7 +94,7 @@ def pirls_loop(
                 W[i] = min(w, max_weight)
             step, _, ok = schur_solve(
                 W, g, level, k1, m1, idx1, val1, idx_r, val_r, q_r, border, p_step,
-                index1, index_r, q,
+                index1, index_r, q, lvl_ptr, lvl_rows,
             )  # fmt: skip
             if not ok or not np.all(np.isfinite(step)):
                 return u, beta, eta, mu, np.inf, False, iterations, W, 2
@@ -126,7 +126,7 @@ def pirls_loop(
         W[i] = -d2[i] if observed else max(fisher[i], _EPS)
     _, log_det, ok = schur_solve(
         W, np.zeros(q), level, k1, m1, idx1, val1, idx_r, val_r, q_r, X[:, :0], 0,
-        index1, index_r, q,
+        index1, index_r, q, lvl_ptr, lvl_rows,
     )  # fmt: skip
     if not ok:
         return u, beta, eta, mu, np.inf, converged, iterations, W, 3
