@@ -7,9 +7,14 @@ problem that absorbs offsets, weights and badly scaled columns
 degenerate-fit and singularity checks (:mod:`.checks`), the fit itself
 (:mod:`.fit`), conditional variances (:mod:`.conditional`),
 :class:`~.results.MLResult` and its lme4-layout summary (:mod:`.results`,
-:mod:`.summary`, :mod:`.rformat`), and ``anova`` (:mod:`.compare`).
+:mod:`.summary`, :mod:`.rformat`), and ``anova`` (:mod:`.compare`). GLMMs: the
+weighted blocked system (:mod:`.glmm_blocked`), PIRLS's compiled kernels and loop
+(:mod:`.pirls_kernel`, :mod:`.pirls_loop`) and its numpy reference
+(:mod:`.pirls_system`), the Laplace objective (:mod:`.glmm_laplace`), adaptive
+quadrature (:mod:`.glmm_agq`), the two-stage fit (:mod:`.glmm_fit`) and
+:class:`~.glmm_results.GLMMResult`; variance-component tables (:mod:`.random_tables`).
 
-May import: :mod:`bayesmix.spec`, :mod:`bayesmix.errors`, numpy, scipy, nlopt;
+May import: :mod:`bayesmix.spec`, :mod:`bayesmix.errors`, numpy, scipy, nlopt, numba;
 never :mod:`bayesmix.bayes`, PyMC, PyTensor or ArviZ (an ML fit must not load
 them). The one call upward is ``MLResult.save``, which defers to
 :mod:`bayesmix.io`.
@@ -17,5 +22,6 @@ them). The one call upward is ``MLResult.save``, which defers to
 Notation
 --------
 theta : covariance parameters; beta : fixed effects; b, u : conditional modes
-(b = Lambda u); sigma : residual SD; RX : the fixed-effects Cholesky factor.
+(b = Lambda u); sigma : residual SD; RX : the fixed-effects Cholesky factor;
+eta : linear predictor; W : PIRLS weights; nagq : quadrature points.
 """
