@@ -190,8 +190,10 @@ for name, p in posteriors.items():
     zeros[name] = float((p.posterior_predictive(random_seed=1) == 0).mean())
 print(elpd.round(1), end="\n\n")
 print(pd.Series(zeros, name="share of zeros").round(3), end="\n\n")
-nb_side_by_side = count_fits["NB"].fixef()[["estimate", "std_error"]].join(
-    posteriors["NB"].fixef()[["mean", "sd", "lower", "upper"]]
+nb_side_by_side = (
+    count_fits["NB"]
+    .fixef()[["estimate", "std_error"]]
+    .join(posteriors["NB"].fixef()[["mean", "sd", "lower", "upper"]])
 )
 print(nb_side_by_side.round(3))
 

@@ -55,8 +55,7 @@ import scipy.linalg as la
 
 from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, warn
 from bayesmix.ml.glmm_blocked import BlockedFactor, BlockPattern, ZLambda
-from bayesmix.ml.pirls_kernel import FAMILY_CODES, LINK_CODES
-from bayesmix.ml.pirls_loop import pirls_loop
+from bayesmix.ml.pirls_loop import KernelData, pirls_loop
 from bayesmix.ml.pirls_system import NumpySystem
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, theta_is_diagonal
 from bayesmix.spec.design import Design
@@ -86,31 +85,6 @@ class PirlsResult:
     converged: bool
     iterations: int
     weights: np.ndarray  # the Laplace weights at the mode (see LaplaceProblem.factor_at)
-
-
-@dataclass(frozen=True)
-class KernelData:
-    """The response as :func:`bayesmix.ml.pirls_kernel.evaluate` takes it."""
-
-    family: int
-    link: int
-    y: np.ndarray
-    n: np.ndarray
-    s: np.ndarray  # binomial successes (0 for other families)
-    const: np.ndarray  # the part of each row's log-likelihood free of mu
-
-    @classmethod
-    def of(cls, response: ResponseLikelihood) -> KernelData:
-        family = response.family
-        s = getattr(response, "s", np.zeros_like(response.y))
-        return cls(
-            FAMILY_CODES[family.name],
-            LINK_CODES[family.link.name],
-            np.ascontiguousarray(response.y),
-            np.ascontiguousarray(response.n, dtype=float),
-            np.ascontiguousarray(s, dtype=float),
-            np.ascontiguousarray(response._constant, dtype=float),
-        )
 
 
 class LaplaceProblem:

@@ -2,13 +2,11 @@
 ``Z Lambda`` products, and the weighted blocked system, each in one pass.
 
 A GLMM fit evaluates the Laplace objective hundreds of times, each a few PIRLS
-iterations; in numpy every iteration is some forty small array operations whose
-call overhead, not arithmetic, set the time (about 1.4 ms per iteration on
-Arabidopsis' 625 rows). These kernels do the same arithmetic as
+iterations; in numpy each iteration was some forty small array operations whose call
+overhead set the time. These kernels do the arithmetic of
 :class:`~bayesmix.spec.response_likelihood.ResponseLikelihood` and
-:class:`~bayesmix.ml.glmm_blocked.ZLambda` (whose numpy versions stay the reference
-and serve the rare calls: conditional covariances, ``RX'RX``, quadrature) in a
-handful of compiled calls; ``tests/test_glmm_kernel.py`` checks that both agree.
+:class:`~bayesmix.ml.glmm_blocked.ZLambda` (the numpy reference, which serves the rare
+calls) in one pass each; ``tests/test_glmm_kernel.py`` checks that both agree.
 
 The blocked system is that of :mod:`bayesmix.ml.glmm_blocked`: block 1 (the largest)
 level by level, the rest (other blocks, then the fixed effects when bordered) as a

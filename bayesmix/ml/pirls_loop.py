@@ -16,14 +16,49 @@ leave the system indefinite), 3 ``log det`` at the Laplace weights undefined.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit
 
-from bayesmix.ml.pirls_kernel import evaluate, schur_solve, z_times, zt_times
+from bayesmix.ml.pirls_kernel import (
+    FAMILY_CODES,
+    LINK_CODES,
+    evaluate,
+    schur_solve,
+    z_times,
+    zt_times,
+)
+from bayesmix.spec.response_likelihood import ResponseLikelihood
 
-__all__ = ["pirls_loop"]
+__all__ = ["KernelData", "pirls_loop"]
 
 _EPS = np.finfo(float).eps
+
+
+@dataclass(frozen=True)
+class KernelData:
+    """The response as :func:`bayesmix.ml.pirls_kernel.evaluate` takes it."""
+
+    family: int
+    link: int
+    y: np.ndarray
+    n: np.ndarray
+    s: np.ndarray  # binomial successes (0 for other families)
+    const: np.ndarray  # the part of each row's log-likelihood free of mu
+
+    @classmethod
+    def of(cls, response: ResponseLikelihood) -> KernelData:
+        family = response.family
+        s = getattr(response, "s", np.zeros_like(response.y))
+        return cls(
+            FAMILY_CODES[family.name],
+            LINK_CODES[family.link.name],
+            np.ascontiguousarray(response.y),
+            np.ascontiguousarray(response.n, dtype=float),
+            np.ascontiguousarray(s, dtype=float),
+            np.ascontiguousarray(response._constant, dtype=float),
+        )
 
 
 @njit(cache=True, error_model="numpy")
