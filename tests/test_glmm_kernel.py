@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import bayesmix as bmx
+from bayesmix.ml import pirls_blocks as blocks
 from bayesmix.ml import pirls_kernel as kernel
 from bayesmix.ml.glmm_laplace import LaplaceProblem
 from bayesmix.ml.pirls_system import NumpySystem
@@ -94,7 +95,7 @@ def test_compiled_kernels_match_numpy(formula, family, link, zi, dispersion):
     for bordered in (False, True):
         X = problem.X_c if bordered else problem.X_c[:, :0]
         g = reference.gradient(d1, u, bordered)
-        x, log_det, ok = kernel.schur_solve(
+        x, log_det, ok = blocks.schur_solve(
             W, g, pat.codes[pat.first], pat.k1, pat.m1, pat.idx1,
             np.ascontiguousarray(ZL.val1), pat.idx_r, np.ascontiguousarray(ZL.val_r),
             pat.q_r, X, X.shape[1], pat.index1, pat.index_r, pat.q, pat.lvl_ptr, pat.lvl_rows,
@@ -134,7 +135,7 @@ def test_indefinite_observed_information_is_a_fit_error():
     pat = problem.pattern
     ZL = problem.z_lambda(np.array([1.0]))
     W = np.full(len(problem.y), -50.0)
-    _, _, ok = kernel.schur_solve(
+    _, _, ok = blocks.schur_solve(
         W, np.zeros(problem.q), pat.codes[pat.first], pat.k1, pat.m1, pat.idx1,
         np.ascontiguousarray(ZL.val1), pat.idx_r, np.ascontiguousarray(ZL.val_r), pat.q_r,
         problem.X_c[:, :0], 0, pat.index1, pat.index_r, pat.q, pat.lvl_ptr, pat.lvl_rows,
@@ -147,7 +148,7 @@ def test_indefinite_observed_information_is_a_fit_error():
 def test_cholesky_skips_zeros_and_agrees_with_lapack():
     """The Schur complement's factor: over nonzero entries when mostly zero (nested
     factors), LAPACK otherwise; both equal numpy's, and an indefinite S is reported."""
-    from bayesmix.ml.pirls_kernel import _cholesky
+    from bayesmix.ml.pirls_blocks import _cholesky
 
     rng = np.random.default_rng(3)
     d = 40

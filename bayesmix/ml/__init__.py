@@ -9,7 +9,7 @@ degenerate-fit and singularity checks (:mod:`.checks`), the fit itself
 :class:`~.results.MLResult` and its lme4-layout summary (:mod:`.results`,
 :mod:`.summary`, :mod:`.rformat`), and ``anova`` (:mod:`.compare`). GLMMs: the
 weighted blocked system (:mod:`.glmm_blocked`), PIRLS's compiled kernels and loop
-(:mod:`.pirls_kernel`, :mod:`.pirls_loop`) and its numpy reference
+(:mod:`.pirls_kernel`, :mod:`.pirls_blocks`, :mod:`.pirls_loop`) and its numpy reference
 (:mod:`.pirls_system`), the Laplace objective (:mod:`.glmm_laplace`), adaptive
 quadrature (:mod:`.glmm_agq`), the two-stage fit (:mod:`.glmm_fit`) and
 :class:`~.glmm_results.GLMMResult`; variance-component tables (:mod:`.random_tables`).

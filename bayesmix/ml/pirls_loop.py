@@ -6,8 +6,9 @@ the route for models whose dense part is large): Newton steps on the penalised
 deviance ``-2 sum l_i + ||u||^2`` with the expected information as weights (with
 zero inflation the observed ``-d2`` while it keeps the system positive definite,
 else ``max(-d2, 0)``), step halving, and convergence when the full step is below
-``step_tol``; then ``log det`` at the Laplace weights. With a few hundred rows the
-Python loop's call overhead was half of a fit's time.
+``step_tol`` (a full step below ``newton_tol`` where the weights are the Hessian's,
+whose next step would be of its square); then ``log det`` at the Laplace weights.
+With a few hundred rows the Python loop's call overhead was half of a fit's time.
 
 Status codes: 0 converged or stopped, 1 no finite start, 2 no step (the weights
 leave the system indefinite), 3 ``log det`` at the Laplace weights undefined.
@@ -21,14 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from bayesmix.ml.pirls_kernel import (
-    FAMILY_CODES,
-    LINK_CODES,
-    evaluate,
-    schur_solve,
-    z_times,
-    zt_times,
-)
+from bayesmix.ml.pirls_blocks import schur_solve
+from bayesmix.ml.pirls_kernel import FAMILY_CODES, LINK_CODES, evaluate, z_times, zt_times
 from bayesmix.spec.response_likelihood import ResponseLikelihood
 
 __all__ = ["KernelData", "pirls_loop"]
@@ -82,7 +77,7 @@ def _penalised(
 def pirls_loop(
     family, link, y, n, s, const, disp, zi, offset, X, beta0, IDX, VAL,
     level, k1, m1, idx1, val1, idx_r, val_r, q_r, index1, index_r, q, lvl_ptr, lvl_rows,
-    u0, update_beta, observed, max_iter, step_tol, max_weight,
+    u0, update_beta, observed, max_iter, step_tol, newton_tol, max_weight,
 ):  # fmt: skip
     """Conditional modes from ``u0`` (and ``beta`` when ``update_beta``); returns
     ``(u, beta, eta, mu, objective, converged, iterations, W, status)``."""
@@ -154,7 +149,8 @@ def pirls_loop(
         d1, t_d1 = t_d1, d1
         d2, t_d2 = t_d2, d2
         fisher, t_fisher = t_fisher, fisher
-        if np.max(np.abs(step)) < step_tol:
+        # a full step below newton_tol ends an exact Newton iteration (canonical links)
+        if np.max(np.abs(step)) < (newton_tol if scale == 1.0 else step_tol):
             converged = True
             break
     for i in range(rows):
