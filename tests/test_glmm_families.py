@@ -362,3 +362,16 @@ def test_comparisons_and_inputs_say_what_they_do(fits):
     with pytest.warns(bmx.DataWarning, match="5 row"):
         model = bmx.glmm("y ~ x + (1 | g)", holes, "poisson", ziformula="~ z", offset=exposure)
     np.testing.assert_array_equal(model.design.offset, exposure[5:])
+
+
+def test_pirls_that_does_not_converge_says_so(monkeypatch):
+    """PIRLS stopped after one iteration at the optimum: a ConvergenceWarning with the
+    iteration count (the fit itself goes on)."""
+    import bayesmix.ml.glmm_laplace as laplace
+
+    model = bmx.glmm(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", data("cbpp"), "binomial"
+    )
+    monkeypatch.setattr(laplace, "_PIRLS_MAX", 1)
+    with pytest.warns(bmx.ConvergenceWarning, match="did not converge in 1 iterations"):
+        model.fit()
