@@ -375,3 +375,38 @@ def test_pirls_that_does_not_converge_says_so(monkeypatch):
     monkeypatch.setattr(laplace, "_PIRLS_MAX", 1)
     with pytest.warns(bmx.ConvergenceWarning, match="did not converge in 1 iterations"):
         model.fit()
+
+
+@pytest.mark.parametrize(
+    "case, formula, name",
+    [
+        ("G04_arabidopsis_poisson_int_laplace", ARABIDOPSIS + " + (1 | popu) + (1 | popu:gen)",
+         "Arabidopsis_f"),
+        ("G03_arabidopsis_poisson_slope_laplace",
+         ARABIDOPSIS + " + (nutrient | popu) + (1 | popu:gen)", "Arabidopsis_f"),
+        ("G18_simpois_slope_laplace", "y ~ x + (x | g)", "sim_pois_slope"),
+    ],
+)  # fmt: skip
+def test_conditional_modes_and_variances_match_lme4(case, formula, name):
+    """ranef(): lme4's conditional modes (1e-4) and conditional SDs (condVar, 1e-4
+    relative), both at the Laplace weights of the mode."""
+    fit = bmx.glmm(formula, data(name), "poisson").fit()
+    ref = reference(case)["ranef"]
+    tables = fit.ranef()
+    for group, part in ref.items():
+        for term, modes in part["mode"].items():
+            ours = tables[group].xs(r_term(term, FACTORS), level="term").reindex(part["levels"])
+            np.testing.assert_allclose(ours["estimate"], modes, atol=1e-4)
+            np.testing.assert_allclose(ours["std_error"], part["condsd"][term], rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", ["G21_simzip_glmmTMB", "G25_arabidopsis_poisson_slope_glmmTMB"])
+def test_conditional_modes_match_glmmtmb(fits, case):
+    """glmmTMB's modes (1e-5). Its condsd comes from the joint precision of the random
+    and fixed effects (sdreport), a different quantity from lme4's condVar, so it is
+    not compared."""
+    ref, tables = reference(case)["ranef"], fits[case].ranef()
+    for group, part in ref.items():
+        for term, modes in part["mode"].items():
+            ours = tables[group].xs(r_term(term, FACTORS), level="term").reindex(part["levels"])
+            np.testing.assert_allclose(ours["estimate"], modes, atol=1e-5)
