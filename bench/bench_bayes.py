@@ -197,7 +197,12 @@ def per_seed(r: dict, key: str) -> list[float]:
 
 
 def med_range(values: list[float], digits: int | None = 1) -> str:
-    """``median [min-max]``, or the one value; ``digits=None``: 0 from 100 up, else 1."""
+    """``median [min-max]``, or the one value; ``digits=None``: 0 from 100 up, else 1.
+
+    "-" when no run recorded the figure (all NaN: bambi has no bayesmix sample_s).
+    """
+    if all(v != v for v in values):
+        return "-"
     med = statistics.median(values)
     if digits is None:
         digits = 0 if min(values) >= 100 else 1
