@@ -307,7 +307,6 @@ class GeneralizedLinearMixedModel:
             zi_X=self.zi_X,
             zi_names=self.zi_names,
             zi_formula=self.ziformula,
-            functions=self.functions,
             priors=priors,
             draws=draws,
             tune=tune,

@@ -126,26 +126,29 @@ def worker(case: str, sampler: str, draws: int, tune: int, chains: int, seeds: l
             result = sample_model(design, random_seed=seed, **kwargs)
             wall = time.perf_counter() - t0
             spans = loop_timer.take()
-            diag = result.diagnostics()  # computed once by sample_model's check, cached
-            stats = result.idata["sample_stats"]
-            # leapfrog steps per draw: the cost of a draw, whatever one step costs
-            steps = float(stats["n_steps"].mean()) if "n_steps" in stats else float("nan")
-            runs.append(
-                {
-                    "seed": seed,
-                    "warm_wall_s": wall,
-                    "bmx_sample_s": result.timing["sample_s"],
-                    "loop_s": spans["loop_s"],
-                    "convert_s": spans["convert_s"],
-                    "min_ess_bulk": diag["min_ess_bulk"],
-                    "min_ess_parameter": diag["min_ess_parameter"],
-                    "max_r_hat": diag["max_r_hat"],
-                    "divergences": diag["divergences"],
-                    "target_accept": result.timing["target_accept"],
-                    "steps_per_draw": steps,
-                }
-            )
+            runs.append(run_record(seed, wall, spans, result))
     return {"case": case, "sampler": sampler, "cold_wall_s": cold, "runs": runs}
+
+
+def run_record(seed: int, wall: float, spans: dict, result) -> dict:
+    """One warm run's figures: walls, the draw loop, ESS, R-hat, divergences, steps."""
+    diag = result.diagnostics()  # computed once by the sampling check, cached
+    stats = result.idata["sample_stats"]
+    # leapfrog steps per draw: the cost of a draw, whatever one step costs
+    steps = float(stats["n_steps"].mean()) if "n_steps" in stats else float("nan")
+    return {
+        "seed": seed,
+        "warm_wall_s": wall,
+        "bmx_sample_s": result.timing["sample_s"],
+        "loop_s": spans["loop_s"],
+        "convert_s": spans["convert_s"],
+        "min_ess_bulk": diag["min_ess_bulk"],
+        "min_ess_parameter": diag["min_ess_parameter"],
+        "max_r_hat": diag["max_r_hat"],
+        "divergences": diag["divergences"],
+        "target_accept": result.timing["target_accept"],
+        "steps_per_draw": steps,
+    }
 
 
 def run_case(case: str, sampler: str, args) -> dict:

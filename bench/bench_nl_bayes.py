@@ -68,7 +68,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-from bench_bayes import med_range, per_seed, ratio_text  # noqa: E402
+from bench_bayes import med_range, per_seed, ratio_text, run_record  # noqa: E402
 from bench_env import machine_line, package_versions  # noqa: E402
 
 SSFOL = "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)"
@@ -122,26 +122,10 @@ def worker(name: str, sampler: str, draws: int, tune: int, chains: int, seeds: l
             result = model.sample(random_seed=seed, **options)
             wall = time.perf_counter() - t0
             spans = loop_timer.take()
-            diag = result.diagnostics()  # computed once by the sampling check, cached
-            stats = result.idata["sample_stats"]
-            steps = float(stats["n_steps"].mean()) if "n_steps" in stats else float("nan")
-            runs.append(
-                {
-                    "seed": seed,
-                    "warm_wall_s": wall,
-                    "bmx_compile_s": result.timing["compile_s"],
-                    "bmx_sample_s": result.timing["sample_s"],
-                    "loop_s": spans["loop_s"],
-                    "convert_s": spans["convert_s"],
-                    "min_ess_bulk": diag["min_ess_bulk"],
-                    "min_ess_parameter": diag["min_ess_parameter"],
-                    "max_r_hat": diag["max_r_hat"],
-                    "divergences": diag["divergences"],
-                    "target_accept": result.timing["target_accept"],
-                    "steps_per_draw": steps,
-                    "posterior_means": posterior_means(result),
-                }
-            )
+            record = run_record(seed, wall, spans, result)
+            record["bmx_compile_s"] = result.timing["compile_s"]
+            record["posterior_means"] = posterior_means(result)
+            runs.append(record)
         model.fit()  # warm-up
         ml_times = []
         for _ in range(5):

@@ -66,7 +66,6 @@ def sample_glmm(
     zi_X: np.ndarray | None = None,
     zi_names: Sequence[str] = (),
     zi_formula: str | None = None,
-    functions: Mapping[str, Any] | None = None,
     priors: Mapping[str, Prior] | None = None,
     draws: int = 1000,
     tune: int = 1000,
@@ -90,8 +89,6 @@ def sample_glmm(
     zi_X, zi_names, zi_formula : optional
         Zero-inflation design, its column names and the formula's right-hand
         side (Poisson and negative binomial).
-    functions : mapping, optional
-        The model's ``functions=`` (to encode new rows in ``predict``).
     priors : mapping, optional
         Overrides of :func:`bayesmix.bayes.glmm_priors.default_glmm_priors`.
     draws, tune, chains, sampler, target_accept, random_seed, progressbar, log_likelihood, compile
@@ -145,7 +142,6 @@ def sample_glmm(
             zi_X=zi_X,
             zi_names=tuple(zi_names),
             zi_formula=zi_formula,
-            functions=functions,
         )
 
     try:

@@ -14,9 +14,8 @@ Notation: S draws, m rows; eta : linear predictor; mu : conditional mean
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -65,8 +64,6 @@ class GLMMBayesResult(BayesResult):
         Its column names.
     zi_formula : str, optional
         Right-hand side of the zero-inflation formula (to encode new rows).
-    functions : mapping, optional
-        The model's ``functions=`` (to encode new rows of the zero-inflation part).
 
     Notes
     -----
@@ -80,7 +77,6 @@ class GLMMBayesResult(BayesResult):
     zi_X: np.ndarray | None = field(default=None, repr=False)
     zi_names: tuple[str, ...] = ()
     zi_formula: str | None = None
-    functions: Mapping[str, Any] | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ tables
     @property

@@ -271,7 +271,6 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
             "zi_X": model.zi_X,
             "zi_names": tuple(model.zi_names),
             "zi_formula": model.ziformula,
-            "functions": dict(model.functions),
         }
     else:
         from bayesmix.bayes.results import BayesResult as cls

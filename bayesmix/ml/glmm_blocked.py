@@ -30,6 +30,7 @@ import scipy.linalg as la
 import scipy.sparse as sp
 
 from bayesmix.errors import FitError
+from bayesmix.ml.pirls_blocks import assemble
 
 __all__ = ["BlockPattern", "BlockedFactor", "ZLambda"]
 
@@ -40,8 +41,8 @@ _DENSE_PRODUCT_MAX = 4_000_000
 
 
 class BlockPattern:
-    """What the blocks' structure fixes once per design: levels, positions, and the
-    flat indices that :meth:`ZLambda.factor` accumulates into (reused for every
+    """What the blocks' structure fixes once per design: levels, each row's positions,
+    and which rows of ``A21`` each level of block 1 can touch (reused for every
     ``theta`` and every PIRLS iteration).
 
     Parameters
@@ -87,16 +88,8 @@ class BlockPattern:
             off + c[:, None] * k + np.arange(k)
             for c, k, off in zip(self.codes, self.k, self.offsets)
         ]
-        q1, q_r, idx1, idx = self.q1, self.q_r, self.idx1, self.idx_r
+        q1, q_r, idx = self.q1, self.q_r, self.idx_r
         level = self.codes[first]
-        self.flat11 = (
-            level[:, None, None] * k1 * k1 + np.arange(k1)[:, None] * k1 + np.arange(k1)
-        ).ravel()
-        self.flat_rr = (idx[:, :, None] * q_r + idx[:, None, :]).ravel()
-        self.flat_r1 = (idx[:, :, None] * q1 + idx1[:, None, :]).ravel()
-        self.flat_rx = (idx[:, :, None] * p + np.arange(p)).ravel()
-        self.flat_x1 = (np.arange(p)[None, :, None] * q1 + idx1[:, None, :]).ravel()
-        self.p = p
         self.IDX = np.ascontiguousarray(np.hstack(self.gather))  # every block's positions
         # per level of block 1, the rest's coefficients that share a data row with it
         # (CSR layout): the only rows of A21 its columns can touch
@@ -171,46 +164,21 @@ class ZLambda:
     def factor(self, W: np.ndarray, X: np.ndarray | None = None) -> BlockedFactor:
         """Factor ``A`` at weights ``W`` (bordered by ``X``, unpenalised, when given)."""
         if self.pattern.dense:
-            return self._factor_by_counts(W, X)
+            return self._factor_dense(W, X)
         return self._factor_sparse(W, X)
 
-    def _factor_by_counts(self, W: np.ndarray, X: np.ndarray | None) -> BlockedFactor:
-        """``A``'s parts accumulated with ``bincount`` (scipy.sparse's per-call overhead
-        dominated PIRLS on models of a few thousand rows)."""
+    def _factor_dense(self, W: np.ndarray, X: np.ndarray | None) -> BlockedFactor:
+        """``A``'s parts from the compiled assembly (:func:`bayesmix.ml.pirls_blocks.assemble`),
+        factored by :class:`BlockedFactor`."""
         pat = self.pattern
-        k1, m1, q1, q_r = pat.k1, pat.m1, pat.q1, pat.q_r
-        V1 = self.val1
-        W1 = W[:, None] * V1
-        A11 = np.bincount(
-            pat.flat11, (W1[:, :, None] * V1[:, None, :]).ravel(), minlength=m1 * k1 * k1
-        ).reshape(m1, k1, k1)
-        A11[:, np.arange(k1), np.arange(k1)] += 1.0
-        p = 0 if X is None else X.shape[1]
-        d = q_r + p
-        A22 = np.zeros((d, d))
-        A21 = np.zeros((d, q1))
-        if q_r:
-            V = self.val_r
-            WV = W[:, None] * V
-            A22[:q_r, :q_r] = np.bincount(
-                pat.flat_rr, (WV[:, :, None] * V[:, None, :]).ravel(), minlength=q_r * q_r
-            ).reshape(q_r, q_r)
-            A22[np.arange(q_r), np.arange(q_r)] += 1.0
-            A21[:q_r] = np.bincount(
-                pat.flat_r1, (WV[:, :, None] * V1[:, None, :]).ravel(), minlength=q_r * q1
-            ).reshape(q_r, q1)
-            if p:
-                cross = np.bincount(
-                    pat.flat_rx, (WV[:, :, None] * X[:, None, :]).ravel(), minlength=q_r * p
-                ).reshape(q_r, p)
-                A22[:q_r, q_r:] = cross
-                A22[q_r:, :q_r] = cross.T
-        if p:
-            A22[q_r:, q_r:] = X.T @ (W[:, None] * X)
-            A21[q_r:] = np.bincount(
-                pat.flat_x1, (X[:, :, None] * W1[:, None, :]).ravel(), minlength=p * q1
-            ).reshape(p, q1)
-        if k1 == 1 and d * d * q1 > _DENSE_PRODUCT_MAX:
+        border = np.zeros((self.n, 0)) if X is None else np.ascontiguousarray(X)
+        A11, A21, A22 = assemble(
+            np.ascontiguousarray(W), pat.codes[pat.first], pat.k1, pat.m1, pat.idx1,
+            np.ascontiguousarray(self.val1), pat.idx_r, np.ascontiguousarray(self.val_r),
+            pat.q_r, border, border.shape[1],
+        )  # fmt: skip
+        d = A22.shape[0]
+        if pat.k1 == 1 and d * d * pat.q1 > _DENSE_PRODUCT_MAX:
             A21 = sp.csr_matrix(A21)  # few levels of block 1 meet each other level
         return BlockedFactor.build(A11, A21, A22, self.index1, self.index_r, self.q)
 

@@ -165,12 +165,12 @@ def _fit(
 
     if nagq >= 1:
         lower = np.concatenate([problem.lower, np.full(p + len(extras), -np.inf)])
-        x0 = np.concatenate([theta, beta, extras])
+        budget += 200 * (p + len(extras)) ** 2
         second = optimise(
             objective,
-            x0,
+            np.concatenate([theta, beta, extras]),
             lower,
-            budget + 200 * (p + len(extras)) ** 2,
+            budget,
             # NLopt's first steps are |x|, which pins a coordinate left near 0 (a
             # zero-inflation slope or a theta at 1e-16): those get 0.1
             unpin=True,
@@ -179,7 +179,7 @@ def _fit(
         for _ in range(_RESTARTS):  # a flat or boundary optimum: BOBYQA afresh from there
             if second.converged:
                 break
-            again = optimise(objective, second.x, lower, budget + 200 * (p + len(extras)) ** 2)
+            again = optimise(objective, second.x, lower, budget)
             evaluations += again.n_evaluations
             if again.fx <= second.fx:
                 second = dataclasses.replace(again, message=again.message + "; restarted")
@@ -199,18 +199,10 @@ def _fit(
         warn(singular, SingularFitWarning)
     criterion = objective(np.concatenate([theta, beta, extras])) if nagq > 1 else final.objective
     vcov, extras_vcov = _vcov(problem, objective, theta, beta, extras, final, nagq, has_dispersion)
-    estimates = _estimates(problem, theta, beta, final, criterion, vcov)
-    # back from the internally scaled columns (see LaplaceProblem.scale)
-    scale = problem.scale
-    estimates = dataclasses.replace(
-        estimates,
-        beta=estimates.beta / scale,
-        vcov_beta=estimates.vcov_beta / np.outer(scale, scale),
-        n_params=estimates.n_params + len(extras),
-        converged=bool(converged),
-        message=message,
-        n_evaluations=int(evaluations),
-    )
+    estimates = _estimates(
+        problem, theta, beta, final, criterion, vcov, singular is not None,
+        n_extras=len(extras), converged=converged, message=message, evaluations=evaluations,
+    )  # fmt: skip
     k = 0 if zi_X is None else zi_X.shape[1]
     return GLMMFit(
         estimates=estimates,
@@ -286,9 +278,13 @@ def _moment_dispersion(problem: LaplaceProblem, mu: np.ndarray) -> float:
     return float(np.clip(np.sum(mu**2) / max(excess, 1e-8), 1e-3, 1e6))
 
 
-def _estimates(problem, theta, beta, final, criterion, vcov) -> MLEstimates:
-    design = problem.design
-    factors = problem.factors(theta)
+def _estimates(
+    problem, theta, beta, final, criterion, vcov, singular, *, n_extras, converged, message,
+    evaluations,
+) -> MLEstimates:  # fmt: skip
+    """The fit's :class:`MLEstimates`, ``beta`` and ``vcov`` back on the columns' own
+    scale (see :attr:`LaplaceProblem.scale`)."""
+    design, scale = problem.design, problem.scale
     names = []
     for block in design.blocks:
         names += theta_names(block.grouping, block.terms, block.covariance)
@@ -300,21 +296,20 @@ def _estimates(problem, theta, beta, final, criterion, vcov) -> MLEstimates:
     return MLEstimates(
         method="ML",
         theta=theta,
-        beta=beta,
+        beta=beta / scale,
         sigma=1.0,
-        vcov_beta=vcov,
+        vcov_beta=vcov / np.outer(scale, scale),
         b=tuple(problem.b_from_u(theta, final.u)),
         b_cond_var=tuple(problem.conditional_covariances(theta, final)),
-        covariances=tuple(T @ T.T for T in factors),
+        covariances=tuple(T @ T.T for T in problem.factors(theta)),
         loglik=-0.5 * criterion,
         criterion=criterion,
-        n_params=len(beta) + len(theta),
+        n_params=len(beta) + len(theta) + n_extras,
         n_obs=len(problem.y),
-        converged=True,
-        message="",
-        n_evaluations=0,
-        singular=bool(np.any(np.abs(theta[diagonal]) < SINGULAR_TOLERANCE))
-        or singular_message(theta, design, problem.kinds) is not None,
+        converged=bool(converged),
+        message=message,
+        n_evaluations=int(evaluations),
+        singular=bool(np.any(np.abs(theta[diagonal]) < SINGULAR_TOLERANCE)) or singular,
         fitted=final.mu,
         theta_names=tuple(names),
     )

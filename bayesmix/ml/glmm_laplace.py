@@ -151,6 +151,9 @@ class LaplaceProblem:
             ]
         )
         self.pattern = BlockPattern(design.blocks, self.X.shape[1])
+        # PIRLS's weights are the Hessian's (canonical link, no zero inflation)
+        canonical = (family.name, family.link.name) in (("binomial", "logit"), ("poisson", "log"))
+        self._exact_newton = canonical and self.zi_X is None
         self.X_c = np.ascontiguousarray(self.X)
         self.kernel_data = KernelData.of(self.response)
         self._u = np.zeros(self.q)  # warm starts of PIRLS across evaluations
@@ -210,15 +213,6 @@ class LaplaceProblem:
         gives 1/eps, which leaves the blocked system numerically indefinite)."""
         W = np.maximum(-d2, 0.0) if self.zi_X is not None else np.maximum(fisher, _EPS)
         return np.minimum(W, _MAX_STEP_WEIGHT)
-
-    @property
-    def _exact_newton(self) -> bool:
-        """Whether PIRLS's weights are the Hessian's (canonical link, no zero inflation)."""
-        canonical = (self.family.name, self.family.link.name) in (
-            ("binomial", "logit"),
-            ("poisson", "log"),
-        )
-        return canonical and self.zi_X is None
 
     def _step_tol(self, scale: float) -> float:
         """The step below which PIRLS has converged (see :data:`_NEWTON_STEP_TOL`)."""

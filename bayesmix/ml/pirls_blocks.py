@@ -20,11 +20,11 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["schur_solve"]
+__all__ = ["assemble", "schur_solve"]
 
 
 @njit(cache=True, error_model="numpy")
-def _assemble(W, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p):
+def assemble(W, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p):
     """``A11`` (m1, k1, k1), ``A21`` (d, q1) and ``A22`` (d, d), d = q_r + p."""
     d = q_r + p
     q1 = m1 * k1
@@ -177,7 +177,7 @@ def schur_solve(
     """Solve ``A x = g`` (``g`` ordered as ``[u, beta]``; ``A`` bordered by ``X`` when
     ``p > 0``) and return ``x``, ``log det A`` (the Laplace term when ``p = 0``) and
     whether ``A`` is positive definite."""
-    A11, A21, A22 = _assemble(W, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p)
+    A11, A21, A22 = assemble(W, level, k1, m1, idx1, val1, idx_r, val_r, q_r, X, p)
     inverse, S, log_det, ok = _schur(A11, A21, A22, lvl_ptr, lvl_rows, q_r, p)
     d = S.shape[0]
     q1 = m1 * k1

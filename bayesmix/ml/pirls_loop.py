@@ -45,14 +45,13 @@ class KernelData:
     @classmethod
     def of(cls, response: ResponseLikelihood) -> KernelData:
         family = response.family
-        s = getattr(response, "s", np.zeros_like(response.y))
         return cls(
             FAMILY_CODES[family.name],
             LINK_CODES[family.link.name],
             np.ascontiguousarray(response.y),
             np.ascontiguousarray(response.n, dtype=float),
-            np.ascontiguousarray(s, dtype=float),
-            np.ascontiguousarray(response._constant, dtype=float),
+            np.ascontiguousarray(response.s, dtype=float),
+            np.ascontiguousarray(response.constant, dtype=float),
         )
 
 

@@ -53,6 +53,9 @@ class ResponseLikelihood:
         NB2 ``theta`` or Gamma ``shape``; set by the caller before evaluating.
     zi_eta : ndarray or None
         Log-odds of a structural zero per row (zero inflation), or ``None``.
+    s, constant : ndarray
+        Binomial successes ``n y`` (0 for other families) and the part of each row's
+        log-likelihood free of ``mu`` (``log C(n, s)``, ``-log y!``, ``-log y``).
     """
 
     def __init__(self, family: Family, y: np.ndarray, weights: np.ndarray | None = None) -> None:
@@ -62,19 +65,20 @@ class ResponseLikelihood:
         self.dispersion: float | None = None
         self.zi_eta: np.ndarray | None = None
         self.zero = self.y == 0
+        self.s = np.zeros_like(self.y)  # binomial successes
         name = family.name
         if name == "binomial":
             self.s = np.rint(self.y * self.n)
-            self._constant = (
+            self.constant = (
                 special.gammaln(self.n + 1)
                 - special.gammaln(self.s + 1)
                 - special.gammaln(self.n - self.s + 1)
             )
         elif name in ("poisson", "negbinomial"):
-            self._constant = -special.gammaln(self.y + 1)
+            self.constant = -special.gammaln(self.y + 1)
         elif name == "gamma":
             self._log_y = np.log(self.y)
-            self._constant = -self._log_y
+            self.constant = -self._log_y
         else:
             raise ValueError(f"no GLMM likelihood for the {name} family")
 
@@ -89,15 +93,15 @@ class ResponseLikelihood:
         y, name = self.y, self.family.name
         if name == "binomial":
             s, n = self.s, self.n
-            ll = self._constant + s * np.log(mu) + (n - s) * np.log1p(-mu)
+            ll = self.constant + s * np.log(mu) + (n - s) * np.log1p(-mu)
             return ll, s / mu - (n - s) / (1 - mu), -s / mu**2 - (n - s) / (1 - mu) ** 2
         if name == "poisson":  # a negative mean (identity link) has no likelihood
-            ll = np.where(mu < 0, -np.inf, self._constant + special.xlogy(y, mu) - mu)
+            ll = np.where(mu < 0, -np.inf, self.constant + special.xlogy(y, mu) - mu)
             return ll, y / mu - 1.0, -y / mu**2
         if name == "negbinomial":
             theta = float(self.dispersion)
             ll = np.where(mu < 0, -np.inf, 0.0) + (
-                self._constant
+                self.constant
                 + special.gammaln(y + theta)
                 - special.gammaln(theta)
                 + theta * np.log(theta)
@@ -108,7 +112,7 @@ class ResponseLikelihood:
             return ll, l_mu, -y / mu**2 + (y + theta) / (theta + mu) ** 2
         nu = float(self.dispersion)  # gamma
         ll = (
-            self._constant
+            self.constant
             + nu * np.log(nu)
             - special.gammaln(nu)
             + nu * (self._log_y - np.log(mu))
