@@ -308,9 +308,7 @@ class GLMMBayesResult(BayesResult):
         rows = self._rows(None, True)
         mu = self.family.link.inverse(self._eta_draws(rows)).mean(axis=0)
         disp = self._dispersion()
-        variance = self.family.variance(mu, None if disp is None else float(disp.mean()))
-        if self.family.name == "gamma":  # V(mu) = mu^2, Var(y) = mu^2 / shape
-            variance = variance / float(disp.mean())
+        variance = self.family.response_variance(mu, None if disp is None else float(disp.mean()))
         if self.design.weights is not None:
             variance = variance / self.design.weights
         pi = self._zi_prob(rows)

@@ -161,9 +161,7 @@ class GLMMResult(MLResult):
             return y - self.fitted()
         if kind == "pearson":
             w = np.ones_like(y) if weights is None else np.asarray(weights, dtype=float)
-            variance = self.family.variance(mu, self.dispersion)
-            if self.family.name == "gamma":
-                variance = variance / self.dispersion
+            variance = self.family.response_variance(mu, self.dispersion)
             if pi is not None:  # Var = (1 - pi) (V(mu) + pi mu^2)
                 variance = (1 - pi) * (variance + pi * mu**2)
             return (y - self.fitted()) * np.sqrt(w / variance)

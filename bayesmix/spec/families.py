@@ -159,6 +159,12 @@ class Family:
             return mu + mu**2 / _required(dispersion, "theta")
         return mu**2  # gamma: divided by the shape in Var(y)
 
+    def response_variance(self, mu: np.ndarray, dispersion: float | None = None) -> np.ndarray:
+        """``Var(y)`` per unit of weight: :meth:`variance`, divided by the Gamma shape (the
+        one family here whose dispersion scales ``V(mu)`` rather than entering it)."""
+        variance = self.variance(mu, dispersion)
+        return variance / _required(dispersion, "shape") if self.name == "gamma" else variance
+
     def loglik(
         self,
         y: np.ndarray,

@@ -154,7 +154,5 @@ class ResponseLikelihood:
         """The expected information ``n mu'^2 / Var(y_i)`` per row (lme4's PIRLS weights)."""
         m1 = self.family.link.mu_eta(eta)
         m1 = np.where(np.abs(m1) < _EPS, np.copysign(_EPS, m1), m1)  # as lme4, away from 0
-        variance = np.maximum(self.family.variance(mu, self.dispersion), _EPS)
-        if self.family.name == "gamma":
-            variance = variance / float(self.dispersion)
+        variance = np.maximum(self.family.response_variance(mu, self.dispersion), _EPS)
         return self.n * m1**2 / variance
