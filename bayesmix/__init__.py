@@ -57,6 +57,20 @@ _LAZY = {
     "plot_residuals": "plotting",
     "plot_coefficients": "plotting",
     "load": "io",
+    # nlme's residual variance functions (weights=) and correlation structures (correlation=)
+    "varIdent": "spec.variance_functions",
+    "varPower": "spec.variance_functions",
+    "varExp": "spec.variance_functions",
+    "varConstPower": "spec.variance_functions",
+    "varFixed": "spec.variance_functions",
+    "varComb": "spec.variance_functions",
+    "corAR1": "spec.correlation_structures",
+    "corCAR1": "spec.correlation_structures",
+    "corARMA": "spec.correlation_structures",
+    "corCompSymm": "spec.correlation_structures",
+    "corSymm": "spec.correlation_structures",
+    "corExp": "spec.correlation_structures",
+    "corGaus": "spec.correlation_structures",
 }
 
 __all__ = [

@@ -14,9 +14,18 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from bayesmix.spec.correlation_structures import CorrelationStructure
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.formula import edit_formula, parse_formula
+from bayesmix.spec.formula_eval import unknown_column
+from bayesmix.spec.residual_structure import (
+    ResidualStructure,
+    bind_residual,
+    correlation_argument,
+    variance_argument,
+)
 from bayesmix.spec.response_checks import note_counts_for_gaussian
+from bayesmix.spec.variance_functions import VarianceFunction
 
 from .errors import ArgumentError, DataError, FormulaError
 
@@ -40,8 +49,9 @@ class LinearMixedModel:
     formula : str
     data : DataFrame
         The data as given (rows with missing values are dropped in ``design``).
-    offset, weights : str or ndarray or None
-        As given to :func:`lmm`.
+    offset, weights, correlation : as given to :func:`lmm`
+        ``weights`` is lme4's prior weights (a column or an array) or nlme's
+        variance function (an object or its nlme syntax).
     functions : dict
         Extra functions the formula may call (``functions=``).
     contrasts : dict
@@ -53,6 +63,9 @@ class LinearMixedModel:
         ``sqrt(n / (n - p))``). Both are always available on the result.
     design : Design
         Numeric arrays shared by both engines.
+    residual : ResidualStructure or None
+        The variance function and correlation structure bound to the design's
+        rows (``None`` for independent errors of equal variance).
     """
 
     def __init__(
@@ -61,10 +74,11 @@ class LinearMixedModel:
         data: pd.DataFrame,
         *,
         offset: str | np.ndarray | None = None,
-        weights: str | np.ndarray | None = None,
+        weights: str | np.ndarray | VarianceFunction | None = None,
         functions: Mapping[str, Callable] | None = None,
         contrasts: Mapping[str, str] | None = None,
         conventions: Literal["lme4", "nlme"] = "lme4",
+        correlation: str | CorrelationStructure | None = None,
     ) -> None:
         if conventions not in ("lme4", "nlme"):
             raise ArgumentError(f"conventions must be 'lme4' or 'nlme', not {conventions!r}.")
@@ -72,12 +86,23 @@ class LinearMixedModel:
         self.data = data
         self.offset = offset
         self.weights = weights
+        self.correlation = correlation
         self.functions = dict(functions or {})
         self.conventions = conventions
+        variance = variance_argument(weights)
+        structure = correlation_argument(correlation)
+        columns = _structure_columns(variance, structure, data)
         self.design: Design = build_design(
-            formula, data, offset=offset, weights=weights, functions=functions, contrasts=contrasts
+            formula,
+            data,
+            offset=offset,
+            weights=None if variance is not None else weights,
+            functions=functions,
+            contrasts=contrasts,
+            extra_columns=columns,
         )
         self.contrasts = dict(self.design.contrasts)
+        self.residual: ResidualStructure | None = bind_residual(variance, structure, self.design)
         note_counts_for_gaussian(self.design.y, self.design.response)
 
     @property
@@ -89,13 +114,17 @@ class LinearMixedModel:
             "functions": self.functions,
             "contrasts": self.contrasts,
             "conventions": self.conventions,
+            "correlation": self.correlation,
         }
 
     def __repr__(self) -> str:
         blocks = ", ".join(b.label for b in self.design.blocks) or "none"
+        residual = ""
+        if self.residual is not None:
+            residual = ", residuals: " + " and ".join(p.spec.nlme() for p in self.residual.parts)
         return (
             f"<LinearMixedModel {self.formula!r}: {self.design.n_obs} observations, "
-            f"{self.design.n_fixed} fixed effects, random effects: {blocks}>"
+            f"{self.design.n_fixed} fixed effects, random effects: {blocks}{residual}>"
         )
 
     # ---------------------------------------------------------------- ML / REML
@@ -108,10 +137,16 @@ class LinearMixedModel:
             Estimates, logLik/AIC/BIC, ``fixef()``, ``ranef()``, ``varcorr()``...
         """
         method = _check_method(method)
-        from bayesmix.ml.fit import fit_estimates
         from bayesmix.ml.results import MLResult
 
-        estimates = fit_estimates(self.design, method=method)
+        if self.residual is not None:
+            from bayesmix.ml.residual_fit import fit_structured
+
+            estimates = fit_structured(self.design, self.residual, method=method)
+        else:
+            from bayesmix.ml.fit import fit_estimates
+
+            estimates = fit_estimates(self.design, method=method)
         return MLResult(design=self.design, estimates=estimates, model=self)
 
     # ----------------------------------------------------------------- Bayesian
@@ -230,7 +265,8 @@ def lmm(
     data: pd.DataFrame,
     *,
     offset: str | np.ndarray | None = None,
-    weights: str | np.ndarray | None = None,
+    weights: str | np.ndarray | VarianceFunction | None = None,
+    correlation: str | CorrelationStructure | None = None,
     functions: Mapping[str, Callable] | None = None,
     contrasts: Mapping[str, str] | None = None,
 ) -> LinearMixedModel:
@@ -248,8 +284,23 @@ def lmm(
     data : DataFrame
     offset : str or array, optional
         Column name or array (one value per row) added to the linear predictor.
-    weights : str or array, optional
-        Prior weights, positive: row i has residual variance ``sigma^2 / w_i`` (lme4).
+    weights : str, array or variance function, optional
+        Two meanings, told apart by what is passed (as R's lme4 and nlme differ):
+
+        * a column name or an array: lme4's prior weights, positive; row i has
+          residual variance ``sigma^2 / w_i``;
+        * a variance function, an object (``bmx.varIdent("Sex")``,
+          ``bmx.varPower()``) or nlme's syntax (``"varIdent(form = ~1 | Sex)"``,
+          ``"varComb(varIdent(form = ~1 | Diet), varPower())"``): nlme's
+          ``weights=``, row i has residual SD ``sigma g_i`` with ``g`` estimated
+          (see :mod:`bayesmix.spec.variance_functions`).
+    correlation : str or correlation structure, optional
+        nlme's ``correlation=``: within-group correlation of the residuals, an
+        object (``bmx.corAR1(group="Mare")``, ``bmx.corCAR1(time="Time")``) or
+        nlme's syntax (``"corAR1(form = ~1 | Mare)"``, ``"corARMA(p = 1, q = 1)"``,
+        ``"corExp(form = ~ x + y, nugget = TRUE)"``). Without a group it acts
+        within the innermost random-effects grouping; see
+        :mod:`bayesmix.spec.correlation_structures`.
     functions : dict, optional
         Extra functions the formula may call, e.g. ``{"logit": my_logit}``.
     contrasts : dict, optional
@@ -274,7 +325,13 @@ def lmm(
     -871.814
     """
     return LinearMixedModel(
-        formula, data, offset=offset, weights=weights, functions=functions, contrasts=contrasts
+        formula,
+        data,
+        offset=offset,
+        weights=weights,
+        functions=functions,
+        contrasts=contrasts,
+        correlation=correlation,
     )
 
 
@@ -283,15 +340,17 @@ def gls(
     data: pd.DataFrame,
     *,
     offset: str | np.ndarray | None = None,
-    weights: str | np.ndarray | None = None,
+    weights: str | np.ndarray | VarianceFunction | None = None,
+    correlation: str | CorrelationStructure | None = None,
     functions: Mapping[str, Callable] | None = None,
     contrasts: Mapping[str, str] | None = None,
 ) -> LinearMixedModel:
-    """A model without random effects (nlme's ``gls`` with independent errors).
+    """A model without random effects (nlme's ``gls``).
 
     Its ML/REML fit can head an :func:`~bayesmix.anova` table as the null model.
-    ``offset``, ``weights``, ``functions`` and ``contrasts`` are as in :func:`lmm`;
-    prior weights give nlme's ``weights = varFixed(~ 1/w)``. Its results report
+    ``offset``, ``weights``, ``correlation``, ``functions`` and ``contrasts`` are
+    as in :func:`lmm`; prior weights give nlme's ``weights = varFixed(~ 1/w)``.
+    A correlation structure without a group treats all rows as one group. Its results report
     nlme's conventions: ``bic`` of a REML fit uses ``log(n - p)``, and
     fixed-effect SEs of an ML fit are scaled by ``sqrt(n / (n - p))``
     (``bic_lme4`` and ``fixef(adjust_sigma=False)`` give lme4's).
@@ -308,7 +367,28 @@ def gls(
         functions=functions,
         contrasts=contrasts,
         conventions="nlme",
+        correlation=correlation,
     )
+
+
+def _structure_columns(
+    variance: VarianceFunction | None,
+    correlation: CorrelationStructure | None,
+    data: pd.DataFrame,
+) -> tuple[str, ...]:
+    """Columns the residual structures read; unknown ones named with close matches."""
+    columns: list[str] = []
+    for part, argument in ((variance, "weights"), (correlation, "correlation")):
+        if part is None:
+            continue
+        for name in part.columns():
+            if isinstance(data, pd.DataFrame) and name not in data.columns:
+                known = [str(c) for c in data.columns]
+                raise DataError(
+                    unknown_column(name, known, f"{argument}={part.nlme()!r}: column {name!r}")
+                )
+            columns.append(name)
+    return tuple(dict.fromkeys(columns))
 
 
 def _check_method(method: str) -> Literal["REML", "ML"]:

@@ -23,7 +23,7 @@ sigma : residual standard deviation (REML or ML estimate, as lme4).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral
 from typing import Any
 
@@ -97,6 +97,12 @@ class MLEstimates:
         Conditional fitted values ``offset + X beta + Z b`` (response scale).
     theta_names : tuple of str
         lme4-style names of ``theta`` (``"Subject.Days.Intercept"``).
+    residual_u : ndarray
+        Unconstrained parameters of the residual variance function and
+        correlation structure (:mod:`bayesmix.ml.residual_fit`); empty without.
+    variance_fitted : ndarray, optional
+        The fitted values a variance function of the fitted values was
+        evaluated at (nlme's fixed point); ``None`` otherwise.
     """
 
     method: str
@@ -117,6 +123,8 @@ class MLEstimates:
     singular: bool
     fitted: np.ndarray
     theta_names: tuple[str, ...] = ()
+    residual_u: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    variance_fitted: np.ndarray | None = None
 
 
 def _check_method(method: str) -> bool:

@@ -257,10 +257,12 @@ def optimise(
     lower: np.ndarray,
     max_evaluations: int,
     unpin: bool = False,
+    rhobeg: float = 0.0,
 ) -> Optimum:
     """BOBYQA, then :func:`measure` and Newton polishing until the minimum is proven.
 
-    ``converged`` is BOBYQA's verdict and the final check's (:attr:`OptimumCheck.passes`).
+    ``converged`` is BOBYQA's verdict and the final check's (:attr:`OptimumCheck.passes`);
+    ``unpin`` and ``rhobeg`` are :func:`minimise`'s.
     """
     count = {"n": 0}
 
@@ -268,7 +270,9 @@ def optimise(
         count["n"] += 1
         return fun(x)
 
-    x, fx, converged, message, _ = minimise(counted, start, lower, max_evaluations, unpin=unpin)
+    x, fx, converged, message, _ = minimise(
+        counted, start, lower, max_evaluations, rhobeg=rhobeg, unpin=unpin
+    )
     if not converged:  # out of evaluations or failed: report as it is, unpolished
         return Optimum(x, fx, False, message, count["n"], None)
     check = measure(counted, x, fx, lower)

@@ -174,6 +174,25 @@ class MLResult:
     def singular(self) -> bool:
         return bool(self.estimates.singular)
 
+    # -- residual variance function and correlation structure
+    @property
+    def residual_structure(self) -> Any:
+        """The model's bound variance function and correlation structure, or ``None``."""
+        return getattr(self.model, "residual", None)
+
+    def residual_parameters(self) -> pd.DataFrame:
+        """Estimated parameters of the variance function and correlation structure.
+
+        Columns ``structure`` (nlme's syntax), ``parameter`` (nlme's names:
+        the SD ratio of each non-reference level for varIdent, ``power``,
+        ``Phi``, ``range``...) and ``estimate`` on nlme's reporting scale.
+        Empty for a model with independent errors of equal variance.
+        """
+        structure = self.residual_structure
+        if structure is None:
+            return pd.DataFrame(columns=["structure", "parameter", "estimate"])
+        return structure.parameter_table(np.asarray(self.estimates.residual_u, dtype=float))
+
     # -- fixed effects
     def fixef(self, adjust_sigma: bool | None = None) -> pd.DataFrame:
         """Fixed effects: ``estimate``, ``std_error`` and ``t_value`` per coefficient.
@@ -276,15 +295,31 @@ class MLResult:
         kind : {"response", "pearson", "normalized"}
             ``response``: ``y - fitted``. ``pearson``: response residuals divided
             by their SD, ``sqrt(w) (y - fitted) / sigma`` with prior weights
-            ``w`` (lme4's; ``w = 1`` without weights). ``normalized``: nlme's
-            normalised residuals, the Pearson residuals pre-multiplied by the
-            inverse Cholesky factor of the within-group error correlation; the
-            models fitted here have independent errors, so that factor is the
-            identity and ``normalized`` equals ``pearson`` (as in nlme).
+            ``w`` (lme4's; ``w = 1`` without weights); with a variance function,
+            ``(y - fitted) / (sigma g)`` (nlme's). ``normalized``: nlme's
+            normalised residuals, ``L^-1 (y - fitted) / sigma`` with ``L`` the
+            Cholesky factor of the fitted residual covariance ``Lambda`` (variance
+            function and within-group correlation): independent with unit
+            variance if the model holds. Without a correlation structure they
+            equal the Pearson residuals.
         """
         response = np.asarray(self.design.y, dtype=float) - self.fitted()
         if kind == "response":
             return response
+        structure = self.residual_structure
+        if structure is not None and kind in ("pearson", "normalized"):
+            u = np.asarray(self.estimates.residual_u, dtype=float)
+            fitted = self.estimates.variance_fitted
+            fitted = self.fitted() if fitted is None else np.asarray(fitted, dtype=float)
+            if kind == "pearson":
+                log_g = structure.log_sd(u, fitted)
+                return (
+                    response / self.sigma
+                    if log_g is None
+                    else response / (self.sigma * np.exp(log_g))
+                )
+            whitened, _ = structure.whiten(u, response, fitted)
+            return whitened / self.sigma
         if kind in ("pearson", "normalized"):
             weights = getattr(self.design, "weights", None)
             scaled = response if weights is None else np.sqrt(weights) * response

@@ -58,6 +58,7 @@ def build_design(
     functions: Mapping[str, Callable] | None = None,
     contrasts: Mapping[str, str] | None = None,
     binomial: bool = False,
+    extra_columns: tuple[str, ...] = (),
 ) -> Design:
     """Build the numeric design of a mixed model.
 
@@ -86,6 +87,9 @@ def build_design(
         The model is a binomial GLMM, whose response may be
         ``cbind(successes, failures)``: ``y`` is then the proportion of
         successes and ``weights`` the trials.
+    extra_columns : tuple of str
+        Further columns whose missing values drop a row (those of a residual
+        variance function or correlation structure).
 
     Returns
     -------
@@ -110,6 +114,7 @@ def build_design(
     data, offset_column, offset_array = attach_argument(data, offset, "offset", OFFSET_COLUMN)
     data, weights_column, _ = attach_argument(data, weights, "weights", WEIGHTS_COLUMN)
     extra = [c for c in (offset_column, weights_column) if c is not None and c not in columns]
+    extra += [c for c in dict.fromkeys(extra_columns) if c not in columns and c not in extra]
     check_column_types(data, columns, {f for bar in spec.bars for f in bar.factors})
     kept, n_dropped = clean_rows(data, columns + extra)
     if n_dropped and uses_scale(spec.formula):
