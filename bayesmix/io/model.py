@@ -54,6 +54,7 @@ class ModelSpec:
     link: str | None = None
     ziformula: str | None = None  # zero-inflated GLMMs: the right-hand side
     allow_non_integer: bool = False  # GLMMs: fractional counts accepted
+    correlation: str | None = None  # nlme's correlation structure, in its syntax
 
 
 def is_nonlinear(result: Any) -> bool:
@@ -89,7 +90,8 @@ def model_spec(result: Any) -> ModelSpec:
             model.formula,
             model.data,
             offset=model.offset,
-            weights=model.weights,
+            weights=_structure_text(model.weights),
+            correlation=_structure_text(getattr(model, "correlation", None)),
             functions=dict(model.functions),
             contrasts=dict(model.contrasts),
             conventions=getattr(model, "conventions", "lme4"),
@@ -99,6 +101,30 @@ def model_spec(result: Any) -> ModelSpec:
             allow_non_integer=getattr(model, "allow_non_integer", False),
         )
     return _linear_spec_from_design(result.design)
+
+
+def _structure_text(value: Any) -> Any:
+    """A variance function or correlation structure as nlme's syntax (read back as
+    data, never run); other values (prior weights) as they are."""
+    from bayesmix.spec.correlation_structures import CorrelationStructure
+    from bayesmix.spec.variance_functions import VarianceFunction
+
+    if isinstance(value, VarianceFunction | CorrelationStructure):
+        return value.nlme()
+    return value
+
+
+def _structure_columns(spec: ModelSpec) -> set[str]:
+    """Columns of the model's variance function and correlation structure."""
+    from bayesmix.spec.residual_structure import correlation_argument, variance_argument
+
+    found: set[str] = set()
+    variance = variance_argument(spec.weights)
+    correlation = correlation_argument(spec.correlation)
+    for part in (variance, correlation):
+        if part is not None:
+            found |= set(part.columns())
+    return found
 
 
 def _nonlinear_spec_from_design(nl: Any) -> ModelSpec:
@@ -176,6 +202,7 @@ def needed_columns(spec: ModelSpec, result: Any) -> set[str]:
         if spec.kind in LINEAR_KINDS:
             found = set(used_columns(parse_formula(spec.formula), spec.data, spec.functions))
             found |= {v for v in (spec.offset, spec.weights) if isinstance(v, str)}
+            found |= _structure_columns(spec)
             if spec.ziformula is not None:  # zero inflation: its columns too
                 zi = parse_formula(f"{spec.formula.split('~')[0]} ~ {spec.ziformula}")
                 found |= set(used_columns(zi, spec.data, spec.functions))
@@ -225,6 +252,7 @@ def build_model(spec: ModelSpec, data: pd.DataFrame | None = None) -> Any:
                 functions=spec.functions or None,
                 contrasts=spec.contrasts or None,
                 conventions=spec.conventions,
+                correlation=spec.correlation,
             )
         from bayesmix.nonlinear_model import NonlinearMixedModel
 
@@ -249,6 +277,8 @@ def encode_model(writer: ArchiveWriter, spec: ModelSpec) -> dict[str, Any]:
         out["functions"] = sorted(spec.functions)
         out["contrasts"] = dict(spec.contrasts)
         out["conventions"] = spec.conventions
+        if spec.correlation is not None:
+            out["correlation"] = spec.correlation
         if spec.family is not None:
             out["family"], out["link"] = spec.family, spec.link
             out["ziformula"] = spec.ziformula
@@ -302,6 +332,9 @@ def decode_model(
         allow_non_integer = meta.get("allow_non_integer", False)
         if not isinstance(allow_non_integer, bool):
             raise reader.damaged("the model's allow_non_integer is malformed")
+        correlation = meta.get("correlation")  # nlme's syntax, parsed (never evaluated)
+        if correlation is not None and not isinstance(correlation, str):
+            raise reader.damaged("the model's correlation structure is malformed")
         return ModelSpec(
             kind,
             meta["formula"],
@@ -315,6 +348,7 @@ def decode_model(
             link=link if kind == "GeneralizedLinearMixedModel" else None,
             ziformula=ziformula if kind == "GeneralizedLinearMixedModel" else None,
             allow_non_integer=allow_non_integer,
+            correlation=correlation,
         )
     if kind != "NonlinearMixedModel":
         raise reader.damaged(f"the model class {str(kind)[:40]!r} is unknown")

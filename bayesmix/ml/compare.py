@@ -175,9 +175,14 @@ def _format_pvalues(values: np.ndarray) -> list[str]:
 
 
 def _formula_label(fit: MLResult) -> str:
-    """The formula, with a GLMM's zero-inflation formula when it has one."""
+    """The formula, with a GLMM's zero-inflation formula and the residual variance
+    function and correlation structure when there are (fits may differ only there)."""
     zi = getattr(getattr(fit, "model", None), "ziformula", None)
-    return fit.design.formula + ("" if zi is None else f"; zero inflation ~ {zi}")
+    label = fit.design.formula + ("" if zi is None else f"; zero inflation ~ {zi}")
+    structure = getattr(fit, "residual_structure", None)
+    if structure is not None:
+        label += "".join(f"; {part.spec.nlme()}" for part in structure.parts)
+    return label
 
 
 def _family_label(fit: MLResult) -> str:

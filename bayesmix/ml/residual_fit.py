@@ -25,8 +25,6 @@ u : unconstrained structure parameters; Lambda : residual covariance / sigma^2.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from bayesmix.errors import (
@@ -43,15 +41,19 @@ from bayesmix.ml.fit import (
     SINGULAR_TOLERANCE,
     MLEstimates,
     _check_method,
-    _diagonal_mask,
     _estimates,
     _theta_names,
     deviance_function,
-    fit_estimates,
 )
-from bayesmix.ml.optimise import optimise
+from bayesmix.ml.optimise import measure, minimise, optimise
+from bayesmix.ml.structured_kernel import one_block_criterion
 from bayesmix.ml.working import working_problem
-from bayesmix.spec.covariance import initial_theta, lower_bounds
+from bayesmix.spec.covariance import (
+    factors_from_theta,
+    initial_theta,
+    lower_bounds,
+    theta_is_diagonal,
+)
 from bayesmix.spec.design import Design
 from bayesmix.spec.residual_structure import ResidualStructure
 
@@ -63,8 +65,16 @@ _MAX_FITTED_ROUNDS = 50
 _FITTED_TOLERANCE = 1e-9
 # finite-difference step of the curvature that scales BOBYQA's coordinates
 _CURVATURE_STEP = 1e-3
+# the quick fit without the structure that gives the start of theta
+_START_FTOL = 1e-5
+_START_EVALUATIONS = 2000
 # BOBYQA's first trust-region radius in those scaled coordinates
 _SCALED_RHOBEG = 0.5
+# Newton steps per fitted-value round, halvings per step, and the predicted gain
+# (criterion units) below which a round's optimum is accepted
+_NEWTON_STEPS = 6
+_BACKTRACKS = 6
+_NEWTON_ACCEPT = 1e-7
 # coordinate scales are kept in this range: a flat start (varConstPower at power 0
 # cannot tell its constant) must not turn a unit step into a leap
 _SCALE_RANGE = (1e-4, 1.0)
@@ -90,6 +100,29 @@ class _Criterion:
         self._edges = np.cumsum(widths)[:-1]
         self._blocks = [(b.codes, b.n_levels, b.covariance) for b in wd.blocks]
         self._shift = self.work.criterion_shift(reml)
+        # one block or none: the compiled kernel (structured_kernel), else the general one
+        self._plain: ProfiledDeviance | None = None
+        self._compiled = len(wd.blocks) <= 1
+        if self._compiled:
+            block = wd.blocks[0] if wd.blocks else None
+            self._codes = np.ascontiguousarray(
+                block.codes if block else np.zeros(design.n_obs), dtype=np.int64
+            )
+            self._n_levels = block.n_levels if block else 1
+            self._kind = [block.covariance] if block else []
+            self._size = [block.n_terms] if block else []
+
+    def unstructured(self, theta: np.ndarray) -> float:
+        """The criterion of the model without the structure, at lme4's ``theta``."""
+        theta_w = self.work.theta_w(theta)
+        if self._compiled:
+            factors = factors_from_theta(theta_w, self._kind, self._size)
+            T = factors[0] if factors else np.zeros((0, 0))
+            p = self.work.design.n_fixed
+            return one_block_criterion(self._M, self._codes, self._n_levels, p, T, self.reml)
+        if self._plain is None:
+            self._plain = deviance_function(self.work.design)
+        return self._plain(theta_w, reml=self.reml)
 
     def kernel(self, u: np.ndarray) -> tuple[ProfiledDeviance, float]:
         """The profiled kernel of the whitened working arrays, and ``log|Lambda|``.
@@ -125,27 +158,49 @@ class _Criterion:
     def __call__(self, x: np.ndarray) -> float:
         x = np.asarray(x, dtype=float)
         try:
-            kernel, log_det = self.kernel(x[self.n_theta :])
             theta_w = self.work.theta_w(x[: self.n_theta])
-            value = kernel(theta_w, reml=self.reml) + self._shift + log_det
+            if self._compiled:
+                W, log_det = self.structure.whiten(x[self.n_theta :], self._M, self.fitted, True)
+                factors = factors_from_theta(theta_w, self._kind, self._size)
+                T = factors[0] if factors else np.zeros((0, 0))
+                p = self.work.design.n_fixed
+                value = one_block_criterion(W, self._codes, self._n_levels, p, T, self.reml)
+                value += self._shift + log_det
+            else:
+                kernel, log_det = self.kernel(x[self.n_theta :])
+                value = kernel(theta_w, reml=self.reml) + self._shift + log_det
         except (FitError, DataError, np.linalg.LinAlgError, FloatingPointError, ValueError):
             return np.inf  # an extreme structure parameter: not a candidate
         return float(value) if np.isfinite(value) else np.inf
 
 
-def _start(design: Design, structure: ResidualStructure, reml: bool) -> np.ndarray:
-    """``theta`` of the fit without the structure, then the structure's start."""
-    with warnings.catch_warnings():  # that fit's warnings are not this fit's
-        warnings.simplefilter("ignore")
+def _start(crit: _Criterion) -> np.ndarray:
+    """``theta`` of the model without the structure (a quick, loose fit), then the
+    structure's start: a ``theta`` near its optimum keeps the joint search short
+    and away from the far local optima a correlation can create (Oxboys, corExp)."""
+    design = crit.design
+    theta = [initial_theta(b.covariance, b.n_terms) for b in design.blocks]
+    theta = np.concatenate(theta) if theta else np.zeros(0)
+    if design.blocks:
         try:
-            theta = fit_estimates(design, "REML" if reml else "ML").theta if design.blocks else []
+            fun = crit.unstructured
+            lower = np.concatenate([lower_bounds(b.covariance, b.n_terms) for b in design.blocks])
+            scales = _coordinate_scales(fun, theta, lower)
+            z, *_ = minimise(
+                lambda z: fun(theta + scales * z),
+                np.zeros_like(theta),
+                (lower - theta) / scales,
+                _START_EVALUATIONS,
+                rhobeg=_SCALED_RHOBEG,
+                ftol_abs=_START_FTOL,
+            )
+            theta = np.maximum(theta + scales * z, lower)
         except FitError:
-            theta = [initial_theta(b.covariance, b.n_terms) for b in design.blocks]
-            theta = np.concatenate(theta) if theta else []
-    return np.concatenate([np.asarray(theta, dtype=float), structure.start])
+            pass  # lme4's start; the joint fit reports what is wrong
+    return np.concatenate([theta, crit.structure.start])
 
 
-def _coordinate_scales(crit: _Criterion, x0: np.ndarray, lower: np.ndarray) -> np.ndarray:
+def _coordinate_scales(crit, x0: np.ndarray, lower: np.ndarray) -> np.ndarray:
     """``1 / sqrt(d2 crit / dx_i^2)`` at ``x0``: BOBYQA's steps in units of curvature.
 
     BOBYQA is not scale invariant; random-effect ``theta`` of 7 and 0.05 next to a
@@ -222,7 +277,7 @@ def fit_structured(
     if structure.uses_fitted:
         crit.fitted = _population_start(design)
     if start is None:
-        x = _start(design, structure, reml)
+        x = _start(crit)
     else:
         x = np.asarray(start, dtype=float)
         if x.shape != lower.shape or not np.all(np.isfinite(x)):
@@ -231,29 +286,19 @@ def fit_structured(
             )
         x = np.maximum(x, lower)
     x = crit.centred(x[: crit.n_theta], x[crit.n_theta :])
-    rounds, total, message, converged = 0, 0, "", True
-    while True:
-        if not np.isfinite(crit(x)):
-            raise FitError(
-                "the residual structure gives an undefined likelihood at its start; check the "
-                "variance covariate (zeros?) or give start values"
-            )
-        scales = _coordinate_scales(crit, x, lower)
-        x0 = x.copy()
-        opt = optimise(
-            lambda z: crit(x0 + scales * z),
-            np.zeros_like(x0),
-            (lower - x0) / scales,
-            max_evaluations,
-            rhobeg=_SCALED_RHOBEG if rounds == 0 else _SCALED_RHOBEG / 10,
+    if not np.isfinite(crit(x)):
+        raise FitError(
+            "the residual structure gives an undefined likelihood at its start; check the "
+            "variance covariate (zeros?) or give start values"
         )
-        x = np.maximum(x0 + scales * opt.x, lower)
-        converged, message = opt.converged, opt.message
-        total += opt.n_evaluations + 2 * x.size + 1
-        rounds += 1
-        if not structure.uses_fitted:
-            break
-        new_fitted = _values(crit, x)["fitted"]
+    scales = _coordinate_scales(crit, x, lower)
+    x, converged, message, total = _minimum(crit, x, lower, scales, max_evaluations)
+    total += 2 * x.size + 1
+    rounds = 1
+    while structure.uses_fitted:
+        # nlme's fixed point: refresh the fitted values the variance depends on, then
+        # move to the new optimum by Newton steps (the last round's optimum is close)
+        new_fitted = _fitted_at(crit, x)
         change = np.max(np.abs(new_fitted - crit.fitted)) / max(np.max(np.abs(new_fitted)), 1e-300)
         theta = crit.theta(x)
         crit.fitted = new_fitted
@@ -264,10 +309,18 @@ def fit_structured(
             converged = False
             message += f"; the fitted values still changed by {change:.2g} after {rounds} rounds"
             break
+        x, step_converged, evaluations = _newton_round(crit, x, lower, scales)
+        total += evaluations
+        if not step_converged:  # Newton failed: search afresh from here
+            x, converged, message, used = _minimum(crit, x, lower, scales, max_evaluations)
+            total += used
+        rounds += 1
+    if structure.uses_fitted:
+        message += f"; fitted values settled after {rounds} round(s)"
     values = _values(crit, x)
-    names = _theta_names(design)
-    theta_w_mask = _diagonal_mask(deviance_function(working_problem(design).design))
-    singular = bool(np.any(theta_w_mask & (np.abs(values["theta"]) < SINGULAR_TOLERANCE)))
+    diagonal = [theta_is_diagonal(b.covariance, b.n_terms) for b in design.blocks]
+    diagonal = np.concatenate(diagonal) if diagonal else np.zeros(0, dtype=bool)
+    singular = bool(np.any(diagonal & (np.abs(values["theta"]) < SINGULAR_TOLERANCE)))
     if not converged:
         warn(
             f"the {values['method']} optimiser did not converge ({message}) after {total} "
@@ -281,8 +334,6 @@ def fit_structured(
             or "boundary (singular) fit",
             SingularFitWarning,
         )
-    if structure.uses_fitted:
-        message += f"; fitted values settled after {rounds} round(s)"
     return MLEstimates(
         **values,
         converged=converged,
@@ -290,6 +341,60 @@ def fit_structured(
         n_evaluations=total,
         singular=singular,
     )
+
+
+def _minimum(
+    crit: _Criterion, x: np.ndarray, lower: np.ndarray, scales: np.ndarray, max_evaluations: int
+) -> tuple[np.ndarray, bool, str, int]:
+    """BOBYQA in coordinates scaled by ``scales`` around ``x``, with the proof of
+    :func:`~bayesmix.ml.optimise.optimise`; ``(x, converged, message, evaluations)``."""
+    x0 = x.copy()
+    opt = optimise(
+        lambda z: crit(x0 + scales * z),
+        np.zeros_like(x0),
+        (lower - x0) / scales,
+        max_evaluations,
+        rhobeg=_SCALED_RHOBEG,
+    )
+    return np.maximum(x0 + scales * opt.x, lower), opt.converged, opt.message, opt.n_evaluations
+
+
+def _newton_round(
+    crit: _Criterion, x: np.ndarray, lower: np.ndarray, scales: np.ndarray
+) -> tuple[np.ndarray, bool, int]:
+    """Newton steps from ``x`` (finite-difference derivatives) until the minimum is
+    proven; ``(x, proven, evaluations)``. Fails when no step descends."""
+    x0 = x.copy()
+
+    def fun(z: np.ndarray) -> float:
+        return crit(x0 + scales * z)
+
+    lo = (lower - x0) / scales
+    z, fz, used = np.zeros_like(x0), fun(np.zeros_like(x0)), 1
+    for _ in range(_NEWTON_STEPS):
+        check = measure(fun, z, fz, lo)
+        used += 2 * z.size + z.size * (z.size - 1) // 2
+        if check.at_minimum or (check.passes and check.decrement < _NEWTON_ACCEPT):
+            return np.maximum(x0 + scales * z, lower), True, used
+        step = check.newton_step
+        for _ in range(_BACKTRACKS):
+            trial = np.maximum(z + step, lo)
+            f_trial = fun(trial)
+            used += 1
+            if f_trial < fz:
+                z, fz = trial, f_trial
+                break
+            step = step / 2
+        else:
+            return np.maximum(x0 + scales * z, lower), False, used
+    return np.maximum(x0 + scales * z, lower), False, used
+
+
+def _fitted_at(crit: _Criterion, x: np.ndarray) -> np.ndarray:
+    """Conditional fitted values at ``x`` (what a fitted-value variance function reads)."""
+    _, work, kernel, theta_w, _ = crit.parts(x)
+    sol = kernel.solve(theta_w, reml=crit.reml)
+    return _conditional_fitted(crit.design, work.beta(sol.beta), work.b(sol.b))
 
 
 def _values(crit: _Criterion, x: np.ndarray) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from typing import TYPE_CHECKING
 
@@ -101,6 +102,7 @@ class MLSummary:
         lines.append(
             f"Number of obs: {r.nobs}" + (", groups:  " + "; ".join(counts) if counts else "")
         )
+        lines += self.structure_lines()
         lines += ["", "Fixed effects:"]
         lines.append(
             render_table(
@@ -112,6 +114,32 @@ class MLSummary:
         if r.singular:
             lines += ["", self._singular_line()]
         return "\n".join(lines)
+
+    def structure_lines(self) -> list[str]:
+        """nlme's blocks for the correlation structure and the variance function."""
+        structure = getattr(self.result, "residual_structure", None)
+        if structure is None:
+            return []
+        table = self.result.residual_parameters()
+        lines: list[str] = []
+        for part, title in (
+            (structure.correlation, "Correlation structure"),
+            (structure.variance, "Variance function"),
+        ):
+            if part is None:
+                continue
+            text = part.spec.nlme()
+            group = getattr(part, "group_name", None)
+            if group and part.spec.group is None:  # show the grouping the default picked
+                text = dataclasses.replace(part.spec, group=group).nlme()
+            lines += ["", f"{title}: {text}"]
+            rows = table[table["structure"] == part.spec.nlme()]
+            if len(rows):
+                cells = [format_column(rows["estimate"].to_numpy(), digits=5)]
+                lines.append(render_table(list(rows["parameter"]), cells, "r" * len(rows)))
+            else:
+                lines.append(" (no parameters)")
+        return lines
 
     def _singular_line(self) -> str:
         """Which variance is ~0 or which correlation is +-1 (generic if unknown)."""
@@ -143,8 +171,10 @@ class MLSummary:
             columns=["Groups", "Name", "Variance", "Std.Dev."]
             + [f"Corr{i}" if i else "Corr" for i in range(len(self.random_table()[0]) - 4)],
         )
+        structure = "\n".join(html.escape(line) for line in self.structure_lines())
+        structure = f"<pre>{structure}</pre>" if structure else ""
         return (
             f"<div><p>{head}</p><p><b>Random effects</b></p>{random.to_html(index=False)}"
-            f"<p>Number of obs: {r.nobs}</p><p><b>Fixed effects</b></p>"
+            f"<p>Number of obs: {r.nobs}</p>{structure}<p><b>Fixed effects</b></p>"
             f"{r.fixef().to_html(float_format=lambda v: f'{v:.4g}')}</div>"
         )

@@ -107,8 +107,11 @@ def _numeric_columns(data: pd.DataFrame, columns, label: str) -> np.ndarray:
 def _times(spec, data: pd.DataFrame, codes: np.ndarray, label: str) -> np.ndarray:
     """Each row's time: the ``time`` column, else its position in its group (data order)."""
     time = getattr(spec, "time", None)
-    if time is None:
-        position = pd.Series(codes).groupby(codes).cumcount().to_numpy(dtype=float)
+    if time is None:  # position within the group, in data order
+        order = np.argsort(codes, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(codes))])
+        position = np.empty(len(codes))
+        position[order] = np.arange(len(codes)) - starts[codes[order]]
         return position[:, None]
     t = _numeric_columns(data, (time,), label)[:, 0]
     if spec.kind in _INTEGER_TIME and np.any(t != np.round(t)):

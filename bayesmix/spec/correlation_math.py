@@ -150,24 +150,36 @@ class MarkovLayout:
     first: np.ndarray
     gap: np.ndarray
 
+    def __post_init__(self) -> None:
+        n = len(self.order)
+        object.__setattr__(self, "_sorted", bool(np.array_equal(self.order, np.arange(n))))
+        object.__setattr__(self, "_unit_gaps", bool(np.all(self.gap[~self.first] == 1.0)))
+        prev = np.arange(n) - 1
+        prev[self.first] = np.flatnonzero(self.first)  # any row: rho is 0 there
+        object.__setattr__(self, "_prev", prev)
+
     def rho(self, phi: float) -> np.ndarray:
         """Correlation of each sorted row with its predecessor (0 for first rows)."""
+        if self._unit_gaps:
+            return np.where(self.first, 0.0, phi)
         return np.where(self.first, 0.0, np.power(phi, self.gap))
 
     def whiten(self, phi: float, M: np.ndarray) -> tuple[np.ndarray, float]:
         """``L^-1 M`` in the original row order, and ``log|C|``."""
         rho = self.rho(phi)
-        one_minus = 1.0 - rho**2
+        one_minus = 1.0 - rho * rho
         if np.any(one_minus <= 0):
             raise FitError(f"an AR(1)/CAR(1) correlation of {phi} is not inside (-1, 1)")
         scale = 1.0 / np.sqrt(one_minus)
-        Ms = M[self.order]
-        prev = np.concatenate([Ms[:1], Ms[:-1]])
-        shape = (-1,) + (1,) * (M.ndim - 1)
-        W = (Ms - rho.reshape(shape) * prev) * scale.reshape(shape)
-        out = np.empty_like(W)
-        out[self.order] = W
-        return out, float(np.sum(np.log(one_minus)))
+        Ms = M if self._sorted else M[self.order]
+        if M.ndim > 1:
+            rho, scale = rho[:, None], scale[:, None]
+        W = (Ms - rho * Ms[self._prev]) * scale
+        if not self._sorted:
+            out = np.empty_like(W)
+            out[self.order] = W
+            W = out
+        return W, float(np.sum(np.log(one_minus)))
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,17 +13,17 @@ its group (data order) is its time, as in nlme.
 
 Notation
 --------
-=========== =============================================== ====================== ==================
-structure   cor(e_i, e_j) within a group                    reported               unconstrained u
-=========== =============================================== ====================== ==================
-corAR1      phi^|t_i - t_j|, integer t                      Phi                    atanh(Phi)
-corCAR1     phi^|t_i - t_j|, real t, phi in (0, 1)          Phi                    logit(Phi)
-corARMA     ARMA(p, q) autocorrelation at lag |t_i - t_j|   Phi1.., Theta1..       atanh of PACFs
-corCompSymm rho                                             Rho                    logit, on (-1/(m-1), 1)
-corSymm     C[t_i, t_j], C unstructured                     cor(1,2), cor(1,3)...  atanh of CPCs
-corExp      (1 - nugget) exp(-d / range), d > 0             range[, nugget]        log, logit
-corGaus     (1 - nugget) exp(-(d / range)^2), d > 0         range[, nugget]        log, logit
-=========== =============================================== ====================== ==================
+=========== ============================================= ===================== ===============
+structure   cor(e_i, e_j) within a group                  reported              unconstrained u
+=========== ============================================= ===================== ===============
+corAR1      phi^|t_i - t_j|, integer t                    Phi                   atanh(Phi)
+corCAR1     phi^|t_i - t_j|, real t, phi in (0, 1)        Phi                   logit(Phi)
+corARMA     ARMA(p, q) autocorrelation at |t_i - t_j|     Phi1.., Theta1..      atanh(PACFs)
+corCompSymm rho, on (-1 / (m - 1), 1)                     Rho                   logit, rescaled
+corSymm     C[t_i, t_j], C unstructured                   cor(1,2), cor(1,3)..  atanh(CPCs)
+corExp      (1 - nugget) exp(-d / range), d > 0           range[, nugget]       log, logit
+corGaus     (1 - nugget) exp(-(d / range)^2), d > 0       range[, nugget]       log, logit
+=========== ============================================= ===================== ===============
 
 m is the largest group size; d the distance between coordinates (``metric``).
 """
@@ -38,11 +38,15 @@ from bayesmix.errors import ArgumentError
 from bayesmix.spec.correlation_math import (
     DenseLayout,
     MarkovLayout,
+    ar_to_pacf,
     arma_acf,
+    correlation_to_cpc,
     cpc_to_correlation,
+    logit,
     pacf_to_ar,
     sigmoid,
 )
+from bayesmix.spec.variance_functions import r_name
 
 __all__ = [
     "BoundCorrelation",
@@ -75,9 +79,9 @@ class CorrelationStructure:
         return (getattr(self, "time", None),)
 
     def nlme(self) -> str:
-        covs = [c for c in self._covariates() if c]
+        covs = [r_name(c) for c in self._covariates() if c]
         form = " + ".join(covs) if covs else "1"
-        group = f" | {self.group}" if self.group else ""
+        group = f" | {r_name(self.group)}" if self.group else ""
         extra = self._nlme_extra()
         return f"{self.kind}(form = ~{form}{group}{extra})"
 
@@ -281,6 +285,29 @@ class BoundCorrelation:
         if self.spec.nugget:
             out.append(sigmoid(u[1]))
         return np.asarray(out)
+
+    def unconstrained(self, natural: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`natural`."""
+        nat = np.asarray(natural, dtype=float)
+        kind = self.kind
+        if kind == "corAR1":
+            return np.arctanh(nat)
+        if kind == "corCAR1":
+            return logit(nat)
+        if kind == "corARMA":
+            p = self.spec.p
+            return np.arctanh(np.concatenate([ar_to_pacf(nat[:p]), ar_to_pacf(-nat[p:])]))
+        if kind == "corCompSymm":
+            lo = self._rho_lower
+            return logit((nat - lo) / (1.0 - lo))
+        if kind == "corSymm":
+            K = self.n_times
+            C = np.eye(K)
+            C[np.triu_indices(K, 1)] = nat
+            C = np.triu(C, 1) + np.triu(C).T
+            return np.arctanh(correlation_to_cpc(C))
+        u = [np.log(nat[0])] + ([float(logit(nat[1]))] if self.spec.nugget else [])
+        return np.asarray(u)
 
     def correlation(self, u: np.ndarray, coords: np.ndarray) -> np.ndarray:
         """Correlation matrices (U, s, s) of coordinate patterns (U, s, d), numpy."""

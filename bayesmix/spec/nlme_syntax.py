@@ -238,7 +238,8 @@ def _build(parsed: _Call) -> VarianceFunction | CorrelationStructure:
         parts = [_build(a) if isinstance(a, _Call) else a for a in args]
         if not all(isinstance(p, VarianceFunction) for p in parts):
             raise FormulaError(
-                "varComb() takes variance functions only, e.g. varComb(varIdent(form = ~1 | g), varPower())."
+                "varComb() takes variance functions only, e.g. "
+                "varComb(varIdent(form = ~1 | g), varPower())."
             )
         return VarComb(*parts)
     a = _arguments(name, args, kwargs)

@@ -166,6 +166,14 @@ class ResidualStructure:
         )
         return out, log_det
 
+    def unconstrained(self, natural: np.ndarray) -> np.ndarray:
+        """``u`` from the reported parameters (variance function's, then correlation's)."""
+        natural = np.asarray(natural, dtype=float)
+        k = self.variance.n_params if self.variance is not None else 0
+        parts = [(self.variance, natural[:k]), (self.correlation, natural[k:])]
+        pieces = [part.unconstrained(v) for part, v in parts if part is not None]
+        return np.concatenate(pieces) if pieces else np.zeros(0)
+
     def parameter_table(self, u: np.ndarray) -> pd.DataFrame:
         """Reported parameters: ``structure``, ``parameter``, ``estimate`` (nlme's scale)."""
         rows = []
@@ -204,10 +212,10 @@ def bind_residual(
 
 
 def _check_nested(cor: BoundCorrelation, blocks: tuple[RandomBlock, ...]) -> None:
-    codes = cor.group_codes
+    codes = np.asarray(cor.group_codes, dtype=np.int64)
     for block in blocks:
-        frame = pd.DataFrame({"g": codes, "b": np.asarray(block.codes)})
-        spread = frame.groupby("g")["b"].nunique()
+        pairs = np.unique(codes * block.n_levels + np.asarray(block.codes, dtype=np.int64))
+        spread = np.bincount(pairs // block.n_levels)
         if (spread > 1).any():
             raise DataError(
                 f"{cor.spec.nlme()}: the correlation groups ({cor.group_name or 'all rows'}) are "

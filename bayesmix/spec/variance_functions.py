@@ -29,6 +29,7 @@ varComb         product of its parts         the parts', prefixed A., B.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +49,11 @@ __all__ = [
 ]
 
 FITTED = "fitted"
+
+
+def r_name(name: str) -> str:
+    """``name`` as R writes it in a formula: backquoted unless a plain identifier."""
+    return name if re.fullmatch(r"[A-Za-z.][A-Za-z0-9_.]*", name) else f"`{name}`"
 
 
 def _check_name(value: object, argument: str, allow_none: bool = False) -> None:
@@ -96,7 +102,7 @@ class VarIdent(VarianceFunction):
         return (self.strata,)
 
     def nlme(self) -> str:
-        return f"varIdent(form = ~1 | {self.strata})"
+        return f"varIdent(form = ~1 | {r_name(self.strata)})"
 
     def bind(self, data: pd.DataFrame) -> BoundVariance:
         codes, levels = _strata(data, self.strata)
@@ -144,8 +150,8 @@ class _CovariateFunction(VarianceFunction):
         return cols + ((self.strata,) if self.strata else ())
 
     def nlme(self) -> str:
-        v = "fitted(.)" if self.uses_fitted else self.covariate
-        strata = f" | {self.strata}" if self.strata else ""
+        v = "fitted(.)" if self.uses_fitted else r_name(self.covariate)
+        strata = f" | {r_name(self.strata)}" if self.strata else ""
         return f"{self.kind}(form = ~{v}{strata})"
 
     def _bind(self, data: pd.DataFrame, per_stratum: tuple[str, ...], default: np.ndarray):
@@ -184,7 +190,8 @@ class _CovariateFunction(VarianceFunction):
 
 @dataclass(frozen=True)
 class VarPower(_CovariateFunction):
-    """SD proportional to ``|v|^power`` (nlme's ``varPower``); ``v`` defaults to the fitted values."""
+    """SD proportional to ``|v|^power`` (nlme's ``varPower``); ``v``: the fitted values
+    unless a covariate is given."""
 
     kind = "varPower"
 
@@ -238,7 +245,7 @@ class VarFixed(VarianceFunction):
         return (self.covariate,)
 
     def nlme(self) -> str:
-        return f"varFixed(~{self.covariate})"
+        return f"varFixed(~{r_name(self.covariate)})"
 
     def bind(self, data: pd.DataFrame) -> BoundVariance:
         v = _numeric(data, self.covariate, "varFixed")
@@ -374,6 +381,20 @@ class BoundVariance:
             m = len(self.strata_levels)
             return np.concatenate([np.exp(u[:m]), u[m:]])
         return u.copy()
+
+    def unconstrained(self, natural: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`natural`."""
+        natural = np.asarray(natural, dtype=float)
+        if self.kind == "varComb":
+            edges = np.cumsum([p.n_params for p in self.parts])[:-1]
+            pieces = np.split(natural, edges)
+            return np.concatenate([p.unconstrained(v) for p, v in zip(self.parts, pieces)])
+        if self.kind == "varIdent":
+            return np.log(natural)
+        if self.kind == "varConstPower":
+            m = len(self.strata_levels)
+            return np.concatenate([np.log(natural[:m]), natural[m:]])
+        return natural.copy()
 
 
 # --------------------------------------------------------------- helpers

@@ -1,0 +1,149 @@
+"""Compiled profiled criterion of a model with at most one random-effects block.
+
+A fit with a residual structure evaluates the criterion on freshly whitened
+arrays hundreds of times, so the cross-products cannot be formed once as
+:class:`~bayesmix.ml.deviance.ProfiledDeviance` forms them; in numpy the
+evaluation was some fifty small array operations whose call overhead set the
+time. Here one pass over the rows accumulates the per-level cross-products and
+a second over the levels factors them: the same arithmetic as the general
+kernel restricted to one block (nlme's nested models with one level, and
+``gls``). ``tests/test_residual_ml.py`` checks that both agree.
+
+Notation
+--------
+W : (n, 1 + p + k) whitened working arrays, columns ``[y, X, Z]``;
+T : (k, k) lower-triangular relative covariance factor of the block;
+for level j: ``L_j L_j' = T' Z_j' Z_j T + I``, ``R_j = L_j^-1 T' Z_j' [X, y]``;
+``M = [X, y]'[X, y] - sum_j R_j' R_j``, ``M_XX = L_X L_X'``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = ["one_block_criterion"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@njit(cache=True)
+def _cholesky_in_place(A: np.ndarray, size: int) -> bool:
+    """Lower Cholesky factor of ``A[:size, :size]`` in place; ``False`` if not PD."""
+    for j in range(size):
+        d = A[j, j]
+        for m in range(j):
+            d -= A[j, m] * A[j, m]
+        if d <= 0.0:
+            return False
+        d = math.sqrt(d)
+        A[j, j] = d
+        for i in range(j + 1, size):
+            s = A[i, j]
+            for m in range(j):
+                s -= A[i, m] * A[j, m]
+            A[i, j] = s / d
+    return True
+
+
+@njit(cache=True)
+def one_block_criterion(
+    W: np.ndarray, codes: np.ndarray, n_levels: int, p: int, T: np.ndarray, reml: bool
+) -> float:
+    """lme4's profiled deviance (``reml=False``) or REML criterion; ``inf`` if singular.
+
+    ``T`` is ``(k, k)`` with ``k = W.shape[1] - 1 - p`` (``k = 0``: no random effects).
+    """
+    n, c = W.shape
+    k = c - 1 - p
+    q = p + 1  # [X, y]: X first, y last, as lme4 orders them
+    ZZ = np.zeros((n_levels, k, k))
+    ZXy = np.zeros((n_levels, k, q))
+    M = np.zeros((q, q))
+    xy = np.empty(q)
+    for i in range(n):
+        for a in range(p):
+            xy[a] = W[i, 1 + a]
+        xy[p] = W[i, 0]
+        for a in range(q):
+            va = xy[a]
+            for b in range(a, q):
+                M[a, b] += va * xy[b]
+        if k:
+            j = codes[i]
+            for t in range(k):
+                zt = W[i, 1 + p + t]
+                for s in range(t, k):
+                    ZZ[j, t, s] += zt * W[i, 1 + p + s]
+                for a in range(q):
+                    ZXy[j, t, a] += zt * xy[a]
+    for a in range(q):
+        for b in range(a):
+            M[a, b] = M[b, a]
+    ld_L = 0.0
+    S = np.empty((k, k))
+    TZZ = np.empty((k, k))
+    R = np.empty((k, q))
+    for j in range(n_levels if k else 0):
+        for t in range(k):  # symmetric fill of Z_j'Z_j
+            for s in range(t):
+                ZZ[j, t, s] = ZZ[j, s, t]
+        # S = T' ZZ T + I
+        for t in range(k):
+            for s in range(k):
+                acc = 0.0
+                for m in range(t, k):  # T lower: T[m, t] = 0 for m < t
+                    acc += T[m, t] * ZZ[j, m, s]
+                TZZ[t, s] = acc
+        for t in range(k):
+            for s in range(t + 1):
+                acc = 0.0
+                for m in range(s, k):
+                    acc += TZZ[t, m] * T[m, s]
+                S[t, s] = acc + (1.0 if t == s else 0.0)
+        if not _cholesky_in_place(S, k):
+            return np.inf
+        # R = L^-1 T' ZXy
+        for t in range(k):
+            for a in range(q):
+                acc = 0.0
+                for m in range(t, k):
+                    acc += T[m, t] * ZXy[j, m, a]
+                R[t, a] = acc
+        for t in range(k):
+            ld_L += 2.0 * math.log(S[t, t])
+            for a in range(q):
+                acc = R[t, a]
+                for m in range(t):
+                    acc -= S[t, m] * R[m, a]
+                R[t, a] = acc / S[t, t]
+        for a in range(q):
+            for b in range(a, q):
+                acc = 0.0
+                for t in range(k):
+                    acc += R[t, a] * R[t, b]
+                M[a, b] -= acc
+                if b != a:
+                    M[b, a] -= acc
+    ld_X = 0.0
+    if p:
+        if not _cholesky_in_place(M, p):
+            return np.inf
+        for a in range(p):
+            ld_X += 2.0 * math.log(M[a, a])
+    # r = L_X^-1 M_Xy; pwrss = M_yy - r'r
+    pwrss = M[p, p]
+    r = np.empty(p)
+    for a in range(p):
+        acc = M[p, a]
+        for m in range(a):
+            acc -= M[a, m] * r[m]
+        r[a] = acc / M[a, a]
+        pwrss -= r[a] * r[a]
+    pwrss = max(pwrss, 1e-300)
+    if reml:
+        dof = n - p
+        return ld_L + ld_X + dof * (1.0 + _LOG_2PI + math.log(pwrss / dof))
+    return ld_L + n * (1.0 + _LOG_2PI + math.log(pwrss / n))
