@@ -56,6 +56,10 @@ _LAZY = {
     "plot_qq": "plotting",
     "plot_residuals": "plotting",
     "plot_coefficients": "plotting",
+    "acf": "residual_diagnostics",
+    "variogram": "residual_diagnostics",
+    "plot_acf": "plotting_residuals",
+    "plot_variogram": "plotting_residuals",
     "load": "io",
     # nlme's residual variance functions (weights=) and correlation structures (correlation=)
     "varIdent": "spec.variance_functions",

@@ -21,6 +21,8 @@ LAYERS = {
     "bayes": 2,
     "nonlinear": 3,
     "plotting": 4,
+    "residual_diagnostics": 4,
+    "plotting_residuals": 4,
     "model": 5,
     "nonlinear_model": 5,
     "nls_model": 5,

@@ -13,6 +13,9 @@ weighted blocked system (:mod:`.glmm_blocked`), PIRLS's compiled kernels and loo
 (:mod:`.pirls_system`), the Laplace objective (:mod:`.glmm_laplace`), adaptive
 quadrature (:mod:`.glmm_agq`), the two-stage fit (:mod:`.glmm_fit`) and
 :class:`~.glmm_results.GLMMResult`; variance-component tables (:mod:`.random_tables`).
+Residual variance functions and correlation structures: the joint fit over
+``(theta, u)`` with nlme's fitted-value fixed point (:mod:`.residual_fit`) and its
+compiled one-block criterion (:mod:`.structured_kernel`).
 
 May import: :mod:`bayesmix.spec`, :mod:`bayesmix.errors`, numpy, scipy, nlopt, numba;
 never :mod:`bayesmix.bayes`, PyMC, PyTensor or ArviZ (an ML fit must not load
@@ -23,5 +26,6 @@ Notation
 --------
 theta : covariance parameters; beta : fixed effects; b, u : conditional modes
 (b = Lambda u); sigma : residual SD; RX : the fixed-effects Cholesky factor;
-eta : linear predictor; W : PIRLS weights; nagq : quadrature points.
+eta : linear predictor; W : PIRLS weights; nagq : quadrature points;
+u : unconstrained parameters of a residual structure, Lambda its covariance / sigma^2.
 """

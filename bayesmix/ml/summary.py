@@ -37,7 +37,12 @@ class MLSummary:
     def _header(self) -> list[str]:
         r = self.result
         kind = "REML" if r.method == "REML" else "maximum likelihood"
-        model = "Linear mixed model" if r.design.blocks else "Linear model (no random effects)"
+        if r.design.blocks:
+            model = "Linear mixed model"
+        elif getattr(r, "residual_structure", None) is not None:
+            model = "Generalized least squares"
+        else:
+            model = "Linear model (no random effects)"
         lines = [f"{model} fit by {kind}", f"Formula: {r.design.formula}", convention_line(r), ""]
         if r.method == "REML" and r.conventions == "nlme":  # nlme prints all three for REML
             cells = [f"{v:.1f}" for v in (r.aic, r.bic, r.loglik)]

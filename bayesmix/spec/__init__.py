@@ -8,8 +8,13 @@ zero-inflation design (:mod:`.zero_inflation`), checks of a response against its
 model (:mod:`.response_checks`),
 finding, checking and cleaning the columns a formula uses (:mod:`.data_prep`),
 the :class:`~.design.Design` and its :class:`~.design.RandomBlock` bars
-(:mod:`.design`, :mod:`.design_types`, :mod:`.design_columns`), and the covariance parameterisations
-shared by both engines (:mod:`.covariance`).
+(:mod:`.design`, :mod:`.design_types`, :mod:`.design_columns`), the covariance parameterisations
+shared by both engines (:mod:`.covariance`), and nlme's residual variance functions
+(:mod:`.variance_functions`) and within-group correlation structures
+(:mod:`.correlation_structures`, their binding to the data :mod:`.correlation_binding`
+and arithmetic :mod:`.correlation_math`), read from nlme's syntax as data
+(:mod:`.nlme_syntax`) and combined into the residual covariance that both
+engines whiten by (:mod:`.residual_structure`).
 
 May import: numpy, pandas, scipy, formulae and :mod:`bayesmix.errors`; never an
 engine, PyMC, PyTensor or ArviZ.
@@ -19,4 +24,7 @@ Notation
 n observations, p fixed-effect columns; ``X`` (n, p), ``y`` (n,); each bar is a
 block with ``Z`` (n, k), integer ``codes`` (n,) into its levels, and
 ``theta`` the lower-triangle entries of its relative covariance factor.
+Residual covariance ``sigma^2 Lambda``, ``Lambda = G C G``: ``g`` (diagonal of
+``G``) the variance function's SD multipliers, ``C`` block diagonal by correlation
+group; ``u`` the structures' unconstrained parameters.
 """
