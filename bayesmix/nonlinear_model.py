@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from bayesmix.nonlinear.build import NonlinearDesign, build_nonlinear_design
+from bayesmix.errors import ArgumentError
+from bayesmix.nonlinear.build import NonlinearDesign, build_nonlinear_design, structure_columns
+from bayesmix.spec.correlation_structures import CorrelationStructure
+from bayesmix.spec.residual_structure import (
+    ResidualStructure,
+    bind_residual,
+    correlation_argument,
+    variance_argument,
+)
+from bayesmix.spec.variance_functions import VarianceFunction
 
 if TYPE_CHECKING:
     from bayesmix.bayes.priors import Prior, PriorTable
@@ -49,10 +58,14 @@ class NonlinearMixedModel:
         Starting fixed effects used by :meth:`fit` unless it is given others.
     mean : callable or None
         Python mean function, when the formula holds only the response.
-    offset, weights : str or ndarray or None
-        As given to :func:`nlmm`.
+    offset, weights, correlation : as given to :func:`nlmm`
+        ``weights`` is lme4's prior weights (a column or an array) or nlme's
+        variance function (an object or its nlme syntax).
     design : NonlinearDesign
         Numeric arrays shared by the engines.
+    residual : ResidualStructure or None
+        The variance function and correlation structure bound to the design's
+        rows (``None`` for independent errors of equal variance).
     """
 
     def __init__(
@@ -65,7 +78,8 @@ class NonlinearMixedModel:
         cov: Mapping[str, str] | str | None = None,
         mean: Callable[..., Any] | None = None,
         offset: str | np.ndarray | None = None,
-        weights: str | np.ndarray | None = None,
+        weights: str | np.ndarray | VarianceFunction | None = None,
+        correlation: str | CorrelationStructure | None = None,
     ) -> None:
         self.formula = formula
         self.data = data
@@ -75,8 +89,21 @@ class NonlinearMixedModel:
         self.mean = mean
         self.offset = offset
         self.weights = weights
+        self.correlation = correlation
+        variance = variance_argument(weights)
+        structure = correlation_argument(correlation)
         self.design: NonlinearDesign = build_nonlinear_design(
-            formula, data, self.params, mean=mean, cov=self.cov, offset=offset, weights=weights
+            formula,
+            data,
+            self.params,
+            mean=mean,
+            cov=self.cov,
+            offset=offset,
+            weights=None if variance is not None else weights,
+            extra_columns=structure_columns(variance, structure, data),
+        )
+        self.residual: ResidualStructure | None = bind_residual(
+            variance, structure, self.design.linear_design()
         )
 
     @property
@@ -88,16 +115,28 @@ class NonlinearMixedModel:
             "mean": self.mean,
             "offset": self.offset,
             "weights": self.weights,
+            "correlation": self.correlation,
         }
 
     def __repr__(self) -> str:
         d = self.design
         blocks = ", ".join(b.label for b in d.blocks) or "none"
         params = "; ".join(f"{p.name} ~ {p.formula}" for p in d.parameters)
+        residual = ""
+        if self.residual is not None:
+            residual = "; residuals: " + " and ".join(p.spec.nlme() for p in self.residual.parts)
         return (
             f"<NonlinearMixedModel {d.formula!r} [{d.mean_function.kind}]: {d.n_obs} "
-            f"observations; {params}; random effects: {blocks}>"
+            f"observations; {params}; random effects: {blocks}{residual}>"
         )
+
+    def _bayes_unsupported(self) -> None:
+        if self.residual is not None:
+            raise ArgumentError(
+                "the Bayesian engine does not model residual variance functions or correlation "
+                "structures yet; fit this model by ML/REML with .fit(), or drop weights=/"
+                "correlation= to sample."
+            )
 
     def fit(
         self,
@@ -148,6 +187,7 @@ class NonlinearMixedModel:
             reml=reml,
             model=self,
             restarts=restarts,
+            residual=self.residual,
         )
 
     # ----------------------------------------------------------------- Bayesian
@@ -171,6 +211,7 @@ class NonlinearMixedModel:
 
     def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
         """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
+        self._bayes_unsupported()
         from bayesmix.bayes.compile.cache import configure_pytensor
 
         configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
@@ -219,6 +260,7 @@ class NonlinearMixedModel:
             ``ranef()``, ``varcorr()``, ``summary()``, ``predict()``, ``loo()``,
             ``diagnostics()``.
         """
+        self._bayes_unsupported()
         from bayesmix.bayes.compile.cache import configure_pytensor
 
         configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
@@ -257,9 +299,9 @@ class NonlinearMixedModel:
 
         ``formula`` replaces the model formula; ``params`` entries replace the
         formulas of the parameters they name (others are kept); ``cov``,
-        ``start`` and ``data`` replace the old values when given. ``offset``
-        and ``weights`` are kept: an array of them no longer fits new data, so
-        pass column names to keep them.
+        ``start`` and ``data`` replace the old values when given. ``offset``,
+        ``weights`` and ``correlation`` are kept: an array of offsets or weights
+        no longer fits new data, so pass column names to keep them.
         """
         new_params = dict(self.params)
         new_params.update(params or {})
@@ -285,7 +327,8 @@ def nlmm(
     cov: Mapping[str, str] | str | None = None,
     mean: Callable[..., Any] | None = None,
     offset: str | np.ndarray | None = None,
-    weights: str | np.ndarray | None = None,
+    weights: str | np.ndarray | VarianceFunction | None = None,
+    correlation: str | CorrelationStructure | None = None,
 ) -> NonlinearMixedModel:
     """A nonlinear mixed model, nlme style.
 
@@ -320,9 +363,25 @@ def nlmm(
         Column name or array (one value per row) added to the mean function's
         output: ``mu_i = offset_i + f(phi_i, x_i)``. Predictions for new rows
         read a named column there; an array offset cannot predict new rows.
-    weights : str or array, optional
-        Prior weights, positive: row i has residual variance ``sigma^2 / w_i``
-        (lme4's meaning; nlme's ``weights = varFixed(~ 1/w)``).
+    weights : str, array or variance function, optional
+        Two meanings, told apart by what is passed (as in :func:`bayesmix.lmm`):
+
+        * a column name or an array: prior weights, positive; row i has
+          residual variance ``sigma^2 / w_i`` (lme4's meaning; nlme's
+          ``weights = varFixed(~ 1/w)``);
+        * a variance function, an object (``bmx.varPower()``) or nlme's syntax
+          (``"varPower()"``, ``"varIdent(form = ~1 | Sex)"``): nlme's
+          ``weights=``, row i has residual SD ``sigma g_i`` with ``g``
+          estimated. ``varPower()`` (nlme's default ``form = ~fitted(.)``) uses
+          the fitted values ``offset + f``, random effects included, held at
+          the point of linearisation in each iteration as ``nlme()`` does.
+    correlation : str or correlation structure, optional
+        nlme's ``correlation=``: within-group correlation of the residuals, an
+        object (``bmx.corAR1()``, ``bmx.corCAR1(time="Time")``) or nlme's syntax
+        (``"corAR1()"``, ``"corCAR1(form = ~Time | Subject)"``). Without a group
+        it acts within the grouping factor with the most levels; its groups must
+        be nested in every random-effects grouping. The ML/REML fit with either
+        is nlme's (:mod:`bayesmix.nonlinear.residual_steps`); ``sample`` refuses them.
 
     Returns
     -------
@@ -336,8 +395,19 @@ def nlmm(
         the reverse), a disallowed expression, a bad ``cov``.
     DataError
         Unknown or non-numeric columns; an ``offset``/``weights`` that is not a
-        column or an array of one number per row; weights <= 0.
+        column or an array of one number per row; weights <= 0; a variance
+        function or correlation structure that cannot be bound to the rows (an
+        unknown column, a variance covariate of 0 for ``varPower``, correlation
+        groups not nested in the random-effects grouping).
     """
     return NonlinearMixedModel(
-        formula, data, params, start=start, cov=cov, mean=mean, offset=offset, weights=weights
+        formula,
+        data,
+        params,
+        start=start,
+        cov=cov,
+        mean=mean,
+        offset=offset,
+        weights=weights,
+        correlation=correlation,
     )

@@ -330,3 +330,14 @@ def test_update_keeps_the_structure(ovary_ar1):
     smaller = ovary_ar1.update(". ~ . - cos(2*pi*Time)")
     assert smaller.residual_structure is not None
     assert list(smaller.residual_parameters()["parameter"]) == ["Phi"]
+
+
+def test_prior_weights_with_a_correlation_structure():
+    """Constant prior weights w change nothing (lme4's +0.5 sum(log w) included)."""
+    ovary = data("Ovary").assign(w=4.0)
+    plain = bmx.lmm(OVARY, ovary, correlation="corAR1()").fit("ML")
+    weighted = bmx.lmm(OVARY, ovary, weights="w", correlation="corAR1()").fit("ML")
+    assert weighted.loglik == pytest.approx(plain.loglik, abs=1e-7)
+    np.testing.assert_allclose(
+        weighted.residuals("normalized"), plain.residuals("normalized"), atol=1e-6
+    )

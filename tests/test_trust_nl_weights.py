@@ -314,6 +314,7 @@ def test_update_keeps_offset_and_weights(data):
         "mean": None,
         "offset": "off",
         "weights": "w",
+        "correlation": None,
     }
     moved = model.update(start={"lKe": -2.5, "lKa": 0.5, "lCl": -3.0})
     assert moved.offset == "off" and moved.weights == "w"

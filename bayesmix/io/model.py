@@ -76,7 +76,8 @@ def model_spec(result: Any) -> ModelSpec:
                 model.formula,
                 model.data,
                 offset=options["offset"],
-                weights=options["weights"],
+                weights=_structure_text(options["weights"]),
+                correlation=_structure_text(options.get("correlation")),
                 params=dict(model.params),
                 cov=options["cov"],
                 start=options["start"],
@@ -210,6 +211,7 @@ def needed_columns(spec: ModelSpec, result: Any) -> set[str]:
         nl = result.nonlinear_design
         found = set(nl.covariates) | {nl.response}
         found |= {v for v in (spec.offset, spec.weights) if isinstance(v, str)}
+        found |= _structure_columns(spec)
         for parameter in nl.parameters:
             found |= set(used_columns(parse_formula(parameter.design.formula), spec.data))
         return found
@@ -265,6 +267,7 @@ def build_model(spec: ModelSpec, data: pd.DataFrame | None = None) -> Any:
             mean=spec.mean,
             offset=spec.offset,
             weights=spec.weights,
+            correlation=spec.correlation,
         )
 
 
@@ -290,6 +293,8 @@ def encode_model(writer: ArchiveWriter, spec: ModelSpec) -> dict[str, Any]:
     out["mean"] = None if spec.mean is None else getattr(spec.mean, "__name__", "mean")
     out["offset"] = writer.encode(spec.offset, "model/offset")
     out["weights"] = writer.encode(spec.weights, "model/weights")
+    if spec.correlation is not None:
+        out["correlation"] = spec.correlation
     return out
 
 
@@ -332,9 +337,7 @@ def decode_model(
         allow_non_integer = meta.get("allow_non_integer", False)
         if not isinstance(allow_non_integer, bool):
             raise reader.damaged("the model's allow_non_integer is malformed")
-        correlation = meta.get("correlation")  # nlme's syntax, parsed (never evaluated)
-        if correlation is not None and not isinstance(correlation, str):
-            raise reader.damaged("the model's correlation structure is malformed")
+        correlation = _correlation_text(reader, meta)
         return ModelSpec(
             kind,
             meta["formula"],
@@ -386,7 +389,16 @@ def decode_model(
         # absent from files of models without them (and of bayesmix before nlmm had them)
         offset=reader.decode(meta.get("offset"), "model.offset"),
         weights=reader.decode(meta.get("weights"), "model.weights"),
+        correlation=_correlation_text(reader, meta),
     )
+
+
+def _correlation_text(reader: ArchiveReader, meta: dict) -> str | None:
+    """The saved correlation structure, nlme's syntax (parsed later, never evaluated)."""
+    correlation = meta.get("correlation")
+    if correlation is not None and not isinstance(correlation, str):
+        raise reader.damaged("the model's correlation structure is malformed")
+    return correlation
 
 
 def _check_functions(names: list[str], functions: dict[str, Callable]) -> None:

@@ -404,7 +404,8 @@ def _values(crit: _Criterion, x: np.ndarray) -> dict:
     names = _theta_names(design)
     values = _estimates(white, work, kernel, theta_w, crit.reml, names)
     values["fitted"] = _conditional_fitted(design, values["beta"], values["b"])
-    values["criterion"] += log_det
+    # whiten_design absorbs prior weights before the working problem: add lme4's term back
+    values["criterion"] += log_det - 2.0 * design.log_weight_term
     values["loglik"] = -0.5 * values["criterion"]
     values["n_params"] += structure.n_params
     values["residual_u"] = np.asarray(x[crit.n_theta :], dtype=float).copy()

@@ -308,6 +308,9 @@ class MLResult:
             return response
         structure = self.residual_structure
         if structure is not None and kind in ("pearson", "normalized"):
+            weights = getattr(self.design, "weights", None)
+            if weights is not None:  # prior weights first, as the fit whitens
+                response = np.sqrt(weights) * response
             u = np.asarray(self.estimates.residual_u, dtype=float)
             fitted = self.estimates.variance_fitted
             fitted = self.fitted() if fitted is None else np.asarray(fitted, dtype=float)

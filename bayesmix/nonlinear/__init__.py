@@ -5,7 +5,8 @@ mean functions and R's self-starting models (:mod:`.mean`,
 :mod:`.selfstart`, :mod:`.selfstart_means`, :mod:`.selfstart_init`), the
 per-parameter designs (:mod:`.build`, :mod:`.design`), nlme's Lindstrom-Bates
 fit (least squares, R's ``nls``, when there are no random effects) and its result
-(:mod:`.ml_fit`, :mod:`.ml_results`), and the PyMC model and its result
+(:mod:`.ml_fit`, :mod:`.ml_results`), its steps with a residual variance function or
+correlation structure (:mod:`.residual_steps`), and the PyMC model and its result
 (:mod:`.bayes_model`, :mod:`.bayes_results`). The random-effects algebra is
 the linear engines'; only the map from linear predictors to the mean differs.
 

@@ -45,6 +45,7 @@ from bayesmix.nonlinear.design import (
     _readonly,
 )
 from bayesmix.nonlinear.mean import parse_mean
+from bayesmix.spec.correlation_structures import CorrelationStructure
 from bayesmix.spec.data_prep import (
     OFFSET_COLUMN,
     WEIGHTS_COLUMN,
@@ -54,6 +55,8 @@ from bayesmix.spec.data_prep import (
 )
 from bayesmix.spec.design import build_design
 from bayesmix.spec.formula import parse_formula
+from bayesmix.spec.formula_eval import unknown_column
+from bayesmix.spec.variance_functions import VarianceFunction
 
 __all__ = [
     "NonlinearBlock",
@@ -62,6 +65,7 @@ __all__ = [
     "ParameterDesign",
     "build_nonlinear_design",
     "initial_beta",
+    "structure_columns",
 ]
 
 _COV_KINDS = {
@@ -127,12 +131,15 @@ def build_nonlinear_design(
     cov: Mapping[str, str] | str | None = None,
     offset: str | np.ndarray | None = None,
     weights: str | np.ndarray | None = None,
+    extra_columns: tuple[str, ...] = (),
 ) -> NonlinearDesign:
     """Build the :class:`NonlinearDesign` of ``nlmm`` (see its documentation).
 
     ``offset`` and ``weights`` are column names or arrays of one value per row
     of ``data`` (as for :func:`~bayesmix.spec.design.build_design`); rows with a
-    missing value in them are dropped with the others.
+    missing value in them are dropped with the others. So are rows with a
+    missing value in ``extra_columns`` (the columns of a residual variance
+    function or correlation structure).
 
     Raises
     ------
@@ -187,6 +194,7 @@ def build_nonlinear_design(
     data, offset_column, offset_array = attach_argument(data, offset, "offset", OFFSET_COLUMN)
     data, weights_column, weights_array = attach_argument(data, weights, "weights", WEIGHTS_COLUMN)
     used.update(c for c in (offset_column, weights_column) if c is not None)
+    used.update(extra_columns)
     kept, n_dropped = clean_rows(data, [c for c in data.columns if c in used])
 
     parameters, bars = [], {}
@@ -339,3 +347,23 @@ def initial_beta(design: NonlinearDesign, start: Any) -> np.ndarray:
             raise FitError(f"start gives no value for the parameter {par.name!r}.")
         position += width
     return beta
+
+
+def structure_columns(
+    variance: VarianceFunction | None,
+    correlation: CorrelationStructure | None,
+    data: pd.DataFrame,
+) -> tuple[str, ...]:
+    """Columns the residual structures read; unknown ones named with close matches."""
+    columns: list[str] = []
+    for part, argument in ((variance, "weights"), (correlation, "correlation")):
+        if part is None:
+            continue
+        for name in part.columns():
+            if isinstance(data, pd.DataFrame) and name not in data.columns:
+                known = [str(c) for c in data.columns]
+                raise DataError(
+                    unknown_column(name, known, f"{argument}={part.nlme()!r}: column {name!r}")
+                )
+            columns.append(name)
+    return tuple(dict.fromkeys(columns))

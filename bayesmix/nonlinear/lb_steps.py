@@ -13,6 +13,9 @@ An offset is moved into the response (``y - offset``). Prior weights (residual
 variance ``sigma^2 / w``) scale the PNLS rows by ``sqrt(w)`` (the sum of
 squares becomes ``sum w (y - f)^2``) and go with the pseudo-data to the LME
 step, whose log-likelihood then includes ``0.5 sum(log w)`` as lme4's does.
+A residual variance function or correlation structure (``Linearisation.residual``)
+whitens the PNLS rows and is estimated in the LME step
+(:mod:`bayesmix.nonlinear.residual_steps`).
 
 Derivatives ``df/dphi`` use the complex step (exact to rounding for analytic
 mean functions) and fall back to central differences when the mean function
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,8 +41,10 @@ from scipy.optimize import least_squares
 from bayesmix.errors import FitError, FormulaError
 from bayesmix.ml.fit import MLEstimates, estimates_at, fit_estimates
 from bayesmix.nonlinear.build import NonlinearDesign
+from bayesmix.nonlinear.residual_steps import structured_lme_step, structured_restricted_at
 from bayesmix.spec.covariance import factors_from_theta
 from bayesmix.spec.design import Design
+from bayesmix.spec.residual_structure import ResidualStructure
 
 __all__ = ["Linearisation", "check_start", "lme_step", "mean_and_gradient", "pnls", "restricted_at"]
 
@@ -80,8 +85,9 @@ def mean_and_gradient(
 class Linearisation:
     """Evaluations of the model and its derivatives at ``(beta, b)``."""
 
-    def __init__(self, design: NonlinearDesign) -> None:
+    def __init__(self, design: NonlinearDesign, residual: ResidualStructure | None = None) -> None:
         self.design = design
+        self.residual = residual  # variance function / correlation structure, bound to the rows
         self.complex_step = True
         self.n_fixed = design.n_fixed
         self.q = [blk.n_levels * blk.n_terms for blk in design.blocks]
@@ -138,8 +144,19 @@ def check_start(design: NonlinearDesign, beta: np.ndarray) -> None:
         )
 
 
-def pnls(lin: Linearisation, theta: np.ndarray, beta: np.ndarray, u: list[np.ndarray]):
-    """Penalised nonlinear least squares at fixed ``theta``; returns beta, u, b, f, result."""
+def pnls(
+    lin: Linearisation,
+    theta: np.ndarray,
+    beta: np.ndarray,
+    u: list[np.ndarray],
+    whiten: Callable[[np.ndarray], np.ndarray] | None = None,
+):
+    """Penalised nonlinear least squares at fixed ``theta``; returns beta, u, b, f, result.
+
+    ``whiten`` (``M -> L^-1 M`` on ``(n, k)`` arrays, see
+    :func:`bayesmix.nonlinear.residual_steps.whitener`) whitens the residuals
+    and the Jacobian's rows for a residual variance function or correlation.
+    """
     design = lin.design
     blocks = design.blocks
     T = factors_from_theta(
@@ -167,12 +184,19 @@ def pnls(lin: Linearisation, theta: np.ndarray, beta: np.ndarray, u: list[np.nda
 
     def residuals(x: np.ndarray) -> np.ndarray:
         f, _ = evaluate(x)
-        r = np.concatenate([s * (f - lin.target), x[p:]])
+        r = s * (f - lin.target)
+        if whiten is not None:
+            r = whiten(r[:, None])[:, 0]
+        r = np.concatenate([r, x[p:]])
         return np.where(np.isfinite(r), r, 1e150)
 
     def jacobian(x: np.ndarray):
         Xt, Zt = lin.tilde(evaluate(x)[1])
         Xt, Zt = s[:, None] * Xt, [s[:, None] * Z for Z in Zt]
+        if whiten is not None:
+            widths = np.cumsum([Xt.shape[1]] + [Z.shape[1] for Z in Zt])[:-1]
+            parts = np.split(whiten(np.column_stack([Xt] + Zt)), widths, axis=1)
+            Xt, Zt = parts[0], parts[1:]
         parts = [
             (np.broadcast_to(rows[:, None], Xt.shape), np.broadcast_to(np.arange(p), Xt.shape), Xt)
         ]
@@ -206,8 +230,21 @@ def pnls(lin: Linearisation, theta: np.ndarray, beta: np.ndarray, u: list[np.nda
     return beta_x, u_x, b_x, evaluate(x)[0], result
 
 
-def lme_step(lin: Linearisation, beta, b, method, theta):
-    """Linearise at ``(beta, b)`` and estimate ``theta`` of the linear model."""
+def lme_step(
+    lin: Linearisation,
+    beta,
+    b,
+    method,
+    theta,
+    residual_u: np.ndarray | None = None,
+    structure_method: str | None = None,
+):
+    """Linearise at ``(beta, b)`` and estimate ``theta`` of the linear model.
+
+    With a residual structure (``lin.residual``) its parameters are estimated
+    too, from ``residual_u`` (with ``theta``) and by ``structure_method``
+    (default ``method``; see :mod:`bayesmix.nonlinear.residual_steps`).
+    """
     design = lin.design
     f, G = lin.evaluate(beta, b)
     Xt, Zt = lin.tilde(G)
@@ -227,12 +264,30 @@ def lme_step(lin: Linearisation, beta, b, method, theta):
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        estimates = fit_estimates(linear, method, start=theta)
+        if lin.residual is None:
+            estimates = fit_estimates(linear, method, start=theta)
+        else:
+            start = None
+            if theta is not None and residual_u is not None:
+                start = np.concatenate([np.asarray(theta, float), np.asarray(residual_u, float)])
+            estimates = structured_lme_step(
+                linear,
+                lin.residual,
+                design.offset_or_zero + f,
+                method,
+                structure_method or method,
+                start,
+            )
     return estimates, f, caught, linear
 
 
-def restricted_at(linear: Design, estimates: MLEstimates) -> MLEstimates:
-    """REML quantities of the linearised model at the (ML) ``theta`` of ``estimates``."""
+def restricted_at(
+    linear: Design, estimates: MLEstimates, residual: ResidualStructure | None = None
+) -> MLEstimates:
+    """REML quantities of the linearised model at the (ML) ``theta`` of ``estimates``
+    (and the residual structure's ``u``, when there is one)."""
+    if residual is not None:
+        return structured_restricted_at(linear, residual, estimates)
     restricted = estimates_at(linear, estimates.theta, "REML")
     return dataclasses.replace(
         estimates,

@@ -12,7 +12,10 @@ convergence; fixed effects and random-effect modes come from the last PNLS
 step. ``vcov`` is that of the linearised model (nlme's ``vcov``); ``fixef``
 scales an ML fit's SEs by ``sqrt(n / (n - p))`` as nlme's summary does.
 Without random effects the PNLS step is nonlinear least squares and the fit is
-R's ``nls`` (df = p + 1).
+R's ``nls`` (df = p + 1). A residual variance function and/or correlation
+structure (nlme's ``weights=`` and ``correlation=``) changes both steps as in
+nlme's ``nlme()`` (``gnls()`` without random effects); see
+:mod:`bayesmix.nonlinear.residual_steps`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from bayesmix.ml.fit import _check_method
 from bayesmix.nonlinear.build import NonlinearDesign, initial_beta
 from bayesmix.nonlinear.lb_steps import Linearisation, check_start
 from bayesmix.nonlinear.ml_results import NLMResult
+from bayesmix.nonlinear.residual_steps import check_structure_start
 from bayesmix.nonlinear.restarts import alternate, best_run, probe_restarts
+from bayesmix.spec.residual_structure import ResidualStructure
 
 __all__ = ["NLMResult", "fit_nonlinear"]
 
@@ -44,6 +49,7 @@ def fit_nonlinear(
     reml: str = "nlme",
     model: Any = None,
     restarts: bool = True,
+    residual: ResidualStructure | None = None,
 ) -> NLMResult:
     """Fit a nonlinear mixed model by ML or REML (nlme's Lindstrom-Bates algorithm).
 
@@ -66,6 +72,10 @@ def fit_nonlinear(
         fresh-LME restarts of :mod:`bayesmix.nonlinear.restarts` and keep the
         best fixed point (``result.starts`` lists every run). ``False`` runs
         the alternation once, as nlme does.
+    residual : ResidualStructure, optional
+        A residual variance function and/or correlation structure bound to the
+        design's rows (nlme's ``weights=`` and ``correlation=``); see
+        :mod:`bayesmix.nonlinear.residual_steps`.
 
     Returns
     -------
@@ -79,7 +89,8 @@ def fit_nonlinear(
     FormulaError
         The mean function returns a number of values other than one per row.
     FitError
-        A mean that is not finite at the start.
+        A mean that is not finite at the start, or a variance function whose
+        SD multiplier is 0 or infinite there (``varPower()`` at a fitted value of 0).
 
     Warns
     -----
@@ -111,7 +122,9 @@ def fit_nonlinear(
     step_method = "ML" if reml == "nlme" else method
     beta = initial_beta(design, start)
     check_start(design, beta)
-    lin = Linearisation(design)
+    if residual is not None:
+        check_structure_start(design, beta, residual)
+    lin = Linearisation(design, residual)
     settings = {
         "method": method,
         "step_method": step_method,
@@ -164,4 +177,5 @@ def fit_nonlinear(
         derivatives="complex step" if lin.complex_step else "central differences",
         starts=tuple(run.record() for run in runs),
         chosen_start=runs.index(best),
+        residual=residual,
     )

@@ -94,6 +94,9 @@ class NLMResult(MLResult):
     nonlinear mean. ``history`` records the iterations; ``derivatives`` says
     how ``df/dphi`` was computed. ``bic`` and ``fixef`` follow nlme's
     conventions (``bic_lme4`` and ``fixef(adjust_sigma=False)`` give lme4's).
+    ``residual`` is the bound residual structure (nlme's ``weights=`` and
+    ``correlation=``), whose estimates ``residual_parameters()`` lists and
+    which ``residuals("pearson")`` and ``residuals("normalized")`` use.
     """
 
     nonlinear_design: NonlinearDesign | None = None
@@ -101,6 +104,15 @@ class NLMResult(MLResult):
     derivatives: str = "complex step"
     starts: tuple[StartRecord, ...] = ()
     chosen_start: int = 0
+    residual: Any = None
+
+    @property
+    def residual_structure(self) -> Any:
+        """The fit's bound variance function and correlation structure, or ``None``
+        (the model's, for a result rebuilt without it)."""
+        if self.residual is not None:
+            return self.residual
+        return getattr(self.model, "residual", None)
 
     def starts_table(self) -> pd.DataFrame:
         """Every run of the alternation (the first and its restarts) and where it ended.

@@ -38,6 +38,7 @@ import numpy as np
 from bayesmix.errors import FitError
 from bayesmix.nonlinear.lb_steps import Linearisation, lme_step, pnls, restricted_at
 from bayesmix.nonlinear.ml_results import AGREEMENT, IterationRecord, StartRecord
+from bayesmix.nonlinear.residual_steps import whitener
 from bayesmix.spec.covariance import initial_theta
 
 __all__ = ["GAIN", "ROUNDS", "Run", "alternate", "best_run", "probe_restarts"]
@@ -99,29 +100,36 @@ def alternate(
     b: list | None = None,
     pnls_first: bool = False,
     previous: np.ndarray | None = None,
+    origin: Any = None,
 ) -> Run:
     """Alternate LME and PNLS steps from ``(beta, u)`` until ``(beta, theta)`` stop moving.
 
     ``pnls_first`` starts with a PNLS step at ``theta``; ``previous`` is the
     ``(beta, theta)`` a restart set out from, so that a restart that returns to
-    it converges after one LME step.
+    it converges after one LME step. ``origin``, the MLEstimates of the run a
+    restart sets out from, gives the residual structure's parameters (and the
+    fitted values a variance function is held at) to start from.
     """
     started = time.perf_counter()
     blocks = lin.design.blocks
     u = [np.zeros((blk.n_levels, blk.n_terms)) for blk in blocks] if u is None else list(u)
     b = [ui.copy() for ui in u] if b is None else list(b)
     history, converged, evaluations, pnls_evaluations = [], False, 0, 0
+    residual_u = None if origin is None else origin.residual_u
     if pnls_first:
-        beta, u, b, _, result = pnls(lin, theta, beta, u)
+        whiten = None if origin is None else _whitener(lin, origin)
+        beta, u, b, _, result = pnls(lin, theta, beta, u, whiten)
         pnls_evaluations = int(result.nfev)
     for iteration in range(1, max_iterations + 1):
-        estimates, f, caught, linear = lme_step(lin, beta, b, step_method, theta)
+        estimates, f, caught, linear = lme_step(
+            lin, beta, b, step_method, theta, residual_u, method
+        )
         evaluations += estimates.n_evaluations
-        state = np.concatenate([beta, estimates.theta])
+        state = state_of(beta, estimates)
         change = np.inf
         if previous is not None:
             change = float(np.max(np.abs(state - previous) / np.maximum(np.abs(state), 1.0)))
-        theta, previous = estimates.theta, state
+        theta, residual_u, previous = estimates.theta, estimates.residual_u, state
         history.append(
             IterationRecord(
                 iteration, estimates.loglik, beta.copy(), theta.copy(), change, pnls_evaluations
@@ -130,13 +138,13 @@ def alternate(
         if change <= tolerance:
             converged = True
             break
-        beta, u, b, f, result = pnls(lin, theta, beta, u)
+        beta, u, b, f, result = pnls(lin, theta, beta, u, _whitener(lin, estimates))
         pnls_evaluations = int(result.nfev)
         history[-1] = dataclasses.replace(history[-1], pnls_evaluations=pnls_evaluations)
         pnls_evaluations = 0
     reported = estimates
     if method != estimates.method:  # nlme's REML: ML steps, restricted at the end
-        reported = restricted_at(linear, estimates)
+        reported = restricted_at(linear, estimates, lin.residual)
     seconds = time.perf_counter() - started
     return Run(
         label, estimates, f, caught, linear, beta, u, b, history, converged, evaluations,
@@ -154,7 +162,7 @@ def probe_restarts(lin: Linearisation, first: Run, **settings: Any) -> list[Run]
     """
     runs, current = [], first
     for _ in range(ROUNDS):
-        state = np.concatenate([current.beta, current.estimates.theta])
+        state = state_of(current.beta, current.estimates)
         candidates = [
             _attempt(
                 lin,
@@ -163,6 +171,7 @@ def probe_restarts(lin: Linearisation, first: Run, **settings: Any) -> list[Run]
                 theta=current.estimates.theta,
                 pnls_first=True,
                 previous=state,
+                origin=current.estimates,
                 **settings,
             )
         ]
@@ -175,6 +184,7 @@ def probe_restarts(lin: Linearisation, first: Run, **settings: Any) -> list[Run]
                     u=current.u,
                     b=current.b,
                     previous=state,
+                    origin=current.estimates,
                     **settings,
                 )
             )
@@ -187,6 +197,16 @@ def probe_restarts(lin: Linearisation, first: Run, **settings: Any) -> list[Run]
             break
         current = max(better, key=lambda r: r.criterion)
     return runs
+
+
+def state_of(beta: np.ndarray, estimates: Any) -> np.ndarray:
+    """``(beta, theta, u)``: what the alternation's convergence test compares."""
+    return np.concatenate([beta, estimates.theta, estimates.residual_u])
+
+
+def _whitener(lin: Linearisation, estimates: Any):
+    """PNLS's whitening at the structure parameters of ``estimates`` (``None`` without)."""
+    return whitener(lin.residual, estimates.residual_u, estimates.variance_fitted)
 
 
 def best_run(runs: list[Run]) -> Run:
@@ -214,7 +234,8 @@ def _unit_theta_restart(lin: Linearisation, current: Run, settings: dict) -> Run
         label="unit theta",
         theta=theta,
         pnls_first=True,
-        previous=np.concatenate([current.beta, current.estimates.theta]),
+        previous=state_of(current.beta, current.estimates),
+        origin=current.estimates,
         **{**settings, "max_iterations": 1},
     )
     if probe is None or not probe.history[0].loglik > current.estimates.loglik + GAIN:
@@ -226,6 +247,7 @@ def _unit_theta_restart(lin: Linearisation, current: Run, settings: dict) -> Run
         theta=probe.estimates.theta,
         u=probe.u,
         b=probe.b,
+        origin=probe.estimates,
         **settings,
     )
     if rest is None:
@@ -243,7 +265,8 @@ def _fresh_lme_gains(lin: Linearisation, run: Run, settings: dict) -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            estimates = lme_step(lin, run.beta, run.b, settings["step_method"], None)[0]
+            step = settings["step_method"]
+            estimates = lme_step(lin, run.beta, run.b, step, None, None, settings["method"])[0]
     except _RESTART_FAILURES:
         return False
     return bool(estimates.loglik > run.estimates.loglik + GAIN)

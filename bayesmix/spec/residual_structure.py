@@ -18,6 +18,7 @@ correlation); Lambda : residual correlation-and-variance matrix; L its Cholesky 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -38,6 +39,10 @@ def variance_argument(weights: object) -> VarianceFunction | None:
     """The variance function ``weights=`` gives, or ``None`` when it gives prior weights."""
     if isinstance(weights, VarianceFunction):
         return weights
+    if isinstance(weights, str) and re.match(r"\s*cor[A-Z][A-Za-z0-9]*\s*\(", weights):
+        raise FormulaError(
+            f"weights={weights!r} is a correlation structure; pass it as correlation=."
+        )
     if isinstance(weights, str) and looks_like_variance_function(weights):
         parsed = parse_structure(weights)
         if not isinstance(parsed, VarianceFunction):
@@ -93,6 +98,16 @@ class ResidualStructure:
     @property
     def uses_fitted(self) -> bool:
         return self.variance is not None and self.variance.uses_fitted
+
+    def held_at(self, fitted: np.ndarray | None) -> ResidualStructure:
+        """The structure with a variance function of the fitted values held at ``fitted``."""
+        if not self.uses_fitted:
+            return self
+        if fitted is None:
+            raise ArgumentError(
+                f"{self.variance.spec.nlme()} reads the fitted values; give them to hold."
+            )
+        return replace(self, variance=self.variance.held_at(fitted))
 
     def split(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(u_variance, u_correlation)``."""

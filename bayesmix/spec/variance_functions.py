@@ -30,7 +30,7 @@ varComb         product of its parts         the parts', prefixed A., B.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -325,10 +325,23 @@ class BoundVariance:
     strata_levels: tuple[str, ...] = ()
     covariate: np.ndarray | None = None
     parts: tuple[BoundVariance, ...] = ()
+    held: np.ndarray | None = None
 
     @property
     def kind(self) -> str:
         return self.spec.kind
+
+    def held_at(self, fitted: np.ndarray) -> BoundVariance:
+        """This function with its fitted values held at ``fitted`` (a covariate then).
+
+        nlme holds ``fitted(.)`` for one step of an alternating fit; the held
+        function no longer :attr:`uses_fitted`.
+        """
+        if not self.uses_fitted:
+            return self
+        held = np.array(fitted, dtype=float)
+        held.setflags(write=False)
+        return replace(self, held=held)
 
     @property
     def n_params(self) -> int:
@@ -336,7 +349,8 @@ class BoundVariance:
 
     @property
     def uses_fitted(self) -> bool:
-        return bool(getattr(self.spec, "uses_fitted", False))
+        """The function reads the model's fitted values (and they are not held)."""
+        return bool(getattr(self.spec, "uses_fitted", False)) and self.held is None
 
     def _split(self, u: np.ndarray) -> list[np.ndarray]:
         edges = np.cumsum([p.n_params for p in self.parts])[:-1]
@@ -352,6 +366,8 @@ class BoundVariance:
     def log_sd(self, u: np.ndarray, fitted: np.ndarray | None = None) -> np.ndarray:
         """``log g`` per row at unconstrained ``u`` (and the fitted values, if used)."""
         u = np.asarray(u, dtype=float)
+        if self.held is not None:
+            fitted = self.held
         kind = self.kind
         if kind == "varComb":
             return sum(p.log_sd(ui, fitted) for p, ui in zip(self.parts, self._split(u)))
