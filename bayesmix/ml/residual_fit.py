@@ -25,6 +25,8 @@ u : unconstrained structure parameters; Lambda : residual covariance / sigma^2.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from bayesmix.errors import (
@@ -264,6 +266,30 @@ def fit_structured(
     MLEstimates
         With ``residual_u`` set; ``n_params`` counts the structure's parameters.
     """
+    dense = structure.correlation is not None and structure.correlation.dense is not None
+    if not dense and len(design.blocks) <= 1:  # elementwise and compiled: no BLAS calls
+        return _fit_structured(design, structure, method, start, max_evaluations)
+    with _one_blas_thread():
+        return _fit_structured(design, structure, method, start, max_evaluations)
+
+
+def _one_blas_thread():
+    """One BLAS thread: dense whitening is many small products, which threads slow
+    down (tens of times on a busy machine), as in :mod:`bayesmix.ml.fit`."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with pymc
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _fit_structured(
+    design: Design,
+    structure: ResidualStructure,
+    method: str,
+    start: np.ndarray | None,
+    max_evaluations: int,
+) -> MLEstimates:
     reml = _check_method(method)
     n, p = design.n_obs, design.n_fixed
     if n - (p if reml else 0) <= 0:
