@@ -180,21 +180,24 @@ def build_design(
             "<= 0 (drop those rows instead of giving them zero weight)."
         )
 
-    lhs_matrices, lhs_names = {}, {}
+    lhs_columns: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
+    lhs_matrices: dict[str, Any] = {}  # for new data; None: an intercept
     blocks, level_keys = [], []
     for bar in spec.bars:
-        if bar.lhs not in lhs_matrices:
-            lhs_matrices[bar.lhs], lhs_names[bar.lhs] = _design_matrices(
-                bar.lhs, frame, spec.formula, env, bar_codings
-            )
-        dm = lhs_matrices[bar.lhs].common
-        if dm is None:
-            raise FormulaError(
-                f"The bar {bar} in {spec.formula!r} has no random effect (its left-hand side "
-                "has no columns); remove the bar, or use '(1 | g)'."
-            )
-        Z = _finite(dm.design_matrix, f"A column of {bar}")
-        terms = tuple(lhs_names[bar.lhs])
+        if bar.lhs.strip() == "1":  # an intercept: no formulae call (half a small build)
+            lhs_columns[bar.lhs] = (np.ones((len(frame), 1)), ("Intercept",))
+            lhs_matrices[bar.lhs] = None
+        elif bar.lhs not in lhs_columns:
+            matrices, names = _design_matrices(bar.lhs, frame, spec.formula, env, bar_codings)
+            lhs_matrices[bar.lhs] = matrices
+            if matrices.common is None:
+                raise FormulaError(
+                    f"The bar {bar} in {spec.formula!r} has no random effect (its left-hand "
+                    "side has no columns); remove the bar, or use '(1 | g)'."
+                )
+            Z = _finite(matrices.common.design_matrix, f"A column of {bar}")
+            lhs_columns[bar.lhs] = (Z, tuple(names))
+        Z, terms = lhs_columns[bar.lhs]
         levels, keys, codes = grouping_codes(frame, bar.factors)
         if len(levels) < 2:
             raise DataError(

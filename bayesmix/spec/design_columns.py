@@ -175,7 +175,7 @@ class Encoder:
     spec: FormulaSpec
     template: pd.DataFrame
     fixed_dm: Any
-    lhs_matrices: dict
+    lhs_matrices: dict  # formulae's matrices per bar left-hand side; None for "1"
     keep: list[int]
     level_keys: tuple[tuple[tuple[Any, ...], ...], ...]
     predictors: tuple[str, ...]
@@ -216,7 +216,11 @@ class Encoder:
         X = self._evaluate(self.fixed_dm.common, frame)[:, self.keep]
         encoded, new_levels = [], []
         for bar, keys in zip(self.spec.bars, self.level_keys):
-            Z = self._evaluate(self.lhs_matrices[bar.lhs].common, frame)
+            matrices = self.lhs_matrices[bar.lhs]
+            if matrices is None:  # an intercept-only bar
+                Z = np.ones((len(frame), 1))
+            else:
+                Z = self._evaluate(matrices.common, frame)
             lookup = {tuple(_key_of(v) for v in key): i for i, key in enumerate(keys)}
             rows = zip(*(newdata[name].tolist() for name in bar.factors))
             codes = np.array(

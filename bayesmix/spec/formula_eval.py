@@ -32,6 +32,7 @@ crossing outside it).
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -199,8 +200,13 @@ def r_column_names(names: Iterable[str], renames: Mapping[str, str]) -> list[str
 _MULTI_COLUMN = re.compile(r"((?:^|(?<=:))(?:poly|bs)\([^\[\]]*\))\[(\d+)\]")
 
 
+@functools.lru_cache(maxsize=512)
 def _parse(text: str, formula: str) -> Any:
-    """formulae's syntax tree of one expression; every token must be part of it."""
+    """formulae's syntax tree of one expression; every token must be part of it.
+
+    Cached: a model build reads each expression several times, and the walk of
+    :func:`referenced_columns` only reads the tree.
+    """
     from formulae.parser import ParseError, Parser
     from formulae.scanner import ScanError, Scanner
 
