@@ -99,7 +99,13 @@ def test_loblolly_asymptote_through_the_origin_reaches_nlme():
     model = bmx.nlmm(
         "height ~ SSasympOrig(age, Asym, lrc)", data, {"Asym": "1 + (1 | Seed)", "lrc": "1"}
     )
-    assert model.fit(restarts=False).loglik < ref["logLik"] - 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        once = model.fit(restarts=False)
+    # one run of the alternation stops short of nlme or fails to settle (its path turns
+    # on rounding: it cycles between two linearisations after the compiled one-block
+    # criterion replaced the general kernel's)
+    assert once.loglik < ref["logLik"] - 0.1 or not once.converged
     fit = model.fit()
     assert fit.loglik >= ref["logLik"] - 0.01
 

@@ -40,6 +40,7 @@ from bayesmix.ml.checks import (
 )
 from bayesmix.ml.deviance import ProfiledDeviance
 from bayesmix.ml.optimise import optimise
+from bayesmix.ml.structured_kernel import OneBlockCriterion
 from bayesmix.ml.working import WorkingProblem, working_problem
 from bayesmix.spec.covariance import (
     block_covariance,
@@ -155,6 +156,19 @@ def criterion_at(design: Design, theta: np.ndarray, method: str = "REML") -> flo
     work = working_problem(design)
     value = deviance_function(work.design)(work.theta_w(theta), reml=reml)
     return value + work.criterion_shift(reml)
+
+
+def _compiled_criterion(design: Design) -> OneBlockCriterion | None:
+    """The compiled criterion of a design with one random-effects block, else ``None``.
+
+    It equals :class:`ProfiledDeviance`'s to rounding (``tests/test_residual_spec.py``)
+    and costs a few microseconds per evaluation; the general kernel still gives
+    the estimates at the optimum.
+    """
+    if len(design.blocks) != 1:
+        return None
+    b = design.blocks[0]
+    return OneBlockCriterion(design.y, design.X, b.codes, b.Z, b.n_levels, b.covariance)
 
 
 def _blas_threads(kernel: ProfiledDeviance):
@@ -326,9 +340,10 @@ def fit_estimates(
     check = None
     if kernel.n_theta:
         x0 = _check_start(kernel, work, start, names)
+        criterion = _compiled_criterion(work.design) or kernel
         with _blas_threads(kernel):
             opt = optimise(
-                lambda th: kernel(th, reml=reml), x0, kernel.lower_bounds, max_evaluations
+                lambda th: criterion(th, reml=reml), x0, kernel.lower_bounds, max_evaluations
             )
         theta_w, converged, message = opt.x, opt.converged, opt.message
         n_evals, check = opt.n_evaluations, opt.check

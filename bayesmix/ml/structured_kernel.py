@@ -24,7 +24,9 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["one_block_criterion"]
+from bayesmix.spec.covariance import theta_positions
+
+__all__ = ["OneBlockCriterion", "criterion_from_products", "cross_products", "one_block_criterion"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -49,12 +51,11 @@ def _cholesky_in_place(A: np.ndarray, size: int) -> bool:
 
 
 @njit(cache=True)
-def one_block_criterion(
-    W: np.ndarray, codes: np.ndarray, n_levels: int, p: int, T: np.ndarray, reml: bool
-) -> float:
-    """lme4's profiled deviance (``reml=False``) or REML criterion; ``inf`` if singular.
+def cross_products(W: np.ndarray, codes: np.ndarray, n_levels: int, p: int):
+    """Per-level ``Z_j'Z_j`` (m, k, k), ``Z_j'[X, y]`` (m, k, p + 1) and ``[X, y]'[X, y]``.
 
-    ``T`` is ``(k, k)`` with ``k = W.shape[1] - 1 - p`` (``k = 0``: no random effects).
+    Only the upper triangles of the ``Z_j'Z_j`` and the ``[X, y]'[X, y]`` are
+    filled; :func:`criterion_from_products` reads no more.
     """
     n, c = W.shape
     k = c - 1 - p
@@ -79,23 +80,37 @@ def one_block_criterion(
                     ZZ[j, t, s] += zt * W[i, 1 + p + s]
                 for a in range(q):
                     ZXy[j, t, a] += zt * xy[a]
+    return ZZ, ZXy, M
+
+
+@njit(cache=True)
+def criterion_from_products(
+    ZZ: np.ndarray, ZXy: np.ndarray, M_in: np.ndarray, n: int, T: np.ndarray, reml: bool
+) -> float:
+    """lme4's profiled deviance (``reml=False``) or REML criterion from the cross-products
+    of :func:`cross_products`; ``inf`` where a factor is not positive definite."""
+    n_levels, k, q = ZXy.shape
+    p = q - 1
+    M = np.empty((q, q))
     for a in range(q):
-        for b in range(a):
-            M[a, b] = M[b, a]
+        for b in range(a, q):
+            M[a, b] = M_in[a, b]
+            M[b, a] = M_in[a, b]
     ld_L = 0.0
     S = np.empty((k, k))
     TZZ = np.empty((k, k))
+    Zj = np.empty((k, k))
     R = np.empty((k, q))
     for j in range(n_levels if k else 0):
-        for t in range(k):  # symmetric fill of Z_j'Z_j
-            for s in range(t):
-                ZZ[j, t, s] = ZZ[j, s, t]
-        # S = T' ZZ T + I
-        for t in range(k):
+        for t in range(k):  # symmetric Z_j'Z_j
+            for s in range(t, k):
+                Zj[t, s] = ZZ[j, t, s]
+                Zj[s, t] = ZZ[j, t, s]
+        for t in range(k):  # S = T' Z_j'Z_j T + I
             for s in range(k):
                 acc = 0.0
                 for m in range(t, k):  # T lower: T[m, t] = 0 for m < t
-                    acc += T[m, t] * ZZ[j, m, s]
+                    acc += T[m, t] * Zj[m, s]
                 TZZ[t, s] = acc
         for t in range(k):
             for s in range(t + 1):
@@ -105,8 +120,7 @@ def one_block_criterion(
                 S[t, s] = acc + (1.0 if t == s else 0.0)
         if not _cholesky_in_place(S, k):
             return np.inf
-        # R = L^-1 T' ZXy
-        for t in range(k):
+        for t in range(k):  # R = L^-1 T' Z_j'[X, y]
             for a in range(q):
                 acc = 0.0
                 for m in range(t, k):
@@ -133,8 +147,7 @@ def one_block_criterion(
             return np.inf
         for a in range(p):
             ld_X += 2.0 * math.log(M[a, a])
-    # r = L_X^-1 M_Xy; pwrss = M_yy - r'r
-    pwrss = M[p, p]
+    pwrss = M[p, p]  # r = L_X^-1 M_Xy; pwrss = M_yy - r'r
     r = np.empty(p)
     for a in range(p):
         acc = M[p, a]
@@ -147,3 +160,39 @@ def one_block_criterion(
         dof = n - p
         return ld_L + ld_X + dof * (1.0 + _LOG_2PI + math.log(pwrss / dof))
     return ld_L + n * (1.0 + _LOG_2PI + math.log(pwrss / n))
+
+
+def one_block_criterion(
+    W: np.ndarray, codes: np.ndarray, n_levels: int, p: int, T: np.ndarray, reml: bool
+) -> float:
+    """The criterion of whitened arrays ``W = [y, X, Z]`` (one pass, then the levels)."""
+    ZZ, ZXy, M = cross_products(W, codes, n_levels, p)
+    return criterion_from_products(ZZ, ZXy, M, W.shape[0], T, reml)
+
+
+class OneBlockCriterion:
+    """lme4's criterion of a fixed design with one random-effects block, compiled.
+
+    The cross-products are formed once; each evaluation is the level loop of
+    :func:`criterion_from_products` (about 5 microseconds for sleepstudy against
+    170 for the general kernel, whose blocked bookkeeping one block does not need).
+
+    Parameters
+    ----------
+    y, X : ndarray
+    codes, Z, n_levels, kind : the block (as :class:`~bayesmix.ml.deviance.ProfiledDeviance`)
+    """
+
+    def __init__(self, y, X, codes, Z, n_levels: int, kind: str) -> None:
+        W = np.column_stack([y, X, Z]).astype(float)
+        self.n, self.p, self.k = W.shape[0], X.shape[1], Z.shape[1]
+        codes = np.ascontiguousarray(codes, dtype=np.int64)
+        self._products = cross_products(W, codes, int(n_levels), self.p)
+        rows, cols = theta_positions(kind, self.k)
+        self._rows, self._cols = rows, cols
+
+    def __call__(self, theta: np.ndarray, reml: bool = True) -> float:
+        T = np.zeros((self.k, self.k))
+        T[self._rows, self._cols] = theta
+        ZZ, ZXy, M = self._products
+        return float(criterion_from_products(ZZ, ZXy, M, self.n, T, reml))
