@@ -43,6 +43,7 @@ from bayesmix.ml.fit import (
     SINGULAR_TOLERANCE,
     MLEstimates,
     _check_method,
+    _compiled_criterion,
     _estimates,
     _theta_names,
     deviance_function,
@@ -103,7 +104,7 @@ class _Criterion:
         self._blocks = [(b.codes, b.n_levels, b.covariance) for b in wd.blocks]
         self._shift = self.work.criterion_shift(reml)
         # one block or none: the compiled kernel (structured_kernel), else the general one
-        self._plain: ProfiledDeviance | None = None
+        self._plain = None  # the unstructured criterion, formed on first use
         self._compiled = len(wd.blocks) <= 1
         if self._compiled:
             block = wd.blocks[0] if wd.blocks else None
@@ -117,13 +118,10 @@ class _Criterion:
     def unstructured(self, theta: np.ndarray) -> float:
         """The criterion of the model without the structure, at lme4's ``theta``."""
         theta_w = self.work.theta_w(theta)
-        if self._compiled:
-            factors = factors_from_theta(theta_w, self._kind, self._size)
-            T = factors[0] if factors else np.zeros((0, 0))
-            p = self.work.design.n_fixed
-            return one_block_criterion(self._M, self._codes, self._n_levels, p, T, self.reml)
-        if self._plain is None:
-            self._plain = deviance_function(self.work.design)
+        if self._plain is None:  # formed once: the unstructured design never changes
+            self._plain = _compiled_criterion(self.work.design) or deviance_function(
+                self.work.design
+            )
         return self._plain(theta_w, reml=self.reml)
 
     def kernel(self, u: np.ndarray) -> tuple[ProfiledDeviance, float]:
