@@ -52,10 +52,10 @@ from bayesmix.ml.optimise import measure, minimise, optimise
 from bayesmix.ml.structured_kernel import one_block_criterion
 from bayesmix.ml.working import working_problem
 from bayesmix.spec.covariance import (
-    factors_from_theta,
     initial_theta,
     lower_bounds,
     theta_is_diagonal,
+    theta_positions,
 )
 from bayesmix.spec.design import Design
 from bayesmix.spec.residual_structure import ResidualStructure
@@ -112,8 +112,10 @@ class _Criterion:
                 block.codes if block else np.zeros(design.n_obs), dtype=np.int64
             )
             self._n_levels = block.n_levels if block else 1
-            self._kind = [block.covariance] if block else []
-            self._size = [block.n_terms] if block else []
+            self._size = block.n_terms if block else 0
+            self._rows, self._cols = (
+                theta_positions(block.covariance, block.n_terms) if block else ((), ())
+            )
 
     def unstructured(self, theta: np.ndarray) -> float:
         """The criterion of the model without the structure, at lme4's ``theta``."""
@@ -161,8 +163,8 @@ class _Criterion:
             theta_w = self.work.theta_w(x[: self.n_theta])
             if self._compiled:
                 W, log_det = self.structure.whiten(x[self.n_theta :], self._M, self.fitted, True)
-                factors = factors_from_theta(theta_w, self._kind, self._size)
-                T = factors[0] if factors else np.zeros((0, 0))
+                T = np.zeros((self._size, self._size))
+                T[self._rows, self._cols] = theta_w
                 p = self.work.design.n_fixed
                 value = one_block_criterion(W, self._codes, self._n_levels, p, T, self.reml)
                 value += self._shift + log_det

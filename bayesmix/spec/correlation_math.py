@@ -21,6 +21,7 @@ theta_ma : MA coefficients; ``x_t = sum phi_i x_(t-i) + e_t + sum theta_j e_(t-j
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,6 +159,8 @@ class MarkovLayout:
         prev = np.arange(n) - 1
         prev[self.first] = np.flatnonzero(self.first)  # any row: rho is 0 there
         object.__setattr__(self, "_prev", prev)
+        object.__setattr__(self, "_first_rows", np.flatnonzero(self.first))
+        object.__setattr__(self, "_n_rest", int(n - self.first.sum()))
 
     def rho(self, phi: float) -> np.ndarray:
         """Correlation of each sorted row with its predecessor (0 for first rows)."""
@@ -167,6 +170,14 @@ class MarkovLayout:
 
     def whiten(self, phi: float, M: np.ndarray) -> tuple[np.ndarray, float]:
         """``L^-1 M`` in the original row order, and ``log|C|``."""
+        if self._sorted and self._unit_gaps:  # the common case, in four array operations
+            one_minus = 1.0 - phi * phi
+            if one_minus <= 0:
+                raise FitError(f"an AR(1)/CAR(1) correlation of {phi} is not inside (-1, 1)")
+            W = np.empty_like(M, dtype=float)
+            W[1:] = (M[1:] - phi * M[:-1]) / math.sqrt(one_minus)
+            W[self._first_rows] = M[self._first_rows]
+            return W, self._n_rest * math.log(one_minus)
         rho = self.rho(phi)
         one_minus = 1.0 - rho * rho
         if np.any(one_minus <= 0):
