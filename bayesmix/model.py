@@ -17,11 +17,11 @@ import pandas as pd
 from bayesmix.spec.correlation_structures import CorrelationStructure
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.formula import edit_formula, parse_formula
-from bayesmix.spec.formula_eval import unknown_column
 from bayesmix.spec.residual_structure import (
     ResidualStructure,
     bind_residual,
     correlation_argument,
+    structure_columns,
     variance_argument,
 )
 from bayesmix.spec.response_checks import note_counts_for_gaussian
@@ -91,7 +91,7 @@ class LinearMixedModel:
         self.conventions = conventions
         variance = variance_argument(weights)
         structure = correlation_argument(correlation)
-        columns = _structure_columns(variance, structure, data)
+        columns = structure_columns(variance, structure, data)
         self.design: Design = build_design(
             formula,
             data,
@@ -369,26 +369,6 @@ def gls(
         conventions="nlme",
         correlation=correlation,
     )
-
-
-def _structure_columns(
-    variance: VarianceFunction | None,
-    correlation: CorrelationStructure | None,
-    data: pd.DataFrame,
-) -> tuple[str, ...]:
-    """Columns the residual structures read; unknown ones named with close matches."""
-    columns: list[str] = []
-    for part, argument in ((variance, "weights"), (correlation, "correlation")):
-        if part is None:
-            continue
-        for name in part.columns():
-            if isinstance(data, pd.DataFrame) and name not in data.columns:
-                known = [str(c) for c in data.columns]
-                raise DataError(
-                    unknown_column(name, known, f"{argument}={part.nlme()!r}: column {name!r}")
-                )
-            columns.append(name)
-    return tuple(dict.fromkeys(columns))
 
 
 def _check_method(method: str) -> Literal["REML", "ML"]:

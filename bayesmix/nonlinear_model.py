@@ -20,12 +20,13 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import ArgumentError
-from bayesmix.nonlinear.build import NonlinearDesign, build_nonlinear_design, structure_columns
+from bayesmix.nonlinear.build import NonlinearDesign, build_nonlinear_design
 from bayesmix.spec.correlation_structures import CorrelationStructure
 from bayesmix.spec.residual_structure import (
     ResidualStructure,
     bind_residual,
     correlation_argument,
+    structure_columns,
     variance_argument,
 )
 from bayesmix.spec.variance_functions import VarianceFunction

@@ -45,7 +45,6 @@ from bayesmix.nonlinear.design import (
     _readonly,
 )
 from bayesmix.nonlinear.mean import parse_mean
-from bayesmix.spec.correlation_structures import CorrelationStructure
 from bayesmix.spec.data_prep import (
     OFFSET_COLUMN,
     WEIGHTS_COLUMN,
@@ -55,8 +54,6 @@ from bayesmix.spec.data_prep import (
 )
 from bayesmix.spec.design import build_design
 from bayesmix.spec.formula import parse_formula
-from bayesmix.spec.formula_eval import unknown_column
-from bayesmix.spec.variance_functions import VarianceFunction
 
 __all__ = [
     "NonlinearBlock",
@@ -65,7 +62,6 @@ __all__ = [
     "ParameterDesign",
     "build_nonlinear_design",
     "initial_beta",
-    "structure_columns",
 ]
 
 _COV_KINDS = {
@@ -347,23 +343,3 @@ def initial_beta(design: NonlinearDesign, start: Any) -> np.ndarray:
             raise FitError(f"start gives no value for the parameter {par.name!r}.")
         position += width
     return beta
-
-
-def structure_columns(
-    variance: VarianceFunction | None,
-    correlation: CorrelationStructure | None,
-    data: pd.DataFrame,
-) -> tuple[str, ...]:
-    """Columns the residual structures read; unknown ones named with close matches."""
-    columns: list[str] = []
-    for part, argument in ((variance, "weights"), (correlation, "correlation")):
-        if part is None:
-            continue
-        for name in part.columns():
-            if isinstance(data, pd.DataFrame) and name not in data.columns:
-                known = [str(c) for c in data.columns]
-                raise DataError(
-                    unknown_column(name, known, f"{argument}={part.nlme()!r}: column {name!r}")
-                )
-            columns.append(name)
-    return tuple(dict.fromkeys(columns))

@@ -29,10 +29,17 @@ from bayesmix.spec.correlation_binding import bind_correlation
 from bayesmix.spec.correlation_structures import BoundCorrelation, CorrelationStructure
 from bayesmix.spec.design_columns import readonly
 from bayesmix.spec.design_types import Design, RandomBlock
+from bayesmix.spec.formula_eval import unknown_column
 from bayesmix.spec.nlme_syntax import looks_like_variance_function, parse_structure
 from bayesmix.spec.variance_functions import BoundVariance, VarianceFunction
 
-__all__ = ["ResidualStructure", "bind_residual", "correlation_argument", "variance_argument"]
+__all__ = [
+    "ResidualStructure",
+    "bind_residual",
+    "correlation_argument",
+    "structure_columns",
+    "variance_argument",
+]
 
 
 def variance_argument(weights: object) -> VarianceFunction | None:
@@ -68,6 +75,26 @@ def correlation_argument(correlation: object) -> CorrelationStructure | None:
         "correlation= takes a correlation structure such as bmx.corAR1(group='Mare') or "
         f"nlme's syntax 'corAR1(form = ~1 | Mare)', got {type(correlation).__name__}."
     )
+
+
+def structure_columns(
+    variance: VarianceFunction | None,
+    correlation: CorrelationStructure | None,
+    data: pd.DataFrame,
+) -> tuple[str, ...]:
+    """Columns the residual structures read; unknown ones named with close matches."""
+    columns: list[str] = []
+    for part, argument in ((variance, "weights"), (correlation, "correlation")):
+        if part is None:
+            continue
+        for name in part.columns():
+            if isinstance(data, pd.DataFrame) and name not in data.columns:
+                known = [str(c) for c in data.columns]
+                raise DataError(
+                    unknown_column(name, known, f"{argument}={part.nlme()!r}: column {name!r}")
+                )
+            columns.append(name)
+    return tuple(dict.fromkeys(columns))
 
 
 @dataclass(frozen=True, eq=False)
