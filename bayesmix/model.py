@@ -152,6 +152,10 @@ class LinearMixedModel:
     # ----------------------------------------------------------------- Bayesian
     def default_priors(self) -> dict[str, Prior]:
         """Default priors, scaled to the data (see :mod:`bayesmix.bayes.priors`)."""
+        if self.residual is not None:  # the structure's priors too (no PyMC import)
+            from bayesmix.bayes.residual_priors import resolve_structured_priors
+
+            return dict(resolve_structured_priors(self.design.offset_absorbed(), self.residual)[0])
         from bayesmix.bayes.priors import default_priors
 
         return default_priors(self.design.offset_absorbed())
@@ -161,6 +165,14 @@ class LinearMixedModel:
         from bayesmix.bayes.compile.cache import configure_pytensor
 
         configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
+        if self.residual is not None:
+            from bayesmix.bayes.residual_model import build_structured_model
+            from bayesmix.bayes.residual_priors import resolve_structured_priors
+
+            table, params = resolve_structured_priors(
+                self.design.offset_absorbed(), self.residual, priors
+            )
+            return build_structured_model(self.design, self.residual, table, params)
         from bayesmix.bayes.model import build_pymc_model
         from bayesmix.bayes.priors import resolve_priors
 
@@ -210,17 +222,33 @@ class LinearMixedModel:
         options: dict[str, Any] = {}
         if target_accept is not None:
             options["target_accept"] = target_accept
-        result = sample_model(
-            self.design,
-            priors=priors,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            sampler=sampler,
-            random_seed=random_seed,
-            progressbar=progressbar,
-            **options,
-        )
+        if self.residual is not None:  # variance function / correlation structure
+            from bayesmix.bayes.residual_model import sample_structured
+
+            result = sample_structured(
+                self.design,
+                self.residual,
+                priors=priors,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                sampler=sampler,
+                random_seed=random_seed,
+                progressbar=progressbar,
+                target_accept=target_accept,
+            )
+        else:
+            result = sample_model(
+                self.design,
+                priors=priors,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                sampler=sampler,
+                random_seed=random_seed,
+                progressbar=progressbar,
+                **options,
+            )
         # save() records the constructor; set on the new result itself (nobody else holds
         # it yet) so that the diagnostics it cached while sampling are kept
         object.__setattr__(result, "model", self)

@@ -54,7 +54,7 @@ A zip archive (any name; ``.bmx`` suggested) with these entries::
 
     {"format": "bayesmix-fit", "format_version": 2, "bayesmix_version": "0.1.0",
      "result_class": "MLResult" | "GLMMResult" | "NLMResult" | "BayesResult"
-                     | "GLMMBayesResult" | "NLBayesResult",
+                     | "GLMMBayesResult" | "StructuredBayesResult" | "NLBayesResult",
      "model": {"class": "LinearMixedModel", "formula": ..., "offset": ...,
                "weights": ..., "functions": [names]}
            | {"class": "NonlinearMixedModel", "formula": ..., "params": {...},
@@ -141,6 +141,7 @@ _RESULT_CLASSES = (
     "NLMResult",
     "BayesResult",
     "GLMMBayesResult",
+    "StructuredBayesResult",
     "NLBayesResult",
 )
 

@@ -38,13 +38,22 @@ CHECK_RTOL = 1e-9
 def result_class(result: Any) -> str:
     """Name of the result class as recorded in the file."""
     from bayesmix.bayes.glmm_results import GLMMBayesResult
+    from bayesmix.bayes.residual_results import StructuredBayesResult
     from bayesmix.bayes.results import BayesResult
     from bayesmix.ml.glmm_results import GLMMResult
     from bayesmix.ml.results import MLResult
     from bayesmix.nonlinear.bayes_results import NLBayesResult
     from bayesmix.nonlinear.ml_results import NLMResult
 
-    classes = (NLBayesResult, GLMMBayesResult, BayesResult, NLMResult, GLMMResult, MLResult)
+    classes = (
+        NLBayesResult,
+        GLMMBayesResult,
+        StructuredBayesResult,
+        BayesResult,
+        NLMResult,
+        GLMMResult,
+        MLResult,
+    )
     for cls in classes:  # subclasses first
         if isinstance(result, cls):
             return cls.__name__
@@ -272,6 +281,20 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
             "zi_names": tuple(model.zi_names),
             "zi_formula": model.ziformula,
         }
+    elif kind == "StructuredBayesResult":
+        from bayesmix.bayes.priors import default_priors
+        from bayesmix.bayes.residual_priors import structure_parameters
+        from bayesmix.bayes.residual_results import StructuredBayesResult as cls
+
+        residual = getattr(model, "residual", None)
+        if residual is None:
+            raise reader.damaged("the Bayesian fit's model has no residual structure")
+        sampled = design.offset_absorbed()  # the parameters as sample_structured named them
+        taken = set(default_priors(sampled))
+        extra = {
+            "residual": residual,
+            "structure": tuple(structure_parameters(residual, sampled.y, taken=taken)),
+        }
     else:
         from bayesmix.bayes.results import BayesResult as cls
     return cls(
@@ -305,9 +328,15 @@ def _dataclass(reader: ArchiveReader, cls: type, meta: Any, where: str) -> Any:
 
 
 def _priors(reader: ArchiveReader, meta: Any) -> Any:
-    from bayesmix.bayes import priors
+    from bayesmix.bayes import priors, residual_priors
 
     families = {cls.__name__: cls for cls in typing.get_args(priors.Prior)}
+    families.update(  # the residual structures' priors
+        {
+            cls.__name__: cls
+            for cls in (residual_priors.Uniform, residual_priors.Beta, residual_priors.LogNormal)
+        }
+    )
     if not isinstance(meta, dict):
         raise reader.damaged("the priors are malformed")
     table = priors.PriorTable()
