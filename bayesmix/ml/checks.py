@@ -29,6 +29,10 @@ _SCALE_RATIO = 1e3
 # Residual SD below this times the response's residual scale: the random
 # effects reproduce the response exactly (sigma -> 0, likelihood unbounded).
 _DEGENERATE_SIGMA = 1e-7
+# A relative factor entry above this is checked for an unbounded likelihood (a tenfold
+# larger one lower by more than _UNBOUNDED_DROP in -2 logLik units).
+_UNBOUNDED_THETA = 1e3
+_UNBOUNDED_DROP = 1.0
 # A correlation this close to +-1 is reported as +-1.
 _UNIT_CORRELATION = 1 - 1e-6
 
@@ -122,6 +126,34 @@ def check_degenerate(design: Design, sigma_working: float) -> None:
             f"almost exactly (residual SD {sigma_working:.2g} of the response's scale), so the "
             "residual variance is (numerically) zero and the likelihood has no usable maximum; "
             "the response probably does not vary within groups: simplify the random effects"
+        )
+
+
+def check_unbounded(
+    design: Design, criterion, theta_w: np.ndarray, value: float, diagonal: np.ndarray
+) -> None:
+    """Refuse a fit whose criterion still falls as the random effects grow without bound.
+
+    Where the random effects can reproduce ``y`` the criterion decreases by about
+    ``n`` per decade of ``theta`` and has no minimum; in double precision it turns
+    into noise long before :func:`check_degenerate`'s ``sigma`` threshold, and
+    the optimiser may stop anywhere on that slope. A tenfold larger ``theta``
+    that is lower by more than :data:`_UNBOUNDED_DROP` shows the slope.
+    """
+    large = diagonal & (np.abs(theta_w) > _UNBOUNDED_THETA)
+    if not large.any():
+        return
+    try:
+        further = criterion(np.where(large, 10.0 * theta_w, theta_w))
+    except FitError:  # the factorisation broke down further out: no minimum there either
+        further = -np.inf
+    if further < value - _UNBOUNDED_DROP:
+        terms = ", ".join(b.label for b in design.blocks)
+        raise FitError(
+            f"the fit is degenerate: {terms} reproduce the response {design.response!r} "
+            "almost exactly, so the residual variance tends to zero and the likelihood has "
+            "no usable maximum (it keeps rising as the random effects grow); the response "
+            "probably does not vary within groups: simplify the random effects"
         )
 
 

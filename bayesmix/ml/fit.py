@@ -34,6 +34,7 @@ from bayesmix.ml.checks import (
     SINGULAR_TOLERANCE,
     check_degenerate,
     check_identifiable,
+    check_unbounded,
     convergence_message,
     singular_message,
     warn_badly_scaled,
@@ -347,6 +348,9 @@ def fit_estimates(
             )
         theta_w, converged, message = opt.x, opt.converged, opt.message
         n_evals, check = opt.n_evaluations, opt.check
+        check_unbounded(
+            design, lambda th: criterion(th, reml=reml), theta_w, opt.fx, _diagonal_mask(kernel)
+        )
     else:
         theta_w, converged, message, n_evals = (
             np.empty(0),

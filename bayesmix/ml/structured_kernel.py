@@ -101,6 +101,7 @@ def criterion_from_products(
     TZZ = np.empty((k, k))
     Zj = np.empty((k, k))
     R = np.empty((k, q))
+    RR = np.zeros((q, q))  # sum_j R_j'R_j, subtracted from M once (as the general kernel)
     for j in range(n_levels if k else 0):
         for t in range(k):  # symmetric Z_j'Z_j
             for s in range(t, k):
@@ -138,9 +139,12 @@ def criterion_from_products(
                 acc = 0.0
                 for t in range(k):
                     acc += R[t, a] * R[t, b]
-                M[a, b] -= acc
-                if b != a:
-                    M[b, a] -= acc
+                RR[a, b] += acc
+    for a in range(q):
+        for b in range(a, q):
+            M[a, b] -= RR[a, b]
+            if b != a:
+                M[b, a] -= RR[a, b]
     ld_X = 0.0
     if p:
         if not _cholesky_in_place(M, p):
