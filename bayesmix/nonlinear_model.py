@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import ArgumentError
 from bayesmix.nonlinear.build import NonlinearDesign, build_nonlinear_design
 from bayesmix.spec.correlation_structures import CorrelationStructure
 from bayesmix.spec.residual_structure import (
@@ -131,14 +130,6 @@ class NonlinearMixedModel:
             f"observations; {params}; random effects: {blocks}{residual}>"
         )
 
-    def _bayes_unsupported(self) -> None:
-        if self.residual is not None:
-            raise ArgumentError(
-                "the Bayesian engine does not model residual variance functions or correlation "
-                "structures yet; fit this model by ML/REML with .fit(), or drop weights=/"
-                "correlation= to sample."
-            )
-
     def fit(
         self,
         method: Literal["ML", "REML"] = "ML",
@@ -201,26 +192,28 @@ class NonlinearMixedModel:
         gets ``Normal(start, 2.5 * max(|start|, 1))`` around the self-start
         values (or the model's ``start``); random-effect SDs
         ``HalfStudentT(3, max(|start|, 1))``, correlations ``LKJ(2)``, sigma
-        ``HalfStudentT(3, sd(y))``.
+        ``HalfStudentT(3, sd(y))``; a residual structure's parameters as in
+        :mod:`bayesmix.bayes.residual_priors` (``power``, ``Phi``...).
         """
         from bayesmix.bayes.compile.cache import configure_pytensor
 
         configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
-        from bayesmix.nonlinear.bayes_model import default_priors
+        from bayesmix.nonlinear.bayes_model import resolve_nonlinear_priors
 
-        return default_priors(self.design, self.start)
+        return resolve_nonlinear_priors(self.design, self.residual, None, self.start)[0]
 
     def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
         """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
-        self._bayes_unsupported()
         from bayesmix.bayes.compile.cache import configure_pytensor
 
         configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
-        from bayesmix.nonlinear.bayes_model import build_nonlinear_pymc_model, resolve_priors
-
-        return build_nonlinear_pymc_model(
-            self.design, resolve_priors(self.design, priors, self.start)
+        from bayesmix.nonlinear.bayes_model import (
+            build_nonlinear_pymc_model,
+            resolve_nonlinear_priors,
         )
+
+        table, params = resolve_nonlinear_priors(self.design, self.residual, priors, self.start)
+        return build_nonlinear_pymc_model(self.design, table, self.residual, params)
 
     def sample(
         self,
@@ -259,9 +252,9 @@ class NonlinearMixedModel:
         NLBayesResult
             ``fixef()``, ``coef()`` (per-level parameters), ``phi()``,
             ``ranef()``, ``varcorr()``, ``summary()``, ``predict()``, ``loo()``,
-            ``diagnostics()``.
+            ``diagnostics()``; with ``weights=``/``correlation=`` a
+            ``StructuredNLBayesResult`` with ``residual_parameters()``.
         """
-        self._bayes_unsupported()
         from bayesmix.bayes.compile.cache import configure_pytensor
 
         configure_pytensor()  # before PyTensor is first imported (see bayesmix.bayes.compile.cache)
@@ -280,6 +273,7 @@ class NonlinearMixedModel:
             sampler=sampler,
             random_seed=random_seed,
             progressbar=progressbar,
+            residual=self.residual,
             **options,
         )
         # the model travels with the result so that save() can store its arguments; set
@@ -382,7 +376,8 @@ def nlmm(
         (``"corAR1()"``, ``"corCAR1(form = ~Time | Subject)"``). Without a group
         it acts within the grouping factor with the most levels; its groups must
         be nested in every random-effects grouping. The ML/REML fit with either
-        is nlme's (:mod:`bayesmix.nonlinear.residual_steps`); ``sample`` refuses them.
+        is nlme's (:mod:`bayesmix.nonlinear.residual_steps`); ``sample`` models them
+        jointly (:mod:`bayesmix.nonlinear.residual_bayes`).
 
     Returns
     -------

@@ -30,7 +30,7 @@ import pytest
 from rfidelity import assert_close, read_with_levels
 
 import bayesmix as bmx
-from bayesmix.errors import ArgumentError, DataError, FitError, FormulaError
+from bayesmix.errors import DataError, FitError, FormulaError
 
 VARCORR = Path(__file__).parent / "refs" / "varcorr"
 EXTRA = VARCORR / "nlmm_extra"
@@ -280,5 +280,4 @@ def test_bad_structure_arguments(theoph):
     with pytest.raises(DataError, match="not nested"):
         _theoph_model(late, correlation="corAR1(form = ~ 1 | late)")
     model = _theoph_model(theoph[theoph["Time"] > 0], correlation="corAR1()")
-    with pytest.raises(ArgumentError, match="Bayesian engine"):
-        model.sample(draws=10, tune=10, chains=1)
+    assert "Phi" in model.default_priors()  # sampled: tests/test_residual_nlmm_bayes.py

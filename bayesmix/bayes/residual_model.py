@@ -69,7 +69,14 @@ from bayesmix.errors import ArgumentError
 from bayesmix.spec.design import Design
 from bayesmix.spec.residual_structure import ResidualStructure
 
-__all__ = ["build_structured_model", "resolve_structured_priors", "sample_structured"]
+__all__ = [
+    "add_structure_hyper",
+    "build_structured_model",
+    "resolve_structured_priors",
+    "sample_structured",
+    "structure_coords",
+    "structured_potential",
+]
 
 _DISTRIBUTIONS = {**PYMC_DIST, LogNormal: pm.LogNormal, Uniform: pm.Uniform}
 
@@ -89,7 +96,7 @@ def _structure_rv(param: StructureParameter, prior, hyper: HyperData) -> pt.Tens
     return _DISTRIBUTIONS[type(prior)](param.key, **values, dims=dims)
 
 
-def _add_structure_hyper(
+def add_structure_hyper(
     hyper: HyperData, params: Sequence[StructureParameter], priors: Mapping
 ) -> None:
     for param in params:
@@ -100,7 +107,7 @@ def _add_structure_hyper(
             hyper.add_priors(f"s:{param.key}", [prior], scalar=True)
 
 
-def _structure_coords(residual: ResidualStructure, params: Sequence[StructureParameter]) -> dict:
+def structure_coords(residual: ResidualStructure, params: Sequence[StructureParameter]) -> dict:
     coords: dict[str, list[str]] = {}
     for param in params:
         if param.labels:
@@ -196,7 +203,7 @@ def build_structured_model(
     design = design.offset_absorbed()
     infos = block_infos(design)
     coords = model_coords(design.n_obs, design.fixed_terms, design.blocks, infos)
-    coords.update(_structure_coords(residual, params))
+    coords.update(structure_coords(residual, params))
     j0 = intercept_index(design)
     zbars = [block_centring(block) for block in design.blocks]
     fixed_priors = [priors[name] for name in design.fixed_terms]
@@ -210,36 +217,57 @@ def build_structured_model(
         if np.any(zbar):
             hyper.add(f"zbar:{info.tag}", zbar)
     hyper.add_priors("sigma", [priors["sigma"]], scalar=True)
-    _add_structure_hyper(hyper, params, priors)
+    add_structure_hyper(hyper, params, priors)
 
     with pm.Model(coords=coords, check_bounds=False) as model:
         hyper.finalize()
         _, mu, _ = fixed_part("beta", design.X, fixed_priors, hyper, j0)
         for term in random_part(design, infos, zbars, priors, hyper):
             mu = mu + term
-        u_var, cor_params = _structure_values(residual, params, priors, hyper)
-        n = design.n_obs
-        if residual.variance is not None:
-            fitted = mu + offset if residual.uses_fitted else None
-            u_var = pt.zeros(0) if u_var is None else u_var  # varFixed: no parameters
-            log_g = variance_log_sd(residual.variance, u_var, fitted)
-            centre = pt.mean(log_g)
-            sigma_c = scalar_rv("sigma_c", priors["sigma"], hyper, "sigma")
-            pm.Deterministic("sigma", sigma_c * pt.exp(-centre))
-            log_s = pt.log(sigma_c) + (log_g - centre)
-        else:
-            log_s = pt.log(residual_sd(priors["sigma"], hyper)) * pt.ones(n)
-        if design.weights is not None:  # prior weights: SD sigma g / sqrt(w)
-            log_s = log_s - 0.5 * np.log(np.asarray(design.weights, dtype=float))
-        e = (pt.as_tensor_variable(np.asarray(design.y, dtype=float)) - mu) * pt.exp(-log_s)
-        log_det = pt.zeros(())
-        if residual.correlation is not None:
-            e, log_det = correlation_whiten(residual.correlation, cor_params, e, keep_order=False)
-        loglik = -0.5 * pt.sum(e**2) - pt.sum(log_s) - 0.5 * log_det
-        pm.Potential("loglik_y", loglik - 0.5 * n * np.log(2.0 * np.pi))
+        structured_potential(residual, params, priors, hyper, mu, design.y, offset, design.weights)
         if residual.uses_fitted:
             _start_with_small_effects(model, design, infos, priors)
     return model
+
+
+def structured_potential(
+    residual: ResidualStructure,
+    params: Sequence[StructureParameter],
+    priors: Mapping[str, object],
+    hyper: HyperData,
+    mu: pt.TensorVariable,
+    y: np.ndarray,
+    offset: np.ndarray,
+    weights: np.ndarray | None = None,
+) -> None:
+    """The structure's parameters and the whitened likelihood, the potential ``loglik_y``.
+
+    ``mu`` is the mean less the offset (random effects included), ``y`` the response
+    less the offset; ``mu + offset`` are the fitted values of a variance function of
+    ``fitted(.)``; ``weights`` prior weights (row SD ``sigma g_i / sqrt(w_i)``). The
+    priors' values are in ``hyper`` (:func:`add_structure_hyper`). Also used by the
+    nonlinear model (:mod:`bayesmix.nonlinear.residual_bayes`).
+    """
+    u_var, cor_params = _structure_values(residual, params, priors, hyper)
+    n = len(y)
+    if residual.variance is not None:
+        fitted = mu + offset if residual.uses_fitted else None
+        u_var = pt.zeros(0) if u_var is None else u_var  # varFixed: no parameters
+        log_g = variance_log_sd(residual.variance, u_var, fitted)
+        centre = pt.mean(log_g)
+        sigma_c = scalar_rv("sigma_c", priors["sigma"], hyper, "sigma")
+        pm.Deterministic("sigma", sigma_c * pt.exp(-centre))
+        log_s = pt.log(sigma_c) + (log_g - centre)
+    else:
+        log_s = pt.log(residual_sd(priors["sigma"], hyper)) * pt.ones(n)
+    if weights is not None:  # prior weights: SD sigma g / sqrt(w)
+        log_s = log_s - 0.5 * np.log(np.asarray(weights, dtype=float))
+    e = (pt.as_tensor_variable(np.asarray(y, dtype=float)) - mu) * pt.exp(-log_s)
+    log_det = pt.zeros(())
+    if residual.correlation is not None:
+        e, log_det = correlation_whiten(residual.correlation, cor_params, e, keep_order=False)
+    loglik = -0.5 * pt.sum(e**2) - pt.sum(log_s) - 0.5 * log_det
+    pm.Potential("loglik_y", loglik - 0.5 * n * np.log(2.0 * np.pi))
 
 
 #: With a variance function of the fitted values, chains start with group SDs of this

@@ -54,7 +54,8 @@ A zip archive (any name; ``.bmx`` suggested) with these entries::
 
     {"format": "bayesmix-fit", "format_version": 2, "bayesmix_version": "0.1.0",
      "result_class": "MLResult" | "GLMMResult" | "NLMResult" | "BayesResult"
-                     | "GLMMBayesResult" | "StructuredBayesResult" | "NLBayesResult",
+                     | "GLMMBayesResult" | "StructuredBayesResult" | "NLBayesResult"
+                     | "StructuredNLBayesResult",
      "model": {"class": "LinearMixedModel", "formula": ..., "offset": ...,
                "weights": ..., "functions": [names]}
            | {"class": "NonlinearMixedModel", "formula": ..., "params": {...},
@@ -143,6 +144,7 @@ _RESULT_CLASSES = (
     "GLMMBayesResult",
     "StructuredBayesResult",
     "NLBayesResult",
+    "StructuredNLBayesResult",
 )
 
 

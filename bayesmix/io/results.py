@@ -44,8 +44,10 @@ def result_class(result: Any) -> str:
     from bayesmix.ml.results import MLResult
     from bayesmix.nonlinear.bayes_results import NLBayesResult
     from bayesmix.nonlinear.ml_results import NLMResult
+    from bayesmix.nonlinear.residual_bayes import StructuredNLBayesResult
 
     classes = (
+        StructuredNLBayesResult,
         NLBayesResult,
         GLMMBayesResult,
         StructuredBayesResult,
@@ -59,7 +61,7 @@ def result_class(result: Any) -> str:
             return cls.__name__
     raise ArgumentError(
         f"save() takes a fitted result (MLResult, GLMMResult, BayesResult, GLMMBayesResult, "
-        "NLMResult, NLBayesResult), "
+        "StructuredBayesResult, NLMResult, NLBayesResult, StructuredNLBayesResult), "
         f"got {type(result).__name__}."
     )
 
@@ -201,7 +203,7 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
     """The result object of class ``kind`` on the rebuilt ``model``."""
     if not isinstance(meta, dict):
         raise reader.damaged("the result description is malformed")
-    nonlinear = kind.startswith("NL")
+    nonlinear = kind.startswith("NL") or kind == "StructuredNLBayesResult"
     design = model.design.linear_design() if nonlinear else model.design
     extra = {"nonlinear_design": model.design} if nonlinear else {}
     if kind in ("MLResult", "NLMResult", "GLMMResult"):
@@ -268,7 +270,18 @@ def decode_result(reader: ArchiveReader, kind: str, meta: Any, model: Any) -> An
     timing = reader.decode(meta.get("timing"), "timing")
     if not isinstance(timing, dict) or not isinstance(meta.get("sampler"), str):
         raise reader.damaged("the sampler description is malformed")
-    if nonlinear:
+    if kind == "StructuredNLBayesResult":
+        from bayesmix.nonlinear.bayes_model import default_priors
+        from bayesmix.nonlinear.residual_bayes import StructuredNLBayesResult as cls
+        from bayesmix.nonlinear.residual_bayes import structure_priors
+
+        residual = getattr(model, "residual", None)
+        if residual is None:
+            raise reader.damaged("the Bayesian fit's model has no residual structure")
+        standard = default_priors(model.design, model.options.get("start"))
+        extra["residual"] = residual
+        extra["structure"] = tuple(structure_priors(model.design, residual, standard)[1])
+    elif nonlinear:
         from bayesmix.nonlinear.bayes_results import NLBayesResult as cls
     elif kind == "GLMMBayesResult":
         from bayesmix.bayes.glmm_results import GLMMBayesResult as cls

@@ -77,7 +77,7 @@ _SCALED_RHOBEG = 0.5
 # (criterion units) below which a round's optimum is accepted
 _NEWTON_STEPS = 6
 _BACKTRACKS = 6
-_NEWTON_ACCEPT = 1e-7
+_NEWTON_ACCEPT = 1e-9
 # coordinate scales are kept in this range: a flat start (varConstPower at power 0
 # cannot tell its constant) must not turn a unit step into a leap
 _SCALE_RANGE = (1e-4, 1.0)

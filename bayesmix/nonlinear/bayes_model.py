@@ -30,14 +30,13 @@ phi : per-row parameter values; b / r : group effects ``(levels, terms)`` of a b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bayesmix.bayes.priors import (
     LKJ,
-    REAL_PRIORS,
     HalfStudentT,
     Normal,
     Prior,
@@ -46,60 +45,25 @@ from bayesmix.bayes.priors import (
     block_keys,
 )
 from bayesmix.bayes.validate import check_sampling_args
-from bayesmix.errors import FitError, PriorError
+from bayesmix.errors import PriorError
 from bayesmix.nonlinear.design import NonlinearDesign
+from bayesmix.nonlinear.prior_centres import intercept_columns, parameter_scales, start_centres
 
 if TYPE_CHECKING:
     from bayesmix.bayes.fit import CompileRoute, Sampler
+    from bayesmix.bayes.residual_priors import StructureParameter
     from bayesmix.nonlinear.bayes_results import NLBayesResult
+    from bayesmix.spec.residual_structure import ResidualStructure
 
-__all__ = ["build_nonlinear_pymc_model", "default_priors", "resolve_priors", "sample_nonlinear"]
+__all__ = [
+    "build_nonlinear_pymc_model",
+    "default_priors",
+    "resolve_nonlinear_priors",
+    "resolve_priors",
+    "sample_nonlinear",
+]
 
 FIXED_SCALE = 2.5  # prior SD of a parameter: 2.5 * max(|start|, 1)
-
-
-def _intercept_columns(design: NonlinearDesign) -> dict[str, int | None]:
-    """Index (in stacked beta) of each parameter's column of ones, if any."""
-    out, start = {}, 0
-    for par in design.parameters:
-        out[par.name] = next(
-            (start + j for j in range(par.X.shape[1]) if np.allclose(par.X[:, j], 1.0)), None
-        )
-        start += par.X.shape[1]
-    return out
-
-
-def _centres(
-    design: NonlinearDesign, start: Any, overrides: Mapping[str, Prior] | None
-) -> np.ndarray:
-    """Start values of the fixed effects (self-start, ``start``, or the user's prior means)."""
-    from bayesmix.nonlinear.build import initial_beta  # start-value logic shared with the ML engine
-
-    try:
-        return initial_beta(design, start)
-    except FitError as err:
-        given = [(overrides or {}).get(t) for t in design.fixed_terms]
-        if all(isinstance(p, REAL_PRIORS) for p in given):
-            return np.array([p.mu for p in given], dtype=float)
-        raise PriorError(
-            f"{err} The default priors of nonlinear parameters are centred on start values: "
-            "pass start= to nlmm(), or give a Normal/StudentT prior for every fixed effect ("
-            + ", ".join(map(repr, design.fixed_terms))
-            + ")."
-        ) from err
-
-
-def _parameter_scales(design: NonlinearDesign, centres: np.ndarray) -> dict[str, float]:
-    """``max(|start|, 1)`` of each parameter's intercept (of all its columns without one)."""
-    scales, position = {}, 0
-    intercepts = _intercept_columns(design)
-    for par in design.parameters:
-        width = par.X.shape[1]
-        j0 = intercepts[par.name]
-        values = centres[[j0]] if j0 is not None else centres[position : position + width]
-        scales[par.name] = max(1.0, float(np.abs(values).max(initial=0.0)))
-        position += width
-    return scales
 
 
 def default_priors(
@@ -147,9 +111,9 @@ def default_priors(
         When the mean function is not self-starting, no ``start`` is given and
         ``overrides`` does not give every fixed effect a prior.
     """
-    centres = _centres(design, start, overrides)
-    scales = _parameter_scales(design, centres)
-    intercepts = _intercept_columns(design)
+    centres = start_centres(design, start, overrides)
+    scales = parameter_scales(design, centres)
+    intercepts = intercept_columns(design)
     priors = PriorTable()
     position = 0
     for par in design.parameters:
@@ -191,6 +155,22 @@ def resolve_priors(
     return apply_overrides(default_priors(design, start, overrides), overrides)
 
 
+def resolve_nonlinear_priors(
+    design: NonlinearDesign,
+    residual: ResidualStructure | None,
+    overrides: Mapping[str, Prior] | None = None,
+    start: Any = None,
+) -> tuple[PriorTable, list[StructureParameter]]:
+    """Every prior (as :func:`resolve_priors`) and a residual structure's parameters
+    (none without one; their priors by the keys of :mod:`bayesmix.bayes.residual_priors`)."""
+    if residual is None:
+        return resolve_priors(design, overrides, start), []
+    from bayesmix.nonlinear.residual_bayes import structure_priors
+
+    given = overrides if isinstance(overrides, Mapping) else None  # others refused there
+    return structure_priors(design, residual, default_priors(design, start, given), overrides)
+
+
 #: Chains start with random-effect SDs at this fraction of their prior scale.
 START_SD_FRACTION = 0.1
 
@@ -216,14 +196,26 @@ def _start_small(model: Any, info: Any, sd_priors: list[Prior], hyper: Any) -> N
     model.set_initval(model[name], start)
 
 
-def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Prior]) -> Any:
+def build_nonlinear_pymc_model(
+    design: NonlinearDesign,
+    priors: Mapping[str, Prior],
+    residual: ResidualStructure | None = None,
+    structure: Sequence[StructureParameter] = (),
+) -> Any:
     """Build the PyMC model of a nonlinear mixed model.
 
     Parameters
     ----------
     design : NonlinearDesign
     priors : mapping
-        A complete prior table (see :func:`resolve_priors`).
+        A complete prior table (see :func:`resolve_priors`, or
+        :func:`~bayesmix.nonlinear.residual_bayes.resolve_nonlinear_priors` with a structure).
+    residual : ResidualStructure, optional
+        A variance function and/or correlation structure bound to the rows: the
+        likelihood is then the whitened potential ``loglik_y`` with the structure's
+        parameters and ``sigma_c`` (:mod:`bayesmix.nonlinear.residual_bayes`).
+    structure : sequence of StructureParameter
+        The structure's parameters, as ``resolve_nonlinear_priors`` returns them.
 
     Returns
     -------
@@ -233,6 +225,7 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         ``<g>_term``) as in :mod:`bayesmix.bayes.model`; data ``X``,
         ``codes_<g>``, ``Z_<g>``, ``x_<column>`` (mean-function covariates),
         ``y`` (less any offset), ``sqrt_w`` (with prior weights) and ``hyper``.
+        With a structure, no ``y``/``sqrt_w``: the potential ``loglik_y`` instead.
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -250,7 +243,7 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
     linear = design.linear_design()
     infos = block_infos(linear)
     coords = model_coords(design.n_obs, design.fixed_terms, design.blocks, infos)
-    intercepts = _intercept_columns(design)
+    intercepts = intercept_columns(design)
     # centre the non-intercept columns of parameters that have an intercept
     xbar, position = np.zeros(design.n_fixed), 0
     for par in design.parameters:
@@ -271,6 +264,10 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         if info.cor_key is not None:
             hyper.add(f"eta:{info.tag}", priors[info.cor_key].eta)
     hyper.add_priors("sigma", [priors["sigma"]], scalar=True)
+    if residual is not None:
+        from bayesmix.nonlinear.residual_bayes import add_structure, structured_likelihood
+
+        add_structure(coords, hyper, residual, structure, priors)
 
     with pm.Model(coords=coords, check_bounds=False) as model:
         hyper.finalize()
@@ -313,7 +310,10 @@ def build_nonlinear_pymc_model(design: NonlinearDesign, priors: Mapping[str, Pri
         # linear engine the offset moves into the data, so the graph (and its compiled
         # code) is the same with or without one; results add it back
         mean = design.mean(pt, phi, covariates)
-        normal_likelihood(mean, design.y_less_offset, priors["sigma"], hyper, design.weights)
+        if residual is not None:
+            structured_likelihood(mean, design, residual, structure, priors, hyper)
+        else:
+            normal_likelihood(mean, design.y_less_offset, priors["sigma"], hyper, design.weights)
     return model
 
 
@@ -331,6 +331,7 @@ def sample_nonlinear(
     progressbar: bool = False,
     log_likelihood: bool | None = None,
     compile: CompileRoute = "auto",
+    residual: ResidualStructure | None = None,
 ) -> NLBayesResult:
     """Draw from the posterior of a nonlinear mixed model with NUTS.
 
@@ -343,10 +344,16 @@ def sample_nonlinear(
         Start values the default priors are centred on (default: self-start).
     draws, tune, chains, sampler, target_accept, random_seed, progressbar, log_likelihood, compile
         As in :func:`bayesmix.bayes.fit.sample_model`.
+    residual : ResidualStructure, optional
+        nlme's variance function / correlation structure bound to the rows
+        (``NonlinearMixedModel.residual``); its priors are overridden by the
+        same ``priors`` dict (keys of :mod:`bayesmix.bayes.residual_priors`).
 
     Returns
     -------
     NLBayesResult
+        A :class:`~bayesmix.nonlinear.residual_bayes.StructuredNLBayesResult`
+        with a structure (``residual_parameters()``).
 
     Raises
     ------
@@ -361,7 +368,8 @@ def sample_nonlinear(
         On divergences, R-hat > 1.01 or bulk ESS < 400.
     """
     from bayesmix.bayes.fit import run_sampler
-    from bayesmix.nonlinear.bayes_results import NLBayesResult
+    from bayesmix.bayes.residual_results import structured_pointwise_loglik
+    from bayesmix.nonlinear.residual_bayes import check_rows, nonlinear_result
 
     options = check_sampling_args(  # before the model is built: bad options fail at once
         draws=draws,
@@ -372,18 +380,13 @@ def sample_nonlinear(
         random_seed=random_seed,
         compile=compile,
     )
-    all_priors = resolve_priors(design, priors, start)
-    model = build_nonlinear_pymc_model(design, all_priors)
+    if residual is not None:
+        check_rows(residual, design)
+    all_priors, structure = resolve_nonlinear_priors(design, residual, priors, start)
+    model = build_nonlinear_pymc_model(design, all_priors, residual, structure)
 
     def wrap(idata, timing):
-        return NLBayesResult(
-            design=design.linear_design(),
-            idata=idata,
-            priors=all_priors,
-            sampler=sampler,
-            timing=timing,
-            nonlinear_design=design,
-        )
+        return nonlinear_result(design, idata, all_priors, sampler, timing, residual, structure)
 
     return run_sampler(
         model,
@@ -391,5 +394,6 @@ def sample_nonlinear(
         wrap,
         progressbar=progressbar,
         log_likelihood=log_likelihood,
+        loglik=None if residual is None else structured_pointwise_loglik,
         **options,
     )
