@@ -63,7 +63,12 @@ def bind_correlation(
     if kind == "corSymm":
         coords, n_times = _symm_positions(coords, codes, n_groups, label)
     if kind in ("corAR1", "corCAR1"):
-        order = np.lexsort((coords[:, 0], codes))
+        # groups in order of first appearance: data already grouped keep their order,
+        # which lets the whitening skip its gathers (MarkovLayout's sorted path)
+        first_seen = np.full(n_groups, len(codes))
+        np.minimum.at(first_seen, codes, np.arange(len(codes)))
+        rank = np.argsort(np.argsort(first_seen, kind="stable"), kind="stable")
+        order = np.lexsort((coords[:, 0], rank[codes]))
         sorted_codes = codes[order]
         first = np.concatenate([[True], sorted_codes[1:] != sorted_codes[:-1]])
         gap = np.concatenate([[1.0], np.diff(coords[order, 0])])
