@@ -14,8 +14,9 @@ weighted blocked system (:mod:`.glmm_blocked`), PIRLS's compiled kernels and loo
 quadrature (:mod:`.glmm_agq`), the two-stage fit (:mod:`.glmm_fit`) and
 :class:`~.glmm_results.GLMMResult`; variance-component tables (:mod:`.random_tables`).
 Residual variance functions and correlation structures: the joint fit over
-``(theta, u)`` with nlme's fitted-value fixed point (:mod:`.residual_fit`) and its
-compiled one-block criterion (:mod:`.structured_kernel`).
+``(theta, u)`` with nlme's fitted-value fixed point (:mod:`.residual_fit`), its
+curvature-scaled search (:mod:`.scaled_search`) and the compiled one-block
+criterion (:mod:`.structured_kernel`, also used by one-block lmm fits).
 
 May import: :mod:`bayesmix.spec`, :mod:`bayesmix.errors`, numpy, scipy, nlopt, numba;
 never :mod:`bayesmix.bayes`, PyMC, PyTensor or ArviZ (an ML fit must not load

@@ -48,7 +48,13 @@ from bayesmix.ml.fit import (
     _theta_names,
     deviance_function,
 )
-from bayesmix.ml.optimise import measure, minimise, optimise
+from bayesmix.ml.optimise import minimise
+from bayesmix.ml.scaled_search import (
+    SCALED_RHOBEG,
+    coordinate_scales,
+    newton_round,
+    scaled_minimum,
+)
 from bayesmix.ml.structured_kernel import one_block_criterion
 from bayesmix.ml.working import working_problem
 from bayesmix.spec.covariance import (
@@ -66,21 +72,9 @@ __all__ = ["fit_structured"]
 _MAX_FITTED_ROUNDS = 50
 # fitted values settle when they change by less than this relative to their scale
 _FITTED_TOLERANCE = 1e-9
-# finite-difference step of the curvature that scales BOBYQA's coordinates
-_CURVATURE_STEP = 1e-3
 # the quick fit without the structure that gives the start of theta
 _START_FTOL = 1e-5
 _START_EVALUATIONS = 2000
-# BOBYQA's first trust-region radius in those scaled coordinates
-_SCALED_RHOBEG = 0.5
-# Newton steps per fitted-value round, halvings per step, and the predicted gain
-# (criterion units) below which a round's optimum is accepted
-_NEWTON_STEPS = 6
-_BACKTRACKS = 6
-_NEWTON_ACCEPT = 1e-9
-# coordinate scales are kept in this range: a flat start (varConstPower at power 0
-# cannot tell its constant) must not turn a unit step into a leap
-_SCALE_RANGE = (1e-4, 1.0)
 
 
 class _Criterion:
@@ -187,44 +181,19 @@ def _start(crit: _Criterion) -> np.ndarray:
         try:
             fun = crit.unstructured
             lower = np.concatenate([lower_bounds(b.covariance, b.n_terms) for b in design.blocks])
-            scales = _coordinate_scales(fun, theta, lower)
+            scales = coordinate_scales(fun, theta, lower)
             z, *_ = minimise(
                 lambda z: fun(theta + scales * z),
                 np.zeros_like(theta),
                 (lower - theta) / scales,
                 _START_EVALUATIONS,
-                rhobeg=_SCALED_RHOBEG,
+                rhobeg=SCALED_RHOBEG,
                 ftol_abs=_START_FTOL,
             )
             theta = np.maximum(theta + scales * z, lower)
         except FitError:
             pass  # lme4's start; the joint fit reports what is wrong
     return np.concatenate([theta, crit.structure.start])
-
-
-def _coordinate_scales(crit, x0: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """``1 / sqrt(d2 crit / dx_i^2)`` at ``x0``: BOBYQA's steps in units of curvature.
-
-    BOBYQA is not scale invariant; random-effect ``theta`` of 7 and 0.05 next to a
-    correlation's ``u`` of 1 (BodyWeight) cost it hundreds of evaluations unscaled.
-    """
-    f0 = crit(x0)
-    scales = np.ones(x0.size)
-    for i in range(x0.size):
-        h = (
-            min(_CURVATURE_STEP, 0.5 * (x0[i] - lower[i]))
-            if np.isfinite(lower[i])
-            else _CURVATURE_STEP
-        )
-        if h <= 0:
-            continue
-        up, down = x0.copy(), x0.copy()
-        up[i] += h
-        down[i] -= h
-        curvature = (crit(up) - 2 * f0 + crit(down)) / h**2
-        if np.isfinite(curvature) and curvature > 0:
-            scales[i] = float(np.clip(1.0 / np.sqrt(curvature), _SCALE_RANGE[0], _SCALE_RANGE[1]))
-    return scales
 
 
 def _population_start(design: Design) -> np.ndarray:
@@ -317,8 +286,8 @@ def _fit_structured(
             "the residual structure gives an undefined likelihood at its start; check the "
             "variance covariate (zeros?) or give start values"
         )
-    scales = _coordinate_scales(crit, x, lower)
-    x, converged, message, total = _minimum(crit, x, lower, scales, max_evaluations)
+    scales = coordinate_scales(crit, x, lower)
+    x, converged, message, total = scaled_minimum(crit, x, lower, scales, max_evaluations)
     total += 2 * x.size + 1
     rounds = 1
     while structure.uses_fitted:
@@ -335,10 +304,10 @@ def _fit_structured(
             converged = False
             message += f"; the fitted values still changed by {change:.2g} after {rounds} rounds"
             break
-        x, step_converged, evaluations = _newton_round(crit, x, lower, scales)
+        x, step_converged, evaluations = newton_round(crit, x, lower, scales)
         total += evaluations
         if not step_converged:  # Newton failed: search afresh from here
-            x, converged, message, used = _minimum(crit, x, lower, scales, max_evaluations)
+            x, converged, message, used = scaled_minimum(crit, x, lower, scales, max_evaluations)
             total += used
         rounds += 1
     if structure.uses_fitted:
@@ -367,53 +336,6 @@ def _fit_structured(
         n_evaluations=total,
         singular=singular,
     )
-
-
-def _minimum(
-    crit: _Criterion, x: np.ndarray, lower: np.ndarray, scales: np.ndarray, max_evaluations: int
-) -> tuple[np.ndarray, bool, str, int]:
-    """BOBYQA in coordinates scaled by ``scales`` around ``x``, with the proof of
-    :func:`~bayesmix.ml.optimise.optimise`; ``(x, converged, message, evaluations)``."""
-    x0 = x.copy()
-    opt = optimise(
-        lambda z: crit(x0 + scales * z),
-        np.zeros_like(x0),
-        (lower - x0) / scales,
-        max_evaluations,
-        rhobeg=_SCALED_RHOBEG,
-    )
-    return np.maximum(x0 + scales * opt.x, lower), opt.converged, opt.message, opt.n_evaluations
-
-
-def _newton_round(
-    crit: _Criterion, x: np.ndarray, lower: np.ndarray, scales: np.ndarray
-) -> tuple[np.ndarray, bool, int]:
-    """Newton steps from ``x`` (finite-difference derivatives) until the minimum is
-    proven; ``(x, proven, evaluations)``. Fails when no step descends."""
-    x0 = x.copy()
-
-    def fun(z: np.ndarray) -> float:
-        return crit(x0 + scales * z)
-
-    lo = (lower - x0) / scales
-    z, fz, used = np.zeros_like(x0), fun(np.zeros_like(x0)), 1
-    for _ in range(_NEWTON_STEPS):
-        check = measure(fun, z, fz, lo)
-        used += 2 * z.size + z.size * (z.size - 1) // 2
-        if check.at_minimum or (check.passes and check.decrement < _NEWTON_ACCEPT):
-            return np.maximum(x0 + scales * z, lower), True, used
-        step = check.newton_step
-        for _ in range(_BACKTRACKS):
-            trial = np.maximum(z + step, lo)
-            f_trial = fun(trial)
-            used += 1
-            if f_trial < fz:
-                z, fz = trial, f_trial
-                break
-            step = step / 2
-        else:
-            return np.maximum(x0 + scales * z, lower), False, used
-    return np.maximum(x0 + scales * z, lower), False, used
 
 
 def _fitted_at(crit: _Criterion, x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ finding, checking and cleaning the columns a formula uses (:mod:`.data_prep`),
 the :class:`~.design.Design` and its :class:`~.design.RandomBlock` bars
 (:mod:`.design`, :mod:`.design_types`, :mod:`.design_columns`), the covariance parameterisations
 shared by both engines (:mod:`.covariance`), and nlme's residual variance functions
-(:mod:`.variance_functions`) and within-group correlation structures
+(:mod:`.variance_functions`, bound to rows in :mod:`.variance_bound`) and within-group correlation structures
 (:mod:`.correlation_structures`, their binding to the data :mod:`.correlation_binding`
 and arithmetic :mod:`.correlation_math`), read from nlme's syntax as data
 (:mod:`.nlme_syntax`) and combined into the residual covariance that both
