@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, SingularFitWarning, warn
+from bayesmix.ml.blas_threads import one_blas_thread
 from bayesmix.ml.checks import (
     SINGULAR_TOLERANCE,
     check_degenerate,
@@ -176,11 +177,7 @@ def _blas_threads(kernel: ProfiledDeviance):
     """Context limiting BLAS to one thread when the dense part is small."""
     if not 0 < kernel.dense_order <= _SINGLE_THREAD_MAX_ORDER:
         return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - installed with pymc
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    return one_blas_thread()
 
 
 def _check_start(

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import optimize
 
 from bayesmix.errors import ArgumentError, ConvergenceWarning, FitError, SingularFitWarning, warn
+from bayesmix.ml.blas_threads import one_blas_thread
 from bayesmix.ml.checks import singular_message
 from bayesmix.ml.fit import _SINGLE_THREAD_MAX_ORDER, SINGULAR_TOLERANCE, MLEstimates
 from bayesmix.ml.glmm_agq import MAX_NODES, agq_objective, check_agq
@@ -103,9 +104,7 @@ def fit_glmm(
     dense = sum(sizes[:-1]) + design.X.shape[1]
     if dense > _SINGLE_THREAD_MAX_ORDER:
         return _fit(design, family, nagq, zi_X, information)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with one_blas_thread():
         return _fit(design, family, nagq, zi_X, information)
 
 

@@ -25,8 +25,6 @@ u : unconstrained structure parameters; Lambda : residual covariance / sigma^2.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
 from bayesmix.errors import (
@@ -37,6 +35,7 @@ from bayesmix.errors import (
     SingularFitWarning,
     warn,
 )
+from bayesmix.ml.blas_threads import one_blas_thread
 from bayesmix.ml.checks import check_identifiable, singular_message
 from bayesmix.ml.deviance import ProfiledDeviance
 from bayesmix.ml.fit import (
@@ -238,18 +237,8 @@ def fit_structured(
     dense = structure.correlation is not None and structure.correlation.dense is not None
     if not dense and len(design.blocks) <= 1:  # elementwise and compiled: no BLAS calls
         return _fit_structured(design, structure, method, start, max_evaluations)
-    with _one_blas_thread():
+    with one_blas_thread():  # dense whitening: many small products, slower threaded
         return _fit_structured(design, structure, method, start, max_evaluations)
-
-
-def _one_blas_thread():
-    """One BLAS thread: dense whitening is many small products, which threads slow
-    down (tens of times on a busy machine), as in :mod:`bayesmix.ml.fit`."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - installed with pymc
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _fit_structured(
