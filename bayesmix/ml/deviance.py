@@ -40,6 +40,9 @@ from bayesmix.spec.covariance import factors_from_theta, initial_theta, lower_bo
 # the sparse product's, and while dense B stays below _DENSE_B_MAX entries.
 _DENSE_SPEEDUP = 30.0
 _DENSE_B_MAX = 60_000_000
+# Below this many entries B is dense whatever the flops: building a scipy sparse
+# matrix costs ~175 microseconds a call, more than small dense products.
+_DENSE_B_ALWAYS = 100_000
 # The non-first blocks are factored as one dense matrix of this order at most.
 _MAX_DENSE_REST = 20_000
 
@@ -229,7 +232,9 @@ class ProfiledDeviance:
         col_counts = np.bincount(cols, minlength=q1).astype(float)
         sparse_cost = float(col_counts @ col_counts)
         dense_cost = float(q_r) * q_r * q1 / 2
-        self._dense_B = q_r * q1 <= _DENSE_B_MAX and dense_cost <= _DENSE_SPEEDUP * sparse_cost
+        self._dense_B = q_r * q1 <= _DENSE_B_ALWAYS or (
+            q_r * q1 <= _DENSE_B_MAX and dense_cost <= _DENSE_SPEEDUP * sparse_cost
+        )
         if self._dense_B:
             self._B_flat = rows * q1 + cols
         else:
