@@ -1,7 +1,8 @@
 """The ML/REML engine: lme4's profiled deviance, its optimisation and results.
 
 Owns: the penalised least-squares kernel (:mod:`.deviance`: theta to profiled
-deviance or REML criterion, numeric arrays only), the well-scaled working
+deviance or REML criterion, numeric arrays only; its small-matrix helpers
+:mod:`.small_algebra`), single-threaded BLAS (:mod:`.blas_threads`), the well-scaled working
 problem that absorbs offsets, weights and badly scaled columns
 (:mod:`.working`), BOBYQA with its convergence check (:mod:`.optimise`),
 degenerate-fit and singularity checks (:mod:`.checks`), the fit itself

@@ -34,6 +34,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from bayesmix.errors import FitError
+from bayesmix.ml.small_algebra import lower_cholesky, lower_solve, small_matmul, sparse_cross
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, lower_bounds, n_theta
 
 # Dense B B' (BLAS) is preferred while its flop count is below this multiple of
@@ -45,6 +46,8 @@ _DENSE_B_MAX = 60_000_000
 _DENSE_B_ALWAYS = 100_000
 # The non-first blocks are factored as one dense matrix of this order at most.
 _MAX_DENSE_REST = 20_000
+# Z'[X, y] of the first block by bincounts up to this many (k1 x (p + 1)) columns
+_BINCOUNT_MAX_COLUMNS = 32
 
 
 @dataclass(frozen=True)
@@ -66,40 +69,6 @@ class PLSSolution:
     ldL2: float
     ldRX2: float
     RX: np.ndarray
-
-
-def _small_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Batched ``a @ b`` for tiny trailing matrices, as elementwise vector ops."""
-    return sum(a[..., :, t, None] * b[..., None, t, :] for t in range(a.shape[-1]))
-
-
-# Z'[X, y] of the first block by bincounts up to this many (k1 x (p + 1)) columns
-_BINCOUNT_MAX_COLUMNS = 32
-
-
-def _sparse_cross(codes: np.ndarray, Z: np.ndarray, n_levels: int) -> sp.csr_matrix:
-    """The (n, n_levels * k) indicator-times-covariate matrix of one block."""
-    n, k = Z.shape
-    cols = (codes[:, None] * k + np.arange(k)).ravel()
-    return sp.csr_matrix((Z.ravel(), (np.repeat(np.arange(n), k), cols)), shape=(n, n_levels * k))
-
-
-def _lower_cholesky(A: np.ndarray) -> np.ndarray | None:
-    """Lower Cholesky factor by LAPACK's ``dpotrf`` directly, or ``None`` if not PD.
-
-    scipy's ``cholesky`` and ``solve_triangular`` wrappers cost ~15-25 microseconds
-    a call in argument checks: most of a small model's evaluation.
-    """
-    L, info = sla.lapack.dpotrf(A, lower=1, clean=1)
-    return None if info else L
-
-
-def _lower_solve(L: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``L^-1 b`` for lower-triangular ``L`` by LAPACK's ``dtrtrs``."""
-    x, info = sla.lapack.dtrtrs(L, b, lower=1)
-    if info:  # pragma: no cover - L comes from a successful factorisation
-        raise FitError(f"a triangular solve failed (LAPACK info {info})")
-    return x
 
 
 class ProfiledDeviance:
@@ -161,7 +130,7 @@ class ProfiledDeviance:
                     ZXy1[:, t, j] = np.bincount(codes, Z[:, t] * Xy[:, j], minlength=m1)
             self._ZXy1 = ZXy1
         else:
-            Z1 = _sparse_cross(codes, Z, m1)
+            Z1 = sparse_cross(codes, Z, m1)
             self._ZXy1 = np.asarray(Z1.T @ Xy).reshape(m1, k1, -1)
         self._m1, self._k1 = m1, k1
 
@@ -188,7 +157,7 @@ class ProfiledDeviance:
         for pos, i in enumerate(rest):
             codes_b, Z_b, m_b, _ = self._blocks[i]
             k_b, off_b = Z_b.shape[1], int(self._offsets[pos])
-            ZXy_r[off_b : off_b + m_b * k_b] = _sparse_cross(codes_b, Z_b, m_b).T @ Xy
+            ZXy_r[off_b : off_b + m_b * k_b] = sparse_cross(codes_b, Z_b, m_b).T @ Xy
             for pos_c, c in enumerate(rest[pos:], start=pos):
                 codes_c, Z_c, m_c, _ = self._blocks[c]
                 k_c, off_c = Z_c.shape[1], int(self._offsets[pos_c])
@@ -288,7 +257,7 @@ class ProfiledDeviance:
 
     def _B(self, V: np.ndarray):
         """``B = Z_r'Z_1 V`` with ``V_j = T1 L_j^-T`` (so ``L21 = Lambda_r' B``)."""
-        vals = np.concatenate([_small_matmul(a, V[j]).ravel() for j, a in self._pairs])
+        vals = np.concatenate([small_matmul(a, V[j]).ravel() for j, a in self._pairs])
         q1 = self._m1 * self._k1
         if self._dense_B:
             B = np.zeros((self._q_r, q1))
@@ -311,11 +280,11 @@ class ProfiledDeviance:
                 L1 = np.sqrt(T1[0, 0] ** 2 * self._D + 1.0)
                 L1inv = 1.0 / L1
             else:
-                S1 = _small_matmul(_small_matmul(T1.T[None], self._D), T1[None]) + np.eye(k1)
+                S1 = small_matmul(small_matmul(T1.T[None], self._D), T1[None]) + np.eye(k1)
                 L1 = np.linalg.cholesky(S1)
                 L1inv = np.linalg.inv(L1)
-            V = _small_matmul(T1[None], L1inv.transpose(0, 2, 1))
-            R1 = _small_matmul(V.transpose(0, 2, 1), self._ZXy1)
+            V = small_matmul(T1[None], L1inv.transpose(0, 2, 1))
+            R1 = small_matmul(V.transpose(0, 2, 1), self._ZXy1)
             R1f = R1.reshape(-1, p + 1)
             M -= R1f.T @ R1f
             f.update(L1inv=L1inv, R1=R1, ldL2=2.0 * np.log(np.diagonal(L1, axis1=1, axis2=2)).sum())
@@ -332,21 +301,21 @@ class ProfiledDeviance:
                     S *= lam_diag[:, None]
                     S *= lam_diag[None, :]
                 S.flat[:: self._q_r + 1] += 1.0
-                L22 = _lower_cholesky(S)
+                L22 = lower_cholesky(S)
                 if L22 is None:  # pragma: no cover - needs S not PD
                     raise FitError(
                         f"random-effects system is not positive definite at theta={theta}"
                     )
                 rhs = self._lam_t_rows(self._ZXy_r - B @ R1f, T)
-                R2 = _lower_solve(L22, rhs)
+                R2 = lower_solve(L22, rhs)
                 M -= R2.T @ R2
                 f.update(B=B, L22=L22, R2=R2)
                 f["ldL2"] += 2.0 * np.log(np.diag(L22)).sum()
         if p:
-            LXX = _lower_cholesky(M[:p, :p])
+            LXX = lower_cholesky(M[:p, :p])
             if LXX is None:
                 raise FitError("the fixed-effects matrix X is rank deficient; drop redundant terms")
-            rxy = _lower_solve(LXX, M[:p, p])
+            rxy = lower_solve(LXX, M[:p, p])
         else:
             LXX, rxy = np.zeros((0, 0)), np.zeros(0)
         f.update(
@@ -391,7 +360,7 @@ class ProfiledDeviance:
                     u[i] = u2[self._offsets[pos] : self._offsets[pos + 1]].reshape(
                         self.n_levels[i], -1
                     )
-            u[first] = _small_matmul(f["L1inv"].transpose(0, 2, 1), r1[..., None])[..., 0]
+            u[first] = small_matmul(f["L1inv"].transpose(0, 2, 1), r1[..., None])[..., 0]
         b = tuple(ui @ Ti.T for ui, Ti in zip(u, T))
         sigma = float(np.sqrt(f["pwrss"] / (n - p if reml else n)))
         return PLSSolution(

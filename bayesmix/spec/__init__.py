@@ -5,16 +5,17 @@ evaluate (:mod:`.formula_eval`), R's contrasts and column names
 (:mod:`.contrasts`), the response families of GLMMs (:mod:`.families`), their
 log-likelihood with its derivatives in ``eta`` (:mod:`.response_likelihood`), the
 zero-inflation design (:mod:`.zero_inflation`), checks of a response against its
-model (:mod:`.response_checks`),
-finding, checking and cleaning the columns a formula uses (:mod:`.data_prep`),
-the :class:`~.design.Design` and its :class:`~.design.RandomBlock` bars
-(:mod:`.design`, :mod:`.design_types`, :mod:`.design_columns`), the covariance parameterisations
-shared by both engines (:mod:`.covariance`), and nlme's residual variance functions
-(:mod:`.variance_functions`, bound to rows in :mod:`.variance_bound`) and within-group correlation structures
-(:mod:`.correlation_structures`, their binding to the data :mod:`.correlation_binding`
-and arithmetic :mod:`.correlation_math`), read from nlme's syntax as data
-(:mod:`.nlme_syntax`) and combined into the residual covariance that both
-engines whiten by (:mod:`.residual_structure`).
+model (:mod:`.response_checks`), finding, checking and cleaning the columns a
+formula uses (:mod:`.data_prep`), the :class:`~.design.Design` and its
+:class:`~.design.RandomBlock` bars (:mod:`.design`, :mod:`.design_types`,
+:mod:`.design_columns`), the covariance parameterisations shared by both engines
+(:mod:`.covariance`), and nlme's residual variance functions
+(:mod:`.variance_functions`, bound to rows in :mod:`.variance_bound`) and
+within-group correlation structures (:mod:`.correlation_structures`, their
+binding to the data :mod:`.correlation_binding` and arithmetic
+:mod:`.correlation_math`), read from nlme's syntax as data (:mod:`.nlme_syntax`)
+and combined into the residual covariance that both engines whiten by
+(:mod:`.residual_structure`).
 
 May import: numpy, pandas, scipy, formulae and :mod:`bayesmix.errors`; never an
 engine, PyMC, PyTensor or ArviZ.
