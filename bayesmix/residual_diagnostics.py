@@ -31,7 +31,7 @@ import pandas as pd
 
 from bayesmix.errors import ArgumentError, DataError
 from bayesmix.ml.results import MLResult
-from bayesmix.spec.correlation_math import arma_acf
+from bayesmix.spec.correlation_math import arma_acf, positions_in_groups
 from bayesmix.spec.formula_eval import unknown_column
 from bayesmix.spec.residual_structure import innermost_grouping
 
@@ -193,7 +193,7 @@ def acf(
 
 
 def _positions(codes: np.ndarray) -> np.ndarray:
-    return pd.Series(codes).groupby(codes).cumcount().to_numpy(dtype=float)[:, None] + 1.0
+    return positions_in_groups(codes)[:, None] + 1.0  # nlme's positions start at 1
 
 
 def _distance_source(

@@ -98,56 +98,22 @@ import bayesmix as bmx
 ROOT = Path(__file__).resolve().parent.parent
 VARCORR = ROOT / "tests" / "refs" / "varcorr"
 sys.path.insert(0, str(ROOT / "tests"))
-from rfidelity import read_with_levels  # noqa: E402
+from varcorr_cases import CASES as ALL_CASES  # noqa: E402
+from varcorr_cases import data  # noqa: E402
 
-OVARY = "follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (1|Mare)"
-BODYWEIGHT = "weight ~ Time * Diet + (Time | Rat)"
-DIALYZER = (
-    "rate ~ (pressure + I(pressure^2) + I(pressure^3) + I(pressure^4)) * QB"
-    " + (pressure + I(pressure^2) | Subject)"
-)
-ORTHODONT = "distance ~ age + Sex + (1|Subject)"
-
-#: case -> (constructor, formula, data set, structure arguments): tests/test_residual_ml.py's
+#: the timed cases; their calls are tests/varcorr_cases.py's (as the tests fit them)
 CASES = {
-    "V01_orthodont_lme_varident": (
-        "lmm",
-        ORTHODONT,
-        "Orthodont",
-        {"weights": "varIdent(form = ~1 | Sex)"},
-    ),
-    "V02_ovary_lme_ar1": ("lmm", OVARY, "Ovary", {"correlation": "corAR1()"}),
-    "V03_ovary_lme_arma11": ("lmm", OVARY, "Ovary", {"correlation": "corARMA(p = 1, q = 1)"}),
-    "V06_bodyweight_lme_varpower_car1": (
-        "lmm",
-        BODYWEIGHT,
-        "BodyWeight",
-        {"weights": "varPower()", "correlation": "corCAR1(form = ~ Time)"},
-    ),
-    "V07_orthodont_gls_corsymm_varident": (
-        "gls",
-        "distance ~ age * Sex",
-        "Orthodont",
-        {"correlation": "corSymm(form = ~ 1 | Subject)", "weights": "varIdent(form = ~ 1 | age)"},
-    ),
-    "V13_bodyweight_lme_corexp_nugget": (
-        "lmm",
-        BODYWEIGHT,
-        "BodyWeight",
-        {"correlation": "corExp(form = ~ Time, nugget = TRUE)"},
-    ),
-    "V15_spatial_gls_corexp_nugget": (
-        "gls",
-        "resp ~ z",
-        "spatial_sim",
-        {"correlation": "corExp(form = ~ x + y, nugget = TRUE)"},
-    ),
-    "V17_dialyzer_lme_varpower_ar1": (
-        "lmm",
-        DIALYZER,
-        "Dialyzer",
-        {"weights": "varPower(form = ~ pressure)", "correlation": "corAR1()"},
-    ),
+    case: ALL_CASES[case]
+    for case in (
+        "V01_orthodont_lme_varident",
+        "V02_ovary_lme_ar1",
+        "V03_ovary_lme_arma11",
+        "V06_bodyweight_lme_varpower_car1",
+        "V07_orthodont_gls_corsymm_varident",
+        "V13_bodyweight_lme_corexp_nugget",
+        "V15_spatial_gls_corexp_nugget",
+        "V17_dialyzer_lme_varpower_ar1",
+    )
 }
 METHODS = ("ML", "REML")
 SCALING = "scaling"
@@ -180,11 +146,6 @@ times <- numeric(spec$repeats)
 for (k in seq_len(spec$repeats)) times[k] <- elapsed(fit <- fit_once(data))
 emit(list(times = I(times), loglik = as.numeric(logLik(fit))))
 """
-
-
-def load(name: str) -> pd.DataFrame:
-    data = VARCORR / "data"
-    return read_with_levels(data / f"{name}.csv", data / f"{name}.levels.json")
 
 
 def ordered_columns(frame: pd.DataFrame) -> list[str]:
@@ -243,7 +204,7 @@ def run_cases(names: list[str], repeats: int, use_r: bool) -> None:
     last_peer: dict = {}
     for case in names:
         constructor, formula, dataset, arguments = CASES[case]
-        frame = load(dataset)
+        frame = data(dataset)
         build = getattr(bmx, constructor)
         for method in METHODS:
             model = quiet(build, formula, frame, **arguments)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from assertions import assert_within_k_sd
+from pymc_points import value_point
 from rfidelity import read_with_levels
 
 import bayesmix as bmx
@@ -189,20 +190,6 @@ def test_pytensor_whitening_equals_numpy(case):
         assert abs(ll_pt - ll_np) <= 1e-10 * max(1.0, abs(ll_np)), (case, ll_pt, ll_np)
 
 
-def _value_point(model, values: dict) -> dict:
-    """Values of the model's value variables (transformed where the RV is)."""
-    point = model.initial_point()
-    for rv in model.free_RVs:
-        value_var = model.rvs_to_values[rv]
-        if rv.name in values:
-            transform = model.rvs_to_transforms.get(rv)
-            v = np.asarray(values[rv.name], dtype=float)
-            if transform is not None:
-                v = transform.forward(pt.as_tensor_variable(v), *rv.owner.inputs).eval()
-            point[value_var.name] = v
-    return point
-
-
 @pytest.mark.parametrize("case", ["corAR1", "varComb_corCAR1", "corSymm_varIdent"])
 def test_model_likelihood_equals_numpy(case):
     """The PyMC model's ``loglik_y`` at a point is the numpy log-likelihood there."""
@@ -235,7 +222,7 @@ def test_model_likelihood_equals_numpy(case):
         }[p.role]
         values[p.key] = natural if p.labels else natural[0]
         start += k
-    point = _value_point(model, values)
+    point = value_point(model, values)
     inputs = [model.rvs_to_values[rv] for rv in model.free_RVs]
     args = [point[v.name] for v in inputs]
     infos = block_infos(design)

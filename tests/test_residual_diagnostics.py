@@ -34,7 +34,8 @@ from scipy.optimize import least_squares
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from rfidelity import read_with_levels
+from varcorr_cases import CASES as ALL_CASES
+from varcorr_cases import data
 
 import bayesmix as bmx
 from bayesmix.errors import ArgumentError, DataError
@@ -43,59 +44,21 @@ from bayesmix.residual_diagnostics import acf, model_variogram, variogram
 
 VARCORR = Path(__file__).parent / "refs" / "varcorr"
 
-# case -> (constructor, formula, data set, structures); the calls of refs/<case>.json
+# the cases with diagnostics references (their calls: varcorr_cases.CASES)
 CASES = {
-    "V01_orthodont_lme_varident": (
-        "lmm",
-        "distance ~ age + Sex + (1 | Subject)",
-        "Orthodont",
-        {"weights": "varIdent(form = ~ 1 | Sex)"},
-    ),
-    "V02_ovary_lme_ar1": (
-        "lmm",
-        "follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (1 | Mare)",
-        "Ovary",
-        {"correlation": "corAR1()"},
-    ),
-    "V05_bodyweight_lme_car1": (
-        "lmm",
-        "weight ~ Time * Diet + (Time | Rat)",
-        "BodyWeight",
-        {"correlation": "corCAR1(form = ~ Time)"},
-    ),
-    "V06_bodyweight_lme_varpower_car1": (
-        "lmm",
-        "weight ~ Time * Diet + (Time | Rat)",
-        "BodyWeight",
-        {"weights": "varPower()", "correlation": "corCAR1(form = ~ Time)"},
-    ),
-    "V07_orthodont_gls_corsymm_varident": (
-        "gls",
-        "distance ~ age * Sex",
-        "Orthodont",
-        {"correlation": "corSymm(form = ~ 1 | Subject)", "weights": "varIdent(form = ~ 1 | age)"},
-    ),
-    "V13_bodyweight_lme_corexp_nugget": (
-        "lmm",
-        "weight ~ Time * Diet + (Time | Rat)",
-        "BodyWeight",
-        {"correlation": "corExp(form = ~ Time, nugget = TRUE)"},
-    ),
-    "V15_spatial_gls_corexp_nugget": (
-        "gls",
-        "resp ~ z",
-        "spatial_sim",
-        {"correlation": "corExp(form = ~ x + y, nugget = TRUE)"},
-    ),
+    case: ALL_CASES[case]
+    for case in (
+        "V01_orthodont_lme_varident",
+        "V02_ovary_lme_ar1",
+        "V05_bodyweight_lme_car1",
+        "V06_bodyweight_lme_varpower_car1",
+        "V07_orthodont_gls_corsymm_varident",
+        "V13_bodyweight_lme_corexp_nugget",
+        "V15_spatial_gls_corexp_nugget",
+    )
 }
 RUNS = [(case, method) for case in CASES for method in ("ML", "REML")]
 KINDS = ("response", "pearson", "normalized")
-
-
-def data(name: str):
-    return read_with_levels(
-        VARCORR / "data" / f"{name}.csv", VARCORR / "data" / f"{name}.levels.json"
-    )
 
 
 @cache

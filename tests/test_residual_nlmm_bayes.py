@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from assertions import assert_within_k_sd
+from pymc_points import value_point
 
 import bayesmix as bmx
 from bayesmix.errors import ArgumentError, PriorError, SamplingWarning
@@ -26,7 +27,6 @@ pytest.importorskip("pymc")
 pytest.importorskip("nutpie")
 
 import pytensor  # noqa: E402
-import pytensor.tensor as pt  # noqa: E402
 
 from bayesmix.nonlinear.bayes_results import NLBayesResult  # noqa: E402
 
@@ -37,20 +37,6 @@ PARAMS = {"Asym": "1 + (1|Tree)", "xmid": "1", "scal": "1"}
 
 def _orange_model(**kwargs) -> bmx.NonlinearMixedModel:
     return bmx.nlmm(FORMULA, bmx.load_dataset("Orange"), PARAMS, **kwargs)
-
-
-def _value_point(model, values: dict) -> dict:
-    """Values of the model's value variables (transformed where the RV is)."""
-    point = model.initial_point()
-    for rv in model.free_RVs:
-        value_var = model.rvs_to_values[rv]
-        if rv.name in values:
-            transform = model.rvs_to_transforms.get(rv)
-            v = np.asarray(values[rv.name], dtype=float)
-            if transform is not None:
-                v = transform.forward(pt.as_tensor_variable(v), *rv.owner.inputs).eval()
-            point[value_var.name] = v
-    return point
 
 
 @pytest.mark.parametrize(
@@ -73,7 +59,7 @@ def test_model_likelihood_equals_numpy(kwargs):
     if res.correlation is not None:
         values["Phi"] = phi
         u.append(np.arctanh(phi))
-    point = _value_point(model, values)
+    point = value_point(model, values)
     inputs = [model.rvs_to_values[rv] for rv in model.free_RVs]
     outputs = model.replace_rvs_by_values([model["loglik_y"], model["r_Tree"], model["sigma"]])
     f = pytensor.function(inputs, outputs, mode="FAST_COMPILE", on_unused_input="ignore")

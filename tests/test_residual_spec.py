@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from test_residual_ml import OVARY, data
+from varcorr_cases import OVARY, data
 
 import bayesmix as bmx
 from bayesmix.errors import ArgumentError, DataError, DataWarning, FormulaError

@@ -7,11 +7,18 @@ cannot be estimated, and return the :class:`~.correlation_structures.BoundCorrel
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from bayesmix.errors import ArgumentError, DataError, DataWarning, warn
-from bayesmix.spec.correlation_math import MarkovLayout, ar_to_pacf, dense_layout, logit
+from bayesmix.spec.correlation_math import (
+    MarkovLayout,
+    ar_to_pacf,
+    dense_layout,
+    positions_in_groups,
+)
 from bayesmix.spec.correlation_structures import (
     MAX_DENSE_GROUP,
     BoundCorrelation,
@@ -82,11 +89,11 @@ def bind_correlation(
                 "that splits the rows, or use corAR1/corCAR1 (whose inverse is banded)."
             )
         markov, dense = None, dense_layout(codes, coords, n_groups, share=kind not in _SPATIAL)
-    names, start = _names_and_start(spec, max_size, n_times, dense)
-    return BoundCorrelation(
+    names, natural = _names_and_start(spec, max_size, n_times, dense)
+    bound = BoundCorrelation(
         spec=spec,
         names=names,
-        start=start,
+        start=np.zeros(len(names)),
         group_codes=codes,
         group_name=name,
         coords=coords,
@@ -95,6 +102,7 @@ def bind_correlation(
         max_size=max_size,
         n_times=n_times,
     )
+    return replace(bound, start=bound.unconstrained(natural))
 
 
 def _numeric_columns(data: pd.DataFrame, columns, label: str) -> np.ndarray:
@@ -113,11 +121,7 @@ def _times(spec, data: pd.DataFrame, codes: np.ndarray, label: str) -> np.ndarra
     """Each row's time: the ``time`` column, else its position in its group (data order)."""
     time = getattr(spec, "time", None)
     if time is None:  # position within the group, in data order
-        order = np.argsort(codes, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(np.bincount(codes))])
-        position = np.empty(len(codes))
-        position[order] = np.arange(len(codes)) - starts[codes[order]]
-        return position[:, None]
+        return positions_in_groups(codes)[:, None]
     t = _numeric_columns(data, (time,), label)[:, 0]
     if spec.kind in _INTEGER_TIME and np.any(t != np.round(t)):
         raise DataError(
@@ -182,6 +186,8 @@ def _symm_positions(coords, codes, n_groups: int, label: str) -> tuple[np.ndarra
 def _names_and_start(
     spec, max_size: int, n_times: int, dense
 ) -> tuple[tuple[str, ...], np.ndarray]:
+    """The reported parameters' names and their start (nlme's defaults or ``start=``),
+    checked to lie inside the structure's parameter space."""
     kind = spec.kind
     given = None if spec.start is None else np.atleast_1d(np.asarray(spec.start, dtype=float))
 
@@ -194,26 +200,21 @@ def _names_and_start(
             )
         return given
 
-    if kind == "corAR1":
-        phi = natural_start(np.zeros(1))
-        _inside(phi, -1.0, 1.0, spec)
-        return ("Phi",), np.arctanh(phi)
-    if kind == "corCAR1":
-        phi = natural_start(np.array([0.2]))  # nlme's start
-        _inside(phi, 0.0, 1.0, spec)
-        return ("Phi",), logit(phi)
+    if kind in ("corAR1", "corCAR1"):
+        phi = natural_start(np.zeros(1) if kind == "corAR1" else np.array([0.2]))  # nlme's
+        _inside(phi, -1.0 if kind == "corAR1" else 0.0, 1.0, spec)
+        return ("Phi",), phi
     if kind == "corARMA":
         p, q = spec.p, spec.q
         nat = natural_start(np.zeros(p + q))
         names = tuple(f"Phi{i + 1}" for i in range(p)) + tuple(f"Theta{j + 1}" for j in range(q))
         pac = np.concatenate([ar_to_pacf(nat[:p]), ar_to_pacf(-nat[p:])])
         _inside(pac, -1.0, 1.0, spec, "a stationary and invertible ARMA")
-        return names, np.arctanh(pac)
+        return names, nat
     if kind == "corCompSymm":
-        lo = -1.0 / (max_size - 1)
         rho = natural_start(np.zeros(1))
-        _inside(rho, lo, 1.0, spec)
-        return ("Rho",), logit((rho - lo) / (1.0 - lo))
+        _inside(rho, -1.0 / (max_size - 1), 1.0, spec)
+        return ("Rho",), rho
     if kind == "corSymm":
         if given is not None:
             raise ArgumentError("corSymm takes no start= here; it starts from independence.")
@@ -232,9 +233,7 @@ def _names_and_start(
     _inside(nat[:1], 0.0, np.inf, spec)
     if spec.nugget:
         _inside(nat[1:], 0.0, 1.0, spec)
-    names = ("range", "nugget") if spec.nugget else ("range",)
-    u = [np.log(nat[0])] + ([float(logit(nat[1]))] if spec.nugget else [])
-    return names, np.asarray(u)
+    return ("range", "nugget") if spec.nugget else ("range",), nat
 
 
 def _inside(values: np.ndarray, lo: float, hi: float, spec, what: str | None = None) -> None:

@@ -39,6 +39,16 @@ def logit(p: np.ndarray | float) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def positions_in_groups(codes: np.ndarray) -> np.ndarray:
+    """Each row's 0-based position within its group, in data order."""
+    codes = np.asarray(codes, dtype=np.int64)
+    order = np.argsort(codes, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(codes))])
+    position = np.empty(len(codes))
+    position[order] = np.arange(len(codes)) - starts[codes[order]]
+    return position
+
+
 # ------------------------------------------------------------------ ARMA
 
 

@@ -30,7 +30,7 @@ varComb         product of its parts         the parts', prefixed A., B.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -168,25 +168,24 @@ class _CovariateFunction(VarianceFunction):
             for name in per_stratum
             for level in levels
         )
-        start = np.repeat(np.asarray(default, dtype=float), len(levels))
+        natural = np.repeat(np.asarray(default, dtype=float), len(levels))
         if self.start is not None:
             given = np.atleast_1d(np.asarray(self.start, dtype=float))
-            if given.size not in (1, start.size) or not np.all(np.isfinite(given)):
+            if given.size not in (1, natural.size) or not np.all(np.isfinite(given)):
                 raise ArgumentError(
-                    f"{self.kind}: start needs 1 or {start.size} finite values, got {self.start!r}."
+                    f"{self.kind}: start needs 1 or {natural.size} finite values, got "
+                    f"{self.start!r}."
                 )
-            start = self._unconstrained(np.broadcast_to(given, start.shape).copy(), len(levels))
-        return BoundVariance(
+            natural = np.broadcast_to(given, natural.shape).copy()
+        bound = BoundVariance(
             spec=self,
             names=names,
-            start=start,
+            start=np.zeros(natural.size),
             strata_codes=codes,
             strata_levels=levels,
             covariate=covariate,
         )
-
-    def _unconstrained(self, natural: np.ndarray, n_strata: int) -> np.ndarray:
-        return natural
+        return replace(bound, start=bound.unconstrained(natural))
 
 
 @dataclass(frozen=True)
@@ -219,17 +218,14 @@ class VarConstPower(_CovariateFunction):
     kind = "varConstPower"
 
     def bind(self, data: pd.DataFrame) -> BoundVariance:
+        if self.start is not None:  # (const..., power...): the constants must be positive
+            given = np.atleast_1d(np.asarray(self.start, dtype=float))
+            if np.any(given[: max(1, given.size // 2)] <= 0):
+                raise ArgumentError("varConstPower: the start's const values must be positive.")
         # nlme's start: const = 1, power = 0
-        bound = self._bind(data, ("const", "power"), np.array([0.0, 0.0]))
+        bound = self._bind(data, ("const", "power"), np.array([1.0, 0.0]))
         _check_positive_covariate(bound, self.covariate, "varConstPower", allow_negative=True)
         return bound
-
-    def _unconstrained(self, natural: np.ndarray, n_strata: int) -> np.ndarray:
-        if np.any(natural[:n_strata] <= 0):
-            raise ArgumentError("varConstPower: the start's const values must be positive.")
-        out = natural.copy()
-        out[:n_strata] = np.log(natural[:n_strata])
-        return out
 
 
 @dataclass(frozen=True)
