@@ -42,7 +42,6 @@ from bayesmix.ml.checks import (
 )
 from bayesmix.ml.deviance import ProfiledDeviance
 from bayesmix.ml.optimise import optimise
-from bayesmix.ml.structured_kernel import OneBlockCriterion
 from bayesmix.ml.working import WorkingProblem, working_problem
 from bayesmix.spec.covariance import (
     block_covariance,
@@ -160,7 +159,7 @@ def criterion_at(design: Design, theta: np.ndarray, method: str = "REML") -> flo
     return value + work.criterion_shift(reml)
 
 
-def _compiled_criterion(design: Design) -> OneBlockCriterion | None:
+def _compiled_criterion(design: Design) -> Any:
     """The compiled criterion of a design with one random-effects block, else ``None``.
 
     It equals :class:`ProfiledDeviance`'s to rounding (``tests/test_residual_spec.py``)
@@ -169,6 +168,9 @@ def _compiled_criterion(design: Design) -> OneBlockCriterion | None:
     """
     if len(design.blocks) != 1:
         return None
+    # numba is imported on the first fit, not with this module
+    from bayesmix.ml.structured_kernel import OneBlockCriterion
+
     b = design.blocks[0]
     return OneBlockCriterion(design.y, design.X, b.codes, b.Z, b.n_levels, b.covariance)
 
