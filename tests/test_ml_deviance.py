@@ -180,7 +180,7 @@ def test_kernel_matches_dense_brute_force(first_has_slope, reml, dense_B, monkey
     np.testing.assert_allclose(sol.sigma**2 * RXinv @ RXinv.T, vcov, rtol=1e-8)
     # conditional variances: sigma^2 T [(LL')^-1 diagonal block] T'
     factors = covariance.factors_from_theta(theta, kernel.kinds, kernel.sizes)
-    cond = kernel.conditional_variances(theta, sol.sigma, chunk=4)  # several chunks
+    cond = kernel.conditional_variances(theta, sol.sigma)
     offset = 0
     for (_codes, Z, m, _), T, cv, b, ui in zip(blocks, factors, cond, sol.b, sol.u):
         k = Z.shape[1]

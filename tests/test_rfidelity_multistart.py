@@ -46,13 +46,12 @@ def fit_case(ref: dict, restarts: bool = True):
         return model.fit(method=case["method"], start=ref["start"], restarts=restarts)
 
 
-# bayesmix's single run vs nlme: -0.540, -0.534, -0.148, -0.138, -1.890
+# bayesmix's single run vs nlme: -0.540, -0.534, -0.148, -0.138
 WORSE_ONCE = [
     "chick_AX_symm_ml",
     "chick_AX_symm_reml",
     "chick_AS_symm_ml",
     "chick_AS_symm_reml",
-    "indometh_all_symm_ml",
 ]
 
 
@@ -75,8 +74,15 @@ def test_restarts_reach_nlmes_optimum(name):
     assert "Starts:" in str(fit.summary())
 
 
-# bayesmix's single run is already above nlme's (nlme stopped early or hit a boundary)
-ALREADY_BETTER = ["chick_XS_symm_ml", "soybean_AS_symm_reml", "co2_ALC_diag_ml"]
+# bayesmix's single run is already above nlme's (nlme stopped early or hit a boundary);
+# indometh_all_symm_ml's single run was 1.890 below nlme's until the LME steps searched
+# with the criterion's gradient (issue 18), which reach nlme's fixed point from the start
+ALREADY_BETTER = [
+    "chick_XS_symm_ml",
+    "soybean_AS_symm_reml",
+    "co2_ALC_diag_ml",
+    "indometh_all_symm_ml",
+]
 
 
 @pytest.mark.parametrize("name", ALREADY_BETTER)

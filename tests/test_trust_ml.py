@@ -24,6 +24,7 @@ from bayesmix.errors import (
     FitError,
     SingularFitWarning,
 )
+from bayesmix.ml import fit as ml_fit
 from bayesmix.ml import optimise as ml_optimise
 from bayesmix.ml.compare import anova
 from bayesmix.ml.fit import criterion_at, fit_estimates
@@ -171,8 +172,11 @@ def test_early_stop_case_reaches_lme4s_optimum(early_stop):
 
 def test_polishing_rescues_a_bobyqa_that_stops_early(early_stop, monkeypatch):
     design, expected = early_stop
-    # a sloppy BOBYQA (relative tolerance 1e-7 on a deviance of 8.7e4) stops far short
+    # a sloppy BOBYQA (relative tolerance 1e-7 on a deviance of 8.7e4) stops far
+    # short; the gradient search is switched off (even this sloppy, it does not)
     monkeypatch.setattr(ml_optimise, "_FTOL_REL", 1e-7)
+    optimise = ml_optimise.optimise
+    monkeypatch.setattr(ml_fit, "optimise", lambda *a, **k: optimise(*a, **{**k, "gradient": None}))
     monkeypatch.setattr(ml_optimise, "DECREMENT_TOLERANCE", np.inf)  # no polishing
     sloppy = fit_estimates(design, "ML")
     best = max(fit["logLik"] for fit in expected["fits"].values())

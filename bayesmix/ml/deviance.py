@@ -103,6 +103,7 @@ class ProfiledDeviance:
         self.n_levels = [b[2] for b in self._blocks]
         self.n_theta = sum(n_theta(kd, k) for kd, k in zip(self.kinds, self.sizes))
         self._X = X
+        self._gradient_plan = None
         Xy = np.column_stack([X, y])
         self._XyXy = Xy.T @ Xy
         # Largest block first (stable, like MixedModels.jl).
@@ -207,11 +208,12 @@ class ProfiledDeviance:
         if self._dense_B:
             self._B_flat = rows * q1 + cols
         else:
-            pattern = sp.csr_matrix(
+            # compressed sparse columns with sorted rows, for subtract_gram
+            pattern = sp.csc_matrix(
                 (np.arange(len(rows), dtype=float) + 1, (rows, cols)), shape=(q_r, q1)
             )
+            pattern.sort_indices()
             perm = pattern.data.astype(np.int64) - 1
-            # scalar rest blocks list the entries in CSR order already
             self._B_perm = None if np.array_equal(perm, np.arange(len(perm))) else perm
             self._B_indices, self._B_indptr = pattern.indices, pattern.indptr
 
@@ -265,7 +267,7 @@ class ProfiledDeviance:
             return B
         if self._B_perm is not None:
             vals = vals[self._B_perm]
-        return sp.csr_matrix((vals, self._B_indices, self._B_indptr), shape=(self._q_r, q1))
+        return sp.csc_matrix((vals, self._B_indices, self._B_indptr), shape=(self._q_r, q1))
 
     def _factor(self, theta: np.ndarray) -> dict:
         theta = np.asarray(theta, dtype=float)
@@ -290,9 +292,13 @@ class ProfiledDeviance:
             f.update(L1inv=L1inv, R1=R1, ldL2=2.0 * np.log(np.diagonal(L1, axis1=1, axis2=2)).sum())
             if self._q_r:
                 B = self._B(V)
-                G = B @ B.T
-                G = G.toarray() if sp.issparse(G) else G
-                np.subtract(self._A_rr, G, out=G)
+                if self._dense_B:
+                    G = B @ B.T
+                    np.subtract(self._A_rr, G, out=G)
+                else:
+                    from bayesmix.ml.sparse_gram import subtract_gram  # numba: sparse fits only
+
+                    G = subtract_gram(self._A_rr, B.data, B.indices, B.indptr, self._k1)
                 lam_diag = self._lambda_r_diagonal(T)
                 if lam_diag is None:
                     S = self._lam_t_rows(self._lam_t_rows(G, T).T, T)
@@ -301,7 +307,7 @@ class ProfiledDeviance:
                     S *= lam_diag[:, None]
                     S *= lam_diag[None, :]
                 S.flat[:: self._q_r + 1] += 1.0
-                L22 = lower_cholesky(S)
+                L22 = lower_cholesky(S, overwrite=True)
                 if L22 is None:  # pragma: no cover - needs S not PD
                     raise FitError(
                         f"random-effects system is not positive definite at theta={theta}"
@@ -337,6 +343,18 @@ class ProfiledDeviance:
     def __call__(self, theta: np.ndarray, reml: bool = True) -> float:
         """Profiled deviance (``reml=False``) or REML criterion at ``theta``."""
         return float(self._criterion(self._factor(theta), reml))
+
+    def gradient_plan(self):
+        """The :class:`~bayesmix.ml.deviance_gradient.GradientPlan` of this kernel (cached)."""
+        if self._gradient_plan is None:
+            from bayesmix.ml.deviance_gradient import GradientPlan  # numba, on first use
+
+            self._gradient_plan = GradientPlan(self)
+        return self._gradient_plan
+
+    def value_and_gradient(self, theta: np.ndarray, reml: bool = True) -> tuple[float, np.ndarray]:
+        """The criterion and its exact gradient (:mod:`bayesmix.ml.deviance_gradient`)."""
+        return self.gradient_plan().value_and_gradient(theta, reml)
 
     def solve(self, theta: np.ndarray, reml: bool = True) -> PLSSolution:
         """Criterion, ``beta``, ``u``, ``b = Lambda u``, ``sigma`` and factors at ``theta``."""
@@ -377,20 +395,16 @@ class ProfiledDeviance:
             RX=f["LXX"].T.copy(),
         )
 
-    def conditional_variances(
-        self, theta: np.ndarray, sigma: float, chunk: int = 4096
-    ) -> tuple[np.ndarray, ...]:
-        """lme4's ``condVar``: ``sigma^2 Lambda (L L')^-1 Lambda'`` per level.
+    def conditional_variances(self, theta: np.ndarray, sigma: float) -> tuple[np.ndarray, ...]:
+        """lme4's ``condVar``: ``sigma^2 Lambda (L L')^-1 Lambda'``, one ``(m, k, k)`` per block.
 
-        Returns one ``(n_levels, k, k)`` array per block (input order). With
-        ``S = L22 L22'`` the diagonal blocks of ``(L L')^-1`` are those of
-        ``S^-1`` for the rest blocks and ``L_j^-T L_j^-1 + W_j' S^-1 W_j`` for
-        the first, where ``W = L21 L11^-1`` is sparse (``B``'s pattern): only
-        ``W' S^-1`` on ``W``'s pattern is needed, formed in column chunks.
+        With ``S = L22 L22'`` the diagonal blocks of ``(L L')^-1`` are those of
+        ``S^-1`` for the rest blocks and ``L_j^-T L_j^-1 + W_j' S^-1 W_j`` for the
+        first, ``W = L21 L11^-1`` on ``B``'s pattern (:mod:`bayesmix.ml.conditional`).
         """
         from bayesmix.ml.conditional import conditional_variances
 
-        return conditional_variances(self, theta, sigma, chunk)
+        return conditional_variances(self, theta, sigma)
 
     def fitted(self, beta: np.ndarray, b: Sequence[np.ndarray]) -> np.ndarray:
         """Conditional fitted values ``X beta + sum_i rowsum(Z_i * b_i[codes_i])``."""

@@ -40,11 +40,13 @@ from bayesmix.ml.checks import (
     singular_message,
     warn_badly_scaled,
 )
+from bayesmix.ml.criterion_choice import choose_criterion
 from bayesmix.ml.deviance import ProfiledDeviance
 from bayesmix.ml.optimise import optimise
 from bayesmix.ml.working import WorkingProblem, working_problem
 from bayesmix.spec.covariance import (
     block_covariance,
+    canonical_theta,
     factors_from_theta,
     theta_is_diagonal,
     theta_names,
@@ -157,22 +159,6 @@ def criterion_at(design: Design, theta: np.ndarray, method: str = "REML") -> flo
     work = working_problem(design)
     value = deviance_function(work.design)(work.theta_w(theta), reml=reml)
     return value + work.criterion_shift(reml)
-
-
-def _compiled_criterion(design: Design) -> Any:
-    """The compiled criterion of a design with one random-effects block, else ``None``.
-
-    It equals :class:`ProfiledDeviance`'s to rounding (``tests/test_residual_spec.py``)
-    and costs a few microseconds per evaluation; the general kernel still gives
-    the estimates at the optimum.
-    """
-    if len(design.blocks) != 1:
-        return None
-    # numba is imported on the first fit, not with this module
-    from bayesmix.ml.structured_kernel import OneBlockCriterion
-
-    b = design.blocks[0]
-    return OneBlockCriterion(design.y, design.X, b.codes, b.Z, b.n_levels, b.covariance)
 
 
 def _blas_threads(kernel: ProfiledDeviance):
@@ -340,16 +326,19 @@ def fit_estimates(
     check = None
     if kernel.n_theta:
         x0 = _check_start(kernel, work, start, names)
-        criterion = _compiled_criterion(work.design) or kernel
+        criterion, gradient = choose_criterion(work.design, kernel, reml)
         with _blas_threads(kernel):
             opt = optimise(
-                lambda th: criterion(th, reml=reml), x0, kernel.lower_bounds, max_evaluations
+                criterion,
+                x0,
+                kernel.lower_bounds,
+                max_evaluations,
+                gradient=gradient,
+                canonical=lambda th: canonical_theta(th, kernel.kinds, kernel.sizes),
             )
         theta_w, converged, message = opt.x, opt.converged, opt.message
         n_evals, check = opt.n_evaluations, opt.check
-        check_unbounded(
-            design, lambda th: criterion(th, reml=reml), theta_w, opt.fx, _diagonal_mask(kernel)
-        )
+        check_unbounded(design, criterion, theta_w, opt.fx, _diagonal_mask(kernel))
     else:
         theta_w, converged, message, n_evals = (
             np.empty(0),

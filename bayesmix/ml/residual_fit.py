@@ -37,12 +37,12 @@ from bayesmix.errors import (
 )
 from bayesmix.ml.blas_threads import one_blas_thread
 from bayesmix.ml.checks import check_identifiable, singular_message
+from bayesmix.ml.criterion_choice import choose_criterion
 from bayesmix.ml.deviance import ProfiledDeviance
 from bayesmix.ml.fit import (
     SINGULAR_TOLERANCE,
     MLEstimates,
     _check_method,
-    _compiled_criterion,
     _estimates,
     _theta_names,
     deviance_function,
@@ -114,10 +114,9 @@ class _Criterion:
         """The criterion of the model without the structure, at lme4's ``theta``."""
         theta_w = self.work.theta_w(theta)
         if self._plain is None:  # formed once: the unstructured design never changes
-            self._plain = _compiled_criterion(self.work.design) or deviance_function(
-                self.work.design
-            )
-        return self._plain(theta_w, reml=self.reml)
+            kernel = deviance_function(self.work.design)
+            self._plain, _ = choose_criterion(self.work.design, kernel, self.reml)
+        return self._plain(theta_w)
 
     def kernel(self, u: np.ndarray) -> tuple[ProfiledDeviance, float]:
         """The profiled kernel of the whitened working arrays, and ``log|Lambda|``.

@@ -29,12 +29,18 @@ def sparse_cross(codes: np.ndarray, Z: np.ndarray, n_levels: int) -> sp.csr_matr
     return sp.csr_matrix((Z.ravel(), (np.repeat(np.arange(n), k), cols)), shape=(n, n_levels * k))
 
 
-def lower_cholesky(A: np.ndarray) -> np.ndarray | None:
+def lower_cholesky(A: np.ndarray, overwrite: bool = False) -> np.ndarray | None:
     """Lower Cholesky factor by LAPACK's ``dpotrf`` directly, or ``None`` if not PD.
 
     scipy's ``cholesky`` and ``solve_triangular`` wrappers cost ~15-25 microseconds
-    a call in argument checks: most of a small model's evaluation.
+    a call in argument checks: most of a small model's evaluation. ``overwrite``
+    lets LAPACK factor a Fortran-ordered (or symmetric C-ordered) ``A`` in place
+    instead of copying it (a temporary of the caller's, e.g. 10 MB for InstEval).
     """
+    if overwrite and A.flags.c_contiguous:
+        # a symmetric C array is its own transpose: factor the Fortran view in place
+        L, info = sla.lapack.dpotrf(A.T, lower=1, clean=1, overwrite_a=1)
+        return None if info else L
     L, info = sla.lapack.dpotrf(A, lower=1, clean=1)
     return None if info else L
 

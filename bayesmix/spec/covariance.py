@@ -132,6 +132,21 @@ def factors_from_theta(
     return [theta_to_factor(t, kind, k) for t, kind, k in zip(parts, kinds, sizes)]
 
 
+def canonical_theta(theta: np.ndarray, kinds: Sequence[str], sizes: Sequence[int]) -> np.ndarray:
+    """The same covariances with every diagonal ``theta`` made non-negative.
+
+    ``Lambda Lambda'`` is unchanged when a column of ``Lambda`` changes sign, so a
+    ``theta`` with negative diagonal entries (an optimiser run without bounds)
+    maps to lme4's (diagonal >= 0) by flipping those columns.
+    """
+    parts = []
+    for part, kind, k in zip(split_theta(theta, kinds, sizes), kinds, sizes):
+        factor = theta_to_factor(part, kind, k)
+        factor[:, np.diag(factor) < 0] *= -1.0
+        parts.append(factor_to_theta(factor, kind))
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
 def theta_names(grouping: str, terms: Sequence[str], kind: str) -> list[str]:
     """lme4-style names of a block's ``theta`` entries.
 

@@ -45,6 +45,7 @@ from bayesmix.spec.formula_eval import (
     referenced_columns,
     uses_scale,
 )
+from bayesmix.spec.plain_terms import PlainMatrices, plain_part, plain_response
 
 __all__ = ["Design", "NewData", "RandomBlock", "build_design"]
 
@@ -125,8 +126,16 @@ def build_design(
             "rows from the data first to match R.",
             DataWarning,
         )
-    frame = for_formulae(kept, columns)
     env = environment(functions)
+    # formulae reads a copy with ordered categoricals (for_formulae); a model whose
+    # parts are all plain columns (bayesmix.spec.plain_terms) never needs it
+    plain_y = plain_response(spec.response, kept) if not spec.offsets else None
+    plain_fixed = plain_part(spec.fixed, kept) if plain_y is not None else None
+    plain_bars = {bar.lhs: plain_part(bar.lhs, kept) for bar in spec.bars}
+    if plain_fixed is not None and all(p is not None for p in plain_bars.values()):
+        frame = kept[columns]
+    else:
+        frame = for_formulae(kept, columns)
 
     counts = binomial_counts(spec.response)
     if counts is not None and not binomial:
@@ -136,30 +145,15 @@ def build_design(
         )
     if counts is not None and weights is not None:
         raise DataError("cbind(successes, failures) gives the trials; leave out weights=.")
-    response = spec.response if counts is None else f"I({counts[0]})"
-    fixed_dm, fixed_names = _design_matrices(
-        f"{response} ~ {spec.fixed}", frame, spec.formula, env, fixed_codings
-    )
-    if fixed_dm.response is None or fixed_dm.response.kind != "numeric":
-        raise DataError(
-            f"The response {spec.response!r} must be numeric; convert it first "
-            "(e.g. a 0/1 indicator for a binary outcome)."
-        )
-    response_matrix = np.asarray(fixed_dm.response.design_matrix)
-    if response_matrix.ndim > 1 and response_matrix.shape[1] != 1:
-        raise FormulaError(
-            f"The response {spec.response!r} gives {response_matrix.shape[1]} columns; a "
-            "mixed model needs one response column."
-        )
-    y = _finite(response_matrix, f"The response {spec.response!r}").reshape(-1)
-    trials = None
-    if counts is not None:
-        y, trials = _proportions(y, counts, frame, spec.formula, env)
-    if fixed_dm.common is None:  # "y ~ 0 + (1 | g)": no fixed effects
-        X_full, names_full = np.zeros((len(y), 0)), []
+    if plain_fixed is not None and counts is None:
+        fixed_dm = PlainMatrices(plain_fixed, env)
+        y = _finite(frame[plain_y].to_numpy(dtype=float), f"The response {spec.response!r}")
+        X_full, names_full = plain_fixed.matrix(frame), plain_fixed.names
+        trials = None
     else:
-        X_full = _finite(fixed_dm.common.design_matrix, "A fixed-effects column")
-        names_full = fixed_names
+        fixed_dm, y, trials, X_full, names_full = _fixed_part(
+            spec, frame, env, fixed_codings, counts
+        )
     keep = independent_columns(X_full, names_full)
 
     offset_matrices = tuple(
@@ -187,6 +181,15 @@ def build_design(
         if bar.lhs.strip() == "1":  # an intercept: no formulae call (half a small build)
             lhs_columns[bar.lhs] = (np.ones((len(frame), 1)), ("Intercept",))
             lhs_matrices[bar.lhs] = None
+        elif plain_bars[bar.lhs] is not None:
+            plain = plain_bars[bar.lhs]
+            lhs_matrices[bar.lhs] = PlainMatrices(plain, env)
+            lhs_columns[bar.lhs] = (plain.matrix(frame), tuple(plain.names))
+            if not plain.names:
+                raise FormulaError(
+                    f"The bar {bar} in {spec.formula!r} has no random effect (its left-hand "
+                    "side has no columns); remove the bar, or use '(1 | g)'."
+                )
         elif bar.lhs not in lhs_columns:
             matrices, names = _design_matrices(bar.lhs, frame, spec.formula, env, bar_codings)
             lhs_matrices[bar.lhs] = matrices
@@ -243,6 +246,39 @@ def build_design(
         weights=None if weight_values is None else readonly(weight_values),
         contrasts=contrasts,
     )
+
+
+def _fixed_part(
+    spec: FormulaSpec,
+    frame: pd.DataFrame,
+    env: Any,
+    codings: Mapping[str, str],
+    counts: tuple[str, str] | None,
+) -> tuple[Any, np.ndarray, np.ndarray | None, np.ndarray, list[str]]:
+    """formulae's matrices, response, binomial trials, X and column names of the fixed part."""
+    response = spec.response if counts is None else f"I({counts[0]})"
+    fixed_dm, fixed_names = _design_matrices(
+        f"{response} ~ {spec.fixed}", frame, spec.formula, env, codings
+    )
+    if fixed_dm.response is None or fixed_dm.response.kind != "numeric":
+        raise DataError(
+            f"The response {spec.response!r} must be numeric; convert it first "
+            "(e.g. a 0/1 indicator for a binary outcome)."
+        )
+    response_matrix = np.asarray(fixed_dm.response.design_matrix)
+    if response_matrix.ndim > 1 and response_matrix.shape[1] != 1:
+        raise FormulaError(
+            f"The response {spec.response!r} gives {response_matrix.shape[1]} columns; a "
+            "mixed model needs one response column."
+        )
+    y = _finite(response_matrix, f"The response {spec.response!r}").reshape(-1)
+    trials = None
+    if counts is not None:
+        y, trials = _proportions(y, counts, frame, spec.formula, env)
+    if fixed_dm.common is None:  # "y ~ 0 + (1 | g)": no fixed effects
+        return fixed_dm, y, trials, np.zeros((len(y), 0)), []
+    X = _finite(fixed_dm.common.design_matrix, "A fixed-effects column")
+    return fixed_dm, y, trials, X, fixed_names
 
 
 def _proportions(
