@@ -24,6 +24,7 @@ import bayesmix.ml.deviance as ml_deviance
 import bayesmix.spec.design as spec_design
 from bayesmix.ml import optimise as ml_optimise
 from bayesmix.ml.dense_kernel import DenseCriterion
+from bayesmix.ml.dense_solution import DenseKernel
 from bayesmix.ml.fit import deviance_function, fit_estimates
 from bayesmix.ml.sparse_gram import subtract_gram
 from bayesmix.ml.working import working_problem
@@ -114,6 +115,37 @@ def test_dense_kernel_matches_the_general_kernel_and_its_gradient(case, reml):
         assert dense(theta, reml) == value
         _, blocked = kernel.value_and_gradient(theta, reml)
         np.testing.assert_allclose(gradient, blocked, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("case", list(CASES))
+def test_dense_estimates_equal_the_general_kernels(case, reml):
+    design = _working(case)
+    kernel = deviance_function(design)
+    dense = DenseKernel(
+        design.y, design.X, [(b.codes, b.Z, b.n_levels, b.covariance) for b in design.blocks]
+    )
+    assert (dense.n_theta, dense.kinds, dense.sizes) == (kernel.n_theta, kernel.kinds, kernel.sizes)
+    np.testing.assert_array_equal(dense.lower_bounds, kernel.lower_bounds)
+    np.testing.assert_array_equal(dense.initial_theta, kernel.initial_theta)
+    theta = _points(kernel, seed=3 * len(case))[0]
+    ours, general = dense.solve(theta, reml), kernel.solve(theta, reml)
+    assert ours.criterion == pytest.approx(general.criterion, rel=1e-13)
+    for field in ("beta", "sigma", "pwrss", "ldL2", "ldRX2", "RX"):
+        np.testing.assert_allclose(
+            getattr(ours, field), getattr(general, field), rtol=1e-9, atol=1e-10
+        )
+    for name in ("u", "b"):
+        for a, b in zip(getattr(ours, name), getattr(general, name)):
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    for a, b in zip(
+        dense.conditional_variances(theta, ours.sigma),
+        kernel.conditional_variances(theta, general.sigma),
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(
+        dense.fitted(ours.beta, ours.b), kernel.fitted(general.beta, general.b), rtol=1e-10
+    )
 
 
 def test_insteval_gradient_matches_central_differences():

@@ -38,35 +38,57 @@ Criterion = Callable[[np.ndarray], float]
 CriterionAndGradient = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
-def _compiled(design: Design) -> Any:
-    """The compiled criterion of a small design or of one block, else ``None``."""
-    # numba is imported on the first fit, not with this module
-    from bayesmix.ml.dense_kernel import DENSE_MAX_EFFECTS, DenseCriterion
-
+def _layout(design: Design) -> tuple[list[tuple], int, int]:
+    """The design's blocks as kernel tuples, its number of random effects and of theta."""
     blocks = [(b.codes, b.Z, b.n_levels, b.covariance) for b in design.blocks]
     q = sum(b.n_levels * b.Z.shape[1] for b in design.blocks)
     k = sum(n_theta(b.covariance, b.Z.shape[1]) for b in design.blocks)
-    one_block_quicker = len(blocks) == 1 and k < GRADIENT_MIN_THETA
-    if 0 < q <= DENSE_MAX_EFFECTS and not one_block_quicker:
-        return DenseCriterion(design.y, design.X, blocks, gradient=k >= GRADIENT_MIN_THETA)
-    if len(blocks) != 1:
-        return None
-    from bayesmix.ml.structured_kernel import OneBlockCriterion
+    return blocks, q, k
 
-    b = design.blocks[0]
-    return OneBlockCriterion(design.y, design.X, b.codes, b.Z, b.n_levels, b.covariance)
+
+def estimates_kernel(design: Design) -> Any:
+    """The kernel that gives the estimates: the dense one for a small design.
+
+    :class:`~bayesmix.ml.dense_solution.DenseKernel` up to
+    :data:`~bayesmix.ml.dense_kernel.DENSE_MAX_EFFECTS` random effects, else
+    :class:`~bayesmix.ml.deviance.ProfiledDeviance`.
+    """
+    blocks, q, k = _layout(design)
+    # numba is imported on the first fit, not with this module
+    from bayesmix.ml.dense_kernel import DENSE_MAX_EFFECTS
+
+    if 0 < q <= DENSE_MAX_EFFECTS:
+        from bayesmix.ml.dense_solution import DenseKernel
+
+        return DenseKernel(design.y, design.X, blocks, gradient=k >= GRADIENT_MIN_THETA)
+    return ProfiledDeviance(design.y, design.X, blocks)
+
+
+def _search_criterion(design: Design, kernel: Any) -> Any:
+    """The criterion the search evaluates (``kernel`` unless a quicker one exists)."""
+    from bayesmix.ml.dense_kernel import DENSE_MAX_EFFECTS, DenseCriterion
+
+    blocks, q, k = _layout(design)
+    if len(blocks) == 1 and (k < GRADIENT_MIN_THETA or q > DENSE_MAX_EFFECTS):
+        from bayesmix.ml.structured_kernel import OneBlockCriterion
+
+        b = design.blocks[0]
+        return OneBlockCriterion(design.y, design.X, b.codes, b.Z, b.n_levels, b.covariance)
+    if isinstance(kernel, DenseCriterion) or not 0 < q <= DENSE_MAX_EFFECTS:
+        return kernel
+    return DenseCriterion(design.y, design.X, blocks, gradient=k >= GRADIENT_MIN_THETA)
 
 
 def choose_criterion(
-    design: Design, kernel: ProfiledDeviance, reml: bool
+    design: Design, kernel: Any, reml: bool
 ) -> tuple[Criterion, CriterionAndGradient | None]:
     """The criterion of ``design`` (the working design of ``kernel``) and its gradient.
 
-    The gradient is ``None`` where BOBYQA should search without it.
+    The gradient is ``None`` where BOBYQA should search without it: the general
+    kernel always has one; a compiled criterion when it has enough ``theta``.
     """
-    compiled = _compiled(design)
-    criterion = compiled or kernel
-    with_gradient = compiled is None or getattr(compiled, "with_gradient", False)
+    criterion = _search_criterion(design, kernel)
+    with_gradient = getattr(criterion, "with_gradient", isinstance(criterion, ProfiledDeviance))
 
     def value(theta: np.ndarray) -> float:
         return criterion(theta, reml=reml)

@@ -110,15 +110,9 @@ def _lower_inverse(L, n):
 
 
 @njit(cache=True)
-def dense_criterion(
-    theta, G, ZXy, XyXy, n, th_block, th_row, th_col, block, column, base, size, reml, grad
-):
-    """Criterion at ``theta``; fills ``grad`` (if it has ``theta``'s size) with its gradient.
-
-    Returns ``inf`` where the system is not positive definite.
-    """
+def _assemble(theta, G, ZXy, XyXy, th_block, th_row, th_col, block, column, base, size):
+    """``A`` (lower triangle), ``F = Lambda'Z'[X, y]`` and ``H = G Lambda`` at ``theta``."""
     q, c = ZXy.shape
-    p = c - 1
     k_max = 1
     for b in range(size.size):
         k_max = max(k_max, size[b])
@@ -127,7 +121,7 @@ def dense_criterion(
     H = _lambda_t_rows(T, block, column, base, size, G).T.copy()
     LtH = _lambda_t_rows(T, block, column, base, size, H)  # Lambda' G Lambda
     F = _lambda_t_rows(T, block, column, base, size, ZXy)  # Lambda' Z'[X, y]
-    A = np.empty((q + c, q + c))
+    A = np.zeros((q + c, q + c))
     for a in range(q):
         for b in range(a + 1):
             A[a, b] = LtH[a, b]
@@ -137,6 +131,28 @@ def dense_criterion(
             A[q + j, a] = F[a, j]
         for b in range(j + 1):
             A[q + j, q + b] = XyXy[j, b]
+    return A, F, H
+
+
+@njit(cache=True)
+def dense_factor(theta, G, ZXy, XyXy, th_block, th_row, th_col, block, column, base, size):
+    """The lower Cholesky factor of ``A`` at ``theta`` (upper triangle zero), and
+    whether ``A`` was positive definite."""
+    A, _, _ = _assemble(theta, G, ZXy, XyXy, th_block, th_row, th_col, block, column, base, size)
+    return A, _cholesky(A)
+
+
+@njit(cache=True)
+def dense_criterion(
+    theta, G, ZXy, XyXy, n, th_block, th_row, th_col, block, column, base, size, reml, grad
+):
+    """Criterion at ``theta``; fills ``grad`` (if it has ``theta``'s size) with its gradient.
+
+    Returns ``inf`` where the system is not positive definite.
+    """
+    q, c = ZXy.shape
+    p = c - 1
+    A, F, H = _assemble(theta, G, ZXy, XyXy, th_block, th_row, th_col, block, column, base, size)
     if not _cholesky(A):
         return np.inf
     ld_L = 0.0

@@ -104,6 +104,7 @@ class ProfiledDeviance:
         self.n_theta = sum(n_theta(kd, k) for kd, k in zip(self.kinds, self.sizes))
         self._X = X
         self._gradient_plan = None
+        self._last = None  # (theta, factor) of the last evaluation
         Xy = np.column_stack([X, y])
         self._XyXy = Xy.T @ Xy
         # Largest block first (stable, like MixedModels.jl).
@@ -271,6 +272,14 @@ class ProfiledDeviance:
 
     def _factor(self, theta: np.ndarray) -> dict:
         theta = np.asarray(theta, dtype=float)
+        # the last factor is kept: the estimates at the optimum ask for it twice
+        if self._last is not None and np.array_equal(self._last[0], theta):
+            return self._last[1]
+        f = self._factor_anew(theta)
+        self._last = (theta.copy(), f)
+        return f
+
+    def _factor_anew(self, theta: np.ndarray) -> dict:
         T = factors_from_theta(theta, self.kinds, self.sizes)
         p = self.n_fixed
         f = {"T": T, "ldL2": 0.0}

@@ -283,7 +283,9 @@ class GradientPlan:
             C_lam_1 = _mix_columns(
                 self.c_data, self.indptr, K._k1, np.broadcast_to(T1, (K._m1,) + T1.shape)
             )
-            X_rr = K._lam_t_rows(K._A_rr, T)  # Lambda_r' A_rr = (A_rr Lambda_r)'
+            lam_diag = K._lambda_r_diagonal(T)
+            # Lambda_r' A_rr = (A_rr Lambda_r)'; for diagonal Lambda_r its rows are scaled below
+            X_rr = K._A_rr if lam_diag is not None else K._lam_t_rows(K._A_rr, T)
         out = np.zeros(len(self.theta_map))
         for index, (block, t, s) in enumerate(self.theta_map):
             if block == first:
@@ -297,10 +299,10 @@ class GradientPlan:
                 # columns (l, s) and (l, t) of every level: strided views, no copies
                 start, k = int(K._offsets[pos]), K.sizes[block]
                 stop = int(K._offsets[pos + 1])
-                value += float(
-                    np.einsum(
-                        "ij,ij->", S_inv[:, start + s : stop : k], X_rr[:, start + t : stop : k]
-                    )
-                )
+                columns_s, columns_t = S_inv[:, start + s : stop : k], X_rr[:, start + t : stop : k]
+                if lam_diag is None:
+                    value += float(np.einsum("ij,ij->", columns_s, columns_t))
+                else:
+                    value += float(np.einsum("i,ij,ij->", lam_diag, columns_s, columns_t))
             out[index] = value
         return out

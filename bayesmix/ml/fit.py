@@ -40,7 +40,7 @@ from bayesmix.ml.checks import (
     singular_message,
     warn_badly_scaled,
 )
-from bayesmix.ml.criterion_choice import choose_criterion
+from bayesmix.ml.criterion_choice import choose_criterion, estimates_kernel
 from bayesmix.ml.deviance import ProfiledDeviance
 from bayesmix.ml.optimise import optimise
 from bayesmix.ml.working import WorkingProblem, working_problem
@@ -236,7 +236,7 @@ def estimates_at(design: Design, theta: np.ndarray, method: str = "REML") -> MLE
     """
     reml = _check_method(method)
     work = working_problem(design)
-    kernel = deviance_function(work.design)
+    kernel = estimates_kernel(work.design)
     names = _theta_names(design)
     theta_w = _check_start(kernel, work, theta, names)
     singular = bool(np.any(_diagonal_mask(kernel) & (np.abs(theta_w) < SINGULAR_TOLERANCE)))
@@ -321,7 +321,7 @@ def fit_estimates(
     check_identifiable(design)
     warn_badly_scaled(design)
     work = working_problem(design)
-    kernel = deviance_function(work.design)
+    kernel = estimates_kernel(work.design)
     names = _theta_names(design)
     check = None
     if kernel.n_theta:

@@ -166,6 +166,15 @@ def criterion_from_products(
     return ld_L + n * (1.0 + _LOG_2PI + math.log(pwrss / n))
 
 
+@njit(cache=True)
+def _criterion_at_theta(theta, rows, cols, ZZ, ZXy, M, n, reml):
+    k = ZZ.shape[1]
+    T = np.zeros((k, k))
+    for i in range(theta.size):
+        T[rows[i], cols[i]] = theta[i]
+    return criterion_from_products(ZZ, ZXy, M, n, T, reml)
+
+
 def one_block_criterion(
     W: np.ndarray, codes: np.ndarray, n_levels: int, p: int, T: np.ndarray, reml: bool
 ) -> float:
@@ -193,10 +202,10 @@ class OneBlockCriterion:
         codes = np.ascontiguousarray(codes, dtype=np.int64)
         self._products = cross_products(W, codes, int(n_levels), self.p)
         rows, cols = theta_positions(kind, self.k)
-        self._rows, self._cols = rows, cols
+        self._rows, self._cols = rows.astype(np.int64), cols.astype(np.int64)
 
     def __call__(self, theta: np.ndarray, reml: bool = True) -> float:
-        T = np.zeros((self.k, self.k))
-        T[self._rows, self._cols] = theta
         ZZ, ZXy, M = self._products
-        return float(criterion_from_products(ZZ, ZXy, M, self.n, T, reml))
+        return _criterion_at_theta(
+            np.asarray(theta, dtype=float), self._rows, self._cols, ZZ, ZXy, M, self.n, reml
+        )

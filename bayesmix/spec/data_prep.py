@@ -131,10 +131,16 @@ def clean_rows(data: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, in
     per_column = {}
     for name in columns:
         column = data[name]
-        if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
+        kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else ""
+        if kind in "iub" and kind:  # numpy integers and booleans cannot be missing
+            per_column[name] = 0
+            continue
+        if kind == "f":
             values = column.to_numpy()
             n_inf = int(np.isinf(values).sum())
             absent = np.isnan(values)
+        elif isinstance(column.dtype, pd.CategoricalDtype):
+            n_inf, absent = 0, column.cat.codes.to_numpy() < 0
         else:
             if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
                 n_inf = int(np.isinf(column.to_numpy(dtype=float, na_value=np.nan)).sum())
