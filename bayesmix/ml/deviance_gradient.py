@@ -173,8 +173,8 @@ class GradientPlan:
             c_data = pair_values if K._B_perm is None else pair_values[K._B_perm]
         self.c_data = c_data
         self.C = sp.csc_matrix((c_data, self.rows, self.indptr), shape=(q_r, q1))
-        self.row_column = self.r_column[self.rows]
-        self.row_block = self.r_block[self.rows]
+        # per rest theta (block, s): the entries in rows (l, s), found on first use
+        self._rows_of = {}
 
     def _effects(self, block: int, t: int, s: int) -> tuple[np.ndarray, np.ndarray]:
         """Effects ``(l, t)`` and ``(l, s)`` of every level ``l`` of ``block`` (global order)."""
@@ -284,8 +284,10 @@ class GradientPlan:
                 self.c_data, self.indptr, K._k1, np.broadcast_to(T1, (K._m1,) + T1.shape)
             )
             lam_diag = K._lambda_r_diagonal(T)
-            # Lambda_r' A_rr = (A_rr Lambda_r)'; for diagonal Lambda_r its rows are scaled below
-            X_rr = K._A_rr if lam_diag is not None else K._lam_t_rows(K._A_rr, T)
+            # rows of A_rr Lambda_r = (Lambda_r' A_rr)'; for diagonal Lambda_r, A_rr's rows
+            # (A_rr is symmetric) with the scaling applied in the sum below
+            H_rows = K._A_rr if lam_diag is not None else K._lam_t_rows(K._A_rr, T).T
+            S_rows = S_inv.T  # C-ordered rows of the (Fortran-ordered) symmetric S^-1
         out = np.zeros(len(self.theta_map))
         for index, (block, t, s) in enumerate(self.theta_map):
             if block == first:
@@ -294,15 +296,20 @@ class GradientPlan:
                     value += cross[s, t]
             else:
                 pos = self.rest_position[block]
-                sel = np.flatnonzero((self.row_block == pos) & (self.row_column == s))
+                sel = self._rows_of.get((pos, s))
+                if sel is None:
+                    rows = self.rows
+                    sel = np.flatnonzero((self.r_block[rows] == pos) & (self.r_column[rows] == s))
+                    self._rows_of[pos, s] = sel
                 value = float(Y[sel] @ C_lam_1[sel - s + t])
-                # columns (l, s) and (l, t) of every level: strided views, no copies
+                # columns (l, s) of S^-1 and (l, t) of A_rr Lambda_r, every level, as rows
+                # of the transposes (S^-1 is symmetric, so S_rows[j] is its column j)
                 start, k = int(K._offsets[pos]), K.sizes[block]
                 stop = int(K._offsets[pos + 1])
-                columns_s, columns_t = S_inv[:, start + s : stop : k], X_rr[:, start + t : stop : k]
+                rows_s, rows_t = S_rows[start + s : stop : k], H_rows[start + t : stop : k]
                 if lam_diag is None:
-                    value += float(np.einsum("ij,ij->", columns_s, columns_t))
+                    value += float(np.einsum("ji,ji->", rows_s, rows_t))
                 else:
-                    value += float(np.einsum("i,ij,ij->", lam_diag, columns_s, columns_t))
+                    value += float(np.einsum("ji,ji->i", rows_s, rows_t) @ lam_diag)
             out[index] = value
         return out
