@@ -4,10 +4,11 @@ Owns: the penalised least-squares kernel (:mod:`.deviance`: theta to profiled
 deviance or REML criterion, numeric arrays only; its small-matrix helpers
 :mod:`.small_algebra`, its compiled sparse ``A - B B'`` :mod:`.sparse_gram` and its
 exact gradient :mod:`.deviance_gradient`), the compiled dense kernel of small
-models with its gradient (:mod:`.dense_kernel`), single-threaded BLAS
+models with its gradient and estimates (:mod:`.dense_kernel`, :mod:`.dense_solution`),
+the choice between the kernels (:mod:`.criterion_choice`), single-threaded BLAS
 (:mod:`.blas_threads`), the well-scaled working problem that absorbs offsets,
-weights and badly scaled columns (:mod:`.working`), the gradient search and
-BOBYQA with their convergence check (:mod:`.optimise`),
+weights and badly scaled columns (:mod:`.working`), the gradient search
+(:mod:`.gradient_search`) and BOBYQA with their convergence check (:mod:`.optimise`),
 degenerate-fit and singularity checks (:mod:`.checks`), the fit itself
 (:mod:`.fit`), conditional variances (:mod:`.conditional`),
 :class:`~.results.MLResult` and its lme4-layout summary (:mod:`.results`,

@@ -8,7 +8,8 @@ zero-inflation design (:mod:`.zero_inflation`), checks of a response against its
 model (:mod:`.response_checks`), finding, checking and cleaning the columns a
 formula uses (:mod:`.data_prep`), the :class:`~.design.Design` and its
 :class:`~.design.RandomBlock` bars (:mod:`.design`, :mod:`.design_types`,
-:mod:`.design_columns`), the covariance parameterisations shared by both engines
+:mod:`.design_columns`; parts made of plain numeric columns without formulae,
+:mod:`.plain_terms`), the covariance parameterisations shared by both engines
 (:mod:`.covariance`), and nlme's residual variance functions
 (:mod:`.variance_functions`, bound to rows in :mod:`.variance_bound`) and
 within-group correlation structures (:mod:`.correlation_structures`, their
