@@ -6,7 +6,8 @@ deviance or REML criterion, numeric arrays only; its small-matrix helpers
 exact gradient :mod:`.deviance_gradient`), the compiled dense kernel of small
 models with its gradient and estimates (:mod:`.dense_kernel`, :mod:`.dense_solution`),
 the choice between the kernels (:mod:`.criterion_choice`), single-threaded BLAS
-(:mod:`.blas_threads`), the well-scaled working problem that absorbs offsets,
+(:mod:`.blas_threads`), the PLS solution both kernels return (:mod:`.pls_solution`),
+the well-scaled working problem that absorbs offsets,
 weights and badly scaled columns (:mod:`.working`), the gradient search
 (:mod:`.gradient_search`) and BOBYQA with their convergence check (:mod:`.optimise`),
 degenerate-fit and singularity checks (:mod:`.checks`), the fit itself

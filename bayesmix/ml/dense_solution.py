@@ -25,7 +25,7 @@ import scipy.linalg as sla
 
 from bayesmix.errors import FitError
 from bayesmix.ml.dense_kernel import DenseCriterion, dense_factor
-from bayesmix.ml.deviance import PLSSolution
+from bayesmix.ml.pls_solution import PLSSolution
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, lower_bounds, n_theta
 
 __all__ = ["DenseKernel"]

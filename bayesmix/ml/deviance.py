@@ -27,13 +27,13 @@ Block "1" is the first (largest) block, "r" the rest stacked (q_r rows).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
 from bayesmix.errors import FitError
+from bayesmix.ml.pls_solution import PLSSolution
 from bayesmix.ml.small_algebra import lower_cholesky, lower_solve, small_matmul, sparse_cross
 from bayesmix.spec.covariance import factors_from_theta, initial_theta, lower_bounds, n_theta
 
@@ -48,27 +48,6 @@ _DENSE_B_ALWAYS = 100_000
 _MAX_DENSE_REST = 20_000
 # Z'[X, y] of the first block by bincounts up to this many (k1 x (p + 1)) columns
 _BINCOUNT_MAX_COLUMNS = 32
-
-
-@dataclass(frozen=True)
-class PLSSolution:
-    """Penalised least-squares solution at one ``theta``.
-
-    ``b`` and ``u`` hold one ``(n_levels, k)`` array per block, in input order;
-    ``RX`` is lme4's upper-triangular fixed-effects factor.
-    """
-
-    theta: np.ndarray
-    reml: bool
-    criterion: float
-    beta: np.ndarray
-    u: tuple[np.ndarray, ...]
-    b: tuple[np.ndarray, ...]
-    sigma: float
-    pwrss: float
-    ldL2: float
-    ldRX2: float
-    RX: np.ndarray
 
 
 class ProfiledDeviance:
