@@ -22,6 +22,7 @@ import pytest
 import bayesmix as bmx
 import bayesmix.ml.deviance as ml_deviance
 import bayesmix.spec.design as spec_design
+from bayesmix.ml import fit as ml_fit
 from bayesmix.ml import optimise as ml_optimise
 from bayesmix.ml.dense_kernel import DenseCriterion
 from bayesmix.ml.dense_solution import DenseKernel
@@ -324,3 +325,69 @@ def test_the_design_keeps_its_own_copy_of_the_rows():
     assert fit.model.design.data["Reaction"].iloc[0] != 0.0
     assert fit.model.fit().loglik == before
     assert fit_estimates(fit.model.design, "REML").loglik == pytest.approx(before, abs=1e-9)
+
+
+# ------------------------------------------------ the search's edge cases (review of issue 18)
+def _two_bars(seed: int, n: int, noise: bool = True) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g, h, x = rng.integers(0, 20, n), rng.integers(0, 5, n), rng.normal(size=n)
+    a = rng.normal(size=20)
+    y = a[g] + 0.3 * a[g] * x + (rng.normal(size=5)[h] + rng.normal(size=n) if noise else 0.0)
+    return pd.DataFrame({"y": y, "x": x, "g": g, "h": h.astype(str)})
+
+
+def test_an_optimiser_failure_is_a_bayesmix_outcome():
+    # no noise: the criterion has no minimum and L-BFGS runs away until NLopt gives up,
+    # raising nlopt's own exception type (not a RuntimeError)
+    data = _two_bars(3, 200, noise=False)
+    with pytest.raises(bmx.FitError, match="degenerate"):
+        bmx.lmm("y ~ x + (1 + x | g) + (1 | h)", data).fit("ML")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = bmx.lmm("y ~ x + (1 + x | g) + (1 | h)", data).fit("REML")
+    assert np.isfinite(fit.loglik)
+
+
+@pytest.mark.parametrize("limit", [1, 10])
+def test_max_evaluations_is_a_limit_for_the_gradient_search(limit):
+    design = build_design("y ~ x + (1 + x | g) + (1 | h)", _two_bars(1, 300))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bmx.ConvergenceWarning)
+        est = fit_estimates(design, "ML", max_evaluations=limit)
+    assert est.n_evaluations <= limit and not est.converged
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_a_flat_ridge_by_the_bound_ends_on_the_bound(method, monkeypatch):
+    # the intercept SD of g ~ 0 leaves its correlation with the slope free: L-BFGS
+    # stopped at theta_11 ~ 1e-4 and the check then crawled for 1,251 evaluations
+    rng = np.random.default_rng(502)
+    n = int(rng.integers(400, 1500))
+    mg, mh, mc = int(rng.integers(100, 300)), int(rng.integers(3, 10)), int(rng.integers(20, 60))
+    g, h, c = rng.integers(0, mg, n), rng.integers(0, mh, n), rng.integers(0, mc, n)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    sd = rng.choice([0.0, 0.05, 0.5, 1.5], size=6)
+    y = (
+        1
+        + x
+        + sd[0] * rng.normal(size=mg)[g]
+        + sd[1] * rng.normal(size=mg)[g] * x
+        + sd[2] * rng.normal(size=mh)[h]
+        + sd[3] * rng.normal(size=mc)[c]
+        + sd[4] * rng.normal(size=mh)[h] * z
+        + rng.normal(size=n)
+    )
+    data = pd.DataFrame({"y": y, "x": x, "g": g, "h": h.astype(str)})
+    design = build_design("y ~ x + (1 + x | g) + (1 | h)", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", bmx.ConvergenceWarning)
+        warnings.simplefilter("ignore", bmx.SingularFitWarning)
+        searched = fit_estimates(design, method)
+        optimise = ml_optimise.optimise
+        monkeypatch.setattr(
+            ml_fit, "optimise", lambda *a, **k: optimise(*a, **{**k, "gradient": None})
+        )
+        bobyqa = fit_estimates(design, method)
+    assert searched.converged and searched.singular and searched.theta[0] == 0.0
+    assert searched.n_evaluations < 60
+    assert searched.loglik >= bobyqa.loglik - 1e-9

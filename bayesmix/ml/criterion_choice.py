@@ -4,7 +4,7 @@ Three kernels give lme4's profiled criterion, equal to rounding
 (``tests/test_ml_gradient.py``, ``tests/test_residual_spec.py``):
 
 * :class:`~bayesmix.ml.dense_kernel.DenseCriterion` up to
-  :data:`~bayesmix.ml.dense_kernel.DENSE_MAX_EFFECTS` random effects in all
+  :data:`~bayesmix.ml.dense_kernel.DENSE_MAX_EFFECTS` random and fixed effects in all
   (one compiled dense factorisation, with the exact gradient);
 * :class:`~bayesmix.ml.structured_kernel.OneBlockCriterion` for one larger block
   (compiled, level by level, no gradient);
@@ -39,9 +39,11 @@ CriterionAndGradient = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
 def _layout(design: Design) -> tuple[list[tuple], int, int]:
-    """The design's blocks as kernel tuples, its number of random effects and of theta."""
+    """The design's blocks as kernel tuples, the order of the dense system (random effects
+    plus fixed effects: its compiled factorisation grows as the cube) and the number of theta."""
     blocks = [(b.codes, b.Z, b.n_levels, b.covariance) for b in design.blocks]
     q = sum(b.n_levels * b.Z.shape[1] for b in design.blocks)
+    q = q + design.n_fixed if q else 0
     k = sum(n_theta(b.covariance, b.Z.shape[1]) for b in design.blocks)
     return blocks, q, k
 
@@ -50,7 +52,7 @@ def estimates_kernel(design: Design) -> Any:
     """The kernel that gives the estimates: the dense one for a small design.
 
     :class:`~bayesmix.ml.dense_solution.DenseKernel` up to
-    :data:`~bayesmix.ml.dense_kernel.DENSE_MAX_EFFECTS` random effects, else
+    :data:`~bayesmix.ml.dense_kernel.DENSE_MAX_EFFECTS` random and fixed effects, else
     :class:`~bayesmix.ml.deviance.ProfiledDeviance`.
     """
     blocks, q, k = _layout(design)
@@ -65,7 +67,8 @@ def estimates_kernel(design: Design) -> Any:
 
 
 def _search_criterion(design: Design, kernel: Any) -> Any:
-    """The criterion the search evaluates (``kernel`` unless a quicker one exists)."""
+    """The criterion the search evaluates (``kernel`` unless a quicker one exists;
+    ``kernel=None``: built here if needed)."""
     from bayesmix.ml.dense_kernel import DENSE_MAX_EFFECTS, DenseCriterion
 
     blocks, q, k = _layout(design)
@@ -74,15 +77,18 @@ def _search_criterion(design: Design, kernel: Any) -> Any:
 
         b = design.blocks[0]
         return OneBlockCriterion(design.y, design.X, b.codes, b.Z, b.n_levels, b.covariance)
-    if isinstance(kernel, DenseCriterion) or not 0 < q <= DENSE_MAX_EFFECTS:
+    if isinstance(kernel, DenseCriterion):
         return kernel
+    if not 0 < q <= DENSE_MAX_EFFECTS:
+        return kernel if kernel is not None else ProfiledDeviance(design.y, design.X, blocks)
     return DenseCriterion(design.y, design.X, blocks, gradient=k >= GRADIENT_MIN_THETA)
 
 
 def choose_criterion(
     design: Design, kernel: Any, reml: bool
 ) -> tuple[Criterion, CriterionAndGradient | None]:
-    """The criterion of ``design`` (the working design of ``kernel``) and its gradient.
+    """The criterion of ``design`` (the working design of ``kernel``, which may be
+    ``None``) and its gradient.
 
     The gradient is ``None`` where BOBYQA should search without it: the general
     kernel always has one; a compiled criterion when it has enough ``theta``.

@@ -36,6 +36,11 @@ CriterionAndGradient = Callable[[np.ndarray], tuple[float, np.ndarray]]
 #: (Orthodont's (age | Subject), bounded, stopped on 0 1.6 deviance units short).
 NEAR_BOUND = 1e-3
 _PROBES = (0.1, 0.01)
+# A diagonal theta near 0 whose probes gain nothing goes to 0 when that costs at
+# most this (criterion units; -2 logLik): on a ridge where a variance is ~0 and
+# its correlations are undetermined, L-BFGS stops at ~1e-4 and the check then
+# reads the flat ridge as a saddle (1,251 evaluations of BOBYQA's crawling)
+_SNAP_TOLERANCE = 1e-6
 _RESTARTS = 3
 _FIRST_STEP = 0.5
 # Stopping rules: the Newton polish of bayesmix.ml.optimise finishes the last digits
@@ -95,9 +100,10 @@ def minimise_gradient(
         message = f"L-BFGS with the exact gradient: {reasons.get(code, f'NLopt code {code}')}"
     except nlopt.RoundoffLimited:
         converged, message = True, "LD_LBFGS stopped by round-off at the best point"
-    except (ValueError, RuntimeError) as err:
-        if isinstance(err, FitError):
-            raise
+    except FitError:
+        raise
+    # nlopt's own exceptions derive from Exception, not RuntimeError
+    except (ValueError, RuntimeError, getattr(nlopt, "exception", RuntimeError)) as err:
         converged, message = False, f"LD_LBFGS failure: {err}"
     return state["best_x"], state["best_f"], converged, message, state["n"]
 
@@ -112,32 +118,51 @@ def gradient_search(
 ) -> tuple[np.ndarray, float, bool, str, int]:
     """:func:`minimise_gradient` without bounds, mapped back by ``canonical``.
 
-    The criterion is even in each diagonal ``theta`` (a column of ``Lambda`` may
-    change sign), so the search runs unbounded: with the bound, a first long step
-    projected a ``theta`` onto 0, where its gradient vanishes, and it stayed
-    there (InstEval's student SD). ``canonical`` flips the signs back. A diagonal
-    ``theta`` that ends within :data:`NEAR_BOUND` of 0 is probed at
-    :data:`_PROBES` (with ``fun``); a probe below the current value restarts the
-    search there.
+    The criterion does not change when a column of ``Lambda`` changes sign, so the
+    search runs unbounded (with the bound, a first long step projected a ``theta``
+    onto 0, where the derivative of a scalar block's criterion vanishes, and it
+    stayed there: InstEval's student SD); ``canonical`` flips the columns back. A
+    diagonal ``theta`` that ends within :data:`NEAR_BOUND` of 0 is probed at
+    :data:`_PROBES` (with ``fun``): a probe below the current value restarts the
+    search there; if none is, the ``theta`` goes to 0 when that costs at most
+    :data:`_SNAP_TOLERANCE`. No more than ``max_evaluations`` gradients and probes.
 
-    Returns ``(x, f(x), converged, message, evaluations with the gradient)``; the
-    caller finishes a search that did not converge (with BOBYQA).
+    Returns ``(x, f(x), converged, message, evaluations with the gradient)``
+    (the probes are evaluations of ``fun``, counted by its caller); the caller
+    finishes a search that failed (with BOBYQA, in the evaluations left).
     """
     free = np.full(start.shape, -np.inf)
     x, fx, converged, message, n_grad = minimise_gradient(gradient, start, free, max_evaluations)
     x = np.maximum(canonical(x), lower)
-    for _ in range(_RESTARTS if converged else 0):
+    n_probes = 0
+    for _ in range(_RESTARTS):
+        near = np.flatnonzero(np.isfinite(lower) & (x - lower < NEAR_BOUND))
+        if not converged or not near.size:
+            break
         best_f, best_x = fx, None
-        for j in np.flatnonzero(np.isfinite(lower) & (x - lower < NEAR_BOUND)):
+        for j in near:
             for step in _PROBES:
                 probe = x.copy()
                 probe[j] = lower[j] + step
                 f_probe = fun(probe)
+                n_probes += 1
                 if f_probe < best_f:
                     best_f, best_x = f_probe, probe
         if best_x is None:
+            # on a flat ridge by the bound (a variance ~0, its correlations free): the
+            # bound itself, as BOBYQA finds it, when it is as good to _SNAP_TOLERANCE
+            snapped = x.copy()
+            snapped[near] = lower[near]
+            f_snapped = fun(snapped)
+            n_probes += 1
+            if f_snapped <= fx + _SNAP_TOLERANCE:
+                x, fx = snapped, f_snapped
             break
-        budget = max(max_evaluations - n_grad, 10 * x.size)
+        budget = max_evaluations - n_grad - n_probes
+        if budget <= 0:
+            x, fx, converged = best_x, best_f, False
+            message += "; no evaluations left to restart off a bound"
+            break
         x_new, f_new, converged, message, n_more = minimise_gradient(gradient, best_x, free, budget)
         n_grad += n_more
         x, fx = (x_new, f_new) if f_new < best_f else (best_x, best_f)

@@ -234,9 +234,10 @@ def minimise(
     except nlopt.RoundoffLimited:
         # Precision-limited at the best point so far: as good as it gets.
         converged, message = True, "NLOPT_ROUNDOFF_LIMITED: stopped by round-off at the best point"
-    except (ValueError, RuntimeError) as err:
-        if isinstance(err, FitError):
-            raise
+    except FitError:
+        raise
+    # nlopt's own exceptions derive from Exception, not RuntimeError
+    except (ValueError, RuntimeError, getattr(nlopt, "exception", RuntimeError)) as err:
         converged, message = False, f"NLopt failure: {err}"
     return state["best_x"], state["best_f"], converged, message, state["n"]
 
@@ -268,7 +269,8 @@ def optimise(
     ``converged`` is BOBYQA's verdict and the final check's (:attr:`OptimumCheck.passes`);
     ``unpin`` and ``rhobeg`` are :func:`minimise`'s. With ``gradient`` (the criterion
     and its gradient) the quasi-Newton search of :mod:`bayesmix.ml.gradient_search`
-    replaces BOBYQA, which then only finishes a search that failed; ``canonical``
+    replaces BOBYQA (``unpin`` and ``rhobeg`` then unused), which only finishes a
+    search that failed; ``canonical``
     maps that search's unbounded ``theta`` to the bounded one of the same
     covariances (:func:`bayesmix.spec.covariance.canonical_theta`).
     """
@@ -287,8 +289,8 @@ def optimise(
             gradient, counted, start, lower, max_evaluations, canonical or (lambda x: x)
         )
         count["n"] += n_searched
-        if not converged:  # finished by BOBYQA
-            budget = max(max_evaluations - count["n"], 10 * x.size)
+        budget = max_evaluations - count["n"]
+        if not converged and budget > 0:  # a failed search is finished by BOBYQA
             x_b, f_b, converged, message_b, _ = minimise(counted, x, lower, budget, unpin=True)
             if f_b <= fx:
                 x, fx = x_b, f_b

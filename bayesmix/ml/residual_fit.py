@@ -114,8 +114,7 @@ class _Criterion:
         """The criterion of the model without the structure, at lme4's ``theta``."""
         theta_w = self.work.theta_w(theta)
         if self._plain is None:  # formed once: the unstructured design never changes
-            kernel = deviance_function(self.work.design)
-            self._plain, _ = choose_criterion(self.work.design, kernel, self.reml)
+            self._plain, _ = choose_criterion(self.work.design, None, self.reml)
         return self._plain(theta_w)
 
     def kernel(self, u: np.ndarray) -> tuple[ProfiledDeviance, float]:
