@@ -116,18 +116,24 @@ CASES = {"sleepstudy": sleepstudy_case, "insteval": insteval_case, "synthetic": 
 DEFAULT_REPEATS = {"sleepstudy": 20, "insteval": 3, "synthetic": 1}
 
 
-def fit_bayesmix(data: pd.DataFrame, formula: str, method: str, repeats: int) -> dict:
+def time_fits(data: pd.DataFrame, formula: str, method: str, repeats: int):
+    """``repeats`` times ``bmx.lmm`` and ``fit``: design and fit seconds, last model and fit."""
     design_s, fit_s = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model = bmx.lmm(formula, data)
+        built = time.perf_counter()
+        fit = model.fit(method=method)
+        done = time.perf_counter()
+        design_s.append(built - start)
+        fit_s.append(done - built)
+    return design_s, fit_s, model, fit
+
+
+def fit_bayesmix(data: pd.DataFrame, formula: str, method: str, repeats: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SingularFitWarning)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model = bmx.lmm(formula, data)
-            built = time.perf_counter()
-            fit = model.fit(method=method)
-            done = time.perf_counter()
-            design_s.append(built - start)
-            fit_s.append(done - built)
+        design_s, fit_s, model, fit = time_fits(data, formula, method, repeats)
     return {
         "design_s": statistics.median(design_s),
         "fit_s": statistics.median(fit_s),

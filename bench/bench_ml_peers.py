@@ -76,7 +76,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,7 +84,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from bench_env import machine_line, numpy_blas, package_versions
-from bench_ml import insteval_case, sleepstudy_case, synthetic_case
+from bench_ml import insteval_case, sleepstudy_case, synthetic_case, time_fits
 from peer_r import r_available, r_blas_line, run_r
 
 import bayesmix as bmx
@@ -334,15 +333,7 @@ def bayesmix_worker(name: str, repeats: int) -> dict:
         if not case.big:
             bmx.lmm(formula, data).fit(method=method)  # warm-up on the same data
         del caught[:]  # keep the timed fits' warnings only
-        design_s, fit_s = [], []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model = bmx.lmm(formula, data)
-            built = time.perf_counter()
-            fit = model.fit(method=method)
-            done = time.perf_counter()
-            design_s.append(built - start)
-            fit_s.append(done - built)
+        design_s, fit_s, model, fit = time_fits(data, formula, method, repeats)
     return {
         "design_s": statistics.median(design_s),
         "fit_s": statistics.median(fit_s),

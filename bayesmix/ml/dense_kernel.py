@@ -41,6 +41,7 @@ import math
 import numpy as np
 from numba import njit
 
+from bayesmix.ml.structured_kernel import cholesky_in_place
 from bayesmix.spec.covariance import theta_positions
 
 __all__ = ["DENSE_MAX_EFFECTS", "DenseCriterion"]
@@ -74,26 +75,6 @@ def _lambda_t_rows(T, block, column, base, size, X):
                 for j in range(c):
                     out[a, j] += w * X[r0 + t, j]
     return out
-
-
-@njit(cache=True)
-def _cholesky(A):
-    """Lower Cholesky factor of ``A`` in place (upper triangle left as is); False if not PD."""
-    n = A.shape[0]
-    for j in range(n):
-        d = A[j, j]
-        for m in range(j):
-            d -= A[j, m] * A[j, m]
-        if d <= 0.0:
-            return False
-        d = math.sqrt(d)
-        A[j, j] = d
-        for i in range(j + 1, n):
-            s = A[i, j]
-            for m in range(j):
-                s -= A[i, m] * A[j, m]
-            A[i, j] = s / d
-    return True
 
 
 @njit(cache=True)
@@ -140,7 +121,7 @@ def dense_factor(theta, G, ZXy, XyXy, th_block, th_row, th_col, block, column, b
     """The lower Cholesky factor of ``A`` at ``theta`` (upper triangle zero), and
     whether ``A`` was positive definite."""
     A, _, _ = _assemble(theta, G, ZXy, XyXy, th_block, th_row, th_col, block, column, base, size)
-    return A, _cholesky(A)
+    return A, cholesky_in_place(A, A.shape[0])
 
 
 @njit(cache=True)
@@ -154,7 +135,7 @@ def dense_criterion(
     q, c = ZXy.shape
     p = c - 1
     A, F, H = _assemble(theta, G, ZXy, XyXy, th_block, th_row, th_col, block, column, base, size)
-    if not _cholesky(A):
+    if not cholesky_in_place(A, A.shape[0]):
         return np.inf
     ld_L = 0.0
     for a in range(q):

@@ -26,7 +26,12 @@ import scipy.linalg as sla
 from bayesmix.errors import FitError
 from bayesmix.ml.dense_kernel import DenseCriterion, dense_factor
 from bayesmix.ml.pls_solution import PLSSolution
-from bayesmix.spec.covariance import factors_from_theta, initial_theta, lower_bounds, n_theta
+from bayesmix.spec.covariance import (
+    factors_from_theta,
+    n_theta,
+    stacked_initial_theta,
+    stacked_lower_bounds,
+)
 
 __all__ = ["DenseKernel"]
 
@@ -64,14 +69,12 @@ class DenseKernel(DenseCriterion):
     @property
     def lower_bounds(self) -> np.ndarray:
         """Lower bounds of ``theta`` (0 on diagonals of the factors)."""
-        parts = [lower_bounds(kd, k) for kd, k in zip(self.kinds, self.sizes)]
-        return np.concatenate(parts) if parts else np.empty(0)
+        return stacked_lower_bounds(self.kinds, self.sizes)
 
     @property
     def initial_theta(self) -> np.ndarray:
         """lme4's start: 1 on diagonals, 0 off the diagonals."""
-        parts = [initial_theta(kd, k) for kd, k in zip(self.kinds, self.sizes)]
-        return np.concatenate(parts) if parts else np.empty(0)
+        return stacked_initial_theta(self.kinds, self.sizes)
 
     @property
     def dense_order(self) -> int:

@@ -35,7 +35,12 @@ import scipy.sparse as sp
 from bayesmix.errors import FitError
 from bayesmix.ml.pls_solution import PLSSolution
 from bayesmix.ml.small_algebra import lower_cholesky, lower_solve, small_matmul, sparse_cross
-from bayesmix.spec.covariance import factors_from_theta, initial_theta, lower_bounds, n_theta
+from bayesmix.spec.covariance import (
+    factors_from_theta,
+    n_theta,
+    stacked_initial_theta,
+    stacked_lower_bounds,
+)
 
 # Dense B B' (BLAS) is preferred while its flop count is below this multiple of
 # the sparse product's, and while dense B stays below _DENSE_B_MAX entries.
@@ -201,14 +206,12 @@ class ProfiledDeviance:
     @property
     def lower_bounds(self) -> np.ndarray:
         """Lower bounds of ``theta`` (0 on diagonals of the factors)."""
-        parts = [lower_bounds(kd, k) for kd, k in zip(self.kinds, self.sizes)]
-        return np.concatenate(parts) if parts else np.empty(0)
+        return stacked_lower_bounds(self.kinds, self.sizes)
 
     @property
     def initial_theta(self) -> np.ndarray:
         """lme4's start: 1 on diagonals, 0 off the diagonals."""
-        parts = [initial_theta(kd, k) for kd, k in zip(self.kinds, self.sizes)]
-        return np.concatenate(parts) if parts else np.empty(0)
+        return stacked_initial_theta(self.kinds, self.sizes)
 
     @property
     def dense_order(self) -> int:

@@ -26,13 +26,19 @@ from numba import njit
 
 from bayesmix.spec.covariance import theta_positions
 
-__all__ = ["OneBlockCriterion", "criterion_from_products", "cross_products", "one_block_criterion"]
+__all__ = [
+    "OneBlockCriterion",
+    "cholesky_in_place",
+    "criterion_from_products",
+    "cross_products",
+    "one_block_criterion",
+]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
 @njit(cache=True)
-def _cholesky_in_place(A: np.ndarray, size: int) -> bool:
+def cholesky_in_place(A: np.ndarray, size: int) -> bool:
     """Lower Cholesky factor of ``A[:size, :size]`` in place; ``False`` if not PD."""
     for j in range(size):
         d = A[j, j]
@@ -119,7 +125,7 @@ def criterion_from_products(
                 for m in range(s, k):
                     acc += TZZ[t, m] * T[m, s]
                 S[t, s] = acc + (1.0 if t == s else 0.0)
-        if not _cholesky_in_place(S, k):
+        if not cholesky_in_place(S, k):
             return np.inf
         for t in range(k):  # R = L^-1 T' Z_j'[X, y]
             for a in range(q):
@@ -147,7 +153,7 @@ def criterion_from_products(
                 M[b, a] -= RR[a, b]
     ld_X = 0.0
     if p:
-        if not _cholesky_in_place(M, p):
+        if not cholesky_in_place(M, p):
             return np.inf
         for a in range(p):
             ld_X += 2.0 * math.log(M[a, a])

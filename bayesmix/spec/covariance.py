@@ -136,6 +136,18 @@ def factors_from_theta(
     return [theta_to_factor(t, kind, k) for t, kind, k in zip(parts, kinds, sizes)]
 
 
+def stacked_lower_bounds(kinds: Sequence[str], sizes: Sequence[int]) -> np.ndarray:
+    """:func:`lower_bounds` of every block, stacked as ``theta`` is."""
+    parts = [lower_bounds(kind, k) for kind, k in zip(kinds, sizes)]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
+def stacked_initial_theta(kinds: Sequence[str], sizes: Sequence[int]) -> np.ndarray:
+    """:func:`initial_theta` of every block (lme4's start), stacked as ``theta`` is."""
+    parts = [initial_theta(kind, k) for kind, k in zip(kinds, sizes)]
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
 def canonical_theta(theta: np.ndarray, kinds: Sequence[str], sizes: Sequence[int]) -> np.ndarray:
     """The same covariances with every diagonal ``theta`` made non-negative.
 
