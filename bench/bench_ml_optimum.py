@@ -9,8 +9,10 @@ today's" (issue 18)::
 
     git worktree add /tmp/old <commit>
     export OMP_NUM_THREADS=1
-    PYTHONPATH=/tmp/old .venv/bin/python bench/bench_ml_optimum.py --save /tmp/old.json
-    .venv/bin/python bench/bench_ml_optimum.py --against /tmp/old.json
+    PYTHONPATH=/tmp/old .venv/bin/python bench/bench_ml_optimum.py --random 60 --save /tmp/old.json
+    .venv/bin/python bench/bench_ml_optimum.py --random 60 --against /tmp/old.json
+
+``--random N`` adds N random designs (:func:`random_design`) to the 54 fits.
 
 Times include the first call's compilation (numba) in the first row only.
 """
@@ -83,22 +85,58 @@ def data_of(name: str) -> pd.DataFrame:
     return bmx.load_dataset(name)
 
 
-def fit_all() -> list[dict]:
-    """Every model by REML and ML: logLik, evaluations, convergence and seconds."""
+# shapes of the random designs (--random): crossed, nested-free, correlated and not
+RANDOM_FORMULAS = [
+    "y ~ x + (1 + x | g) + (1 | h)",
+    "y ~ x + (1 | g) + (1 | h) + (1 | c)",
+    "y ~ x + z + (x + z | g)",
+    "y ~ x + (1 + x | g) + (1 + z | h)",
+    "y ~ x + (x || g) + (1 | c)",
+]
+
+
+def random_design(seed: int) -> tuple[str, pd.DataFrame]:
+    """A formula and data with 200-1,500 rows; each variance 0, 0.05, 0.5 or 1.5 at random."""
+    rng = np.random.default_rng(500 + seed)
+    n = int(rng.integers(200, 1500))
+    mg, mh, mc = int(rng.integers(10, 300)), int(rng.integers(3, 10)), int(rng.integers(20, 60))
+    g, h, c = rng.integers(0, mg, n), rng.integers(0, mh, n), rng.integers(0, mc, n)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    sd = rng.choice([0.0, 0.05, 0.5, 1.5], size=6)
+    y = (
+        1
+        + x
+        + sd[0] * rng.normal(size=mg)[g]
+        + sd[1] * rng.normal(size=mg)[g] * x
+        + sd[2] * rng.normal(size=mh)[h]
+        + sd[3] * rng.normal(size=mc)[c]
+        + sd[4] * rng.normal(size=mh)[h] * z
+        + rng.normal(size=n)
+    )
+    data = pd.DataFrame({"y": y, "x": x, "z": z, "g": g, "h": h.astype(str), "c": c})
+    return RANDOM_FORMULAS[seed % len(RANDOM_FORMULAS)], data
+
+
+def fit_all(n_random: int = 0) -> list[dict]:
+    """Every model by REML and ML: logLik, evaluations, convergence, warnings and seconds."""
     out = []
-    warnings.simplefilter("ignore")
-    for name, formula in MODELS:
-        data = data_of(name)
+    models = [(name, formula, None) for name, formula in MODELS]
+    models += [(f"random{seed}", *random_design(seed)) for seed in range(n_random)]
+    for name, formula, given in models:
+        data = data_of(name) if given is None else given
         for method in ("REML", "ML"):
             if name in ("InstEval", "syn1e5") and method == "REML":
                 continue
             start = time.perf_counter()
             row = {"data": name, "formula": formula, "method": method}
             try:
-                fit = bmx.lmm(formula, data).fit(method=method)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    fit = bmx.lmm(formula, data).fit(method=method)
             except Exception as error:  # a failure is a result here, reported as such
                 out.append({**row, "error": str(error)[:200]})
                 continue
+            row["warnings"] = sorted({type(w.message).__name__ for w in caught})
             est = fit.estimates
             out.append(
                 {
@@ -115,6 +153,7 @@ def fit_all() -> list[dict]:
 def compare(new: list[dict], old: list[dict]) -> None:
     """One line per fit: logLik difference (new - old), evaluations and milliseconds."""
     worst = 0.0
+    higher = 0
     for n, o in zip(new, old, strict=True):
         label = f"{n['data'][:11]:11s} {n['method']:4s} {n['formula'][:60]:60s}"
         if "error" in n or "error" in o:
@@ -122,20 +161,31 @@ def compare(new: list[dict], old: list[dict]) -> None:
             continue
         diff = n["loglik"] - o["loglik"]
         worst = min(worst, diff)
+        higher += diff > 1e-7
+        changed = o.get("warnings", []) != n.get("warnings", [])
         print(
             f"{label} {diff:+.1e} {o['evaluations']:4d} -> {n['evaluations']:4d} evals "
             f"{o['seconds'] * 1e3:8.1f} -> {n['seconds'] * 1e3:8.1f} ms"
+            + (f"  warnings {o.get('warnings')} -> {n.get('warnings')}" if changed else "")
         )
-    print(f"largest logLik shortfall (new below old): {-worst:.1e}")
+    total = {
+        key: sum(r.get("evaluations", 0) for r in rows)
+        for key, rows in (("old", old), ("new", new))
+    }
+    print(
+        f"largest logLik shortfall (new below old): {-worst:.1e}; higher by > 1e-7: {higher} "
+        f"of {len(new)}; evaluations {total['old']} -> {total['new']}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--save", type=Path, help="write this run's results as JSON")
     parser.add_argument("--against", type=Path, help="print differences from a saved run")
+    parser.add_argument("--random", type=int, default=0, help="also this many random designs")
     args = parser.parse_args()
     print(f"bayesmix from {Path(bmx.__file__).parent}", file=sys.stderr)
-    results = fit_all()
+    results = fit_all(args.random)
     if args.save:
         args.save.write_text(json.dumps(results, indent=1))
     if args.against:
