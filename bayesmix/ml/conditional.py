@@ -27,7 +27,7 @@ def conditional_variances(kernel: Any, theta: np.ndarray, sigma: float) -> tuple
     if not kernel._blocks:
         return ()
     f = kernel._factor(theta)
-    parts = kernel.gradient_plan().selected_inverse(f)
+    parts = kernel.gradient_plan.selected_inverse(f)
     T, out = f["T"], [None] * len(kernel._blocks)
     out[kernel._order[0]] = parts["sigma11"]
     for pos, i in enumerate(kernel._order[1:]):

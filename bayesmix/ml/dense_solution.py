@@ -25,7 +25,7 @@ import scipy.linalg as sla
 
 from bayesmix.errors import FitError
 from bayesmix.ml.dense_kernel import DenseCriterion, dense_factor
-from bayesmix.ml.pls_solution import PLSSolution
+from bayesmix.ml.pls_solution import PLSSolution, fitted_values
 from bayesmix.spec.covariance import (
     factors_from_theta,
     n_theta,
@@ -140,7 +140,4 @@ class DenseKernel(DenseCriterion):
 
     def fitted(self, beta: np.ndarray, b: Sequence[np.ndarray]) -> np.ndarray:
         """Conditional fitted values ``X beta + sum_i rowsum(Z_i * b_i[codes_i])``."""
-        eta = self._X @ beta
-        for (codes, Z, _, _), bi in zip(self._blocks, b):
-            eta = eta + np.einsum("nk,nk->n", Z.reshape(len(eta), -1), bi[codes])
-        return eta
+        return fitted_values(self._X, self._blocks, beta, b)

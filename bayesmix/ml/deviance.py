@@ -26,6 +26,7 @@ Block "1" is the first (largest) block, "r" the rest stacked (q_r rows).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,7 +34,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from bayesmix.errors import FitError
-from bayesmix.ml.pls_solution import PLSSolution
+from bayesmix.ml.pls_solution import PLSSolution, fitted_values
 from bayesmix.ml.small_algebra import lower_cholesky, lower_solve, small_matmul, sparse_cross
 from bayesmix.spec.covariance import (
     factors_from_theta,
@@ -87,7 +88,6 @@ class ProfiledDeviance:
         self.n_levels = [b[2] for b in self._blocks]
         self.n_theta = sum(n_theta(kd, k) for kd, k in zip(self.kinds, self.sizes))
         self._X = X
-        self._gradient_plan = None
         self._last = None  # (theta, factor) of the last evaluation
         Xy = np.column_stack([X, y])
         self._XyXy = Xy.T @ Xy
@@ -257,9 +257,8 @@ class ProfiledDeviance:
         # the last factor is kept: the estimates at the optimum ask for it twice
         if self._last is not None and np.array_equal(self._last[0], theta):
             return self._last[1]
-        f = self._factor_anew(theta)
-        self._last = (theta.copy(), f)
-        return f
+        self._last = (theta.copy(), self._factor_anew(theta))
+        return self._last[1]
 
     def _factor_anew(self, theta: np.ndarray) -> dict:
         T = factors_from_theta(theta, self.kinds, self.sizes)
@@ -335,17 +334,16 @@ class ProfiledDeviance:
         """Profiled deviance (``reml=False``) or REML criterion at ``theta``."""
         return float(self._criterion(self._factor(theta), reml))
 
+    @functools.cached_property
     def gradient_plan(self):
-        """The :class:`~bayesmix.ml.deviance_gradient.GradientPlan` of this kernel (cached)."""
-        if self._gradient_plan is None:
-            from bayesmix.ml.deviance_gradient import GradientPlan  # numba, on first use
+        """The :class:`~bayesmix.ml.deviance_gradient.GradientPlan` of this kernel."""
+        from bayesmix.ml.deviance_gradient import GradientPlan  # numba, on first use
 
-            self._gradient_plan = GradientPlan(self)
-        return self._gradient_plan
+        return GradientPlan(self)
 
     def value_and_gradient(self, theta: np.ndarray, reml: bool = True) -> tuple[float, np.ndarray]:
         """The criterion and its exact gradient (:mod:`bayesmix.ml.deviance_gradient`)."""
-        return self.gradient_plan().value_and_gradient(theta, reml)
+        return self.gradient_plan.value_and_gradient(theta, reml)
 
     def solve(self, theta: np.ndarray, reml: bool = True) -> PLSSolution:
         """Criterion, ``beta``, ``u``, ``b = Lambda u``, ``sigma`` and factors at ``theta``."""
@@ -399,7 +397,4 @@ class ProfiledDeviance:
 
     def fitted(self, beta: np.ndarray, b: Sequence[np.ndarray]) -> np.ndarray:
         """Conditional fitted values ``X beta + sum_i rowsum(Z_i * b_i[codes_i])``."""
-        eta = self._X @ beta
-        for (codes, Z, _, _), bi in zip(self._blocks, b):
-            eta = eta + np.einsum("nk,nk->n", Z, bi[codes])
-        return eta
+        return fitted_values(self._X, self._blocks, beta, b)

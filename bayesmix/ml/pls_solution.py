@@ -1,4 +1,5 @@
-"""The penalised least-squares solution at one ``theta``, as both ML kernels give it.
+"""The penalised least-squares solution at one ``theta``, as both ML kernels give it,
+and the fitted values it implies.
 
 :class:`~bayesmix.ml.deviance.ProfiledDeviance` (blocked) and
 :class:`~bayesmix.ml.dense_solution.DenseKernel` (small models) return it from
@@ -7,11 +8,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PLSSolution"]
+__all__ = ["PLSSolution", "fitted_values"]
 
 
 @dataclass(frozen=True)
@@ -33,3 +35,16 @@ class PLSSolution:
     ldL2: float
     ldRX2: float
     RX: np.ndarray
+
+
+def fitted_values(
+    X: np.ndarray, blocks: Sequence[tuple], beta: np.ndarray, b: Sequence[np.ndarray]
+) -> np.ndarray:
+    """Conditional fitted values ``X beta + sum_i rowsum(Z_i * b_i[codes_i])``.
+
+    ``blocks`` holds ``(codes, Z, n_levels, kind)`` per block, as the kernels take them.
+    """
+    eta = X @ beta
+    for (codes, Z, _, _), bi in zip(blocks, b):
+        eta = eta + np.einsum("nk,nk->n", Z.reshape(len(eta), -1), bi[codes])
+    return eta
