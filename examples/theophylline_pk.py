@@ -43,6 +43,18 @@ print(ml_diag.summary(), end="\n\n")
 print(bmx.anova(diagonal=ml_diag, correlated=ml_corr), end="\n\n")
 
 # %% [markdown]
+# The same question, and whether lKe needs a random effect at all, as one stepwise selection
+# by AIC: start with random effects on all three parameters and let each leave, or the block
+# become correlated. Then nlme's approximate intervals of the chosen fit.
+
+# %%
+everything = {name: "1 + (1 | Subject)" for name in ("lKe", "lKa", "lCl")}
+full = diagonal.update(params=everything).fit(method="ML")
+selection = bmx.select_random(full, criterion="AIC")
+print(selection, end="\n\n")
+print(selection.fit.intervals(), end="\n\n")
+
+# %% [markdown]
 # The correlation adds nothing (p ≈ 1), so the diagonal model stays.
 # ## Bayesian fit of the same model
 

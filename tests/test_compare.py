@@ -17,7 +17,7 @@ from scipy import stats
 from test_results import tiny_design, tiny_estimates
 
 import bayesmix as bmx
-from bayesmix.errors import ComparisonError
+from bayesmix.errors import ArgumentError, ComparisonError
 from bayesmix.ml.compare import AnovaTable, aic_table, anova
 from bayesmix.ml.fit import fit_estimates
 from bayesmix.ml.results import MLResult
@@ -124,6 +124,8 @@ def test_refuses_meaningless_comparisons():
         anova(reml, fake_fit(-15.0, 5, "REML", design=other_fixed))
     anova(base, fake_fit(-15.0, 4, design=other_fixed))  # fine under ML
     with pytest.raises(ComparisonError, match="at least two"):
+        anova()
+    with pytest.raises(ArgumentError, match="formula's terms"):  # one fit: its F tests
         anova(base)
     with pytest.raises(ComparisonError, match="not mixed"):
         anova(base, other=base)

@@ -187,8 +187,18 @@ class BayesResult:
         table.attrs.update(ci_prob=ci_prob, ci_kind=CI_KIND)
         return table
 
-    def summary(self, ci_prob: float = 0.95) -> BayesSummary:
-        """lme4-like summary with posterior means, SDs and equal-tailed intervals."""
+    def summary(self, ci_prob: float = 0.95, ddf: Any = None) -> BayesSummary:
+        """lme4-like summary with posterior means, SDs and equal-tailed intervals.
+
+        ``ddf`` exists to refuse it: a posterior has no denominator degrees of freedom.
+        """
+        if ddf is not None:
+            raise ArgumentError(
+                "ddf= (Satterthwaite/Kenward-Roger p-values) applies to ML/REML fits. A "
+                "Bayesian fit's uncertainty is its posterior: read the intervals of "
+                "post.summary() or post.fixef(), or fit the model with model.fit() for "
+                "lmerTest's tests."
+            )
         check_ci_prob(ci_prob)
         post = self._posterior()
         diag = self.diagnostics()

@@ -26,8 +26,10 @@ criterion (:mod:`.structured_kernel`, also used by one-block lmm fits).
 
 May import: :mod:`bayesmix.spec`, :mod:`bayesmix.errors`, numpy, scipy, nlopt, numba;
 never :mod:`bayesmix.bayes`, PyMC, PyTensor or ArviZ (an ML fit must not load
-them). The one call upward is ``MLResult.save``, which defers to
-:mod:`bayesmix.io`.
+them). The calls upward are ``MLResult.save``, which defers to
+:mod:`bayesmix.io`, and the inference methods of :mod:`.inference_methods`
+(``summary(ddf=)``, ``coef_table``, ``anova``, ``confint``, ``ranova``,
+``simulate``, ``bootstrap``), which defer to :mod:`bayesmix.inference`.
 
 Notation
 --------

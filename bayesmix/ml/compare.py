@@ -214,7 +214,9 @@ def anova(*fits: MLResult, bic: BicConvention | None = None, **named_fits: MLRes
     Parameters
     ----------
     *fits : MLResult
-        Two or more fits, named ``"Model 1"``, ``"Model 2"``, ...
+        Two or more fits, named ``"Model 1"``, ``"Model 2"``, ... One fit alone
+        gives its own F tests, as R's ``anova(fit)`` with lmerTest:
+        :meth:`MLResult.anova` (type III, Satterthwaite).
     bic : {"nlme", "lme4"}, optional
         BIC convention; ``"nlme"`` uses ``log(n - p)`` for REML fits. Default:
         the fits' own :attr:`~bayesmix.ml.results.MLResult.conventions` (so the
@@ -236,10 +238,12 @@ def anova(*fits: MLResult, bic: BicConvention | None = None, **named_fits: MLRes
     Raises
     ------
     ComparisonError
-        Fewer than two fits, or fits that cannot be compared (see
+        No fits, or fits that cannot be compared (see
         :func:`check_comparable`).
     """
     items = _named_fits(fits, named_fits)
+    if len(items) == 1:  # R's anova(fit): the fit's own F tests (lmerTest's type III)
+        return next(iter(items.values())).anova()
     if len(items) < 2:
         raise ComparisonError("anova needs at least two fits to compare.")
     check_comparable(items)

@@ -91,6 +91,15 @@ class DenseKernel(DenseCriterion):
         self._last = (theta.copy(), L)
         return L
 
+    def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
+        """``(log|L|^2, pwrss, log|RX|^2)`` at ``theta`` without solving for the effects."""
+        L = self._factor(theta)
+        q, p = self.n_effects, self.p
+        diagonal = np.diag(L)
+        ldL2 = 2.0 * float(np.log(diagonal[:q]).sum())
+        ldRX2 = 2.0 * float(np.log(diagonal[q : q + p]).sum()) if p else 0.0
+        return ldL2, max(float(L[q + p, q + p]) ** 2, 1e-300), ldRX2
+
     def solve(self, theta: np.ndarray, reml: bool = True) -> PLSSolution:
         """Criterion, ``beta``, ``u``, ``b = Lambda u``, ``sigma`` and ``R_X`` at ``theta``."""
         L = self._factor(theta)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import ArgumentError, DataWarning, warn
+from bayesmix.ml.inference_methods import InferenceMethods
 from bayesmix.ml.random_tables import ranef_tables, varcorr_table
 from bayesmix.spec.design import Design
 
@@ -47,7 +48,7 @@ ResidualKind = Literal["response", "pearson", "normalized"]
 
 
 @dataclass(frozen=True)
-class MLResult:
+class MLResult(InferenceMethods):
     """A fitted linear mixed model (ML or REML), in lme4's vocabulary.
 
     Attributes
@@ -373,11 +374,15 @@ class MLResult:
         return eta
 
     # -- presentation
-    def summary(self) -> MLSummary:
-        """lme4-style summary; ``str()`` gives the text, notebooks show HTML."""
+    def summary(self, ddf: str | None = None) -> MLSummary:
+        """lme4-style summary; ``str()`` gives the text, notebooks show HTML.
+
+        ``ddf="Satterthwaite"`` or ``"Kenward-Roger"`` adds lmerTest's ``df`` and
+        ``Pr(>|t|)`` columns (see :meth:`coef_table`).
+        """
         from bayesmix.ml.summary import MLSummary
 
-        return MLSummary(self)
+        return MLSummary(self, None if ddf is None else self.coef_table(ddf))
 
     def update(
         self, formula: str | None = None, method: str | None = None, *, random: str | None = None

@@ -56,3 +56,12 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: st
         cells = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(line, widths, align)]
         lines.append(" ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def format_pvalue(value: float) -> str:
+    """R's ``format.pval`` at 3 significant digits (``<2e-16`` at machine precision)."""
+    if not np.isfinite(value):
+        return ""
+    if value < 2.2e-16:
+        return "<2e-16"
+    return f"{value:.3g}" if value >= 1e-4 else f"{value:.2e}"

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from bayesmix.ml.rformat import decimals_needed, format_column, format_fixed, render_table, zapsmall
+from bayesmix.ml.rformat import (
+    decimals_needed,
+    format_column,
+    format_fixed,
+    format_pvalue,
+    render_table,
+    zapsmall,
+)
 
 if TYPE_CHECKING:
     from bayesmix.ml.results import MLResult
@@ -31,8 +38,12 @@ class MLSummary:
     #: Column heads of the fixed-effects table (GLMMs: z value and Pr(>|z|)).
     fixed_header = ["", "Estimate", "Std. Error", "t value"]
 
-    def __init__(self, result: MLResult):
+    def __init__(self, result: MLResult, coefficients: pd.DataFrame | None = None):
         self.result = result
+        # lmerTest's table (bayesmix.inference.tables.coef_table) when summary(ddf=) asked
+        self.coefficients = coefficients
+        if coefficients is not None:
+            self.fixed_header = ["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"]
 
     def _header(self) -> list[str]:
         r = self.result
@@ -43,7 +54,11 @@ class MLSummary:
             model = "Generalized least squares"
         else:
             model = "Linear model (no random effects)"
-        lines = [f"{model} fit by {kind}", f"Formula: {r.design.formula}", convention_line(r), ""]
+        lines = [f"{model} fit by {kind}", f"Formula: {r.design.formula}", convention_line(r)]
+        if self.coefficients is not None:
+            method = self.coefficients.attrs.get("ddf", "")
+            lines.append(f"t-tests use {method}'s method for the degrees of freedom")
+        lines.append("")
         if r.method == "REML" and r.conventions == "nlme":  # nlme prints all three for REML
             cells = [f"{v:.1f}" for v in (r.aic, r.bic, r.loglik)]
             lines.append(render_table(["AIC", "BIC", "logLik"], [cells], "rrr"))
@@ -85,13 +100,18 @@ class MLSummary:
         return rows
 
     def fixed_table(self) -> list[list[str]]:
-        fe = self.result.fixef()
+        fe = self.result.fixef() if self.coefficients is None else self.coefficients
         se = fe["std_error"].to_numpy()
         decimals = max([decimals_needed(v, 4) for v in se] + [1])
         est = format_fixed(fe["estimate"].to_numpy(), decimals)
         ses = format_fixed(se, decimals)
         tvals = format_column(fe["t_value"].to_numpy(), digits=4)
-        return [[name, e, s, t] for name, e, s, t in zip(fe.index, est, ses, tvals)]
+        rows = [[name, e, s, t] for name, e, s, t in zip(fe.index, est, ses, tvals)]
+        if self.coefficients is not None:
+            dfs = format_column(fe["df"].to_numpy(), digits=4)
+            pvalues = [format_pvalue(v) for v in fe["p_value"]]
+            rows = [[r[0], r[1], r[2], d, r[3], pv] for r, d, pv in zip(rows, dfs, pvalues)]
+        return rows
 
     def __str__(self) -> str:
         r = self.result
@@ -178,8 +198,9 @@ class MLSummary:
         )
         structure = "\n".join(html.escape(line) for line in self.structure_lines())
         structure = f"<pre>{structure}</pre>" if structure else ""
+        fixed = r.fixef() if self.coefficients is None else pd.DataFrame(self.coefficients)
         return (
             f"<div><p>{head}</p><p><b>Random effects</b></p>{random.to_html(index=False)}"
             f"<p>Number of obs: {r.nobs}</p>{structure}<p><b>Fixed effects</b></p>"
-            f"{r.fixef().to_html(float_format=lambda v: f'{v:.4g}')}</div>"
+            f"{fixed.to_html(float_format=lambda v: f'{v:.4g}')}</div>"
         )

@@ -230,20 +230,11 @@ def pnls(
     return beta_x, u_x, b_x, evaluate(x)[0], result
 
 
-def lme_step(
-    lin: Linearisation,
-    beta,
-    b,
-    method,
-    theta,
-    residual_u: np.ndarray | None = None,
-    structure_method: str | None = None,
-):
-    """Linearise at ``(beta, b)`` and estimate ``theta`` of the linear model.
+def linear_design_at(lin: Linearisation, beta, b) -> tuple[Design, np.ndarray]:
+    """The linearised (LME) design at ``(beta, b)`` and the nonlinear mean ``f`` there.
 
-    With a residual structure (``lin.residual``) its parameters are estimated
-    too, from ``residual_u`` (with ``theta``) and by ``structure_method``
-    (default ``method``; see :mod:`bayesmix.nonlinear.residual_steps`).
+    Its response is Lindstrom and Bates's pseudo-data ``w = y - f + X~ beta + Z~ b``;
+    at convergence it is the linear model nlme's approximate inference uses.
     """
     design = lin.design
     f, G = lin.evaluate(beta, b)
@@ -262,6 +253,26 @@ def lme_step(
         n_dropped=design.n_dropped,
         weights=design.weights,  # the ML kernel whitens by sqrt(w), adds 0.5 sum(log w)
     )
+    return linear, f
+
+
+def lme_step(
+    lin: Linearisation,
+    beta,
+    b,
+    method,
+    theta,
+    residual_u: np.ndarray | None = None,
+    structure_method: str | None = None,
+):
+    """Linearise at ``(beta, b)`` and estimate ``theta`` of the linear model.
+
+    With a residual structure (``lin.residual``) its parameters are estimated
+    too, from ``residual_u`` (with ``theta``) and by ``structure_method``
+    (default ``method``; see :mod:`bayesmix.nonlinear.residual_steps`).
+    """
+    design = lin.design
+    linear, f = linear_design_at(lin, beta, b)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if lin.residual is None:

@@ -1,0 +1,28 @@
+"""Inference on fitted ML/REML models: tests, intervals, simulation, bootstrap, selection.
+
+Owns: numeric derivatives of the criterion in the variance parameters
+(:mod:`.derivatives`, :mod:`.variance_parameters`), denominator degrees of
+freedom by Satterthwaite (:mod:`.satterthwaite`) and Kenward–Roger
+(:mod:`.kenward_roger`), the hypotheses of type I and III tests
+(:mod:`.hypotheses`), coefficient and F tables (:mod:`.tables`), lme4's
+confidence intervals (:mod:`.confint`, likelihood profiles in :mod:`.profile`),
+lmerTest's ``ranova`` (:mod:`.ranova`), simulation and the parametric
+bootstrap (:mod:`.simulate`, :mod:`.bootstrap`), pbkrtest's bootstrap LRT
+(:mod:`.pbtest`), their batched Dask runner (:mod:`.distributed`), and
+stepwise selection of random effects (:mod:`.selection`).
+
+May import: :mod:`bayesmix.spec`, :mod:`bayesmix.ml`, :mod:`bayesmix.nonlinear`,
+numpy, scipy, pandas, nlopt, dask (lazily); never :mod:`bayesmix.bayes`. Results
+reach this package through deferred imports in their methods (``summary(ddf=)``,
+``coef_table``, ``anova``, ``confint``, ``simulate``, ``bootstrap``; see
+:mod:`bayesmix.ml.inference_methods`); nothing here imports a module that
+imports it back at load time, so no cycle forms.
+
+Notation
+--------
+beta : fixed effects; V_beta : their covariance ``sigma^2 (RX'RX)^-1``;
+phi = (theta, sigma) : variance parameters; A : asymptotic covariance of phi,
+``2 H^-1`` with H the Hessian of the deviance (or REML criterion) in phi;
+L : hypothesis matrix (q rows); nu : denominator degrees of freedom;
+zeta : signed root of a profile's deviance difference.
+"""

@@ -1,0 +1,192 @@
+"""Kenward and Roger's (1997) adjusted covariance of ``beta`` and denominator degrees of freedom.
+
+The marginal covariance ``Sigma = sum_j gamma_j G_j`` is linear in the variance
+components ``gamma`` (each entry of each random-effects covariance, and
+``sigma^2``), which is the parameterisation pbkrtest uses and in which Kenward
+and Roger's second-derivative term vanishes. With ``Phi = (X' Sigma^-1 X)^-1``:
+
+    P_i  = -X' Sigma^-1 G_i Sigma^-1 X
+    Q_ij =  X' Sigma^-1 G_i Sigma^-1 G_j Sigma^-1 X
+    I_ij =  tr(Sigma^-1 G_i Sigma^-1 G_j) - 2 tr(Phi Q_ij) + tr(Phi P_i Phi P_j)
+    W    =  2 I^-1                   (covariance of gamma; I is twice the information)
+    Phi_A = Phi + 2 Phi [sum_ij W_ij (Q_ij - P_i Phi P_j)] Phi
+
+and a hypothesis ``L beta = 0`` of rank ``q`` gets the scaled statistic
+``lambda F`` on ``(q, m)`` degrees of freedom from the moments ``A1``, ``A2``
+of Kenward and Roger's equations. ``Sigma`` is formed densely (``n x n``), as
+pbkrtest does: fits with more than :data:`MAX_ROWS` observations are refused.
+
+Notation
+--------
+gamma : variance components; G_j : dSigma/dgamma_j; Phi : unadjusted V_beta;
+Phi_A : adjusted V_beta; q : rank of L; m : denominator degrees of freedom;
+lambda : F scaling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+from scipy import stats
+
+from bayesmix.errors import ArgumentError
+from bayesmix.inference.satterthwaite import FTest
+from bayesmix.spec.covariance import theta_positions
+
+__all__ = ["MAX_ROWS", "KenwardRoger"]
+
+#: Largest number of observations for which the dense n x n matrices are formed.
+MAX_ROWS = 4000
+
+
+def _component_matrices(design: Any) -> list[np.ndarray]:
+    """``G_j`` of every covariance entry of every block, then the identity (``sigma^2``)."""
+    n = design.n_obs
+    out = []
+    for block in design.blocks:
+        k = block.n_terms
+        Z = np.asarray(block.Z, dtype=float).reshape(n, k)
+        same = block.codes[:, None] == block.codes[None, :]
+        rows, cols = theta_positions(block.covariance, k)
+        for r, c in zip(rows, cols):
+            G = np.outer(Z[:, r], Z[:, c])
+            if r != c:
+                G = G + G.T
+            out.append(np.where(same, G, 0.0))
+    out.append(np.eye(n))
+    return out
+
+
+def _components(result: Any) -> np.ndarray:
+    """``gamma``: the covariance entries (in ``theta`` order) and ``sigma^2``."""
+    est = result.estimates
+    values = []
+    for block, cov in zip(result.design.blocks, est.covariances):
+        rows, cols = theta_positions(block.covariance, block.n_terms)
+        values.extend(cov[r, c] for r, c in zip(rows, cols))
+    values.append(float(est.sigma) ** 2)
+    return np.array(values)
+
+
+@dataclass(frozen=True, eq=False)
+class KenwardRoger:
+    """The Kenward–Roger quantities of one REML fit of a linear mixed model."""
+
+    result: Any
+
+    @classmethod
+    def of(cls, result: Any) -> KenwardRoger:
+        """Check that the fit qualifies, then build (the matrices are formed lazily)."""
+        design = result.design
+        if result.method != "REML":
+            raise ArgumentError(
+                "Kenward-Roger degrees of freedom are defined for REML fits (lmerTest refuses "
+                "them for ML fits too): refit with fit.update(method='REML'), or use "
+                "ddf='Satterthwaite'."
+            )
+        if design.weights is not None or result.residual_structure is not None:
+            raise ArgumentError(
+                "Kenward-Roger degrees of freedom are not available for fits with prior "
+                "weights or residual structures; use ddf='Satterthwaite'."
+            )
+        if design.n_obs > MAX_ROWS:
+            raise ArgumentError(
+                f"Kenward-Roger forms dense {design.n_obs} x {design.n_obs} matrices; it is "
+                f"limited to {MAX_ROWS} observations. Use ddf='Satterthwaite', which scales "
+                "to large data."
+            )
+        return cls(result)
+
+    @cached_property
+    def _parts(self) -> dict:
+        design = self.result.design
+        X = np.asarray(design.X, dtype=float)
+        G = _component_matrices(design)
+        gamma = _components(self.result)
+        Sigma = sum(g * Gj for g, Gj in zip(gamma, G))
+        factor = sla.cho_factor(Sigma, lower=True, check_finite=False)
+        S = sla.cho_solve(factor, np.eye(len(Sigma)), check_finite=False)
+        SX = S @ X
+        Phi = np.linalg.inv(X.T @ SX)
+        GS = [Gj @ S for Gj in G]
+        GSX = [Gj @ SX for Gj in G]
+        P = [-(SX.T @ Oi) for Oi in GSX]
+        k = len(G)
+        Q = [[GSX[i].T @ S @ GSX[j] for j in range(k)] for i in range(k)]
+        info = np.empty((k, k))
+        for i in range(k):
+            for j in range(i + 1):
+                info[i, j] = info[j, i] = (
+                    np.sum(GS[i] * GS[j].T)
+                    - 2.0 * np.sum(Phi * Q[i][j])
+                    + np.sum((Phi @ P[i]) * (P[j] @ Phi))
+                )
+        W = 2.0 * np.linalg.pinv(info)
+        U = sum(W[i, j] * (Q[i][j] - P[i] @ Phi @ P[j]) for i in range(k) for j in range(k))
+        Phi_A = Phi + 2.0 * Phi @ U @ Phi
+        return dict(Phi=Phi, Phi_A=(Phi_A + Phi_A.T) / 2.0, P=P, W=W)
+
+    @property
+    def vcov_adjusted(self) -> np.ndarray:
+        """Kenward and Roger's adjusted ``V_beta`` (pbkrtest's ``vcovAdj``)."""
+        return self._parts["Phi_A"]
+
+    def _moments(self, L: np.ndarray) -> tuple[float, float]:
+        parts = self._parts
+        Phi, P, W = parts["Phi"], parts["P"], parts["W"]
+        Theta = L.T @ np.linalg.solve(L @ Phi @ L.T, L)
+        U = [Theta @ Phi @ Pi @ Phi for Pi in P]
+        traces = np.array([np.trace(Ui) for Ui in U])
+        A1 = float(traces @ W @ traces)
+        cross = np.array([[np.sum(Ui * Uj.T) for Uj in U] for Ui in U])
+        A2 = float(np.sum(W * cross))
+        return A1, A2
+
+    def df_and_scale(self, L: np.ndarray) -> tuple[float, float]:
+        """Denominator degrees of freedom ``m`` and F scaling ``lambda`` for ``L`` (full rank)."""
+        q = L.shape[0]
+        A1, A2 = self._moments(L)
+        if A2 == 0.0:
+            return np.inf, 1.0  # V_beta does not depend on the variance components
+        B = (A1 + 6.0 * A2) / (2.0 * q)
+        g = ((q + 1) * A1 - (q + 4) * A2) / ((q + 2) * A2)
+        denominator = 3.0 * q + 2.0 * (1.0 - g)
+        c1, c2, c3 = g / denominator, (q - g) / denominator, (q + 2 - g) / denominator
+        E_star = 1.0 / (1.0 - A2 / q)
+        V_star = (2.0 / q) * (1.0 + c1 * B) / ((1.0 - c2 * B) ** 2 * (1.0 - c3 * B))
+        rho = V_star / (2.0 * E_star**2)
+        m = 4.0 + (q + 2.0) / (q * rho - 1.0)
+        scale = 1.0 if abs(m - 2.0) < 1e-2 else m / (E_star * (m - 2.0))
+        return m, scale
+
+    def f_test(self, L: np.ndarray, beta: np.ndarray) -> FTest:
+        """Kenward and Roger's scaled F test of ``L beta = 0``.
+
+        ``sum_sq`` and ``mean_sq`` follow lmerTest: ``F q sigma^2`` and ``F sigma^2``.
+        """
+        L = _full_rank_rows(np.atleast_2d(L), self._parts["Phi"])
+        q = L.shape[0]
+        Lb = L @ beta
+        F_plain = float(Lb @ np.linalg.solve(L @ self.vcov_adjusted @ L.T, Lb)) / q
+        m, scale = self.df_and_scale(L)
+        F = scale * F_plain
+        sigma2 = float(self.result.estimates.sigma) ** 2
+        return FTest(
+            sum_sq=F * q * sigma2,
+            mean_sq=F * sigma2,
+            num_df=q,
+            den_df=m,
+            F=F,
+            p_value=float(stats.f.sf(F, q, m)),
+        )
+
+
+def _full_rank_rows(L: np.ndarray, V: np.ndarray) -> np.ndarray:
+    """An equivalent hypothesis with linearly independent rows (eigenvectors of ``L V L'``)."""
+    d, P = np.linalg.eigh(L @ V @ L.T)
+    keep = d > 1e-8 * max(d.max(initial=0.0), 0.0)
+    return P[:, keep].T @ L
