@@ -152,3 +152,24 @@ def test_bad_bootstrap_arguments_are_named(sleep_ml):
     with pytest.raises(ComparisonError, match="bigger model first"):
         bmx.pbmodcomp(small, sleep_ml, 5, client="sync")
     assert isinstance(sleep_ml.simulate(2, seed=1), pd.DataFrame)
+
+
+def test_pbmodcomp_refits_reml_fits_by_ml_even_with_different_fixed_effects(sleep_ml):
+    data = dataset("sleepstudy_slope_ml")
+    big = bmx.lmm("Reaction ~ Days + (1 | Subject)", data).fit(method="REML")
+    little = bmx.lmm("Reaction ~ 1 + (1 | Subject)", data).fit(method="REML")
+    test = bmx.pbmodcomp(big, little, 20, seed=1, client="sync", progress=False)
+    ref = reference("sleepstudy_pbmodcomp_days_fixed")["PBmodcomp"]
+    np.testing.assert_allclose(test.table.loc["LRT", "stat"], ref["LRT_stat"], rtol=1e-6)
+    with pytest.raises(ArgumentError, match="nsim"):
+        bmx.pbmodcomp(big, little, 0, client="sync")
+
+
+def test_nan_statistics_are_failures_and_nsim_must_be_positive(sleep_ml):
+    with pytest.warns(bmx.DataWarning, match="NaN"):
+        result = sleep_ml.bootstrap(6, lambda f: [np.nan], seed=1, client="sync", progress=False)
+    assert len(result.failures) == 6
+    with pytest.raises(ArgumentError, match="nsim"):
+        sleep_ml.bootstrap(0, client="sync")
+    with pytest.raises(ArgumentError, match="level"):
+        result.intervals(95)

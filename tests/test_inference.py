@@ -271,3 +271,26 @@ def test_drop1_matches_lmertest(case):
 def test_drop1_keeps_only_terms_outside_interactions():
     fit = fitted("orthodont_ageF_sex_unbalanced_reml")
     assert list(fit.drop1().index) == ["ageF:Sex"]
+
+
+def test_degrees_of_freedom_and_profiles_do_not_depend_on_units():
+    """A covariate in nanometres or a response in 1e-8 units changes no df, p or interval
+    (derivatives and profile steps are taken on the working scale)."""
+    data = dataset("sleepstudy_slope_ml")
+    base = bmx.lmm("Reaction ~ Days + (Days | Subject)", data).fit(method="ML")
+    data = data.assign(D=data["Days"] * 1e7, R=data["Reaction"] * 1e-8)
+    wide = bmx.lmm("Reaction ~ D + (D | Subject)", data).fit(method="ML")
+    small = bmx.lmm("R ~ Days + (Days | Subject)", data).fit(method="ML")
+    for other in (wide, small):
+        close(other.coef_table()["df"], base.coef_table()["df"], 1e-4)
+    ci, ci_small = base.confint(), small.confint()
+    scale = np.array([1e-8, 1, 1e-8, 1e-8, 1e-8, 1e-8])[:, None]  # cor is unitless
+    close(ci_small.to_numpy(), ci.to_numpy() * scale, 1e-4)
+
+
+def test_containment_f_tests_use_nlme_term_df():
+    data = dataset("orthodont_lme_intercept_reml_intervals")
+    fit = bmx.lmm("distance ~ age * Sex + (1 | Subject)", data).fit()
+    # nlme: anova(lme(distance ~ age * Sex, random = ~1 | Subject, Orthodont)) denDF
+    assert list(fit.anova(ddf="containment")["den_df"]) == [79, 25, 79]
+    assert list(fit.coef_table("containment")["df"]) == [79, 79, 25, 79]

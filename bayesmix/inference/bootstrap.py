@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import ArgumentError, DataWarning, FitError, warn
+from bayesmix.errors import ArgumentError, DataWarning, warn
 from bayesmix.inference.distributed import run_replicates
 from bayesmix.inference.profile import sdcor_names, sdcor_values
 from bayesmix.inference.simulate import check_simulable, simulate_response
@@ -42,6 +42,20 @@ def default_statistic(fit: MLResult) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ReplicateModel:
+    """What a replicate's fit knows of its model: the conventions (so ``bic`` and
+    ``fixef`` report as the original fit's), and no data to refit."""
+
+    conventions: str
+
+    def update(self, *args: Any, **kwargs: Any) -> Any:
+        raise ArgumentError(
+            "a bootstrap replicate cannot be refitted with update(): its response is "
+            "simulated and not part of any data frame. Compute the statistic from the fit."
+        )
+
+
+@dataclass(frozen=True)
 class RefitTask:
     """One batch of replicates: simulate, refit, evaluate (pickled to the workers)."""
 
@@ -50,11 +64,13 @@ class RefitTask:
     statistic: Callable[[MLResult], Any]
     n_values: int
     use_u: bool
+    conventions: str = "lme4"
 
     def refit(self, y: np.ndarray) -> MLResult:
         design = dataclasses.replace(self.design, y=y)
         start = np.asarray(self.estimates.theta, dtype=float)
-        return MLResult(design, fit_estimates(design, self.estimates.method, start=start))
+        estimates = fit_estimates(design, self.estimates.method, start=start)
+        return MLResult(design, estimates, ReplicateModel(self.conventions))
 
     def __call__(self, indices: Any, seeds: Any) -> list[tuple[np.ndarray, str, int]]:
         out = []
@@ -68,11 +84,15 @@ class RefitTask:
                     raw = list(raw.values()) if isinstance(raw, dict) else raw
                     values = np.asarray(raw, dtype=float).ravel()
                     message = ""
-                except (FitError, ArithmeticError, ValueError, np.linalg.LinAlgError) as err:
+                # a failed refit or a statistic that raises is that replicate's failure,
+                # recorded with its message (bootMer keeps going the same way)
+                except Exception as err:
                     values, message = np.full(self.n_values, np.nan), f"{type(err).__name__}: {err}"
             if values.size != self.n_values:
-                values = np.full(self.n_values, np.nan)
                 message = f"the statistic returned {values.size} values, not {self.n_values}"
+                values = np.full(self.n_values, np.nan)
+            elif not message and not np.all(np.isfinite(values)):
+                message = "the statistic returned NaN or infinite values"
             out.append((values, message, len(caught)))
         return out
 
@@ -114,6 +134,8 @@ class BootstrapResult:
 
     def intervals(self, level: float = 0.95) -> pd.DataFrame:
         """Percentile intervals (lme4's ``confint(method="boot")``, ``type="perc"``)."""
+        if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
+            raise ArgumentError(f"level must be a probability between 0 and 1, not {level!r}.")
         tail = (1.0 - level) / 2.0
         q = self.replicates.quantile([tail, 1.0 - tail]).T
         q.columns = [f"{100 * tail:.3g} %", f"{100 * (1 - tail):.3g} %"]
@@ -152,6 +174,8 @@ def bootstrap(
     See :meth:`bayesmix.ml.results.MLResult.bootstrap` for the arguments.
     """
     check_simulable(result)
+    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
+        raise ArgumentError(f"nsim must be a positive integer, not {nsim!r}.")
     if not isinstance(use_u, bool | np.bool_):
         raise ArgumentError(f"use_u must be True or False, not {use_u!r}.")
     if statistic is None:
@@ -169,7 +193,9 @@ def bootstrap(
     if names is None or len(names) != values0.size:
         names = [f"t{i + 1}" for i in range(values0.size)]
     t0 = pd.Series(values0, index=names)
-    task = RefitTask(result.design, result.estimates, statistic, t0.size, bool(use_u))
+    task = RefitTask(
+        result.design, result.estimates, statistic, t0.size, bool(use_u), result.conventions
+    )
     run = run_replicates(
         task, nsim, seed, client=client, workers=workers, batch_size=batch_size, progress=progress
     )
@@ -178,7 +204,8 @@ def bootstrap(
     if failures:
         first = next(iter(failures.values()))
         warn(
-            f"{len(failures)} of {nsim} bootstrap refits failed and are NaN rows in "
+            f"{len(failures)} of {nsim} bootstrap replicates failed (refit errors or a "
+            "statistic that raised or returned NaN) and are NaN rows in "
             f"replicates (first: {first}); summaries leave them out. Many failures mean "
             "the model is too rich for data like these: simplify its random part.",
             DataWarning,

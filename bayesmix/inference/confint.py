@@ -95,7 +95,8 @@ def _profile(result: Any, level: float, names: list[str]) -> pd.DataFrame:
             continue
         estimate = float(variance.x_hat[w])
         corr = variance.upper[w] == 1.0
-        step = 0.1 if corr else max(0.2 * abs(estimate), 1e-3)
+        # SDs in the response's units: a zero SD starts from a step of sigma / 20
+        step = 0.1 if corr else max(0.2 * abs(estimate), 0.05 * float(variance.x_hat[-1]))
         lo, hi = interval_ends(
             variance.zeta_function(w),
             estimate,

@@ -26,7 +26,7 @@ import numpy as np
 
 from bayesmix.errors import ArgumentError
 
-__all__ = ["containment_df"]
+__all__ = ["containment_df", "containment_term_df"]
 
 _TOLERANCE = float(np.sqrt(np.finfo(float).eps))
 
@@ -62,8 +62,9 @@ def _constant(x: np.ndarray) -> bool:
     return not _varies_within(x, np.zeros(x.size, dtype=int))
 
 
-def containment_df(design: Any) -> np.ndarray:
-    """nlme's degrees of freedom of each column of ``design.X``."""
+def _strata(design: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratum of each column (0 = outermost level), which columns are constant, and the
+    strata's degrees of freedom before any column is charged."""
     X = np.asarray(design.X, dtype=float)
     n, p = X.shape
     levels = _nested_levels(design)
@@ -72,16 +73,39 @@ def containment_df(design: Any) -> np.ndarray:
     constant = np.array([_constant(X[:, j]) for j in range(p)], dtype=bool)
     stratum = np.zeros(p, dtype=int)
     for j in np.flatnonzero(~constant):
-        s = 0
         for i, codes in enumerate(levels, start=1):
             if _varies_within(X[:, j], codes):
-                s = i
-        stratum[j] = s
-        df[s] -= 1.0
-    if constant.any():
+                stratum[j] = i
+    return stratum, constant, df
+
+
+def _charge(df: np.ndarray, strata: list[int], sizes: list[int], intercept: bool) -> np.ndarray:
+    """Strata's df after charging each estimated unit (column or term) to its stratum."""
+    df = df.copy()
+    for s, size in zip(strata, sizes):
+        df[s] -= size
+    if intercept:
         df[0] -= 1.0
     else:
         df[1:] += 1.0
+    return df
+
+
+def containment_df(design: Any) -> np.ndarray:
+    """nlme's degrees of freedom of each column of ``design.X`` (``fixDF$X``)."""
+    stratum, constant, base = _strata(design)
+    free = np.flatnonzero(~constant)
+    df = _charge(base, list(stratum[free]), [1] * free.size, bool(constant.any()))
     out = df[stratum]
     out[constant] = df.max()
     return out
+
+
+def containment_term_df(design: Any, terms: dict[str, np.ndarray]) -> dict[str, float]:
+    """nlme's degrees of freedom of each term (``fixDF$terms``): a term is estimated in
+    the innermost stratum of its columns and charged all of its columns there."""
+    stratum, constant, base = _strata(design)
+    placed = {name: int(stratum[cols].max()) for name, cols in terms.items()}
+    sizes = [len(terms[name]) for name in placed]
+    df = _charge(base, list(placed.values()), sizes, bool(constant.any()))
+    return {name: float(df[s]) for name, s in placed.items()}

@@ -3,14 +3,15 @@
 The chi-square reference of the likelihood ratio fails when the smaller model
 puts a variance on its boundary (a random term dropped). The parametric
 bootstrap simulates responses from the smaller model, refits both models to
-each by ML, and refers the observed ratio to the simulated ones:
-``p = (1 + #{LRT* >= LRT}) / (1 + nsim_used)``. Bartlett's correction rescales
-the observed ratio by ``df / mean(LRT*)`` and keeps the chi-square (pbkrtest
-reports both). Refits run in batches on Dask
-(:mod:`bayesmix.inference.distributed`); a replicate that fails is counted
-and left out. pbkrtest drops simulated ratios that are not positive; here a
-ratio below zero (a refit short of the optimum by rounding) counts as 0, so
-no replicate is lost silently.
+each by ML, and refers the observed ratio to the simulated ones as pbkrtest
+does: of the positive simulated ratios (``nsim_used`` of them; a ratio of 0 or
+below is a refit of the large model onto the small one's boundary, which
+pbkrtest drops), ``p = (1 + #{LRT* > LRT}) / (1 + nsim_used)``. Bartlett's
+correction rescales the observed ratio by ``df / mean(LRT*)`` over the same
+ratios and keeps the chi-square. :attr:`PBTest.reference` keeps every
+simulated ratio, zeros included, so the dropped ones can be counted. Refits run
+in batches on Dask (:mod:`bayesmix.inference.distributed`); a replicate that
+fails is counted, warned about and left out.
 
 Notation
 --------
@@ -31,7 +32,6 @@ from scipy import stats
 from bayesmix.errors import ArgumentError, ComparisonError, DataWarning, FitError, warn
 from bayesmix.inference.distributed import run_replicates
 from bayesmix.inference.simulate import check_simulable, simulate_response
-from bayesmix.ml.compare import check_comparable
 from bayesmix.ml.fit import fit_estimates
 
 __all__ = ["PBTest", "pbmodcomp"]
@@ -77,8 +77,13 @@ class PBTest:
     workers: int
     elapsed_s: float
 
+    @property
+    def nsim_used(self) -> int:
+        """Simulated ratios the p-value uses (positive and finite, as pbkrtest's)."""
+        return int(np.sum(np.isfinite(self.reference) & (self.reference > 0)))
+
     def __repr__(self) -> str:
-        used = int(np.isfinite(self.reference).sum())
+        used = self.nsim_used
         head = (
             f"Parametric bootstrap test; {used} simulations used, {len(self.failures)} failed "
             f"({self.elapsed_s:.1f} s, {self.workers or 'no'} Dask workers)"
@@ -120,9 +125,15 @@ def pbmodcomp(
         )
     design_l, est_l = _ml(large)
     design_s, est_s = _ml(small)
-    check_comparable({"large": large, "small": small} if large.method == small.method else {})
     if design_l.n_obs != design_s.n_obs or not np.array_equal(design_l.y, design_s.y):
         raise ComparisonError("large and small were fitted to different rows or responses.")
+    weights = (design_l.weights, design_s.weights)
+    if (weights[0] is None) != (weights[1] is None) or (
+        weights[0] is not None and not np.array_equal(*weights)
+    ):
+        raise ComparisonError("large and small were fitted with different prior weights.")
+    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
+        raise ArgumentError(f"nsim must be a positive integer, not {nsim!r}.")
     observed = float(est_s.criterion - est_l.criterion)
     task = LRTTask(
         design_s,
@@ -134,7 +145,7 @@ def pbmodcomp(
     run = run_replicates(
         task, nsim, seed, client=client, workers=workers, batch_size=batch_size, progress=progress
     )
-    reference = np.array([max(r[0], 0.0) if np.isfinite(r[0]) else np.nan for r in run.results])
+    reference = np.array([r[0] for r in run.results], dtype=float)
     failures = {i: r[1] for i, r in enumerate(run.results) if r[1]}
     if failures:
         warn(
@@ -142,10 +153,17 @@ def pbmodcomp(
             f"reference distribution (first: {next(iter(failures.values()))}).",
             DataWarning,
         )
-    valid = reference[np.isfinite(reference)]
+    # pbkrtest keeps the positive simulated ratios only (a ratio of 0 is a refit of the
+    # large model onto the small one's boundary) and counts those above the observed one
+    valid = reference[np.isfinite(reference) & (reference > 0)]
+    if not valid.size:
+        raise FitError(
+            f"none of the {nsim} simulated likelihood ratios is positive and finite, so "
+            "there is no reference distribution; check the two models are nested."
+        )
     df = int(large.df - small.df)
-    p_pb = (1.0 + np.sum(valid >= observed)) / (1.0 + valid.size)
-    bartlett = observed * df / valid.mean() if valid.size and valid.mean() > 0 else np.nan
+    p_pb = (1.0 + np.sum(valid > observed)) / (1.0 + valid.size)
+    bartlett = observed * df / valid.mean()
     table = pd.DataFrame(
         {
             "stat": [observed, observed, bartlett],

@@ -163,7 +163,8 @@ class VarianceProfile:
         opt.set_lower_bounds(np.where(self.lower[free] == 0.0, 0.0, lower))
         opt.set_upper_bounds(upper)
         z0 = np.clip(start[free], opt.get_lower_bounds(), opt.get_upper_bounds())
-        scale = np.where(self.upper[free] == 1.0, 0.1, np.maximum(0.1 * np.abs(z0), 1e-3))
+        floor = 1e-3 * float(self.x_hat[-1])  # SDs are in the response's units, as sigma
+        scale = np.where(self.upper[free] == 1.0, 0.1, np.maximum(0.1 * np.abs(z0), floor))
         opt.set_initial_step(scale)
         opt.set_xtol_rel(1e-8)
         opt.set_ftol_abs(1e-10)

@@ -4,7 +4,9 @@ Each bar is reduced in turn and the model refitted by the fit's own method
 (the fixed effects do not change, so REML likelihoods compare): a bar with
 slopes loses one slope term at a time, keeping the rest of its covariance
 (``Days in (Days | Subject)`` tests ``(Days | Subject)`` against
-``(1 | Subject)``); a bar with one term is removed. Reduced designs are built
+``(1 | Subject)``); a ``||`` bar loses each of its terms, the intercept
+included (lme4 splits it into one bar per term); a bar with one term is
+removed. Reduced designs are built
 from the fit's arrays, so no formula is re-parsed. A factor slope's columns
 (``nutrient[8]``, ``nutrient[9]``) are removed together.
 
@@ -33,12 +35,13 @@ __all__ = ["RanovaTable", "ranova", "reduced_designs"]
 _LEVEL = re.compile(r"\[[^\]]*\]")
 
 
-def _term_groups(terms: tuple[str, ...]) -> dict[str, list[int]]:
-    """Columns of a bar grouped by the formula term they come from (intercept excluded)."""
+def _term_groups(terms: tuple[str, ...], with_intercept: bool) -> dict[str, list[int]]:
+    """Columns of a bar grouped by the formula term they come from; the intercept is a
+    term of its own only in a ``||`` bar (lme4 splits those into one bar per term)."""
     groups: dict[str, list[int]] = {}
     for j, name in enumerate(terms):
-        if name != "Intercept":
-            groups.setdefault(_LEVEL.sub("", name), []).append(j)
+        if name != "Intercept" or with_intercept:
+            groups.setdefault("1" if name == "Intercept" else _LEVEL.sub("", name), []).append(j)
     return groups
 
 
@@ -58,15 +61,17 @@ def reduced_designs(design: Any) -> dict[str, Any]:
     out = {}
     labels = _labels(design)
     for i, block in enumerate(design.blocks):
-        groups = _term_groups(block.terms)
-        if block.n_terms == 1 or not groups:
-            others = design.blocks[:i] + design.blocks[i + 1 :]
+        groups = _term_groups(block.terms, block.covariance == "diagonal")
+        others = design.blocks[:i] + design.blocks[i + 1 :]
+        if (
+            block.n_terms == 1
+            or len(groups) <= 1
+            and sum(map(len, groups.values())) == (block.n_terms)
+        ):  # one term (a factor's columns, with no intercept): the whole bar goes
             out[labels[i]] = dataclasses.replace(design, blocks=others)
             continue
         for term, columns in groups.items():
             keep = [j for j in range(block.n_terms) if j not in columns]
-            if not keep:
-                continue
             Z = np.asarray(block.Z).reshape(design.n_obs, block.n_terms)[:, keep]
             smaller = dataclasses.replace(
                 block, terms=tuple(block.terms[j] for j in keep), Z=np.ascontiguousarray(Z)

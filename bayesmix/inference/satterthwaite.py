@@ -41,9 +41,10 @@ class FTest:
     p_value: float
 
 
-def contrast_df(vp: VarianceParameters, c: np.ndarray) -> float:
-    """Satterthwaite's ``nu`` for the single contrast ``c' beta``."""
-    V = vp.vcov_beta(vp.phi)
+def contrast_df(vp: VarianceParameters, c: np.ndarray, V: np.ndarray | None = None) -> float:
+    """Satterthwaite's ``nu`` for the single contrast ``c' beta`` (``V``: ``V_beta`` at the
+    fit, computed when not given)."""
+    V = vp.vcov_beta(vp.phi) if V is None else V
     variance = float(c @ V @ c)
     g = np.einsum("p,kpr,r->k", c, vp.vcov_jacobian, c)
     denominator = float(g @ vp.covariance @ g)
@@ -80,7 +81,7 @@ def f_test(vp: VarianceParameters, L: np.ndarray, beta: np.ndarray) -> FTest:
     rows, d = independent_contrasts(np.atleast_2d(L), V)
     q = rows.shape[0]
     F = float(np.sum((rows @ beta) ** 2 / d) / q)
-    nu = combined_df(np.array([contrast_df(vp, r) for r in rows]))
+    nu = combined_df(np.array([contrast_df(vp, r, V) for r in rows]))
     sigma2 = float(vp.phi[-1]) ** 2
     return FTest(
         sum_sq=F * q * sigma2,

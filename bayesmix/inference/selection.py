@@ -187,7 +187,9 @@ def select_random(
             )
         return cache[key]
 
-    rows = walk(state, fit, lambda st: _moves(st, pool, direction), fitted, criterion, alpha)
+    rows = walk(
+        state, fit, lambda st: _moves(st, pool, direction), fitted, criterion, alpha, _cache_key
+    )
     path = pd.DataFrame(
         {
             "move": [r[0] for r in rows],
@@ -214,15 +216,20 @@ def walk(
     fitted: Callable[[Any], Any],
     criterion: str,
     alpha: float,
+    key: Callable[[Any], Any] = lambda state: state,
 ) -> list[tuple[str, Any, Any, float, float]]:
     """The stepwise path: from ``state`` (fitted as ``fit``) take the best improving move
     until none improves. Rows ``(move, state, fit, LRT, p)``; shared with
-    :mod:`.selection_nonlinear`."""
+    :mod:`.selection_nonlinear`. A state on the path is never revisited (``key`` makes
+    states comparable), so LRT steps, which need not decrease anything, cannot cycle."""
     rows = [("start", state, fit, np.nan, np.nan)]
+    visited = {key(state)}
     while True:
         current = rows[-1][2]
         best = None
         for move, candidate_state in moves(state):
+            if key(candidate_state) in visited:
+                continue
             candidate = fitted(candidate_state)
             lrt = 2.0 * abs(candidate.loglik - current.loglik)
             df = abs(candidate.df - current.df)
@@ -240,6 +247,7 @@ def walk(
         if best is None:
             return rows
         _, move, state, chosen, lrt, p = best
+        visited.add(key(state))
         rows.append((move, state, chosen, lrt, p))
 
 

@@ -24,7 +24,7 @@ from scipy import stats
 
 from bayesmix.errors import ArgumentError
 from bayesmix.inference.applicability import require_linear_fit
-from bayesmix.inference.containment import containment_df
+from bayesmix.inference.containment import containment_df, containment_term_df
 from bayesmix.inference.hypotheses import (
     contained,
     term_columns,
@@ -62,36 +62,52 @@ def check_ddf(result: Any, ddf: Any) -> str:
     return DDF_METHODS[key]
 
 
+def _plain_vcov(result: Any) -> np.ndarray:
+    """``V_beta`` of the n - p and containment tests: nlme's conventions scale an ML fit's
+    by ``n / (n - p)`` (``adjustSigma``), as their summaries print."""
+    V = np.asarray(result.estimates.vcov_beta, dtype=float)
+    n, p = result.nobs, V.shape[0]
+    if result.conventions == "nlme" and result.method == "ML" and n > p:
+        V = V * n / (n - p)
+    return V
+
+
+def _wald_test(result: Any, V: np.ndarray, nu_of: Any):
+    """``(L, beta) -> FTest`` with ``nu_of(L)`` denominator degrees of freedom."""
+
+    def test(L: np.ndarray, beta: np.ndarray) -> FTest:
+        rows, d = independent_contrasts(np.atleast_2d(L), V)
+        q = rows.shape[0]
+        F = float(np.sum((rows @ beta) ** 2 / d) / q)
+        nu = float(nu_of(np.atleast_2d(L)))
+        s2 = float(result.estimates.sigma) ** 2
+        return FTest(F * q * s2, F * s2, q, nu, F, float(stats.f.sf(F, q, nu)))
+
+    return test
+
+
 def _df_function(result: Any, ddf: str):
-    """``(l -> nu, (L, beta) -> FTest)`` for the chosen method."""
+    """``(c -> nu, (L, beta) -> FTest, V_beta)`` for the chosen method."""
+    if ddf == "Kenward-Roger":
+        kr = KenwardRoger.of(result)  # refuses ML fits, as lmerTest
+        if result.design.blocks:
+            return (lambda c: kr.df_and_scale(c[None, :])[0]), kr.f_test, kr.vcov_adjusted
     if ddf == "containment" and result.design.blocks:
         nu_columns = containment_df(result.design)
 
-        def containment_test(L: np.ndarray, beta: np.ndarray) -> FTest:
-            rows, d = independent_contrasts(np.atleast_2d(L), result.estimates.vcov_beta)
-            q = rows.shape[0]
-            F = float(np.sum((rows @ beta) ** 2 / d) / q)
-            nu = float(nu_columns[np.abs(np.atleast_2d(L)).sum(axis=0) > 0].min())
-            s2 = float(result.estimates.sigma) ** 2
-            return FTest(F * q * s2, F * s2, q, nu, F, float(stats.f.sf(F, q, nu)))
+        def nu_of(L: np.ndarray) -> float:  # the term's columns' stratum (nlme's term df)
+            return float(nu_columns[np.abs(L).sum(axis=0) > 0].min())
 
-        return (lambda c: float(nu_columns[np.flatnonzero(c)].min())), containment_test
+        V = _plain_vcov(result)
+        return (lambda c: nu_of(c[None, :])), _wald_test(result, V, nu_of), V
     if ddf in ("residual", "containment") or not result.design.blocks:
         nu = float(result.nobs - result.design.n_fixed)
-
-        def residual_test(L: np.ndarray, beta: np.ndarray) -> FTest:
-            rows, d = independent_contrasts(np.atleast_2d(L), result.estimates.vcov_beta)
-            q = rows.shape[0]
-            F = float(np.sum((rows @ beta) ** 2 / d) / q)
-            s2 = float(result.estimates.sigma) ** 2
-            return FTest(F * q * s2, F * s2, q, nu, F, float(stats.f.sf(F, q, nu)))
-
-        return (lambda c: nu), residual_test
-    if ddf == "Satterthwaite":
-        vp = variance_parameters(result)
-        return (lambda c: contrast_df(vp, c)), (lambda L, beta: f_test(vp, L, beta))
-    kr = KenwardRoger.of(result)
-    return (lambda c: kr.df_and_scale(c[None, :])[0]), kr.f_test
+        V = _plain_vcov(result) if ddf != "Satterthwaite" else result.estimates.vcov_beta
+        V = np.asarray(V, dtype=float)
+        return (lambda c: nu), _wald_test(result, V, lambda L: nu), V
+    vp = variance_parameters(result)
+    V = np.asarray(result.estimates.vcov_beta, dtype=float)
+    return (lambda c: contrast_df(vp, c, V)), (lambda L, beta: f_test(vp, L, beta)), V
 
 
 class CoefTable(pd.DataFrame):
@@ -117,7 +133,8 @@ class CoefTable(pd.DataFrame):
             format_pvalues(self["p_value"].to_numpy()),
         ]
         rows = [list(r) for r in zip(*columns)]
-        return f"Fixed effects ({self.attrs.get('ddf', '')} df):\n" + render_table(
+        ddf = self.attrs.get("ddf", "")
+        return f"Fixed effects ({'n - p' if ddf == 'residual' else ddf} df):\n" + render_table(
             header, rows, "lrrrrr"
         )
 
@@ -132,12 +149,8 @@ def format_pvalues(values: np.ndarray) -> list[str]:
 def coef_table(result: Any, ddf: str = "Satterthwaite") -> CoefTable:
     """Estimates, SEs, ``df``, t values and two-sided p-values of the fixed effects."""
     ddf = check_ddf(result, ddf)
-    df_of, _ = _df_function(result, ddf)
+    df_of, _, V = _df_function(result, ddf)
     beta = np.asarray(result.estimates.beta, dtype=float)
-    if ddf == "Kenward-Roger" and result.design.blocks:
-        V = KenwardRoger.of(result).vcov_adjusted
-    else:
-        V = np.asarray(result.estimates.vcov_beta, dtype=float)
     se = np.sqrt(np.diag(V))
     eye = np.eye(beta.size)
     nu = np.array([df_of(eye[j]) for j in range(beta.size)])
@@ -182,7 +195,12 @@ class TermAnova(pd.DataFrame):
             format_pvalues(self["p_value"].to_numpy()),
         ]
         rows = [list(r) for r in zip(*columns)]
-        title = f"Type {kind} Analysis of Variance Table with {self.attrs.get('ddf', '')}'s method"
+        ddf = self.attrs.get("ddf", "")
+        if ddf in ("Satterthwaite", "Kenward-Roger"):
+            how = f"{ddf}'s method"
+        else:
+            how = "nlme's containment df" if ddf == "containment" else "n - p df"
+        title = f"Type {kind} Analysis of Variance Table with {how}"
         return title + "\n" + render_table(header, rows, "lrrrrrr")
 
     __str__ = __repr__
@@ -201,12 +219,22 @@ def term_anova(
         raise ArgumentError(f"type must be 1 or 3 (R's 'I' or 'III'), not {type!r}.")
     type = {"I": 1, "III": 3}.get(type, type)
     hypotheses = type3_hypotheses(result) if type == 3 else type1_hypotheses(result.design)
+    term_df = None
+    if ddf == "containment" and result.design.blocks:  # nlme's per-term df
+        columns = {k: cols for k, (cols, _) in term_columns(result.design).items()}
+        term_df = containment_term_df(result.design, columns)
     if marginal_only:
         terms = term_columns(result.design)
         hypotheses = {k: v for k, v in hypotheses.items() if not contained(k, terms)}
-    _, test = _df_function(result, ddf)
+    _, test, V = _df_function(result, ddf)
     beta = np.asarray(result.estimates.beta, dtype=float)
-    rows = {name: test(L, beta) for name, L in hypotheses.items()}
+    if term_df is not None:
+        rows = {
+            name: _wald_test(result, V, lambda L, nu=term_df[name]: nu)(L, beta)
+            for name, L in hypotheses.items()
+        }
+    else:
+        rows = {name: test(L, beta) for name, L in hypotheses.items()}
     table = TermAnova(
         {
             "sum_sq": [r.sum_sq for r in rows.values()],

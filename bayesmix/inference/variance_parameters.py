@@ -14,8 +14,9 @@ criterion differs from the original one by a constant.
 
 Notation
 --------
-phi : (theta, sigma), original (lme4) scale; A : covariance of phi;
-J : (k, p, p) derivatives of V_beta in each phi_i; pwrss : penalised weighted RSS.
+phi : (theta, sigma), original (lme4) scale; phi_w : the same in working coordinates
+(:mod:`bayesmix.ml.working`), where the derivatives are taken; A : covariance of phi_w;
+J : (k, p, p) derivatives of V_beta in each phi_w_i; pwrss : penalised weighted RSS.
 """
 
 from __future__ import annotations
@@ -83,37 +84,55 @@ class VarianceParameters:
         F = self._work.vcov_factor(self._solution(phi[:-1]).RX, float(phi[-1]))
         return F @ F.T
 
+    # Derivatives are taken in the working coordinates phi_w = (theta_w, sigma / scale)
+    # of bayesmix.ml.working, where every parameter is of order one whatever the units
+    # of the data (a covariate in nanometres makes its theta 1e-9 in original units).
+    # phi_w is a linear map of phi, so Satterthwaite's df, 2 v^2 / (g'A g), is the same
+    # in either: g and A transform together.
+    @cached_property
+    def _to_working(self) -> np.ndarray:
+        work = self._work
+        return np.append(np.asarray(work.theta_scale, dtype=float), 1.0 / work.scale)
+
+    @cached_property
+    def phi_w(self) -> np.ndarray:
+        """:attr:`phi` in working coordinates."""
+        return self.phi * self._to_working
+
+    def _from_working(self, phi_w: np.ndarray) -> np.ndarray:
+        return np.asarray(phi_w, dtype=float) / self._to_working
+
     @cached_property
     def hessian(self) -> np.ndarray:
-        """Hessian of :meth:`deviance` at :attr:`phi`."""
-        return hessian(self.deviance, self.phi)
+        """Hessian of :meth:`deviance` at :attr:`phi_w`, in working coordinates."""
+        return hessian(lambda x: self.deviance(self._from_working(x)), self.phi_w)
 
     @cached_property
     def covariance(self) -> np.ndarray:
-        """``A = 2 H^-1``, the asymptotic covariance of ``phi``.
+        """``A = 2 H^-1``, the asymptotic covariance of ``phi_w`` (working coordinates).
 
-        Warns when ``H`` is not positive definite (a variance on its boundary, or
-        a fit short of the optimum): the degrees of freedom then rest on a
-        curvature that is not a likelihood's, as lmerTest's do.
+        Where ``H`` is not positive definite (a variance on its boundary, or a fit
+        short of the optimum) only its eigenvalues above 1e-6 are inverted, as
+        lmerTest's ``vcov_varpar`` does, with a warning: the degrees of freedom then
+        rest on the directions the likelihood curves in.
         """
-        H = self.hessian
-        eigenvalues = np.linalg.eigvalsh(H)
-        if eigenvalues.min() <= 1e-8 * max(abs(eigenvalues).max(), 1.0):
+        values, vectors = np.linalg.eigh(self.hessian)
+        keep = values > 1e-6
+        if not keep.all():
             warn(
                 "The Hessian of the criterion in (theta, sigma) is not positive definite "
-                f"(smallest eigenvalue {eigenvalues.min():.3g}): a variance is at or near "
-                "zero. The Satterthwaite degrees of freedom use its pseudo-inverse; "
-                "compare with Kenward-Roger (ddf='Kenward-Roger') or simplify the random "
-                "part.",
+                f"(smallest eigenvalue {values.min():.3g}): a variance is at or near zero. "
+                "The Satterthwaite degrees of freedom use its positive part, as lmerTest's "
+                "do; compare with Kenward-Roger (ddf='Kenward-Roger') or simplify the "
+                "random part.",
                 SingularFitWarning,
             )
-            return 2.0 * np.linalg.pinv(H)
-        return 2.0 * np.linalg.inv(H)
+        return 2.0 * (vectors[:, keep] / values[keep]) @ vectors[:, keep].T
 
     @cached_property
     def vcov_jacobian(self) -> np.ndarray:
-        """``J[i] = d V_beta / d phi_i`` at :attr:`phi`, shape ``(k, p, p)``."""
-        return jacobian(self.vcov_beta, self.phi)
+        """``J[i] = d V_beta / d phi_w_i`` at :attr:`phi_w`, shape ``(k, p, p)``."""
+        return jacobian(lambda x: self.vcov_beta(self._from_working(x)), self.phi_w)
 
 
 # One VarianceParameters per live result: coef_table and anova then share the

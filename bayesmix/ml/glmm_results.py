@@ -206,7 +206,14 @@ class GLMMResult(MLResult):
         pi = special.expit(zi_X @ np.asarray(self.zi_beta))
         return {"zprob": pi, "conditional": mu, "response": (1 - pi) * mu}[type]
 
-    def summary(self) -> GLMMSummary:
+    def summary(self, ddf: str | None = None) -> GLMMSummary:
+        """lme4's glmer summary (z tests); ``ddf`` is refused: a GLMM has no t tests."""
+        if ddf is not None:
+            raise ArgumentError(
+                "ddf= (Satterthwaite/Kenward-Roger) is for linear mixed models; a GLMM's "
+                "fixed effects have z tests in fit.summary(), and nested fits compare by "
+                "likelihood ratio with bmx.anova."
+            )
         return GLMMSummary(self)
 
 

@@ -183,7 +183,13 @@ class NLMResult(MLResult):
             out = nl.mean(np, nl.phi_new(new, beta, b), new.covariates)
         return new.offset_or_zero + np.broadcast_to(np.asarray(out, dtype=float), (len(newdata),))
 
-    def summary(self) -> NLMSummary:
+    def summary(self, ddf: str | None = None) -> NLMSummary:
+        """nlme's summary (t tests on nlme's degrees of freedom); ``ddf`` is refused."""
+        if ddf is not None:
+            raise ArgumentError(
+                "ddf= (Satterthwaite/Kenward-Roger) is not available for nonlinear mixed "
+                "models; fit.intervals() gives nlme's t intervals on its degrees of freedom."
+            )
         return NLMSummary(self)
 
     def update(
