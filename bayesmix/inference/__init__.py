@@ -2,14 +2,17 @@
 
 Owns: numeric derivatives of the criterion in the variance parameters
 (:mod:`.derivatives`, :mod:`.variance_parameters`), denominator degrees of
-freedom by Satterthwaite (:mod:`.satterthwaite`) and Kenward–Roger
-(:mod:`.kenward_roger`), the hypotheses of type I and III tests
-(:mod:`.hypotheses`), coefficient and F tables (:mod:`.tables`), lme4's
-confidence intervals (:mod:`.confint`, likelihood profiles in :mod:`.profile`),
-lmerTest's ``ranova`` (:mod:`.ranova`), simulation and the parametric
-bootstrap (:mod:`.simulate`, :mod:`.bootstrap`), pbkrtest's bootstrap LRT
-(:mod:`.pbtest`), their batched Dask runner (:mod:`.distributed`), and
-stepwise selection of random effects (:mod:`.selection`).
+freedom by Satterthwaite (:mod:`.satterthwaite`), Kenward–Roger
+(:mod:`.kenward_roger`, its matrices by ``q x q`` algebra in :mod:`.kr_matrices`)
+and nlme's containment rule (:mod:`.containment`), the hypotheses of type I and
+III tests (:mod:`.hypotheses`), coefficient and F tables (:mod:`.tables`), lme4's
+confidence intervals (:mod:`.confint`, likelihood profiles in :mod:`.profile`)
+and nlme's (:mod:`.nlme_intervals`), lmerTest's ``ranova`` (:mod:`.ranova`),
+simulation and the parametric bootstrap (:mod:`.simulate`, :mod:`.bootstrap`),
+pbkrtest's bootstrap LRT (:mod:`.pbtest`), their batched Dask runner
+(:mod:`.distributed`), stepwise selection of random effects (:mod:`.selection`
+for ``lmm``, :mod:`.selection_nonlinear` for ``nlmm``, the shared walk in
+:mod:`.selection_steps`), and which fits each tool takes (:mod:`.applicability`).
 
 May import: :mod:`bayesmix.spec`, :mod:`bayesmix.ml`, :mod:`bayesmix.nonlinear`,
 numpy, scipy, pandas, nlopt, dask (lazily); never :mod:`bayesmix.bayes`. Results

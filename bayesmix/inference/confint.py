@@ -33,7 +33,9 @@ from bayesmix.inference.profile import (
     interval_ends,
     sdcor_names,
 )
+from bayesmix.ml.criterion_choice import estimates_kernel
 from bayesmix.ml.fit import fit_estimates
+from bayesmix.ml.working import working_problem
 
 __all__ = ["confint"]
 
@@ -107,11 +109,12 @@ def _profile(result: Any, level: float, names: list[str]) -> pd.DataFrame:
         )
         rows[name] = [lo.value, hi.value]
         bounded += [f"{name} (lower)"] * lo.at_bound + [f"{name} (upper)"] * hi.at_bound
+    work = working_problem(design)
+    kernel = estimates_kernel(work.design)
     for j, name in enumerate(design.fixed_terms):
         if name in names:
-            lo, hi = interval_ends(
-                fixed_effect_zeta(design, ml, j), float(ml.beta[j]), float(se[j]), z
-            )
+            zeta = fixed_effect_zeta(design, ml, j, work, kernel)
+            lo, hi = interval_ends(zeta, float(ml.beta[j]), float(se[j]), z)
             rows[name] = [lo.value, hi.value]
     table = pd.DataFrame.from_dict(rows, orient="index", columns=_columns(level))
     if bounded:

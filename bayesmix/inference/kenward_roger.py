@@ -13,8 +13,10 @@ and Roger's second-derivative term vanishes. With ``Phi = (X' Sigma^-1 X)^-1``:
 
 and a hypothesis ``L beta = 0`` of rank ``q`` gets the scaled statistic
 ``lambda F`` on ``(q, m)`` degrees of freedom from the moments ``A1``, ``A2``
-of Kenward and Roger's equations. ``Sigma`` is formed densely (``n x n``), as
-pbkrtest does: fits with more than :data:`MAX_ROWS` observations are refused.
+of Kenward and Roger's equations. The matrices come from
+:mod:`.kr_matrices` through ``q x q`` algebra (``q`` random effects; pbkrtest
+forms ``n x n`` ones); fits with more than :data:`MAX_EFFECTS` random effects
+are refused.
 
 Notation
 --------
@@ -30,46 +32,16 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
 from scipy import stats
 
 from bayesmix.errors import ArgumentError
+from bayesmix.inference.kr_matrices import kenward_roger_matrices
 from bayesmix.inference.satterthwaite import FTest
-from bayesmix.spec.covariance import theta_positions
 
-__all__ = ["MAX_ROWS", "KenwardRoger"]
+__all__ = ["MAX_EFFECTS", "KenwardRoger"]
 
-#: Largest number of observations for which the dense n x n matrices are formed.
-MAX_ROWS = 4000
-
-
-def _component_matrices(design: Any) -> list[np.ndarray]:
-    """``G_j`` of every covariance entry of every block, then the identity (``sigma^2``)."""
-    n = design.n_obs
-    out = []
-    for block in design.blocks:
-        k = block.n_terms
-        Z = np.asarray(block.Z, dtype=float).reshape(n, k)
-        same = block.codes[:, None] == block.codes[None, :]
-        rows, cols = theta_positions(block.covariance, k)
-        for r, c in zip(rows, cols):
-            G = np.outer(Z[:, r], Z[:, c])
-            if r != c:
-                G = G + G.T
-            out.append(np.where(same, G, 0.0))
-    out.append(np.eye(n))
-    return out
-
-
-def _components(result: Any) -> np.ndarray:
-    """``gamma``: the covariance entries (in ``theta`` order) and ``sigma^2``."""
-    est = result.estimates
-    values = []
-    for block, cov in zip(result.design.blocks, est.covariances):
-        rows, cols = theta_positions(block.covariance, block.n_terms)
-        values.extend(cov[r, c] for r, c in zip(rows, cols))
-    values.append(float(est.sigma) ** 2)
-    return np.array(values)
+#: Most random effects for which the q x q matrices of the adjustment are formed.
+MAX_EFFECTS = 4000
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,37 +65,26 @@ class KenwardRoger:
                 "Kenward-Roger degrees of freedom are not available for fits with prior "
                 "weights or residual structures; use ddf='Satterthwaite'."
             )
-        if design.n_obs > MAX_ROWS:
+        q = sum(block.n_levels * block.n_terms for block in design.blocks)
+        if q > MAX_EFFECTS:
             raise ArgumentError(
-                f"Kenward-Roger forms dense {design.n_obs} x {design.n_obs} matrices; it is "
-                f"limited to {MAX_ROWS} observations. Use ddf='Satterthwaite', which scales "
-                "to large data."
+                f"Kenward-Roger forms dense {q} x {q} matrices (one per variance component) "
+                f"for this fit's {q} random effects; it is limited to {MAX_EFFECTS}. Use "
+                "ddf='Satterthwaite', which scales to large models."
             )
         return cls(result)
 
     @cached_property
     def _parts(self) -> dict:
-        design = self.result.design
-        X = np.asarray(design.X, dtype=float)
-        G = _component_matrices(design)
-        gamma = _components(self.result)
-        Sigma = sum(g * Gj for g, Gj in zip(gamma, G))
-        factor = sla.cho_factor(Sigma, lower=True, check_finite=False)
-        S = sla.cho_solve(factor, np.eye(len(Sigma)), check_finite=False)
-        SX = S @ X
-        Phi = np.linalg.inv(X.T @ SX)
-        GS = [Gj @ S for Gj in G]
-        GSX = [Gj @ SX for Gj in G]
-        P = [-(SX.T @ Oi) for Oi in GSX]
-        k = len(G)
-        Q = [[GSX[i].T @ S @ GSX[j] for j in range(k)] for i in range(k)]
+        est = self.result.estimates
+        m = kenward_roger_matrices(self.result.design, est.theta, float(est.sigma))
+        Phi, P, Q = m["Phi"], m["P"], m["Q"]
+        k = len(P)
         info = np.empty((k, k))
         for i in range(k):
             for j in range(i + 1):
                 info[i, j] = info[j, i] = (
-                    np.sum(GS[i] * GS[j].T)
-                    - 2.0 * np.sum(Phi * Q[i][j])
-                    + np.sum((Phi @ P[i]) * (P[j] @ Phi))
+                    m["K"][i, j] - 2.0 * np.sum(Phi * Q[i][j]) + np.sum((Phi @ P[i]) * (P[j] @ Phi))
                 )
         W = 2.0 * np.linalg.pinv(info)
         U = sum(W[i, j] * (Q[i][j] - P[i] @ Phi @ P[j]) for i in range(k) for j in range(k))

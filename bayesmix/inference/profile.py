@@ -191,17 +191,19 @@ class VarianceProfile:
         return zeta
 
 
-def fixed_effect_zeta(design: Any, estimates: Any, j: int) -> Callable[[float], float]:
+def fixed_effect_zeta(
+    design: Any, estimates: Any, j: int, work: Any = None, kernel: Any = None
+) -> Callable[[float], float]:
     """``zeta`` of fixed effect ``j``: the ML deviance at ``beta_j`` fixed, minimised over theta.
 
     lme4 refits the model with ``X_j beta_j`` in the offset. The same minimum
     comes without a refit: at each ``theta`` the penalised least squares with
     ``beta_j = b`` adds ``(b - beta_hat_j)^2 / C_jj`` to the penalised RSS, ``C``
     being ``V_beta / sigma^2``, so only ``theta`` is searched (BOBYQA), on the
-    fit's own kernel.
+    fit's own kernel (``work`` and ``kernel``: the design's, shared between effects).
     """
-    work = working_problem(design)
-    kernel = estimates_kernel(work.design)
+    work = working_problem(design) if work is None else work
+    kernel = estimates_kernel(work.design) if kernel is None else kernel
     n = design.n_obs
     scale2 = work.scale**2
     beta_hat = float(estimates.beta[j])

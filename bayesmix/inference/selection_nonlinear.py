@@ -20,10 +20,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pandas as pd
-
 from bayesmix.errors import ArgumentError
-from bayesmix.inference.selection import Selection, check_options, quietly, walk
+from bayesmix.inference.selection_steps import (
+    Selection,
+    check_options,
+    path_table,
+    quietly,
+    walk,
+)
 from bayesmix.spec.formula import parse_formula
 
 __all__ = ["select_nonlinear"]
@@ -117,20 +121,5 @@ def select_nonlinear(
         return fits[key]
 
     rows = walk(state, fit, lambda st: _moves(st, allowed, direction), fitted, criterion, alpha)
-    path = pd.DataFrame(
-        {
-            "move": [r[0] for r in rows],
-            "random": [_label(r[1]) for r in rows],
-            "df": [r[2].df for r in rows],
-            "AIC": [r[2].aic for r in rows],
-            "BIC": [r[2].bic for r in rows],
-            "logLik": [r[2].loglik for r in rows],
-            "LRT": [r[3] for r in rows],
-            "p_value": [r[4] for r in rows],
-            "singular": [bool(r[2].singular) for r in rows],
-            "converged": [bool(r[2].converged) for r in rows],
-        },
-        index=pd.RangeIndex(len(rows), name="step"),
-    )
-    path.attrs.update(criterion=criterion, direction=direction, method=fit.method)
+    path = path_table(rows, _label, criterion, direction, fit.method)
     return Selection(path, rows[-1][2], fits)
