@@ -28,7 +28,7 @@ from bayesmix.bayes.tables import (
     group_labels,
     interval_table,
 )
-from bayesmix.bayes.validate import check_ci_prob
+from bayesmix.bayes.validate import check_ci_prob, refuse_ddf
 from bayesmix.errors import ArgumentError, DataWarning, warn
 from bayesmix.spec.design import Design
 
@@ -188,17 +188,8 @@ class BayesResult:
         return table
 
     def summary(self, ci_prob: float = 0.95, ddf: Any = None) -> BayesSummary:
-        """lme4-like summary with posterior means, SDs and equal-tailed intervals.
-
-        ``ddf`` exists to refuse it: a posterior has no denominator degrees of freedom.
-        """
-        if ddf is not None:
-            raise ArgumentError(
-                "ddf= (Satterthwaite/Kenward-Roger p-values) applies to ML/REML fits. A "
-                "Bayesian fit's uncertainty is its posterior: read the intervals of "
-                "post.summary() or post.fixef(), or fit the model with model.fit() for "
-                "lmerTest's tests."
-            )
+        """lme4-like summary with posterior means, SDs and intervals (``ddf``: refused)."""
+        refuse_ddf(ddf)
         check_ci_prob(ci_prob)
         post = self._posterior()
         diag = self.diagnostics()

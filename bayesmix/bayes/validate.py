@@ -195,3 +195,13 @@ def check_sampling_args(
         "random_seed": check_seed(random_seed),
         "compile": check_choice(compile, "compile", COMPILE_ROUTES),
     }
+
+
+def refuse_ddf(ddf: Any) -> None:
+    """Refuse ``summary(ddf=...)`` on a posterior, saying where its uncertainty is."""
+    if ddf is not None:
+        raise ArgumentError(
+            "ddf= (Satterthwaite/Kenward-Roger p-values) applies to ML/REML fits. A Bayesian "
+            "fit's uncertainty is its posterior: read the intervals of post.summary() or "
+            "post.fixef(), or fit the model with model.fit() for lmerTest's tests."
+        )

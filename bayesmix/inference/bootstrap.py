@@ -30,12 +30,11 @@ from bayesmix.inference.distributed import run_replicates
 from bayesmix.inference.profile import sdcor_names, sdcor_values
 from bayesmix.inference.simulate import check_simulable, simulate_response
 from bayesmix.ml.fit import fit_estimates
-from bayesmix.ml.results import MLResult
 
 __all__ = ["BootstrapResult", "bootstrap", "bootstrap_intervals"]
 
 
-def default_statistic(fit: MLResult) -> np.ndarray:
+def default_statistic(fit: Any) -> np.ndarray:
     """SDs, correlations and ``sigma`` (lme4's ``sdcor``), then the fixed effects."""
     est = fit.estimates
     return np.concatenate([sdcor_values(fit.design, est), np.asarray(est.beta, dtype=float)])
@@ -61,16 +60,19 @@ class RefitTask:
 
     design: Any
     estimates: Any
-    statistic: Callable[[MLResult], Any]
+    statistic: Callable[[Any], Any]
     n_values: int
     use_u: bool
     conventions: str = "lme4"
+    # the fit's class (MLResult): taken from the fit, not imported, since MLResult's
+    # methods import this module
+    result_class: Any = None
 
-    def refit(self, y: np.ndarray) -> MLResult:
+    def refit(self, y: np.ndarray) -> Any:
         design = dataclasses.replace(self.design, y=y)
         start = np.asarray(self.estimates.theta, dtype=float)
         estimates = fit_estimates(design, self.estimates.method, start=start)
-        return MLResult(design, estimates, ReplicateModel(self.conventions))
+        return self.result_class(design, estimates, ReplicateModel(self.conventions))
 
     def __call__(self, indices: Any, seeds: Any) -> list[tuple[np.ndarray, str, int]]:
         out = []
@@ -158,9 +160,9 @@ class BootstrapResult:
 
 
 def bootstrap(
-    result: MLResult,
+    result: Any,
     nsim: int = 1000,
-    statistic: Callable[[MLResult], Any] | None = None,
+    statistic: Callable[[Any], Any] | None = None,
     *,
     seed: int | np.random.SeedSequence | None = None,
     use_u: bool = False,
@@ -194,7 +196,13 @@ def bootstrap(
         names = [f"t{i + 1}" for i in range(values0.size)]
     t0 = pd.Series(values0, index=names)
     task = RefitTask(
-        result.design, result.estimates, statistic, t0.size, bool(use_u), result.conventions
+        result.design,
+        result.estimates,
+        statistic,
+        t0.size,
+        bool(use_u),
+        result.conventions,
+        type(result),
     )
     run = run_replicates(
         task, nsim, seed, client=client, workers=workers, batch_size=batch_size, progress=progress
@@ -223,7 +231,7 @@ def bootstrap(
 
 
 def bootstrap_intervals(
-    result: MLResult, level: float, names: list[str], nsim: int = 500, **options: Any
+    result: Any, level: float, names: list[str], nsim: int = 500, **options: Any
 ) -> pd.DataFrame:
     """``confint(method="boot")``: percentile intervals of the default statistic."""
     boot = bootstrap(result, nsim, **options)

@@ -72,7 +72,12 @@ class VarianceParameters:
         theta, sigma = phi[:-1], float(phi[-1])
         if sigma <= 0.0:
             return math.inf
-        ldL2, pwrss, ldRX2 = self._kernel.pieces(self._work.theta_w(theta))
+        theta_w = self._work.theta_w(theta)
+        if hasattr(self._kernel, "pieces"):  # the dense kernel: without solving for effects
+            ldL2, pwrss, ldRX2 = self._kernel.pieces(theta_w)
+        else:
+            sol = self._kernel.solve(theta_w, reml=self.reml)
+            ldL2, pwrss, ldRX2 = sol.ldL2, sol.pwrss, sol.ldRX2
         sigma_w = sigma / self._work.scale
         n, p = self.design.n_obs, self.design.n_fixed
         dof = n - p if self.reml else n

@@ -334,11 +334,6 @@ class ProfiledDeviance:
         """Profiled deviance (``reml=False``) or REML criterion at ``theta``."""
         return float(self._criterion(self._factor(theta), reml))
 
-    def pieces(self, theta: np.ndarray) -> tuple[float, float, float]:
-        """``(log|L|^2, pwrss, log|RX|^2)`` at ``theta``, the criterion's parts (profiles)."""
-        f = self._factor(theta)
-        return float(f["ldL2"]), float(f["pwrss"]), float(f["ldRX2"])
-
     @functools.cached_property
     def gradient_plan(self):
         """The :class:`~bayesmix.ml.deviance_gradient.GradientPlan` of this kernel."""
