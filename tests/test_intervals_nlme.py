@@ -7,6 +7,8 @@ estimates themselves differ by up to 1e-4 on Theoph (nlme's fit stops 9e-4 short
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,3 +99,30 @@ def test_glmm_and_nonlinear_fits_are_pointed_elsewhere():
     ).fit(method="ML")
     with pytest.raises(ArgumentError, match="intervals"):
         nl.confint()
+
+
+@pytest.mark.parametrize("method", ["ML", "REML"])
+@pytest.mark.parametrize(
+    "name,case",
+    [
+        ("B1_orthodont_lme_varident", "V01_orthodont_lme_varident"),
+        ("B2_ovary_lme_ar1", "V02_ovary_lme_ar1"),
+    ],
+)
+def test_intervals_with_residual_structures_match_nlme(name, case, method):
+    """nlme's intervals of lme fits with varIdent and corAR1 (the shared round-2 refs)."""
+    from test_residual_ml import REFS, fitted
+
+    ref = json.loads((REFS / "round2" / f"{name}_{method.lower()}.json").read_text())
+    table = ref["intervals"]
+    got = fitted(case, method).intervals()
+
+    def rows(block: dict) -> np.ndarray:
+        return np.array([[v["lower"], v["est."], v["upper"]] for v in block.values()])
+
+    _close(got.fixed, rows(table["fixed"]))
+    _close(got.random, rows(next(iter(table["reStruct"].values()))))
+    structure = table.get("varStruct") or table.get("corStruct")
+    _close(got.structure, rows(structure))
+    sigma = table["sigma"]
+    _close(got.sigma, np.array([[sigma["lower"], sigma["est."], sigma["upper"]]]))

@@ -11,7 +11,11 @@ correlations, and ``sigma``.
   ``2 H^-1``, ``H`` the Hessian of the fit's criterion (ML deviance or REML
   criterion, fixed effects profiled out, ``sigma`` free) in those parameters,
   as nlme's ``apVar``. A nonlinear fit uses its linearised model at convergence,
-  where nlme computes its ``apVar`` too.
+  where nlme computes its ``apVar`` too;
+* a variance function's or correlation structure's parameters: Wald on their
+  unconstrained scale (log ratios, atanh or logit of a correlation: nlme's up to a
+  linear map, which leaves Wald intervals unchanged), the criterion evaluated on
+  the design whitened at each ``u`` plus ``log|Lambda|``.
 
 Notation
 --------
@@ -33,7 +37,8 @@ from bayesmix.errors import ArgumentError, SingularFitWarning, warn
 from bayesmix.inference.applicability import require_linear_fit
 from bayesmix.inference.containment import containment_df
 from bayesmix.inference.derivatives import hessian
-from bayesmix.inference.profile import VarianceProfile, sdcor_names
+from bayesmix.inference.profile import sdcor_names, sdcor_values, theta_from_sdcor
+from bayesmix.inference.variance_parameters import VarianceParameters
 from bayesmix.spec.covariance import theta_positions
 
 __all__ = ["NlmeIntervals", "nlme_intervals"]
@@ -43,12 +48,14 @@ _COLUMNS = ["lower", "est.", "upper"]
 
 @dataclass(frozen=True)
 class NlmeIntervals:
-    """nlme's ``intervals`` object: ``fixed``, ``random`` and ``sigma`` tables."""
+    """nlme's ``intervals`` object: ``fixed``, ``random``, ``sigma`` and (with a variance
+    function or correlation structure) ``structure`` tables."""
 
     fixed: pd.DataFrame
     random: pd.DataFrame
     sigma: pd.DataFrame
     level: float
+    structure: pd.DataFrame | None = None
 
     def __repr__(self) -> str:
         parts = [f"Approximate {self.level:.0%} confidence intervals", "", " Fixed effects:"]
@@ -56,6 +63,9 @@ class NlmeIntervals:
         if len(self.random):
             random = self.random.to_string(float_format=lambda v: f"{v:.6g}")
             parts += ["", " Random effects:", random]
+        if self.structure is not None and len(self.structure):
+            table = self.structure.to_string(float_format=lambda v: f"{v:.6g}")
+            parts += ["", " Residual structure:", table]
         parts += ["", " Within-group standard error:"]
         parts.append(self.sigma.to_string(float_format=lambda v: f"{v:.6g}"))
         return "\n".join(parts)
@@ -122,52 +132,107 @@ def _fixed(result: Any, level: float, design: Any = None) -> pd.DataFrame:
     )
 
 
+class _NaturalDeviance:
+    """The criterion (sigma free) in nlme's natural parameters ``eta``: log SD and atanh
+    correlation per random effect, the structure's unconstrained ``u``, log sigma.
+
+    With a residual structure the design is whitened at ``u`` (fitted values held at
+    the fit's, nlme's fixed point) and ``log|Lambda|`` added, as
+    :mod:`bayesmix.ml.residual_fit` evaluates its criterion.
+    """
+
+    def __init__(self, result: Any, design: Any) -> None:
+        est = result.estimates
+        self.design, self.reml = design, est.method == "REML"
+        self.structure = result.residual_structure
+        self.fitted = getattr(est, "variance_fitted", None)
+        self.corr = _is_correlation(design)[:-1]
+        self.n_random = self.corr.size
+        self.u_hat = np.asarray(getattr(est, "residual_u", np.zeros(0)), dtype=float)
+        self.plain = VarianceParameters(design, self.reml, np.zeros(0), ())
+
+    def eta(self, x_hat: np.ndarray) -> np.ndarray:
+        random = x_hat[:-1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            natural = np.where(self.corr, np.arctanh(random), np.log(random))
+        return np.concatenate([natural, self.u_hat, [math.log(x_hat[-1])]])
+
+    def sdcor(self, eta: np.ndarray) -> np.ndarray:
+        random = eta[: self.n_random]
+        x = np.where(self.corr, np.tanh(random), np.exp(random))
+        return np.append(x, math.exp(eta[-1]))
+
+    def __call__(self, eta: np.ndarray) -> float:
+        x = self.sdcor(eta)
+        theta = theta_from_sdcor(self.design, x)
+        if theta is None:
+            return math.inf
+        phi = np.append(theta, x[-1])
+        if self.structure is None:
+            return self.plain.deviance(phi)
+        u = eta[self.n_random : -1]
+        white, log_det = self.structure.whiten_design(self.design, u, self.fitted)
+        return VarianceParameters(white, self.reml, phi, ()).deviance(phi) + log_det
+
+
+def _structure_table(structure: Any, u_hat: np.ndarray, se: np.ndarray, z: float) -> pd.DataFrame:
+    """nlme's corStruct / varStruct rows: Wald bounds of ``u`` mapped to the reported scale."""
+    if structure is None or not u_hat.size:
+        return pd.DataFrame(columns=_COLUMNS, dtype=float)
+    tables = [structure.parameter_table(u) for u in (u_hat - z * se, u_hat, u_hat + z * se)]
+    values = np.column_stack([t["estimate"].to_numpy() for t in tables])
+    low, high = np.minimum(values[:, 0], values[:, 2]), np.maximum(values[:, 0], values[:, 2])
+    index = [f"{s}: {p}" for s, p in zip(tables[1]["structure"], tables[1]["parameter"])]
+    return pd.DataFrame(np.column_stack([low, values[:, 1], high]), index=index, columns=_COLUMNS)
+
+
 def nlme_intervals(result: Any, level: float = 0.95) -> NlmeIntervals:
     """nlme's ``intervals(fit, level, which = "all")`` of a Gaussian ML/REML fit."""
     require_linear_fit(result, "intervals()", nonlinear_ok=True)
     if not isinstance(level, int | float) or not 0.0 < float(level) < 1.0:
         raise ArgumentError(f"level must be a probability between 0 and 1, not {level!r}.")
-    if result.residual_structure is not None:
-        raise ArgumentError(
-            "intervals() of fits with weights= or correlation= structures are not available "
-            "yet; the fixed effects' intervals are fit.confint(method='Wald')."
-        )
     design, est = result.design, result.estimates
+    structure = result.residual_structure
     if getattr(result, "nonlinear_design", None) is not None:
+        if structure is not None:
+            raise ArgumentError(
+                "intervals() of nonlinear fits with weights= or correlation= structures are "
+                "not available yet."
+            )
         design = _linearised(result)
-    if not design.blocks:
-        return NlmeIntervals(
-            _fixed(result, level), _no_random(), _sigma_chisq(result, level), level
-        )
-    profile = VarianceProfile(design, est, reml=est.method == "REML")
-    x_hat = profile.x_hat
-    corr = _is_correlation(design)
-    if np.any(x_hat[~corr] <= 0.0) or np.any(np.abs(x_hat[corr]) >= 1.0):
+    if not design.blocks and structure is None:
+        sigma = _sigma_chisq(result, level)
+        return NlmeIntervals(_fixed(result, level), _no_random(), sigma, level)
+    criterion = _NaturalDeviance(result, design)
+    x_hat = sdcor_values(design, est)
+    eta_hat = criterion.eta(x_hat)
+    z = stats.norm.ppf((1.0 + level) / 2.0)
+    se = np.full(eta_hat.size, math.nan)
+    if np.all(np.isfinite(eta_hat)):
+        H = hessian(criterion, eta_hat)
+        se = np.sqrt(np.diag(2.0 * np.linalg.inv(H)))
+    else:
         warn(
             "A variance is estimated as zero or a correlation as +-1, so the natural "
-            "parameters are infinite there and nlme's intervals are undefined for them (nlme "
-            "stops with 'Non-positive definite approximate variance-covariance'); those rows "
-            "are NaN. Use profile intervals, fit.confint(), instead.",
+            "parameters are infinite there and nlme's intervals are undefined (nlme stops "
+            "with 'Non-positive definite approximate variance-covariance'); the variance "
+            "rows are NaN. Use profile intervals, fit.confint(), instead.",
             SingularFitWarning,
         )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta_hat = np.where(corr, np.arctanh(x_hat), np.log(x_hat))
-
-    def to_x(eta: np.ndarray) -> np.ndarray:
-        return np.where(corr, np.tanh(eta), np.exp(eta))
-
-    finite = np.isfinite(eta_hat)
-    z = stats.norm.ppf((1.0 + level) / 2.0)
-    se = np.full(x_hat.size, math.nan)
-    if finite.all():
-        H = hessian(lambda eta: profile.deviance(to_x(eta)), eta_hat)
-        se = np.sqrt(np.diag(2.0 * np.linalg.inv(H)))
-    bounds = np.column_stack([to_x(eta_hat - z * se), x_hat, to_x(eta_hat + z * se)])
+    k = criterion.n_random
+    random = np.column_stack(
+        [
+            criterion.sdcor(eta_hat - z * se)[:-1],
+            x_hat[:-1],
+            criterion.sdcor(eta_hat + z * se)[:-1],
+        ]
+    )
+    sigma_row = [math.exp(eta_hat[-1] - z * se[-1]), x_hat[-1], math.exp(eta_hat[-1] + z * se[-1])]
     names = sdcor_names(design)
-    table = pd.DataFrame(bounds, index=names, columns=_COLUMNS)
     return NlmeIntervals(
         fixed=_fixed(result, level, design),
-        random=table.iloc[:-1],
-        sigma=table.iloc[-1:],
+        random=pd.DataFrame(random, index=names[:-1], columns=_COLUMNS),
+        sigma=pd.DataFrame([sigma_row], index=["sigma"], columns=_COLUMNS),
         level=float(level),
+        structure=_structure_table(structure, criterion.u_hat, se[k:-1], z),
     )

@@ -49,6 +49,7 @@ __all__ = [
     "interval_ends",
     "sdcor_names",
     "sdcor_values",
+    "theta_from_sdcor",
 ]
 
 # A point the deviance cannot be evaluated at (correlations not positive definite).
@@ -89,6 +90,38 @@ def sdcor_values(design: Any, estimates: Any) -> np.ndarray:
     return np.array(x + [float(estimates.sigma)])
 
 
+def theta_from_sdcor(design: Any, x: np.ndarray) -> np.ndarray | None:
+    """lme4's ``theta`` of ``sdcor`` parameters ``x`` (SDs, correlations, then ``sigma``), or
+    ``None`` where the correlations are not positive definite."""
+    sigma = x[-1]
+    theta, position = [], 0
+    for block in design.blocks:
+        k = block.n_terms
+        rows, cols = theta_positions(block.covariance, k)
+        values = x[position : position + len(rows)]
+        position += len(rows)
+        if block.covariance == "diagonal" or k == 1:
+            theta.extend(values / sigma)
+        elif k == 2:  # (sd1, rho, sd2): the 2 x 2 Cholesky factor in closed form
+            sd1, rho, sd2 = values
+            if abs(rho) >= 1.0:
+                return None
+            theta.extend((sd1 / sigma, sd2 * rho / sigma, sd2 * math.sqrt(1 - rho**2) / sigma))
+        else:
+            sd, corr = np.zeros(k), np.eye(k)
+            for r, c, v in zip(rows, cols, values):
+                if r == c:
+                    sd[r] = v
+                else:
+                    corr[r, c] = corr[c, r] = v
+            try:
+                chol = np.linalg.cholesky(corr)
+            except np.linalg.LinAlgError:
+                return None
+            theta.extend(((sd[:, None] * chol) / sigma)[rows, cols])
+    return np.array(theta)
+
+
 class VarianceProfile:
     """The ML deviance (or REML criterion) in lme4's ``sdcor`` parameters ``x`` (SDs,
     correlations, ``sigma``)."""
@@ -110,33 +143,7 @@ class VarianceProfile:
 
     def theta(self, x: np.ndarray) -> np.ndarray | None:
         """``theta`` of ``x``, or ``None`` where the correlations are not positive definite."""
-        sigma = x[-1]
-        theta, position = [], 0
-        for block in self.design.blocks:
-            k = block.n_terms
-            rows, cols = theta_positions(block.covariance, k)
-            values = x[position : position + len(rows)]
-            position += len(rows)
-            if block.covariance == "diagonal" or k == 1:
-                theta.extend(values / sigma)
-            elif k == 2:  # (sd1, rho, sd2): the 2 x 2 Cholesky factor in closed form
-                sd1, rho, sd2 = values
-                if abs(rho) >= 1.0:
-                    return None
-                theta.extend((sd1 / sigma, sd2 * rho / sigma, sd2 * math.sqrt(1 - rho**2) / sigma))
-            else:
-                sd, corr = np.zeros(k), np.eye(k)
-                for r, c, v in zip(rows, cols, values):
-                    if r == c:
-                        sd[r] = v
-                    else:
-                        corr[r, c] = corr[c, r] = v
-                try:
-                    chol = np.linalg.cholesky(corr)
-                except np.linalg.LinAlgError:
-                    return None
-                theta.extend(((sd[:, None] * chol) / sigma)[rows, cols])
-        return np.array(theta)
+        return theta_from_sdcor(self.design, x)
 
     def deviance(self, x: np.ndarray) -> float:
         """ML deviance at ``x`` (up to a constant: compare with :attr:`base`)."""

@@ -68,7 +68,9 @@ class VarianceParameters:
         return self._kernel.solve(self._work.theta_w(theta), reml=self.reml)
 
     def deviance(self, phi: np.ndarray) -> float:
-        """``-2 l(theta, sigma)`` (restricted for REML) up to a constant in ``phi``."""
+        """``-2 l(theta, sigma)`` (restricted for REML), the design's own: the working
+        problem's constants are added back, so designs can be compared (a residual
+        structure's whitened designs differ in their working scale)."""
         theta, sigma = phi[:-1], float(phi[-1])
         if sigma <= 0.0:
             return math.inf
@@ -78,11 +80,13 @@ class VarianceParameters:
         else:
             sol = self._kernel.solve(theta_w, reml=self.reml)
             ldL2, pwrss, ldRX2 = sol.ldL2, sol.pwrss, sol.ldRX2
-        sigma_w = sigma / self._work.scale
+        work = self._work
         n, p = self.design.n_obs, self.design.n_fixed
         dof = n - p if self.reml else n
-        value = ldL2 + pwrss / sigma_w**2 + dof * math.log(2.0 * math.pi * sigma_w**2)
-        return value + (ldRX2 if self.reml else 0.0)
+        value = ldL2 + work.scale**2 * pwrss / sigma**2 + dof * math.log(2.0 * math.pi * sigma**2)
+        if self.reml:
+            value += ldRX2 + 2.0 * work.log_det_G
+        return value - work.log_weights
 
     def vcov_beta(self, phi: np.ndarray) -> np.ndarray:
         """``V_beta = sigma^2 (RX'RX)^-1`` at ``phi`` (original scale, ``(p, p)``)."""
