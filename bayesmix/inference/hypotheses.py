@@ -16,7 +16,9 @@ The F statistic and Kenward–Roger's test depend on the hypothesis only, but
 Satterthwaite's combined degrees of freedom (Fai and Cornelius) depend on the
 basis of its rows: for terms contained in others (``A`` in ``A:B``) lmerTest
 orthogonalises treatment-coded rows, this module uses the sum-coded ones, so
-their DenDF can differ from lmerTest's in the third digit.
+their DenDF can differ from lmerTest's slightly (3.3e-5 relative on an unbalanced
+3 x 3 design with a factor-by-covariate interaction, ``tests/refs/inference/
+make_contained_terms.R``).
 
 The intercept is not tested (as lmerTest's tables).
 
