@@ -295,7 +295,7 @@ class _Progress:
         self.total, self.count, self.bar = total, 0, None
         self.enabled = enabled and total > 0
         if self.enabled:
-            try:  # tqdm is optional: only numpyro (the jax extra) brings it
+            try:  # a dependency; the counter line stands in where it is missing
                 from tqdm.auto import tqdm
             except ImportError:
                 pass
