@@ -109,15 +109,24 @@ def plot_ranef(
     return figure
 
 
-def plot_qq(result: Any, kind: str = "normalized", *, ax: Axes | None = None) -> Axes:
+def default_residual_kind(result: Any) -> str:
+    """The standardised residuals each result offers: nlme's normalised ones for a Gaussian
+    ML/REML fit, deviance residuals for an ML GLMM (glmer's), Pearson for a posterior."""
+    if not hasattr(result, "estimates"):
+        return "pearson"
+    return "deviance" if getattr(result, "family", None) is not None else "normalized"
+
+
+def plot_qq(result: Any, kind: str | None = None, *, ax: Axes | None = None) -> Axes:
     """Normal quantile-quantile plot of residuals.
 
     Parameters
     ----------
     result
-        A fitted result with a ``residuals(kind=...)`` method.
-    kind : str
-        Residual type passed to ``result.residuals``.
+        A fitted result (ML/REML, GLMM or Bayesian) with a ``residuals(kind=...)`` method.
+    kind : str, optional
+        Residual type passed to ``result.residuals``; by default the result's
+        standardised residuals (:func:`default_residual_kind`).
     ax : matplotlib Axes, optional
         Axes to draw on; a new figure is made when omitted.
 
@@ -129,6 +138,7 @@ def plot_qq(result: Any, kind: str = "normalized", *, ax: Axes | None = None) ->
     """
     from scipy import stats
 
+    kind = default_residual_kind(result) if kind is None else kind
     residuals = np.sort(_finite(result.residuals(kind=kind), "residuals"))
     n = residuals.size
     # Plotting positions of R's ppoints(): (i - a) / (n + 1 - 2a).
@@ -148,15 +158,17 @@ def plot_qq(result: Any, kind: str = "normalized", *, ax: Axes | None = None) ->
     return ax
 
 
-def plot_residuals(result: Any, kind: str = "normalized", *, ax: Axes | None = None) -> Axes:
+def plot_residuals(result: Any, kind: str | None = None, *, ax: Axes | None = None) -> Axes:
     """Residuals against fitted values.
 
     Parameters
     ----------
     result
-        A fitted result with ``residuals(kind=...)`` and ``fitted()`` methods.
-    kind : str
-        Residual type passed to ``result.residuals``.
+        A fitted result (ML/REML, GLMM or Bayesian) with ``residuals(kind=...)`` and
+        ``fitted()`` methods.
+    kind : str, optional
+        Residual type passed to ``result.residuals``; by default the result's
+        standardised residuals (:func:`default_residual_kind`).
     ax : matplotlib Axes, optional
         Axes to draw on; a new figure is made when omitted.
 
@@ -165,6 +177,7 @@ def plot_residuals(result: Any, kind: str = "normalized", *, ax: Axes | None = N
     matplotlib.axes.Axes
         Scatter of residuals against fitted values with a zero line.
     """
+    kind = default_residual_kind(result) if kind is None else kind
     residuals = np.asarray(result.residuals(kind=kind), dtype=float).ravel()
     fitted = np.asarray(result.fitted(), dtype=float).ravel()
     if residuals.shape != fitted.shape:

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.collections import LineCollection
 
+import bayesmix as bmx
 from bayesmix import plotting
 
 LEVELS = ["308", "309", "310", "330", "331"]
@@ -215,3 +216,29 @@ def test_importing_plotting_does_not_import_matplotlib():
     code = "import sys, bayesmix.plotting; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_residual_plots_default_to_each_results_standardised_residuals():
+    """plot_qq/plot_residuals with default arguments on a posterior (which has Pearson but
+    no normalised residuals) and on an ML GLMM (deviance residuals, as glmer)."""
+
+    class Posterior:  # a BayesResult's residuals accept "response" and "pearson" only
+        def residuals(self, kind="response"):
+            if kind not in ("response", "pearson"):
+                raise bmx.ArgumentError(f"kind must be 'response' or 'pearson', not {kind!r}.")
+            return np.linspace(-2, 2, 20) * (0.5 if kind == "pearson" else 1.0)
+
+        def fitted(self):
+            return np.arange(20.0)
+
+    assert "pearson" in plotting.plot_qq(Posterior()).get_ylabel()
+    assert "pearson" in plotting.plot_residuals(Posterior()).get_ylabel()
+    cbpp = bmx.load_dataset("cbpp")
+    glmm = bmx.glmm(
+        "cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, "binomial"
+    ).fit()
+    ax = plotting.plot_qq(glmm)
+    assert "deviance" in ax.get_ylabel()
+    (points,) = [line for line in ax.lines if line.get_marker() == "o"]
+    np.testing.assert_allclose(points.get_ydata(), np.sort(glmm.residuals("deviance")))
+    plt.close("all")
