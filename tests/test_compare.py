@@ -300,3 +300,15 @@ def test_update_and_anova_on_sleepstudy_match_lme4_logliks():
     assert table.loc["corr", "p-value"] == pytest.approx(stats.chi2.sf(expected, 1), rel=1e-3)
     with pytest.raises(ComparisonError, match="ML and REML"):
         anova(fit, fit.update(method="REML"))
+
+
+def test_anova_html_shows_the_texts_cells():
+    """Notebooks show the same rounding and nlme's ``<.0001`` as the text, no NaN cells."""
+    data = bmx.load_dataset("sleepstudy")
+    table = anova(
+        small=bmx.lmm("Reaction ~ Days + (1 | Subject)", data).fit(method="ML"),
+        big=bmx.lmm("Reaction ~ Days + (Days | Subject)", data).fit(method="ML"),
+    )
+    html = table._repr_html_()
+    assert "&lt;.0001" in html and "nan" not in html.lower() and "e-10" not in html
+    assert "42.1393" in html and "42.1393" in table.to_text()

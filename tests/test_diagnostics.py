@@ -36,3 +36,29 @@ def test_rank_diagnostics_equal_arviz():
     np.testing.assert_allclose(r_hat, expected_r_hat, rtol=1e-12, equal_nan=True)
     np.testing.assert_allclose(ess_bulk, expected_ess, rtol=1e-12, equal_nan=True)
     assert r_hat[3] > 1.2 and r_hat[290] > 1.2
+
+
+def test_posterior_tables_print_ess_as_draws_and_no_none_cells():
+    """ESS as whole draws (not 1.121e+04), R-hat to 3 decimals, empty cells for missing
+    names, in text and HTML."""
+    import pandas as pd
+
+    from bayesmix.bayes.tables import BayesSummary
+
+    fixef = pd.DataFrame(
+        {"mean": [251.4, 10.47], "r_hat": [1.0012, 1.0003], "ess_bulk": [11210.4, 3120.7]},
+        index=["Intercept", "Days"],
+    )
+    varcorr = pd.DataFrame(
+        {
+            "grp": ["Subject", "Residual"],
+            "var1": ["Intercept", None],
+            "var2": [None, None],
+            "mean": [24.1, 25.6],
+        }
+    )
+    summary = BayesSummary("header", varcorr, fixef, "footer")
+    text, html = str(summary), summary._repr_html_()
+    for shown in (text, html):
+        assert "11210" in shown and "e+04" not in shown and "None" not in shown
+    assert "1.001" in text

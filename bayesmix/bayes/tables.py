@@ -8,6 +8,7 @@ Intervals are equal-tailed (quantiles ``(1 - ci_prob) / 2`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,25 @@ def group_labels(data: pd.DataFrame, groupings: set[str]) -> dict[str, np.ndarra
     return out
 
 
+def _number(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
+
+
+def formatters(table: pd.DataFrame) -> dict:
+    """Column formats of a posterior table: ESS as whole draws (``11210``, not
+    ``1.121e+04``), R-hat to 3 decimals, other numbers to 4 significant digits."""
+    out = {}
+    for column in table.columns:
+        name = str(column).lower()
+        if name.startswith("ess"):
+            out[column] = lambda v: "" if pd.isna(v) else f"{v:.0f}"
+        elif name.startswith("r_hat"):
+            out[column] = lambda v: "" if pd.isna(v) else f"{v:.3f}"
+        else:
+            out[column] = _number
+    return out
+
+
 @dataclass(frozen=True)
 class BayesSummary:
     """Printable lme4-like summary; ``str()`` gives text, notebooks show HTML."""
@@ -64,19 +84,24 @@ class BayesSummary:
     fixef: pd.DataFrame
     footer: str
 
-    def __str__(self) -> str:
+    def _varcorr_shown(self) -> pd.DataFrame:
         vc = self.varcorr.copy()
-        vc["var2"] = vc["var2"].fillna("")
-        vc["var1"] = vc["var1"].fillna("")
+        for column in ("var1", "var2"):
+            if column in vc:
+                vc[column] = vc[column].fillna("")
+        return vc
+
+    def __str__(self) -> str:
+        vc = self._varcorr_shown()
         return "\n".join(
             [
                 self.header,
                 "",
                 "Random effects (SDs and correlations):",
-                vc.to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+                vc.to_string(index=False, formatters=formatters(vc)),
                 "",
                 "Fixed effects:",
-                self.fixef.to_string(float_format=lambda v: f"{v:.4g}"),
+                self.fixef.to_string(formatters=formatters(self.fixef)),
                 "",
                 self.footer,
             ]
@@ -87,9 +112,12 @@ class BayesSummary:
 
     def _repr_html_(self) -> str:
         head = "<br>".join(self.header.splitlines())
+        vc = self._varcorr_shown()
         return (
-            f"<p>{head}</p><h4>Random effects</h4>{self.varcorr.to_html(index=False)}"
-            f"<h4>Fixed effects</h4>{self.fixef.to_html()}<p>{self.footer}</p>"
+            f"<p>{head}</p><h4>Random effects</h4>"
+            f"{vc.to_html(index=False, formatters=formatters(vc), na_rep='')}"
+            f"<h4>Fixed effects</h4>{self.fixef.to_html(formatters=formatters(self.fixef))}"
+            f"<p>{self.footer}</p>"
         )
 
 
@@ -103,13 +131,16 @@ class GLMMBayesSummary(BayesSummary):
         text = super().__str__()
         body, footer = text[: -len(self.footer)], self.footer
         parts = [
-            f"{title}\n{table.to_string(float_format=lambda v: f'{v:.4g}')}\n"
+            f"{title}\n{table.to_string(formatters=formatters(table))}\n"
             for title, table in self.extra
         ]
         return body + "\n".join(parts) + ("\n" if parts else "") + footer
 
     def _repr_html_(self) -> str:
-        extra = "".join(f"<h4>{title}</h4>{table.to_html()}" for title, table in self.extra)
+        extra = "".join(
+            f"<h4>{title}</h4>{table.to_html(formatters=formatters(table))}"
+            for title, table in self.extra
+        )
         html = super()._repr_html_()
         cut = html.rfind("<p>")
         return html[:cut] + extra + html[cut:]

@@ -160,7 +160,15 @@ class AnovaTable(pd.DataFrame):
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        return pd.DataFrame(self).to_html(na_rep="")
+        """The text's cells as HTML: the same rounding, ``<.0001`` p-values, no NaN."""
+        shown = pd.DataFrame(self).copy()
+        if self._is_complete():
+            for name in ("AIC", "BIC", "logLik", "L.Ratio"):
+                if name in shown:
+                    shown[name] = format_column(zapsmall(shown[name].to_numpy()))
+            if "p-value" in shown:
+                shown["p-value"] = _format_pvalues(shown["p-value"].to_numpy())
+        return shown.to_html(na_rep="")
 
 
 def _format_pvalues(values: np.ndarray) -> list[str]:
