@@ -199,7 +199,9 @@ def test_summary_repr_and_update_errors():
         "t value",
     ):
         assert piece in text
-    assert "<table" in fit.summary()._repr_html_()
+    shown = fit.summary()._repr_html_()  # the whole text, aligned, nothing dropped
+    assert shown.startswith("<pre>") and "Scaled residuals" in shown
+    assert "Number of obs" in shown and "None" not in shown
     assert repr(fit).startswith("<MLResult REML")
     ml_text = str(MLResult(design, tiny_estimates(design, "ML")).summary())
     assert "maximum likelihood" in ml_text and "df.resid" in ml_text

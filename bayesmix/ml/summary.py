@@ -189,18 +189,7 @@ class MLSummary:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        r = self.result
-        head = "<br>".join(html.escape(line) for line in self._header() if line)
-        random = pd.DataFrame(
-            self.random_table(),
-            columns=["Groups", "Name", "Variance", "Std.Dev."]
-            + [f"Corr{i}" if i else "Corr" for i in range(len(self.random_table()[0]) - 4)],
-        )
-        structure = "\n".join(html.escape(line) for line in self.structure_lines())
-        structure = f"<pre>{structure}</pre>" if structure else ""
-        fixed = r.fixef() if self.coefficients is None else pd.DataFrame(self.coefficients)
-        return (
-            f"<div><p>{head}</p><p><b>Random effects</b></p>{random.to_html(index=False)}"
-            f"<p>Number of obs: {r.nobs}</p>{structure}<p><b>Fixed effects</b></p>"
-            f"{fixed.to_html(float_format=lambda v: f'{v:.4g}')}</div>"
-        )
+        """The text itself, in a monospace block: notebooks show everything the text shows
+        (residual quantiles, group counts, singular-fit and convergence notes), rounded and
+        aligned as R prints it."""
+        return f"<pre>{html.escape(str(self))}</pre>"
