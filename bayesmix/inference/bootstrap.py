@@ -28,7 +28,7 @@ import pandas as pd
 from bayesmix.errors import ArgumentError, DataWarning, warn
 from bayesmix.inference.distributed import run_replicates
 from bayesmix.inference.profile import sdcor_names, sdcor_values
-from bayesmix.inference.simulate import check_simulable, simulate_response
+from bayesmix.inference.simulate import check_nsim, check_simulable, simulate_response
 from bayesmix.ml.fit import fit_estimates
 
 __all__ = ["BootstrapResult", "bootstrap", "bootstrap_intervals"]
@@ -63,10 +63,10 @@ class RefitTask:
     statistic: Callable[[Any], Any]
     n_values: int
     use_u: bool
-    conventions: str = "lme4"
+    conventions: str
     # the fit's class (MLResult): taken from the fit, not imported, since MLResult's
     # methods import this module
-    result_class: Any = None
+    result_class: Any
 
     def refit(self, y: np.ndarray) -> Any:
         design = dataclasses.replace(self.design, y=y)
@@ -176,8 +176,7 @@ def bootstrap(
     See :meth:`bayesmix.ml.results.MLResult.bootstrap` for the arguments.
     """
     check_simulable(result)
-    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
-        raise ArgumentError(f"nsim must be a positive integer, not {nsim!r}.")
+    nsim = check_nsim(nsim)
     if not isinstance(use_u, bool | np.bool_):
         raise ArgumentError(f"use_u must be True or False, not {use_u!r}.")
     if statistic is None:

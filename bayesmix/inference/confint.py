@@ -31,10 +31,10 @@ from bayesmix.inference.profile import (
     VarianceProfile,
     fixed_effect_zeta,
     interval_ends,
+    ml_estimates,
     sdcor_names,
 )
 from bayesmix.ml.criterion_choice import estimates_kernel
-from bayesmix.ml.fit import fit_estimates
 from bayesmix.ml.working import working_problem
 
 __all__ = ["confint"]
@@ -84,9 +84,7 @@ def _wald(result: Any, level: float, names: list[str]) -> pd.DataFrame:
 
 def _profile(result: Any, level: float, names: list[str]) -> pd.DataFrame:
     design = result.design
-    ml = result.estimates
-    if ml.method != "ML":  # lme4 profiles the ML deviance (devfun2 calls refitML)
-        ml = fit_estimates(design, "ML", start=np.asarray(ml.theta, dtype=float))
+    ml = ml_estimates(result)  # lme4 profiles the ML deviance (devfun2 calls refitML)
     z = stats.norm.ppf((1 + level) / 2)
     variance = VarianceProfile(design, ml)
     var_names = sdcor_names(design)
@@ -96,9 +94,10 @@ def _profile(result: Any, level: float, names: list[str]) -> pd.DataFrame:
         if name not in names:
             continue
         estimate = float(variance.x_hat[w])
-        corr = variance.upper[w] == 1.0
         # SDs in the response's units: a zero SD starts from a step of sigma / 20
-        step = 0.1 if corr else max(0.2 * abs(estimate), 0.05 * float(variance.x_hat[-1]))
+        step = (
+            0.1 if variance.corr[w] else max(0.2 * abs(estimate), 0.05 * float(variance.x_hat[-1]))
+        )
         lo, hi = interval_ends(
             variance.zeta_function(w),
             estimate,

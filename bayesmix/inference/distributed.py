@@ -24,7 +24,7 @@ from bayesmix.errors import ArgumentError, FitError
 if TYPE_CHECKING:
     import distributed
 
-__all__ = ["ReplicateRun", "run_replicates"]
+__all__ = ["ReplicateRun", "count_argument", "run_replicates"]
 
 Task = Callable[[Sequence[int], Sequence[np.random.SeedSequence]], list[Any]]
 
@@ -94,7 +94,7 @@ def run_replicates(
     batch_size : int, optional
         Replicates per task; by default about 4 batches per worker.
     progress : bool
-        Show finished replicates (a ``tqdm`` bar if installed, else a stderr line).
+        Show a ``tqdm`` bar of finished replicates.
 
     Returns
     -------
@@ -117,11 +117,11 @@ def run_replicates(
     this process keeps its BLAS threads, which matters when timing ``"sync"``.
     """
     start_time = time.perf_counter()
-    n = _count("n", n, minimum=0)
+    n = count_argument("n", n, minimum=0)
     if batch_size is not None:
-        batch_size = _count("batch_size", batch_size, minimum=1)
+        batch_size = count_argument("batch_size", batch_size, minimum=1)
     if workers is not None:
-        workers = _count("workers", workers, minimum=0)
+        workers = count_argument("workers", workers, minimum=0)
         if client is not None:
             raise ArgumentError("give either client= or workers=, not both")
     sync = workers == 0 or (isinstance(client, str) and client == "sync")
@@ -149,7 +149,8 @@ def _call(task: Task, indices: range, seeds: list[np.random.SeedSequence]) -> li
     return task(indices, seeds)
 
 
-def _count(name: str, value: Any, *, minimum: int) -> int:
+def count_argument(name: str, value: Any, *, minimum: int) -> int:
+    """``value`` as an int of at least ``minimum``, or a bayesmix error naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise ArgumentError(f"{name} must be an integer, not {type(value).__name__}")
     if value < minimum:
@@ -164,7 +165,7 @@ def _root_seed(seed: Any) -> np.random.SeedSequence:
         return np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key)
     if seed is None:
         return np.random.SeedSequence()
-    return np.random.SeedSequence(_count("seed", seed, minimum=0))
+    return np.random.SeedSequence(count_argument("seed", seed, minimum=0))
 
 
 def _is_client(client: Any) -> bool:
@@ -179,7 +180,7 @@ def _usable_cores() -> int:
     # sched_getaffinity honours taskset and cgroup cpusets; cpu_count counts the machine
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return os.cpucount_argument() or 1
 
 
 def _default_batch_size(n: int, workers: int) -> int:
@@ -210,7 +211,7 @@ def _failed(indices: range, error: BaseException) -> FitError:
 
 def _run_sync(task: Task, seeds: list, size: int, progress: bool) -> list[Any]:
     results: list[Any] = []
-    with _Progress(len(seeds), progress) as bar:
+    with _progress(len(seeds), progress) as bar:
         for indices in _batches(len(seeds), size):
             try:
                 out = task(indices, seeds[indices.start : indices.stop])
@@ -270,7 +271,7 @@ def _run_on_client(client: Any, task: Task, seeds: list, size: int, progress: bo
     }
     done: dict[int, list[Any]] = {}
     try:
-        with _Progress(len(seeds), progress) as bar:
+        with _progress(len(seeds), progress) as bar:
             for future in as_completed(list(futures)):
                 # dropping the last reference frees the batch's results on the worker
                 indices = futures.pop(future)
@@ -288,32 +289,8 @@ def _run_on_client(client: Any, task: Task, seeds: list, size: int, progress: bo
     return [result for indices in batches for result in done[indices.start]]
 
 
-class _Progress:
-    """Finished replicates as a tqdm bar, or a counter line on stderr without tqdm."""
+def _progress(total: int, enabled: bool) -> Any:
+    """A tqdm bar of finished replicates (notebook-aware), silent when not ``enabled``."""
+    from tqdm.auto import tqdm
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.count, self.bar = total, 0, None
-        self.enabled = enabled and total > 0
-        if self.enabled:
-            try:  # a dependency; the counter line stands in where it is missing
-                from tqdm.auto import tqdm
-            except ImportError:
-                pass
-            else:
-                self.bar = tqdm(total=total, desc="replicates", unit="rep")
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def update(self, k: int) -> None:
-        self.count += k
-        if self.bar is not None:
-            self.bar.update(k)
-        elif self.enabled:
-            print(f"\rreplicates: {self.count}/{self.total}", end="", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print(file=sys.stderr, flush=True)
+    return tqdm(total=total, desc="replicates", unit="rep", disable=not enabled or total == 0)

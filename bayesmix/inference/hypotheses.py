@@ -116,6 +116,10 @@ def type3_hypotheses(result: Any) -> dict[str, np.ndarray]:
     """Marginal (SAS / lmerTest type III) hypotheses per term, in R's term order."""
     design = result.design
     terms = term_columns(design)
+    order = _r_order(terms)
+    identity = np.eye(design.X.shape[1])
+    if not any(contained(name, terms) for name in terms):  # no recoding needed
+        return {name: identity[terms[name][0]] for name in order}
     summed = _sum_coded_design(result)
     X, Xs = np.asarray(design.X, dtype=float), np.asarray(summed.X, dtype=float)
     if Xs.shape != X.shape:
@@ -133,11 +137,11 @@ def type3_hypotheses(result: Any) -> dict[str, np.ndarray]:
     # the recoded factors are renamed inside formulae, so terms pair up by position
     summed_columns = dict(zip(terms, (cols for cols, _ in term_columns(summed).values())))
     out = {}
-    for name in _r_order(terms):
+    for name in order:
         if not contained(name, terms):
             # a term in no other term: its coefficients are zero in any coding; these
             # rows are lmerTest's basis, which Satterthwaite's combined df depends on
-            out[name] = np.eye(X.shape[1])[terms[name][0]]
+            out[name] = identity[terms[name][0]]
             continue
         L_s = np.eye(Xs.shape[1])[summed_columns[name]]
         out[name] = L_s @ M_inv

@@ -32,11 +32,10 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from bayesmix.errors import ArgumentError
 from bayesmix.inference.kr_matrices import kenward_roger_matrices
-from bayesmix.inference.satterthwaite import FTest
+from bayesmix.inference.satterthwaite import FTest, independent_contrasts, wald_f
 
 __all__ = ["MAX_EFFECTS", "KenwardRoger"]
 
@@ -129,25 +128,7 @@ class KenwardRoger:
 
         ``sum_sq`` and ``mean_sq`` follow lmerTest: ``F q sigma^2`` and ``F sigma^2``.
         """
-        L = _full_rank_rows(np.atleast_2d(L), self._parts["Phi"])
-        q = L.shape[0]
-        Lb = L @ beta
-        F_plain = float(Lb @ np.linalg.solve(L @ self.vcov_adjusted @ L.T, Lb)) / q
+        L, _ = independent_contrasts(np.atleast_2d(L), self._parts["Phi"])
+        _, _, F_plain = wald_f(L, beta, self.vcov_adjusted)
         m, scale = self.df_and_scale(L)
-        F = scale * F_plain
-        sigma2 = float(self.result.estimates.sigma) ** 2
-        return FTest(
-            sum_sq=F * q * sigma2,
-            mean_sq=F * sigma2,
-            num_df=q,
-            den_df=m,
-            F=F,
-            p_value=float(stats.f.sf(F, q, m)),
-        )
-
-
-def _full_rank_rows(L: np.ndarray, V: np.ndarray) -> np.ndarray:
-    """An equivalent hypothesis with linearly independent rows (eigenvectors of ``L V L'``)."""
-    d, P = np.linalg.eigh(L @ V @ L.T)
-    keep = d > 1e-8 * max(d.max(initial=0.0), 0.0)
-    return P[:, keep].T @ L
+        return FTest.of(scale * F_plain, L.shape[0], m, float(self.result.estimates.sigma) ** 2)

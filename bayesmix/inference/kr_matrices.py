@@ -90,15 +90,13 @@ def kenward_roger_matrices(design: Any, theta: np.ndarray, sigma: float) -> dict
     W = np.asarray((Lam.T @ sp.csr_matrix(ZU)).toarray())
     N = np.linalg.inv(W + np.eye(q))
 
-    def R(power: int) -> np.ndarray:
-        Rk = N
-        for _ in range(power - 1):
-            Rk = N + Rk - Rk @ W @ N
-        return Rk
+    R = [N]  # R_1, R_2, R_3
+    for _ in range(2):
+        R.append(N + R[-1] - R[-1] @ W @ N)
 
     def inverse_power(power: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``Z'S^k Z``, ``Z'S^k X``, ``X'S^k X``."""
-        Rk, s = R(power), sigma ** (-2 * power)
+        Rk, s = R[power - 1], sigma ** (-2 * power)
         return (
             s * (K - ZU @ Rk @ ZU.T),
             s * (ZX - ZU @ Rk @ XU.T),
@@ -108,7 +106,7 @@ def kenward_roger_matrices(design: Any, theta: np.ndarray, sigma: float) -> dict
     A, B, C = inverse_power(1)
     S2_ZZ, S2_ZX, S2_XX = inverse_power(2)
     S3_XX = inverse_power(3)[2]
-    trace_S2 = sigma**-4 * (n - float(np.sum(R(2) * W.T)))
+    trace_S2 = sigma**-4 * (n - float(np.sum(R[1] * W.T)))
     D = _selectors(design, layout, q)
     DA = [Dj @ A for Dj in D]
     DB = [Dj @ B for Dj in D]

@@ -37,9 +37,13 @@ from bayesmix.errors import ArgumentError, SingularFitWarning, warn
 from bayesmix.inference.applicability import require_linear_fit
 from bayesmix.inference.containment import containment_df
 from bayesmix.inference.derivatives import hessian
-from bayesmix.inference.profile import sdcor_names, sdcor_values, theta_from_sdcor
+from bayesmix.inference.profile import (
+    correlation_mask,
+    sdcor_names,
+    sdcor_values,
+    theta_from_sdcor,
+)
 from bayesmix.inference.variance_parameters import VarianceParameters
-from bayesmix.spec.covariance import theta_positions
 
 __all__ = ["NlmeIntervals", "nlme_intervals"]
 
@@ -69,15 +73,6 @@ class NlmeIntervals:
         parts += ["", " Within-group standard error:"]
         parts.append(self.sigma.to_string(float_format=lambda v: f"{v:.6g}"))
         return "\n".join(parts)
-
-
-def _is_correlation(design: Any) -> np.ndarray:
-    flags = [
-        r != c
-        for block in design.blocks
-        for r, c in zip(*theta_positions(block.covariance, block.n_terms))
-    ]
-    return np.array(flags + [False], dtype=bool)
 
 
 def _linearised(result: Any) -> Any:
@@ -114,21 +109,11 @@ def _fixed(result: Any, level: float, design: Any = None) -> pd.DataFrame:
     n, p = result.nobs, V.shape[0]
     if not design.blocks and result.method == "ML":
         V = V * n / (n - p)
-    fixed = pd.DataFrame(
-        {
-            "estimate": np.asarray(result.estimates.beta, dtype=float),
-            "std_error": np.sqrt(np.diag(V)),
-        },
-        index=pd.Index(list(result.design.fixed_terms), name="term"),
-    )
-    if design.blocks:
-        df = containment_df(design)
-    else:
-        df = np.full(len(fixed), float(result.nobs - result.design.n_fixed))
-    t = stats.t.ppf((1.0 + level) / 2.0, df)
-    est, se = fixed["estimate"].to_numpy(), fixed["std_error"].to_numpy()
+    est, se = np.asarray(result.estimates.beta, dtype=float), np.sqrt(np.diag(V))
+    t = stats.t.ppf((1.0 + level) / 2.0, containment_df(design))  # n - p without groups
+    index = pd.Index(list(result.design.fixed_terms), name="term")
     return pd.DataFrame(
-        np.column_stack([est - t * se, est, est + t * se]), index=fixed.index, columns=_COLUMNS
+        np.column_stack([est - t * se, est, est + t * se]), index=index, columns=_COLUMNS
     )
 
 
@@ -146,7 +131,7 @@ class _NaturalDeviance:
         self.design, self.reml = design, est.method == "REML"
         self.structure = result.residual_structure
         self.fitted = getattr(est, "variance_fitted", None)
-        self.corr = _is_correlation(design)[:-1]
+        self.corr = correlation_mask(design)
         self.n_random = self.corr.size
         self.u_hat = np.asarray(getattr(est, "residual_u", np.zeros(0)), dtype=float)
         self.plain = VarianceParameters(design, self.reml, np.zeros(0), ())

@@ -31,7 +31,8 @@ from scipy import stats
 
 from bayesmix.errors import ArgumentError, ComparisonError, DataWarning, FitError, warn
 from bayesmix.inference.distributed import run_replicates
-from bayesmix.inference.simulate import check_simulable, simulate_response
+from bayesmix.inference.profile import ml_estimates
+from bayesmix.inference.simulate import check_nsim, check_simulable, simulate_response
 from bayesmix.ml.fit import fit_estimates
 
 __all__ = ["PBTest", "pbmodcomp"]
@@ -91,14 +92,6 @@ class PBTest:
         return head + "\n" + self.table.to_string(na_rep="", float_format=lambda v: f"{v:.5g}")
 
 
-def _ml(fit: Any) -> tuple[Any, Any]:
-    """The fit's design and ML estimates (a REML fit is refitted by ML, as pbkrtest does)."""
-    est = fit.estimates
-    if est.method != "ML":
-        est = fit_estimates(fit.design, "ML", start=np.asarray(est.theta, dtype=float))
-    return fit.design, est
-
-
 def pbmodcomp(
     large: Any,
     small: Any,
@@ -123,8 +116,9 @@ def pbmodcomp(
             f"large has {large.df} parameters and small {small.df}: pass the bigger model "
             "first (pbmodcomp(large, small))."
         )
-    design_l, est_l = _ml(large)
-    design_s, est_s = _ml(small)
+    check_nsim(nsim)
+    design_l, est_l = large.design, ml_estimates(large)  # pbkrtest refits REML fits by ML
+    design_s, est_s = small.design, ml_estimates(small)
     if design_l.n_obs != design_s.n_obs or not np.array_equal(design_l.y, design_s.y):
         raise ComparisonError("large and small were fitted to different rows or responses.")
     weights = (design_l.weights, design_s.weights)
@@ -132,8 +126,6 @@ def pbmodcomp(
         weights[0] is not None and not np.array_equal(*weights)
     ):
         raise ComparisonError("large and small were fitted with different prior weights.")
-    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
-        raise ArgumentError(f"nsim must be a positive integer, not {nsim!r}.")
     observed = float(est_s.criterion - est_l.criterion)
     task = LRTTask(
         design_s,

@@ -39,13 +39,16 @@ from scipy import optimize
 
 from bayesmix.inference.variance_parameters import VarianceParameters
 from bayesmix.ml.criterion_choice import estimates_kernel
+from bayesmix.ml.fit import fit_estimates
 from bayesmix.ml.working import working_problem
 from bayesmix.spec.covariance import theta_positions, varcorr_group_labels
 
 __all__ = [
     "ProfileEnd",
     "VarianceProfile",
+    "correlation_mask",
     "fixed_effect_zeta",
+    "ml_estimates",
     "interval_ends",
     "sdcor_names",
     "sdcor_values",
@@ -122,32 +125,44 @@ def theta_from_sdcor(design: Any, x: np.ndarray) -> np.ndarray | None:
     return np.array(theta)
 
 
-class VarianceProfile:
-    """The ML deviance (or REML criterion) in lme4's ``sdcor`` parameters ``x`` (SDs,
-    correlations, ``sigma``)."""
-
-    def __init__(self, design: Any, estimates: Any, reml: bool = False) -> None:
-        self.design = design
-        # lme4 profiles the ML deviance; nlme's intervals use the fit's own criterion
-        self.function = VarianceParameters(design, reml, np.zeros(0), ())
-        is_corr = [
+def correlation_mask(design: Any) -> np.ndarray:
+    """Which ``sdcor`` parameters (in :func:`sdcor_names` order, ``sigma`` excluded) are
+    correlations."""
+    return np.array(
+        [
             r != c
             for block in design.blocks
             for r, c in zip(*theta_positions(block.covariance, block.n_terms))
-        ]
-        self.x_hat = sdcor_values(design, estimates)
-        self.lower = np.array([-1.0 if corr else 0.0 for corr in is_corr] + [0.0])
-        self.upper = np.array([1.0 if corr else math.inf for corr in is_corr] + [math.inf])
-        self.base = 0.0
-        self.base = self.deviance(self.x_hat)
+        ],
+        dtype=bool,
+    )
 
-    def theta(self, x: np.ndarray) -> np.ndarray | None:
-        """``theta`` of ``x``, or ``None`` where the correlations are not positive definite."""
-        return theta_from_sdcor(self.design, x)
+
+def ml_estimates(result: Any) -> Any:
+    """The fit's ML estimates; a REML fit is refitted by ML from its ``theta`` (lme4's
+    profiles and pbkrtest's bootstrap test both use the ML deviance)."""
+    est = result.estimates
+    if est.method == "ML":
+        return est
+    return fit_estimates(result.design, "ML", start=np.asarray(est.theta, dtype=float))
+
+
+class VarianceProfile:
+    """The ML deviance in lme4's ``sdcor`` parameters ``x`` (SDs, correlations, ``sigma``)."""
+
+    def __init__(self, design: Any, estimates: Any) -> None:
+        self.design = design
+        self.function = VarianceParameters(design, False, np.zeros(0), ())
+        self.corr = np.append(correlation_mask(design), False)
+        self.x_hat = sdcor_values(design, estimates)
+        self.lower = np.where(self.corr, -1.0, 0.0)
+        self.upper = np.where(self.corr, 1.0, math.inf)
+        theta_hat = theta_from_sdcor(design, self.x_hat)
+        self.base = self.function.deviance(np.append(theta_hat, self.x_hat[-1]))
 
     def deviance(self, x: np.ndarray) -> float:
-        """ML deviance at ``x`` (up to a constant: compare with :attr:`base`)."""
-        theta = self.theta(x) if x[-1] > 0.0 else None
+        """ML deviance at ``x`` (compare with :attr:`base`); large outside the space."""
+        theta = theta_from_sdcor(self.design, x) if x[-1] > 0.0 else None
         if theta is None:
             return self.base + _OUTSIDE
         return self.function.deviance(np.append(theta, x[-1]))
@@ -162,16 +177,16 @@ class VarianceProfile:
             x[free] = z
             return self.deviance(x)
 
+        corr = self.corr[free]
         opt = nlopt.opt(nlopt.LN_BOBYQA, len(free))
         opt.set_min_objective(objective)
-        lower = np.maximum(self.lower[free], -1.0 + 1e-9)
-        upper = np.minimum(self.upper[free], 1.0e300)
-        upper = np.where(self.upper[free] == 1.0, 1.0 - 1e-9, upper)
-        opt.set_lower_bounds(np.where(self.lower[free] == 0.0, 0.0, lower))
+        # correlations stay inside (-1, 1), where their Cholesky factor exists
+        lower, upper = np.where(corr, -1.0 + 1e-9, 0.0), np.where(corr, 1.0 - 1e-9, 1e300)
+        opt.set_lower_bounds(lower)
         opt.set_upper_bounds(upper)
-        z0 = np.clip(start[free], opt.get_lower_bounds(), opt.get_upper_bounds())
+        z0 = np.clip(start[free], lower, upper)
         floor = 1e-3 * float(self.x_hat[-1])  # SDs are in the response's units, as sigma
-        scale = np.where(self.upper[free] == 1.0, 0.1, np.maximum(0.1 * np.abs(z0), floor))
+        scale = np.where(corr, 0.1, np.maximum(0.1 * np.abs(z0), floor))
         opt.set_initial_step(scale)
         opt.set_xtol_rel(1e-8)
         opt.set_ftol_abs(1e-10)

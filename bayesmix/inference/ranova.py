@@ -63,11 +63,8 @@ def reduced_designs(design: Any) -> dict[str, Any]:
     for i, block in enumerate(design.blocks):
         groups = _term_groups(block.terms, block.covariance == "diagonal")
         others = design.blocks[:i] + design.blocks[i + 1 :]
-        if (
-            block.n_terms == 1
-            or len(groups) <= 1
-            and sum(map(len, groups.values())) == (block.n_terms)
-        ):  # one term (a factor's columns, with no intercept): the whole bar goes
+        if not groups or any(len(cols) == block.n_terms for cols in groups.values()):
+            # one term (an intercept, or a factor's columns alone): the whole bar goes
             out[labels[i]] = dataclasses.replace(design, blocks=others)
             continue
         for term, columns in groups.items():

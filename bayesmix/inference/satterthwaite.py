@@ -22,7 +22,7 @@ from scipy import stats
 
 from bayesmix.inference.variance_parameters import VarianceParameters
 
-__all__ = ["FTest", "contrast_df", "f_test", "independent_contrasts"]
+__all__ = ["FTest", "contrast_df", "f_test", "independent_contrasts", "wald_f"]
 
 # Eigenvalues of L V_beta L' below this fraction of the largest count as zero (a
 # hypothesis with redundant rows).
@@ -39,6 +39,12 @@ class FTest:
     den_df: float
     F: float
     p_value: float
+
+    @classmethod
+    def of(cls, F: float, q: int, nu: float, sigma2: float) -> FTest:
+        """The test of ``F`` on ``(q, nu)`` df; ``sum_sq`` and ``mean_sq`` are lmerTest's,
+        ``F q sigma^2`` and ``F sigma^2``."""
+        return cls(F * q * sigma2, F * sigma2, q, nu, F, float(stats.f.sf(F, q, nu)))
 
 
 def contrast_df(vp: VarianceParameters, c: np.ndarray, V: np.ndarray | None = None) -> float:
@@ -60,6 +66,13 @@ def independent_contrasts(L: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.
     return P[:, keep].T @ L, d[keep]
 
 
+def wald_f(L: np.ndarray, beta: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Independent rows of ``L`` (:func:`independent_contrasts`), their variances and the
+    Wald ``F = (L beta)' (L V L')^- (L beta) / q``."""
+    rows, d = independent_contrasts(np.atleast_2d(L), V)
+    return rows, d, float(np.sum((rows @ beta) ** 2 / d) / rows.shape[0])
+
+
 def combined_df(nu: np.ndarray) -> float:
     """Fai and Cornelius's combination of one-row ``nu`` into the F test's ``nu``."""
     if nu.size == 1:
@@ -72,22 +85,12 @@ def combined_df(nu: np.ndarray) -> float:
     return 2.0 * E / (E - nu.size)
 
 
-def f_test(vp: VarianceParameters, L: np.ndarray, beta: np.ndarray) -> FTest:
-    """Wald F test of ``L beta = 0`` with Satterthwaite's denominator degrees of freedom.
-
-    ``sum_sq`` and ``mean_sq`` are lmerTest's: ``F q sigma^2`` and ``F sigma^2``.
-    """
-    V = vp.vcov_beta(vp.phi)
-    rows, d = independent_contrasts(np.atleast_2d(L), V)
-    q = rows.shape[0]
-    F = float(np.sum((rows @ beta) ** 2 / d) / q)
+def f_test(
+    vp: VarianceParameters, L: np.ndarray, beta: np.ndarray, V: np.ndarray | None = None
+) -> FTest:
+    """Wald F test of ``L beta = 0`` with Satterthwaite's denominator degrees of freedom
+    (``V``: ``V_beta`` at the fit, computed when not given)."""
+    V = vp.vcov_beta(vp.phi) if V is None else V
+    rows, _, F = wald_f(L, beta, V)
     nu = combined_df(np.array([contrast_df(vp, r, V) for r in rows]))
-    sigma2 = float(vp.phi[-1]) ** 2
-    return FTest(
-        sum_sq=F * q * sigma2,
-        mean_sq=F * sigma2,
-        num_df=q,
-        den_df=nu,
-        F=F,
-        p_value=float(stats.f.sf(F, q, nu)),
-    )
+    return FTest.of(F, rows.shape[0], nu, float(vp.phi[-1]) ** 2)

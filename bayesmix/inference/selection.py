@@ -161,7 +161,6 @@ def select_random(
     pool += [b for b in state if all(str(b) != str(p) for p in pool)]
     cache: dict[tuple[str, ...], Any] = {_cache_key(state): fit}
     fits: dict[str, Any] = {_label(state): fit}
-    label = _label
 
     def fitted(bars: tuple[Bar, ...]) -> Any:
         key = _cache_key(bars)
@@ -175,5 +174,5 @@ def select_random(
     rows = walk(
         state, fit, lambda st: _moves(st, pool, direction), fitted, criterion, alpha, _cache_key
     )
-    path = path_table(rows, label, criterion, direction, fit.method)
+    path = path_table(rows, _label, criterion, direction, fit.method)
     return Selection(path, rows[-1][2], fits)

@@ -53,6 +53,7 @@ def walk(
     until none improves. Rows ``(move, state, fit, LRT, p)``; shared with
     :mod:`.selection_nonlinear`. A state on the path is never revisited (``key`` makes
     states comparable), so LRT steps, which need not decrease anything, cannot cycle."""
+    score = (lambda r: r.bic) if criterion == "BIC" else (lambda r: r.aic)
     rows = [("start", state, fit, np.nan, np.nan)]
     visited = {key(state)}
     while True:
@@ -70,7 +71,6 @@ def walk(
                 better = (p < alpha) if adds else (not p < alpha)
                 rank = p if adds else -p
             else:
-                score = (lambda r: r.bic) if criterion == "BIC" else (lambda r: r.aic)
                 rank = score(candidate) - score(current)
                 better = rank < 0
             if better and (best is None or rank < best[0]):

@@ -20,8 +20,9 @@ import pandas as pd
 
 from bayesmix.errors import ArgumentError
 from bayesmix.inference.applicability import require_linear_fit
+from bayesmix.inference.distributed import count_argument
 
-__all__ = ["simulate", "simulate_response"]
+__all__ = ["check_nsim", "check_simulable", "simulate", "simulate_response"]
 
 
 def _square_root(cov: np.ndarray) -> np.ndarray:
@@ -59,13 +60,17 @@ def check_simulable(result: Any) -> None:
         )
 
 
+def check_nsim(nsim: Any) -> int:
+    """``nsim`` as a positive integer, or a bayesmix error naming it."""
+    return count_argument("nsim", nsim, minimum=1)
+
+
 def simulate(
     result: Any, nsim: int = 1, seed: int | None = None, use_u: bool = False
 ) -> pd.DataFrame:
     """``nsim`` simulated responses as columns ``sim_1``... (rows as the fit's data)."""
     check_simulable(result)
-    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
-        raise ArgumentError(f"nsim must be a positive integer, not {nsim!r}.")
+    nsim = check_nsim(nsim)
     if not isinstance(use_u, bool | np.bool_):
         raise ArgumentError(f"use_u must be True or False, not {use_u!r}.")
     rng = np.random.default_rng(seed)

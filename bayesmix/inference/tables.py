@@ -32,7 +32,7 @@ from bayesmix.inference.hypotheses import (
     type3_hypotheses,
 )
 from bayesmix.inference.kenward_roger import KenwardRoger
-from bayesmix.inference.satterthwaite import FTest, contrast_df, f_test, independent_contrasts
+from bayesmix.inference.satterthwaite import FTest, contrast_df, f_test, wald_f
 from bayesmix.inference.variance_parameters import variance_parameters
 from bayesmix.ml.rformat import format_column, format_pvalue, render_table, zapsmall
 
@@ -76,18 +76,16 @@ def _wald_test(result: Any, V: np.ndarray, nu_of: Any):
     """``(L, beta) -> FTest`` with ``nu_of(L)`` denominator degrees of freedom."""
 
     def test(L: np.ndarray, beta: np.ndarray) -> FTest:
-        rows, d = independent_contrasts(np.atleast_2d(L), V)
-        q = rows.shape[0]
-        F = float(np.sum((rows @ beta) ** 2 / d) / q)
+        rows, _, F = wald_f(L, beta, V)
         nu = float(nu_of(np.atleast_2d(L)))
-        s2 = float(result.estimates.sigma) ** 2
-        return FTest(F * q * s2, F * s2, q, nu, F, float(stats.f.sf(F, q, nu)))
+        return FTest.of(F, rows.shape[0], nu, float(result.estimates.sigma) ** 2)
 
     return test
 
 
 def _df_function(result: Any, ddf: str):
-    """``(c -> nu, (L, beta) -> FTest, V_beta)`` for the chosen method."""
+    """``(c -> nu, (L, beta) -> FTest, V_beta)`` for the chosen method (containment's
+    F test is ``None``: :func:`term_anova` tests each term on nlme's per-term df)."""
     if ddf == "Kenward-Roger":
         kr = KenwardRoger.of(result)  # refuses ML fits, as lmerTest
         if result.design.blocks:
@@ -95,11 +93,7 @@ def _df_function(result: Any, ddf: str):
     if ddf == "containment" and result.design.blocks:
         nu_columns = containment_df(result.design)
 
-        def nu_of(L: np.ndarray) -> float:  # the term's columns' stratum (nlme's term df)
-            return float(nu_columns[np.abs(L).sum(axis=0) > 0].min())
-
-        V = _plain_vcov(result)
-        return (lambda c: nu_of(c[None, :])), _wald_test(result, V, nu_of), V
+        return (lambda c: float(nu_columns[c != 0].min())), None, _plain_vcov(result)
     if ddf in ("residual", "containment") or not result.design.blocks:
         nu = float(result.nobs - result.design.n_fixed)
         V = _plain_vcov(result) if ddf != "Satterthwaite" else result.estimates.vcov_beta
@@ -107,7 +101,7 @@ def _df_function(result: Any, ddf: str):
         return (lambda c: nu), _wald_test(result, V, lambda L: nu), V
     vp = variance_parameters(result)
     V = np.asarray(result.estimates.vcov_beta, dtype=float)
-    return (lambda c: contrast_df(vp, c, V)), (lambda L, beta: f_test(vp, L, beta)), V
+    return (lambda c: contrast_df(vp, c, V)), (lambda L, beta: f_test(vp, L, beta, V)), V
 
 
 class CoefTable(pd.DataFrame):
