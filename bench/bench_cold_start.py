@@ -21,10 +21,19 @@ defaults). Scenarios per case:
   its own wall time.
 
 Each line splits the wall time into ``import bayesmix``, building the model, the
-sampler's compile (``post.timing["compile_s"]``), sampling (``sample_s``) and the
-rest (PyMC model building, nutpie's imports and set-up, post-processing). Issue 20's
-targets: new structure under 5 s and at most 1.5x the rerun; the second new model in
-a process under 2 s; a fresh machine under 20 s.
+sampler's compile (``post.timing["compile_s"]``; with the generic kernel, loading its
+compiled callbacks), sampling (``sample_s``) and the rest (PyMC's and nutpie's imports,
+of which ArviZ's are ~0.8 s, PyMC model building, nutpie's set-up, post-processing).
+Issue 20's targets: new structure under 5 s, at most 1.5x the rerun and at most 0.5x
+bambi's cold wall time; the second new model in a process under 2 s; a fresh machine
+under 20 s.
+
+With ``--bambi-python PATH`` (the peer environment of ``peer_bambi.py``), each case
+also runs bambi's cold fit of the same model (nutpie, 4 x 1,000 + 1,000, an empty
+PyTensor cache) via ``peer_bambi.py``/``peer_bambi_glmm.py`` in worker mode, and
+prints the ratio of bayesmix's new-structure wall time to it::
+
+    .venv/bin/python bench/bench_cold_start.py --bambi-python /tmp/bambi-venv/bin/python
 """
 
 from __future__ import annotations
@@ -125,13 +134,52 @@ def line(label: str, result: dict, index: int = 0) -> None:
     )
 
 
+#: bambi's worker command for each case (same model; the GLMM via peer_bambi_glmm.py)
+BAMBI = {
+    "sleepstudy": ["peer_bambi.py", "--worker", "sleepstudy", "nutpie", "--seeds", "1"],
+    "orthodont": ["peer_bambi.py", "--worker", "orthodont_interaction", "nutpie", "--seeds", "1"],
+    "arabidopsis": ["peer_bambi.py", "--worker", "arabidopsis", "nutpie", "--seeds", "1"],
+    "glmm": ["peer_bambi_glmm.py", "--worker", "cbpp"],
+}
+
+
+def bambi_cold(python: str, case: str) -> float:
+    """bambi's cold wall time (s) for ``case``, in a process with an empty PyTensor cache."""
+    here = Path(__file__).resolve().parent
+    script, *args = BAMBI[case]
+    with tempfile.TemporaryDirectory(prefix="bambi-cold-") as tmp:
+        env = {**os.environ, "PYTENSOR_FLAGS": f"base_compiledir={tmp}"}
+        proc = subprocess.run(
+            [python, str(here / script), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=here.parent,
+            check=False,
+        )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        return float("nan")
+    return float(json.loads(lines[-1])["cold_wall_s"])
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         # the parent's clock at launch: process start-up counts in the wall time
         start = time.perf_counter() - (time.time() - float(sys.argv[2]))
         worker(sys.argv[3:], start)
         return
-    cases = sys.argv[1:] or list(CASES)
+    from bench_env import machine_line, package_versions
+
+    args = sys.argv[1:]
+    bambi_python = None
+    if "--bambi-python" in args:
+        at = args.index("--bambi-python")
+        bambi_python = args[at + 1]
+        del args[at : at + 2]
+    print(machine_line())
+    print(package_versions(("bayesmix", "pymc", "nutpie", "numba")))
+    cases = args or list(CASES)
     for case in cases:
         print(f"{case}:")
         with tempfile.TemporaryDirectory(prefix="bmx-cold-") as tmp:
@@ -150,6 +198,11 @@ def main() -> None:
         if "error" not in new and "error" not in rerun:
             ratio = new["fits"][0]["wall_s"] / rerun["fits"][0]["wall_s"]
             print(f"  new structure / rerun: {ratio:.2f}x (target <= 1.5x)")
+        if bambi_python and "error" not in new:
+            cold = bambi_cold(bambi_python, case)
+            ratio = new["fits"][0]["wall_s"] / cold
+            print(f"  bambi cold {cold:6.2f} s; new structure / bambi cold: {ratio:.2f}x", end="")
+            print(" (target <= 0.5x)")
 
 
 if __name__ == "__main__":

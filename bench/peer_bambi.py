@@ -99,6 +99,8 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "bayesmix" / "datasets" / "data
 CASES = {
     "sleepstudy": ("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)"),
     "orthodont": ("Orthodont.csv", "distance ~ age + Sex + (age | Subject)"),
+    # bench_cold_start.py's Orthodont model
+    "orthodont_interaction": ("Orthodont.csv", "distance ~ age * Sex + (age | Subject)"),
     "arabidopsis": (
         "Arabidopsis.csv",
         "log(1 + total.fruits) ~ rack + nutrient + amd + status"
@@ -110,6 +112,7 @@ CASES = {
 FACTORS = {
     "sleepstudy": {"Subject": None},
     "orthodont": {"Subject": None, "Sex": ("Male", "Female")},
+    "orthodont_interaction": {"Subject": None, "Sex": ("Male", "Female")},
     "arabidopsis": {
         "reg": None,
         "popu": None,

@@ -4,7 +4,8 @@ Two subprocesses fit the same tiny model (sleepstudy, random intercepts), run
 side by side: one with ``BAYESMIX_CACHE_DIR`` set to a fresh directory, one
 whose home directory lies under a regular file, so that the default cache
 directory cannot be created (the tests run as root, which permission bits do
-not stop).
+not stop). The first also fits it with its own compiled log density
+(``compile="cfunc"``), whose files and in-process entry are checked too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ from bayesmix.bayes.compile import nutpie as nutpie_compile
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     model = bmx.lmm("Reaction ~ Days + (1|Subject)", bmx.load_dataset("sleepstudy"))
-    result = model.sample(draws=50, tune=50, chains=1, random_seed=1)
+    result = model.sample(draws=50, tune=50, chains=1, random_seed=1)  # the generic kernel
+    if sys.argv[1] == "full":  # and the model's own compiled log density
+        from bayesmix.bayes.fit import sample_model
+
+        own = sample_model(model.design, draws=50, tune=50, chains=1, compile="cfunc")
 out = {
     "warnings": [[type(w.message).__name__, str(w.message)] for w in caught],
     "cache_dir": str(cache.cache_dir()),
@@ -43,13 +48,14 @@ if sys.argv[1] == "full":
     numba_dir = cache.cache_dir() / "pytensor" / "numba"
     files = [p for p in numba_dir.iterdir() if p.suffix in (".nbi", ".nbc")]
     out["numba_files"] = len(files)
+    out["generic_files"] = len([p for p in files if "bayesmix-generic" in p.name])
     out["numba_bytes"] = sum(p.stat().st_size for p in files)
     out["sources"] = len(list((cache.cache_dir() / "pytensor" / "src").glob("m*.py")))
     out["home_files"] = [str(p) for p in Path(os.environ["HOME"]).rglob("*.nb[ic]")]
     out["tmp_files"] = sorted(os.listdir(os.environ["TMPDIR"]))
     entry = weakref.ref(next(iter(nutpie_compile._COMPILED.values())))
     out["held_before"] = len(nutpie_compile._COMPILED)
-    del model, result
+    del model, result, own
     gc.collect()
     out["held_after"] = len(nutpie_compile._COMPILED)
     out["entry_alive"] = entry() is not None
@@ -129,6 +135,7 @@ def test_cache_dir_holds_the_compile_cache(fits):
     full = _output(runs, "full")
     assert full["cache_dir"] == str(tmp / "set" / "cache")
     assert full["numba_files"] > 10 and full["numba_bytes"] > 100_000
+    assert full["generic_files"] == 4  # the generic kernel's two callbacks: index and data
     assert full["sources"] > 0  # PyTensor's generated sources, not left in TMPDIR
     assert full["home_files"] == []  # nothing in ~/.pytensor
     assert full["tmp_files"] == []

@@ -92,7 +92,7 @@ def _add_deterministics(idata, model):
 
 
 def sample_posterior(
-    model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, route
+    model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, route, program
 ):
     import pymc as pm
 
@@ -100,7 +100,7 @@ def sample_posterior(
         import nutpie
 
         t0 = time.perf_counter()
-        compiled = compile_nutpie(model, design, route, chains * (tune + draws))
+        compiled = compile_nutpie(model, design, route, chains * (tune + draws), program)
         t1 = time.perf_counter()
         try:
             idata = nutpie.sample(
@@ -197,10 +197,14 @@ def sample_model(
         Store the pointwise log-likelihood (needed by ``loo``). Default: only
         when draws x observations <= 25 million (``loo`` computes it on demand
         otherwise).
-    compile : {"auto", "python", "cfunc"}
-        How nutpie calls the compiled model (see the module docstring):
-        "cfunc" samples fastest, "python" starts fastest in a new process;
-        "auto" uses "python" only for short runs of small models.
+    compile : {"auto", "generic", "python", "cfunc"}
+        How nutpie gets the log density (see :mod:`bayesmix.bayes.compile.nutpie`):
+        "generic" runs the kernel compiled once per machine
+        (:mod:`bayesmix.bayes.generic`; models below ``FUSED_MIN_OBS`` rows),
+        nothing compiled for this model; "cfunc" compiles this model's own log
+        density, "python" calls it from Python (starts fastest of the two in a new
+        process). "auto" takes "generic" where it applies, else "python" for short
+        runs of small models and "cfunc" otherwise.
 
     Returns
     -------
@@ -235,6 +239,11 @@ def sample_model(
     all_priors = resolve_priors(model_design, priors)
     form = likelihood_form(model_design, sampler, all_priors)
     model = build_pymc_model(model_design, all_priors, likelihood=form)
+    program = None
+    if form == "graph" and options["sampler"] == "nutpie":
+        from bayesmix.bayes.generic.program import lmm_program
+
+        program = lmm_program(model, model_design, all_priors)
     complete = None
     if form == "collapsed":  # draw what the likelihood integrated out
         from bayesmix.bayes.likelihoods.collapsed_draws import add_collapsed_draws
@@ -256,6 +265,7 @@ def sample_model(
         progressbar=progressbar,
         log_likelihood=log_likelihood,
         complete=complete,
+        program=program,
         **options,
     )
 
@@ -297,6 +307,7 @@ def run_sampler(
     compile: CompileRoute,
     complete: Callable[[Any, int | None], None] | None = None,
     loglik: Callable[[Any], xr.DataArray] | None = None,
+    program=None,
 ):
     """Sample a built PyMC model; ``wrap(idata, timing)`` makes the result object.
 
@@ -305,7 +316,9 @@ def run_sampler(
     ``complete(idata, seed)``, when given, adds to the posterior what the
     sampler did not draw (the collapsed likelihood's coefficients);
     ``loglik(result)`` computes the pointwise log-likelihood (default: the
-    Gaussian one of :func:`bayesmix.bayes.loglik.pointwise_loglik`).
+    Gaussian one of :func:`bayesmix.bayes.loglik.pointwise_loglik`);
+    ``program`` describes the model to the generic kernel
+    (:mod:`bayesmix.bayes.generic`), which nutpie then runs uncompiled.
     """
     from bayesmix.bayes.loglik import pointwise_loglik
 
@@ -328,7 +341,17 @@ def run_sampler(
     if seed is None and sampler == "nutpie":
         seed = int(np.random.default_rng().integers(2**31))
     idata, compile_s, sample_s = sample_posterior(
-        model, design, sampler, draws, tune, chains, target_accept, seed, progressbar, compile
+        model,
+        design,
+        sampler,
+        draws,
+        tune,
+        chains,
+        target_accept,
+        seed,
+        progressbar,
+        compile,
+        program,
     )
     if complete is not None:
         complete(idata, seed)

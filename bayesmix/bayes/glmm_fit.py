@@ -146,6 +146,11 @@ def sample_glmm(
 
     try:
         pymc_model = build_glmm_model(design, family, all_priors, zi_X, zi_names)
+        program = None
+        if options["sampler"] == "nutpie":
+            from bayesmix.bayes.generic.program import glmm_program
+
+            program = glmm_program(pymc_model, design, family, all_priors, zi_X, zi_names)
         return run_sampler(
             pymc_model,
             design,
@@ -153,6 +158,7 @@ def sample_glmm(
             progressbar=progressbar,
             log_likelihood=log_likelihood,
             loglik=glmm_pointwise_loglik,
+            program=program,
             **options,
         )
     except Exception as err:

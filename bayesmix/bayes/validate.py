@@ -29,7 +29,7 @@ SEED_LIMIT = 2**63
 MIN_DRAWS = 8
 
 SAMPLERS = ("nutpie", "pymc", "numpyro", "blackjax")
-COMPILE_ROUTES = ("auto", "python", "cfunc")
+COMPILE_ROUTES = ("auto", "generic", "python", "cfunc")
 
 
 def describe(value: Any) -> str:

@@ -1,5 +1,12 @@
 """Compile PyMC models for nutpie, and reuse compiled models within a process.
 
+Linear mixed models with the graph likelihood and GLMMs of the common families
+and links need no compilation of their own (``compile="auto"`` or
+``"generic"``): :mod:`bayesmix.bayes.generic` describes the model as arrays to
+one log density compiled once per machine. Every other model (large data with
+the fused or collapsed likelihoods, nonlinear models, residual structures, other
+links, or ``compile="cfunc"``/``"python"`` by request) gets its own:
+
 nutpie's standard route (``compile="cfunc"``, ``nutpie.compile_pymc_model``)
 wraps the PyTensor/numba logp in a ``numba.cfunc``: gradients cost no Python and
 chains run in parallel, but the cfunc cannot be cached on disk, so each new
@@ -32,7 +39,7 @@ import numpy as np
 
 from bayesmix.spec.design import Design
 
-CompileRoute = Literal["auto", "python", "cfunc"]
+CompileRoute = Literal["auto", "generic", "python", "cfunc"]
 
 #: ``compile="auto"`` uses the Python-callback route for models with
 #: ``n_obs * n_random_columns`` at most this, sampled for at most
@@ -231,15 +238,36 @@ def _hold(design, entry: _Entry) -> None:
     del held[:-_PER_DESIGN]
 
 
-def compile_nutpie(model, design: Design, route: CompileRoute = "auto", n_iterations: int = 8000):
+def compile_nutpie(
+    model,
+    design: Design,
+    route: CompileRoute = "auto",
+    n_iterations: int = 8000,
+    program=None,
+):
     """Compile a PyMC model for nutpie (see the module docstring for ``route``).
 
-    A model with the same structure, data shapes and coordinates as one
-    compiled earlier in this process, and still referenced through a design,
-    reuses it with new data (no compilation). ``n_iterations`` (chains x
-    (tune + draws)) informs the ``"auto"`` choice.
+    ``program`` (a :class:`~bayesmix.bayes.generic.program.Program` of
+    ``model``, or ``None`` when the generic kernel does not cover it) is run by
+    the generic kernel under ``"auto"`` and ``"generic"``: nothing is compiled
+    for the model. Otherwise a model with the same structure, data shapes and
+    coordinates as one compiled earlier in this process, and still referenced
+    through a design, reuses it with new data (no compilation).
+    ``n_iterations`` (chains x (tune + draws)) informs the ``"auto"`` choice.
     """
+    if route == "generic" and program is None:
+        from bayesmix.errors import ArgumentError
 
+        raise ArgumentError(
+            "compile='generic' runs linear mixed models (Gaussian, graph likelihood, "
+            "fewer than 10,000 rows) and GLMMs with the binomial (logit, cloglog), poisson "
+            "(log), negbinomial (log) and Gamma (log, inverse) families; this model needs "
+            "compile='auto' or 'cfunc'."
+        )
+    if route in ("auto", "generic") and program is not None:
+        from bayesmix.bayes.generic.nutpie_model import compiled_model
+
+        return compiled_model(model, program)
     if route == "auto":
         size = design.n_obs * max(1, sum(b.n_terms for b in design.blocks))
         short = n_iterations <= PYTHON_ROUTE_MAX_ITERATIONS

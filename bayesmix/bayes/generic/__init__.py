@@ -1,0 +1,15 @@
+"""One compiled log density for every model of a kind: nothing compiled per model.
+
+``program`` turns a built PyMC model (Gaussian LMM with the graph likelihood, or a
+GLMM of a covered family and link) into arrays; ``kernel`` (with ``families`` and
+``special``) computes its log density and gradient from those arrays;
+``nutpie_model`` wraps that kernel in nutpie's C callbacks, compiled once per
+machine and kept in bayesmix's compile cache. May import ``spec``, the ``bayes``
+modules below the model builders, numba and nutpie.
+
+Notation
+--------
+x : unconstrained parameter vector (PyMC's order); Xc, Zc : centred fixed and
+random columns; R : group effects; L : an LKJ block's Cholesky factor; eta :
+linear predictor.
+"""
