@@ -33,7 +33,8 @@ pytest.importorskip("nutpie")
 
 from bayesmix.bayes.generic import kernel  # noqa: E402
 from bayesmix.bayes.generic import special as gspecial
-from bayesmix.bayes.generic.program import glmm_program, lmm_program  # noqa: E402
+from bayesmix.bayes.generic.glmm_program import glmm_program  # noqa: E402
+from bayesmix.bayes.generic.program import lmm_program  # noqa: E402
 from bayesmix.bayes.priors import Exponential, HalfNormal, Normal, StudentT  # noqa: E402
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
@@ -300,3 +301,46 @@ def test_callbacks_compile_once_per_machine(tmp_path):
     # loading refreshed their files' times, so the cache bound removes them last
     files = list(tmp_path.rglob("*bayesmix-generic-*"))
     assert len(files) == 4 and all(f.stat().st_mtime >= between for f in files)
+
+
+#: Residual structures the kernel covers (the cases of test_residual_bayes); the others
+#: (fitted-value covariates, varConstPower, varComb, ARMA, symmetric and spatial
+#: correlations) keep their own compiled density.
+RESIDUAL_COVERED = [
+    "corAR1",
+    "corAR1_gaps",
+    "corCAR1",
+    "corCAR1_unsorted",
+    "varIdent",
+    "varPower_strata",
+    "varExp",
+    "varFixed",
+    "varPower_corAR1",
+]
+
+
+def _structured_case(case):
+    from test_residual_bayes import CASES, _model
+
+    from bayesmix.bayes.generic.residual_program import structured_program
+    from bayesmix.bayes.residual_model import build_structured_model
+    from bayesmix.bayes.residual_priors import resolve_structured_priors
+
+    assert case in CASES
+    m = _model(case)
+    priors, params = resolve_structured_priors(m.design.offset_absorbed(), m.residual, None)
+    model = build_structured_model(m.design, m.residual, priors, params)
+    return model, structured_program(model, m.design, m.residual, priors, params)
+
+
+@pytest.mark.parametrize("case", RESIDUAL_COVERED)
+def test_residual_structure_density_and_gradient_equal_pymc(case):
+    model, program = _structured_case(case)
+    _assert_matches(model, program, scale=0.3)
+
+
+@pytest.mark.parametrize(
+    "case", ["corARMA11", "corCompSymm", "varPower_fitted", "varConstPower", "varComb_corCAR1"]
+)
+def test_residual_structures_the_kernel_lacks_are_left_to_their_own_compilation(case):
+    assert _structured_case(case)[1] is None

@@ -148,7 +148,7 @@ def sample_glmm(
         pymc_model = build_glmm_model(design, family, all_priors, zi_X, zi_names)
         program = None
         if options["sampler"] == "nutpie":
-            from bayesmix.bayes.generic.program import glmm_program
+            from bayesmix.bayes.generic.glmm_program import glmm_program
 
             program = glmm_program(pymc_model, design, family, all_priors, zi_X, zi_names)
         return run_sampler(

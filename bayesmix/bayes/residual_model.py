@@ -340,8 +340,10 @@ def sample_structured(
         densities ``p(y_i | y_-i)`` of the correlated model, see
         :func:`bayesmix.bayes.residual_results.structured_pointwise_loglik`).
         Default: when draws x observations <= 25 million.
-    compile : {"auto", "python", "cfunc"}
-        How nutpie calls the compiled model (:mod:`bayesmix.bayes.compile.nutpie`).
+    compile : {"auto", "generic", "python", "cfunc"}
+        How nutpie gets the log density (:mod:`bayesmix.bayes.compile.nutpie`);
+        "auto" runs the generic kernel for the structures it covers
+        (:mod:`bayesmix.bayes.generic.residual_program`).
 
     Returns
     -------
@@ -384,6 +386,11 @@ def sample_structured(
     model_design = design.offset_absorbed()
     all_priors, params = resolve_structured_priors(model_design, residual, priors)
     model = build_structured_model(design, residual, all_priors, params)
+    program = None
+    if options["sampler"] == "nutpie":
+        from bayesmix.bayes.generic.residual_program import structured_program
+
+        program = structured_program(model, design, residual, all_priors, params)
 
     def wrap(idata, timing):
         return StructuredBayesResult(
@@ -403,6 +410,7 @@ def sample_structured(
         progressbar=progressbar,
         log_likelihood=log_likelihood,
         loglik=structured_pointwise_loglik,
+        program=program,
         **options,
     )
 

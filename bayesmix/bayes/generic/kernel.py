@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from bayesmix.bayes.generic.families import GAUSSIAN, counts, gaussian, zero_inflate
+from bayesmix.bayes.generic.residual import structured_gaussian
 
 LOG_2PI = math.log(2.0 * math.pi)
 #: LLVM may reorder sums (vectorised row loops); no other fast-math assumption, so
@@ -42,6 +43,9 @@ BLOCK_WIDTH = 7  # levels, terms, first term, LKJ start, shear term, R offset, L
 TERM_WIDTH = 5  # z start, sd position, block, place in block, column of ones
 # prior family codes (parameters in the prior classes' field order)
 NORMAL, STUDENT_T, HALF_NORMAL, HALF_STUDENT_T, EXPONENTIAL = 0, 1, 2, 3, 4
+LOG_NORMAL, UNIFORM = 5, 6
+# how x maps to a prior's variable: itself, exp(x), lower + (upper - lower) expit(x)
+IDENTITY, LOG, INTERVAL = 0, 1, 2
 
 
 @njit(cache=False)
@@ -64,6 +68,12 @@ def prior_logp(family, v, a, b, c, constant):
     if family == HALF_STUDENT_T:  # (nu, sigma)
         u = v * v / (a * b * b)
         return constant - 0.5 * (a + 1.0) * math.log1p(u), -(a + 1.0) * v / (a * b * b * (1.0 + u))
+    if family == LOG_NORMAL:  # (mu, sigma)
+        log_v = math.log(v)
+        z = (log_v - a) / b
+        return constant - log_v - 0.5 * z * z, -(1.0 + z / b) / v
+    if family == UNIFORM:  # (lower, upper): the transform keeps v inside
+        return constant, 0.0
     # EXPONENTIAL (lam,)
     return constant - a * v, -a
 
@@ -247,11 +257,19 @@ def scalar_priors(x, grad, prior_i, prior_f, skip):
         pos = prior_i[3 * row]
         u = x[pos]
         f = prior_f[4 * row : 4 * row + 4]
-        if prior_i[3 * row + 2] == 1:
+        transform = prior_i[3 * row + 2]
+        if transform == LOG:
             v = math.exp(u)
             value, d = prior_logp(prior_i[3 * row + 1], v, f[0], f[1], f[2], f[3])
             logp += value + u
             grad[pos] += d * v + 1.0
+        elif transform == INTERVAL:  # bounds: the prior's first two parameters (Uniform)
+            s = 1.0 / (1.0 + math.exp(-u))
+            width = f[1] - f[0]
+            value, d = prior_logp(prior_i[3 * row + 1], f[0] + width * s, f[0], f[1], f[2], f[3])
+            # log Jacobian: log(width) + log s + log(1 - s)
+            logp += value + math.log(width) + math.log(s) + math.log1p(-s)
+            grad[pos] += d * width * s * (1.0 - s) + 1.0 - 2.0 * s
         else:
             value, d = prior_logp(prior_i[3 * row + 1], u, f[0], f[1], f[2], f[3])
             logp += value
@@ -266,8 +284,8 @@ def logp_grad(x, grad, ints, floats):
     ``ints`` and ``floats`` are the program's arrays (see
     :class:`bayesmix.bayes.generic.program.Program`), in that order.
     """
-    layout, fixed, gather, blocks, terms, prior_i, zi_pos = ints
-    Xc, Zc, y, row_w, offset, row_const, prior_f, lkj_eta, zi_Xc = floats
+    layout, fixed, gather, blocks, terms, prior_i, zi_pos, res_i = ints
+    Xc, Zc, y, row_w, offset, row_const, prior_f, lkj_eta, zi_Xc, res_f = floats
     n, p, n_blocks, q = layout[N_ROWS], layout[N_FIXED], layout[N_BLOCKS], layout[N_ZI]
     n_effects, n_chol, family = layout[N_EFFECTS], layout[N_CHOL], layout[FAMILY]
     # one allocation for every work array (chains call this concurrently); only the
@@ -320,7 +338,9 @@ def logp_grad(x, grad, ints, floats):
     if level != 0.0:
         for i in range(n):
             eta[i] -= level
-    if family == GAUSSIAN:
+    if family == GAUSSIAN and res_i.size > 0:  # a residual variance function or AR(1)
+        logp += structured_gaussian(x, grad, y, eta, d, res_i, res_f)
+    elif family == GAUSSIAN:
         sigma_pos = layout[SIGMA_POS]
         value, d_log_sigma = gaussian(y, row_w, row_const, eta, d, math.exp(x[sigma_pos]))
         logp += value
@@ -364,11 +384,15 @@ def logp_grad(x, grad, ints, floats):
 
 
 @njit(cache=False)
-def expand(x, log_flags, out):
-    """What the sampler stores: ``x``, then ``exp`` of its log-transformed entries."""
+def expand(x, transforms, bounds, out):
+    """What the sampler stores: ``x``, then its transformed entries on their own scale."""
     m = x.size
     for i in range(x.size):
         out[i] = x[i]
-        if log_flags[i] == 1:
+        if transforms[i] == LOG:
             out[m] = math.exp(x[i])
+            m += 1
+        elif transforms[i] == INTERVAL:
+            lower, upper = bounds[2 * i], bounds[2 * i + 1]
+            out[m] = lower + (upper - lower) / (1.0 + math.exp(-x[i]))
             m += 1

@@ -30,13 +30,14 @@ from numba import carray, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from bayesmix.bayes.generic import families, kernel, special
+from bayesmix.bayes.generic import families, kernel, residual, special
 from bayesmix.bayes.generic.kernel import N_DIM, expand, logp_grad
 from bayesmix.bayes.generic.program import Program
 
-#: Arrays in the record: the program's 7 integer and 9 float arrays, then log_flags.
-N_INTS, N_FLOATS = 7, 9
-N_WORDS = 2 * (N_INTS + N_FLOATS + 1)
+#: Arrays in the record: the program's 8 integer and 10 float arrays, then its
+#: transforms and bounds (for ``expand``).
+N_INTS, N_FLOATS = 8, 10
+N_WORDS = 2 * (N_INTS + N_FLOATS + 2)
 
 
 @intrinsic
@@ -70,9 +71,9 @@ def _unpack(user_data_):
         _ints(record, 4),
         _ints(record, 5),
         _ints(record, 6),
+        _ints(record, 7),
     )
     floats = (
-        _floats(record, 7),
         _floats(record, 8),
         _floats(record, 9),
         _floats(record, 10),
@@ -81,13 +82,15 @@ def _unpack(user_data_):
         _floats(record, 13),
         _floats(record, 14),
         _floats(record, 15),
+        _floats(record, 16),
+        _floats(record, 17),
     )
-    return ints, floats, _ints(record, 16)
+    return ints, floats, _ints(record, 18), _floats(record, 19)
 
 
 def _logp_callback(dim, x_, grad_, logp_, user_data_):
     """nutpie's logp callback; return codes 3 and 4: non-finite gradient, logp."""
-    ints, floats, _ = _unpack(user_data_)
+    ints, floats, _, _ = _unpack(user_data_)
     if dim != ints[0][N_DIM]:
         return -1
     x = carray(x_, (dim,))
@@ -104,10 +107,10 @@ def _logp_callback(dim, x_, grad_, logp_, user_data_):
 
 def _expand_callback(dim, n_expanded, x_, out_, user_data_):
     """nutpie's expand callback: what the sampler stores (see ``kernel.expand``)."""
-    ints, _, log_flags = _unpack(user_data_)
-    if dim != ints[0][N_DIM] or n_expanded != dim + log_flags.sum():
+    ints, _, transforms, bounds = _unpack(user_data_)
+    if dim != ints[0][N_DIM] or n_expanded != dim + np.count_nonzero(transforms):
         return -1
-    expand(carray(x_, (dim,)), log_flags, carray(out_, (n_expanded,)))
+    expand(carray(x_, (dim,)), transforms, bounds, carray(out_, (n_expanded,)))
     return 0
 
 
@@ -133,7 +136,7 @@ _CALLBACKS: list = []
 def cache_key() -> str:
     """Disk-cache key of the callbacks: this code's source and numba's version."""
     digest = hashlib.sha256(numba.__version__.encode())
-    for path in (kernel.__file__, families.__file__, special.__file__, __file__):
+    for path in (kernel.__file__, families.__file__, residual.__file__, special.__file__, __file__):
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()
 
@@ -176,9 +179,10 @@ def record(program: Program) -> tuple[np.ndarray, list[np.ndarray]]:
     """The user-data record of ``program`` and the arrays it points to (keep them alive)."""
     arrays = [np.ascontiguousarray(a, dtype=np.int64) for a in program.ints]
     arrays += [np.ascontiguousarray(a, dtype=np.float64) for a in program.floats]
-    arrays.append(np.ascontiguousarray(program.log_flags, dtype=np.int64))
-    if len(arrays) != N_INTS + N_FLOATS + 1:
-        raise ValueError("a program has 7 integer and 9 float arrays")
+    arrays.append(np.ascontiguousarray(program.transforms, dtype=np.int64))
+    arrays.append(np.ascontiguousarray(program.bounds, dtype=np.float64))
+    if len(arrays) != N_INTS + N_FLOATS + 2:
+        raise ValueError("a program has 8 integer and 10 float arrays")
     words = np.zeros(N_WORDS, dtype=np.uint64)
     for k, array in enumerate(arrays):
         array.flags.writeable = False

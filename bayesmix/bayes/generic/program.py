@@ -37,6 +37,7 @@ from bayesmix.bayes.priors import (
     intercept_index,
     prior_params,
 )
+from bayesmix.bayes.residual_priors import LogNormal, Uniform
 from bayesmix.spec.design import Design
 
 PRIOR_CODES = {
@@ -45,18 +46,19 @@ PRIOR_CODES = {
     HalfNormal: K.HALF_NORMAL,
     HalfStudentT: K.HALF_STUDENT_T,
     Exponential: K.EXPONENTIAL,
+    LogNormal: K.LOG_NORMAL,
+    Uniform: K.UNIFORM,
 }
-#: Priors on a positive scale: PyMC samples their logarithm.
-POSITIVE = (HalfNormal, HalfStudentT, Exponential)
-#: (family, link) pairs the kernel computes, and their codes.
-FAMILY_CODES = {
-    ("binomial", "logit"): F.BINOMIAL_LOGIT,
-    ("binomial", "cloglog"): F.BINOMIAL_CLOGLOG,
-    ("poisson", "log"): F.POISSON_LOG,
-    ("negbinomial", "log"): F.NEGBIN_LOG,
-    ("gamma", "log"): F.GAMMA_LOG,
-    ("gamma", "inverse"): F.GAMMA_INVERSE,
+#: How PyMC samples each prior's variable: its logarithm, a logit of its interval, itself.
+TRANSFORM_OF = {
+    HalfNormal: K.LOG,
+    HalfStudentT: K.LOG,
+    Exponential: K.LOG,
+    LogNormal: K.LOG,
+    Uniform: K.INTERVAL,
 }
+#: PyMC's transform classes, by the kernel's codes.
+TRANSFORM_CODES = {None: K.IDENTITY, "LogTransform": K.LOG, "Interval": K.INTERVAL}
 
 
 def prior_constant(prior: Prior) -> float:
@@ -68,6 +70,10 @@ def prior_constant(prior: Prior) -> float:
         return float(0.5 * np.log(2.0 / np.pi) - np.log(prior.sigma))
     if isinstance(prior, Exponential):
         return float(np.log(prior.lam))
+    if isinstance(prior, LogNormal):  # less log v, added by the kernel
+        return float(-np.log(prior.sigma) - half_log_2pi)
+    if isinstance(prior, Uniform):
+        return float(-np.log(prior.upper - prior.lower))
     nu = prior.nu
     t_constant = special.gammaln(0.5 * (nu + 1.0)) - special.gammaln(0.5 * nu)
     t_constant -= 0.5 * np.log(nu * np.pi) + np.log(prior.sigma)
@@ -86,21 +92,25 @@ class Program:
     ----------
     ints, floats : tuple of ndarray
         The kernel's integer and float arrays, in its order.
-    log_flags : ndarray
-        1 where ``x`` holds a logarithm (the sampled variable is its exp).
+    transforms : ndarray
+        Per entry of ``x``: 0 the variable itself, 1 its logarithm, 2 the logit of
+        its place in an interval (the kernel's ``IDENTITY``, ``LOG``, ``INTERVAL``).
+    bounds : ndarray
+        (lower, upper) per entry of ``x``, for interval-transformed ones.
     names, shapes : tuple
         What the sampler stores, as nutpie stores a PyMC model's free variables:
-        ``x`` by value variable (``sd_g_log__``), then the log-transformed ones on
+        ``x`` by value variable (``sd_g_log__``), then the transformed ones on
         their own scale (``sd_g``); and their shapes.
     support : ndarray
         PyMC's initial point before jitter: prior locations, on x's scale.
     reparameterized : tuple of str
-        The value variables of log-transformed variables (``sd_g_log__``).
+        The value variables of transformed variables (``sd_g_log__``).
     """
 
     ints: tuple[np.ndarray, ...]
     floats: tuple[np.ndarray, ...]
-    log_flags: np.ndarray
+    transforms: np.ndarray
+    bounds: np.ndarray
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
     support: np.ndarray
@@ -108,20 +118,20 @@ class Program:
 
     @property
     def n_dim(self) -> int:
-        return int(self.log_flags.size)
+        return int(self.transforms.size)
 
     @property
     def n_expanded(self) -> int:
-        return int(self.log_flags.size + self.log_flags.sum())
+        return int(self.transforms.size + np.count_nonzero(self.transforms))
 
 
-class _Layout:
+class VariableLayout:
     """Where each of a PyMC model's free variables sits in the unconstrained vector."""
 
     def __init__(self, model) -> None:
         self.start: dict[str, int] = {}
         self.size: dict[str, int] = {}
-        self.log: dict[str, bool] = {}
+        self.transform: dict[str, int] = {}
         self.names, self.shapes, self.value_names = [], [], []
         position = 0
         for rv in model.free_RVs:  # nutpie's order
@@ -133,10 +143,11 @@ class _Layout:
             else:
                 raise Unsupported(f"no static shape for {rv.name}")
             transform = model.rvs_to_transforms.get(rv)
-            if transform is not None and type(transform).__name__ != "LogTransform":
+            name = None if transform is None else type(transform).__name__
+            if name not in TRANSFORM_CODES:
                 raise Unsupported(f"transform {transform} of {rv.name}")
             self.start[rv.name], self.size[rv.name] = position, int(np.prod(shape))
-            self.log[rv.name] = transform is not None
+            self.transform[rv.name] = TRANSFORM_CODES[name]
             self.names.append(rv.name)
             self.value_names.append(model.rvs_to_values[rv].name)
             self.shapes.append(shape)
@@ -155,30 +166,41 @@ class _Layout:
         return idx
 
 
-class _Priors:
+class PriorRows:
     """Rows of scalar priors: position in x, family code, log flag; and parameters."""
 
     def __init__(self) -> None:
         self.ints: list[tuple[int, int, int]] = []
         self.floats: list[list[float]] = []
         self.support: dict[int, float] = {}
+        self.bounds: dict[int, tuple[float, float]] = {}
 
-    def add(self, position: int, prior: Prior, log: bool) -> int:
-        if type(prior) not in PRIOR_CODES or log != isinstance(prior, POSITIVE):
-            raise Unsupported(f"prior {prior} with log={log}")
+    def add(self, position: int, prior: Prior, transform: int) -> int:
+        if type(prior) not in PRIOR_CODES or transform != TRANSFORM_OF.get(type(prior), K.IDENTITY):
+            raise Unsupported(f"prior {prior} with transform {transform}")
         params = list(prior_params(prior).values())
-        self.ints.append((int(position), PRIOR_CODES[type(prior)], int(log)))
+        self.ints.append((int(position), PRIOR_CODES[type(prior)], int(transform)))
         self.floats.append(params + [0.0] * (3 - len(params)) + [prior_constant(prior)])
-        location = {Normal: "mu", StudentT: "mu", HalfNormal: "sigma", HalfStudentT: "sigma"}
+        # PyMC's support point (the start before jitter), on x's scale
+        if isinstance(prior, Uniform):
+            self.bounds[int(position)] = (prior.lower, prior.upper)
+            self.support[int(position)] = 0.0  # the interval's midpoint
+            return len(self.ints) - 1
         if isinstance(prior, Exponential):
             centre = 1.0 / prior.lam
+        elif isinstance(prior, LogNormal):
+            centre = float(np.exp(prior.mu + 0.5 * prior.sigma**2))  # its mean
+        elif isinstance(prior, (Normal, StudentT)):
+            centre = prior.mu
         else:
-            centre = float(getattr(prior, location[type(prior)]))
-        self.support[int(position)] = np.log(centre) if log else centre
+            centre = prior.sigma
+        self.support[int(position)] = np.log(centre) if transform == K.LOG else centre
         return len(self.ints) - 1
 
 
-def _vector(layout: _Layout, table: _Priors, name: str, priors: Sequence[Prior]) -> np.ndarray:
+def vector_positions(
+    layout: VariableLayout, table: PriorRows, name: str, priors: Sequence[Prior]
+) -> np.ndarray:
     """Positions of a vector RV made by ``graph_inputs.vector_rv`` (split by prior family)."""
     groups: dict[type, list[int]] = {}
     for i, prior in enumerate(priors):
@@ -188,7 +210,7 @@ def _vector(layout: _Layout, table: _Priors, name: str, priors: Sequence[Prior])
         rv = name if len(groups) == 1 else f"{name}_{cls.__name__}"
         where = layout.positions(rv, len(idx))
         for i, position in zip(idx, where, strict=True):
-            table.add(position, priors[i], layout.log[rv])
+            table.add(position, priors[i], layout.transform[rv])
             positions[i] = position
     return positions
 
@@ -197,7 +219,9 @@ def _is_ones(column: np.ndarray) -> bool:
     return bool(np.allclose(column, 1.0))
 
 
-def _effects(layout: _Layout, table: _Priors, design: Design, priors, zbars, shear: bool):
+def effect_tables(
+    layout: VariableLayout, table: PriorRows, design: Design, priors, zbars, shear: bool
+):
     """Block and term tables, gather indices, centred Zc and LKJ parameters of every block."""
     blocks, terms, gather, Zc, etas = [], [], [], [], []
     r_offset = l_offset = 0
@@ -206,7 +230,7 @@ def _effects(layout: _Layout, table: _Priors, design: Design, priors, zbars, she
         Z = np.asarray(block.Z, dtype=float)
         correlated = info.cor_key is not None and k > 1
         sd_name = f"sdc_{info.tag}" if correlated and np.any(zbar) else info.sd_name
-        sd_pos = _vector(layout, table, sd_name, [priors[key] for key in info.sd_keys])
+        sd_pos = vector_positions(layout, table, sd_name, [priors[key] for key in info.sd_keys])
         lkj = -1
         if correlated:
             lkj = int(layout.positions(f"corr_{info.tag}_raw", k * (k - 1) // 2)[0])
@@ -232,9 +256,29 @@ def _columns_table(positions, columns: np.ndarray) -> np.ndarray:
     return np.asarray(list(zip(positions, ones, strict=True)), dtype=np.int64).reshape(-1)
 
 
-def _assemble(layout, table, design, fixed_pos, effects, family_code, sigma_pos, disp_pos,
-              shift_row, y, row_w, offset, row_const, zi=None) -> Program:  # fmt: skip
-    """The Program, once every variable is placed (else ``Unsupported``)."""
+def assemble(
+    layout: VariableLayout,
+    table: PriorRows,
+    design: Design,
+    fixed_pos: np.ndarray,
+    effects: tuple,
+    *,
+    family: int,
+    y: np.ndarray,
+    row_w: np.ndarray,
+    row_const: np.ndarray,
+    offset: np.ndarray | None = None,
+    sigma_pos: int = -1,
+    disp_pos: int = -1,
+    shift_row: int = -1,
+    zi: tuple | None = None,
+    residual: tuple | None = None,
+) -> Program:
+    """The Program, once every variable is placed (else ``Unsupported``).
+
+    ``zi``: the zero-inflation coefficients' positions and centred columns;
+    ``residual``: the arrays of :mod:`bayesmix.bayes.generic.residual`.
+    """
     blocks, terms, gather, Zc, etas, n_effects, n_chol = effects
     if not layout.covered.all():
         missing = [n for n in layout.names if not layout.covered[layout.start[n]]]
@@ -248,7 +292,7 @@ def _assemble(layout, table, design, fixed_pos, effects, family_code, sigma_pos,
     layout_vector[K.N_ROWS], layout_vector[K.N_FIXED] = n, X.shape[1]
     layout_vector[K.N_BLOCKS], layout_vector[K.N_TERMS] = len(blocks), len(terms)
     layout_vector[K.N_PRIORS], layout_vector[K.SIGMA_POS] = len(table.ints), sigma_pos
-    layout_vector[K.FAMILY], layout_vector[K.DISP_POS] = family_code, disp_pos
+    layout_vector[K.FAMILY], layout_vector[K.DISP_POS] = family, disp_pos
     layout_vector[K.N_ZI], layout_vector[K.SHIFT_ROW] = zi_Xc.shape[1], shift_row
     layout_vector[K.N_EFFECTS], layout_vector[K.N_CHOL] = n_effects, n_chol
     layout_vector[K.N_DIM] = layout.n_dim
@@ -260,31 +304,41 @@ def _assemble(layout, table, design, fixed_pos, effects, family_code, sigma_pos,
         np.asarray(terms, dtype=np.int64).ravel(),
         np.asarray(table.ints, dtype=np.int64).ravel(),
         _columns_table(zi_pos, zi_Xc),
+        np.zeros(0, np.int64) if residual is None else np.asarray(residual[0], np.int64),
     )
     floats = (
         np.ascontiguousarray(Xc.T).ravel(),
         np.ascontiguousarray(np.asarray(Zc, dtype=float)).ravel(),
         np.asarray(y, dtype=float),
         np.asarray(row_w, dtype=float),
-        np.asarray(offset, dtype=float),
+        np.zeros(n) if offset is None else np.asarray(offset, dtype=float),
         np.asarray(row_const, dtype=float),
         np.asarray(table.floats, dtype=float).ravel(),
         np.asarray(etas, dtype=float),
         np.ascontiguousarray(np.asarray(zi_Xc, dtype=float).T).ravel(),
+        np.zeros(0) if residual is None else np.asarray(residual[1], dtype=float),
     )
-    log_flags = np.zeros(layout.n_dim, dtype=np.int64)
+    transforms = np.zeros(layout.n_dim, dtype=np.int64)
     for name in layout.names:
-        if layout.log[name]:
-            log_flags[layout.start[name] : layout.start[name] + layout.size[name]] = 1
+        transforms[layout.start[name] : layout.start[name] + layout.size[name]] = layout.transform[
+            name
+        ]
+    bounds = np.zeros((layout.n_dim, 2))
+    for position, interval in table.bounds.items():
+        bounds[position] = interval
     support = np.zeros(layout.n_dim)
     for position, value in table.support.items():
         support[position] = value
-    logged = [(n, s) for n, s in zip(layout.names, layout.shapes, strict=True) if layout.log[n]]
+    logged = [
+        (n, s) for n, s in zip(layout.names, layout.shapes, strict=True) if layout.transform[n]
+    ]
     names = (*layout.value_names, *[n for n, _ in logged])
     shapes = (*layout.shapes, *[s for _, s in logged])
     logged_values = zip(layout.value_names, layout.names, strict=True)
-    reparameterized = tuple(v for v, n in logged_values if layout.log[n])
-    return Program(ints, floats, log_flags, names, shapes, support, reparameterized)
+    reparameterized = tuple(v for v, n in logged_values if layout.transform[n])
+    return Program(
+        ints, floats, transforms, bounds.ravel(), names, shapes, support, reparameterized
+    )
 
 
 def lmm_program(model, design: Design, priors: Mapping[str, Prior]) -> Program | None:
@@ -293,84 +347,28 @@ def lmm_program(model, design: Design, priors: Mapping[str, Prior]) -> Program |
     ``design`` is the offset-absorbed design the model was built from.
     """
     try:
-        layout, table = _Layout(model), _Priors()
+        layout, table = VariableLayout(model), PriorRows()
         j0 = intercept_index(design)
         name = "beta" if j0 is None else "beta_c"
-        fixed_pos = _vector(layout, table, name, [priors[t] for t in design.fixed_terms])
+        fixed_pos = vector_positions(layout, table, name, [priors[t] for t in design.fixed_terms])
         zbars = [block_centring(block) for block in design.blocks]
-        effects = _effects(layout, table, design, priors, zbars, shear=False)
+        effects = effect_tables(layout, table, design, priors, zbars, shear=False)
         sigma_pos = int(layout.positions("sigma", 1)[0])
-        table.add(sigma_pos, priors["sigma"], layout.log["sigma"])
+        table.add(sigma_pos, priors["sigma"], layout.transform["sigma"])
         n = design.n_obs
         weights = np.ones(n) if design.weights is None else np.asarray(design.weights, float)
         row_const = -0.5 * np.log(2.0 * np.pi) + 0.5 * np.log(weights)
-        return _assemble(layout, table, design, fixed_pos, effects, F.GAUSSIAN, sigma_pos, -1,
-                         -1, design.y, weights, np.zeros(n), row_const)  # fmt: skip
-    except Unsupported:
-        return None
-
-
-def glmm_program(
-    model,
-    design: Design,
-    family,
-    priors: Mapping[str, Prior],
-    zi_X: np.ndarray | None = None,
-    zi_names: Sequence[str] = (),
-) -> Program | None:
-    """The Program of a GLMM's PyMC model, or ``None`` (links other than the defaults)."""
-    from bayesmix.bayes.glmm_model import SHEAR, zi_intercept_index
-    from bayesmix.bayes.glmm_priors import DISPERSION_KEYS, dispersion_names, zi_key
-
-    code = FAMILY_CODES.get((family.name, family.link.name))
-    if code is None:
-        return None
-    try:
-        layout, table = _Layout(model), _Priors()
-        j0 = intercept_index(design)
-        fixed_priors = [priors[t] for t in design.fixed_terms]
-        name = "beta" if j0 is None else "beta_c"
-        fixed_pos = _vector(layout, table, name, fixed_priors)
-        zbars = [block_centring(block) for block in design.blocks]
-        effects = _effects(layout, table, design, priors, zbars, shear=j0 is not None and SHEAR)
-        shear = any(block[4] >= 0 for block in effects[0])
-        shift_row = -1
-        if shear:  # the intercept's prior is evaluated at the reported intercept
-            shift_row = next(i for i, row in enumerate(table.ints) if row[0] == fixed_pos[j0])
-        disp_pos = -1
-        names = dispersion_names(family)
-        if names is not None:
-            disp_pos = int(layout.positions(names[0], 1)[0])
-            table.add(disp_pos, priors[DISPERSION_KEYS[family.name]], layout.log[names[0]])
-        zi = None
-        if zi_X is not None:
-            zi_X = np.asarray(zi_X, dtype=float)
-            zi_j0 = zi_intercept_index(zi_X, zi_names)
-            zi_priors = [priors[zi_key(n)] for n in zi_names]
-            zi_pos = _vector(layout, table, "zi_beta" if zi_j0 is None else "zi_beta_c", zi_priors)
-            zi_xbar = np.zeros(zi_X.shape[1])
-            if zi_j0 is not None:
-                zi_xbar = zi_X.mean(axis=0)
-                zi_xbar[zi_j0] = 0.0
-            zi = (zi_pos, zi_X - zi_xbar)
-        y = np.asarray(design.y, dtype=float)
-        n = design.n_obs
-        row_w = np.ones(n)
-        if family.name == "binomial":
-            trials = np.ones(n) if design.weights is None else np.asarray(design.weights, float)
-            successes = np.rint(y * trials)
-            log_choose = (
-                special.gammaln(trials + 1)
-                - special.gammaln(successes + 1)
-                - special.gammaln(trials - successes + 1)
-            )
-            y, row_w, row_const = successes, trials, log_choose
-        elif family.name == "gamma":
-            row_const = np.log(y)
-        else:
-            row_const = -special.gammaln(y + 1.0)
-        offset = np.zeros(n) if design.offset is None else np.asarray(design.offset, float)
-        return _assemble(layout, table, design, fixed_pos, effects, code, -1, disp_pos,
-                         shift_row, y, row_w, offset, row_const, zi)  # fmt: skip
+        return assemble(
+            layout,
+            table,
+            design,
+            fixed_pos,
+            effects,
+            family=F.GAUSSIAN,
+            y=design.y,
+            row_w=weights,
+            row_const=row_const,
+            sigma_pos=sigma_pos,
+        )
     except Unsupported:
         return None
