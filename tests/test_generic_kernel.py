@@ -303,23 +303,28 @@ def test_callbacks_compile_once_per_machine(tmp_path):
     assert len(files) == 4 and all(f.stat().st_mtime >= between for f in files)
 
 
-#: Residual structures the kernel covers (the cases of test_residual_bayes); the others
-#: (fitted-value covariates, varConstPower, varComb, ARMA, symmetric and spatial
-#: correlations) keep their own compiled density.
+#: Residual structures the kernel covers (the cases of test_residual_bayes); corARMA,
+#: corSymm and the spatial correlations keep their own compiled density.
 RESIDUAL_COVERED = [
     "corAR1",
     "corAR1_gaps",
     "corCAR1",
     "corCAR1_unsorted",
+    "corCompSymm",
     "varIdent",
+    "varPower_fitted",
     "varPower_strata",
     "varExp",
+    "varExp_fitted_strata",
+    "varConstPower",
+    "varConstPower_fitted_strata",
     "varFixed",
+    "varComb_corCAR1",
     "varPower_corAR1",
 ]
 
 
-def _structured_case(case):
+def _structured_case(case, overrides=None):
     from test_residual_bayes import CASES, _model
 
     from bayesmix.bayes.generic.residual_program import structured_program
@@ -328,19 +333,25 @@ def _structured_case(case):
 
     assert case in CASES
     m = _model(case)
-    priors, params = resolve_structured_priors(m.design.offset_absorbed(), m.residual, None)
+    design = m.design.offset_absorbed()
+    priors, params = resolve_structured_priors(design, m.residual, overrides)
     model = build_structured_model(m.design, m.residual, priors, params)
     return model, structured_program(model, m.design, m.residual, priors, params)
 
 
 @pytest.mark.parametrize("case", RESIDUAL_COVERED)
 def test_residual_structure_density_and_gradient_equal_pymc(case):
+    """Including the starts the model sets (small group SDs under fitted-value variances)."""
     model, program = _structured_case(case)
     _assert_matches(model, program, scale=0.3)
 
 
-@pytest.mark.parametrize(
-    "case", ["corARMA11", "corCompSymm", "varPower_fitted", "varConstPower", "varComb_corCAR1"]
-)
+@pytest.mark.parametrize("case", ["corARMA11", "corSymm_varIdent", "corExp_nugget", "corGaus"])
 def test_residual_structures_the_kernel_lacks_are_left_to_their_own_compilation(case):
     assert _structured_case(case)[1] is None
+
+
+def test_a_beta_prior_on_the_autocorrelation_is_left_to_its_own_compilation():
+    from bayesmix.bayes.residual_priors import Beta
+
+    assert _structured_case("corAR1", {"Phi": Beta(2.0, 2.0)})[1] is None

@@ -132,6 +132,7 @@ class VariableLayout:
         self.start: dict[str, int] = {}
         self.size: dict[str, int] = {}
         self.transform: dict[str, int] = {}
+        self.initial: dict[str, np.ndarray] = {}
         self.names, self.shapes, self.value_names = [], [], []
         position = 0
         for rv in model.free_RVs:  # nutpie's order
@@ -148,6 +149,13 @@ class VariableLayout:
                 raise Unsupported(f"transform {transform} of {rv.name}")
             self.start[rv.name], self.size[rv.name] = position, int(np.prod(shape))
             self.transform[rv.name] = TRANSFORM_CODES[name]
+            start_value = model.rvs_to_initial_values.get(rv)
+            if start_value is not None:  # set_initval: a start on the variable's own scale
+                if isinstance(start_value, str) or hasattr(start_value, "owner"):
+                    raise Unsupported(f"initial value strategy of {rv.name}")
+                self.initial[rv.name] = np.broadcast_to(
+                    np.asarray(start_value, dtype=float), shape
+                ).ravel()
             self.names.append(rv.name)
             self.value_names.append(model.rvs_to_values[rv].name)
             self.shapes.append(shape)
@@ -329,6 +337,14 @@ def assemble(
     support = np.zeros(layout.n_dim)
     for position, value in table.support.items():
         support[position] = value
+    for name, value in layout.initial.items():  # starts the model sets (PyMC's initval)
+        where = slice(layout.start[name], layout.start[name] + layout.size[name])
+        if layout.transform[name] == K.LOG:
+            value = np.log(value)
+        elif layout.transform[name] == K.INTERVAL:
+            lower, upper = bounds[where, 0], bounds[where, 1]
+            value = np.log(value - lower) - np.log(upper - value)
+        support[where] = value
     logged = [
         (n, s) for n, s in zip(layout.names, layout.shapes, strict=True) if layout.transform[n]
     ]

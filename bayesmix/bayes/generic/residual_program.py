@@ -2,11 +2,12 @@
 
 Describes :func:`bayesmix.bayes.residual_model.build_structured_model` to the
 generic kernel (:mod:`bayesmix.bayes.generic.residual`) when its structure is
-covered: varIdent, varPower or varExp of a covariate, or varFixed, and/or corAR1
-or corCAR1, with the default kinds of priors (LogNormal SD ratios, Normal or
-Student-t powers and exponents, a Uniform autocorrelation). Anything else
-(functions of ``fitted(.)``, varConstPower, varComb, other correlations, Beta
-priors) returns ``None``, and the model gets its own compiled log density.
+covered: any variance function (of a covariate or of the fitted values, and
+their varComb) with corAR1, corCAR1, corCompSymm or no correlation, under the
+kinds of priors the defaults use (LogNormal ratios and constants, Normal or
+Student-t powers and exponents, a Uniform correlation). corARMA, corSymm, the
+spatial correlations and Beta priors return ``None``: the model then gets its
+own compiled log density.
 """
 
 from __future__ import annotations
@@ -30,46 +31,94 @@ from bayesmix.bayes.graph_parts import block_centring
 from bayesmix.bayes.priors import intercept_index
 from bayesmix.spec.design import Design
 
-VARIANCE_KINDS = {"varIdent": S.VAR_IDENT, "varPower": S.VAR_LINEAR, "varExp": S.VAR_LINEAR}
-CORRELATION_KINDS = {"corAR1": S.COR_AR1, "corCAR1": S.COR_CAR1}
+VARIANCE_KINDS = {
+    "varIdent": S.VAR_IDENT,
+    "varPower": S.VAR_POWER,
+    "varExp": S.VAR_EXP,
+    "varConstPower": S.VAR_CONST_POWER,
+    "varFixed": S.VAR_FIXED,
+}
+CORRELATION_KINDS = {"corAR1": S.COR_AR1, "corCAR1": S.COR_CAR1, "corCompSymm": S.COR_COMP_SYMM}
+#: The parameters of each variance function, in the order the kernel reads them.
+ROLES = {"varIdent": ("delta",), "varPower": ("power",), "varExp": ("expon",),
+         "varConstPower": ("const", "power"), "varFixed": ()}  # fmt: skip
 
 
-def _variance(layout: VariableLayout, table: PriorRows, bound, priors, params, n: int):
-    """Kind, positions of u, each row's stratum and covariate term."""
+def _parts(bound) -> list:
+    return list(bound.parts) if bound.kind == "varComb" else [bound]
+
+
+def _variance(layout: VariableLayout, table: PriorRows, bound, priors, params, offset):
+    """Per variance part: (kind, uses fitted, first a, first b), strata and covariate terms."""
+    n = offset.size
     if bound is None:
-        return S.NO_VARIANCE, [], np.zeros(n, np.int64), np.zeros(n)
-    if bound.kind == "varFixed":
-        return S.VAR_FIXED, [], np.zeros(n, np.int64), 0.5 * np.log(np.asarray(bound.covariate))
-    linear = bound.kind in ("varPower", "varExp")
-    if bound.kind not in VARIANCE_KINDS or (linear and bound.covariate is None):
-        raise Unsupported(f"variance function {bound.kind}")
-    (param,) = [p for p in params if p.role in ("delta", "power", "expon")]
-    size = max(1, len(param.labels))
-    positions = vector_positions(layout, table, param.key, [priors[param.key]] * size)
-    codes = np.asarray(bound.strata_codes, dtype=np.int64)
-    if bound.kind == "varIdent":
-        return S.VAR_IDENT, list(positions), codes, np.zeros(n)
-    v = np.asarray(bound.covariate, dtype=float)
-    term = np.log(np.abs(v)) if bound.kind == "varPower" else v
-    return S.VAR_LINEAR, list(positions), codes if size > 1 else np.zeros(n, np.int64), term
+        return [], [], []
+    table_rows, strata, terms = [], [], []
+    by_key = {p.key: p for p in params}
+    for index, part in enumerate(_parts(bound)):
+        if part.kind not in VARIANCE_KINDS:
+            raise Unsupported(f"variance function {part.kind}")
+        prefix = f"{chr(ord('A') + index)}_" if bound.kind == "varComb" else ""
+        firsts = []
+        for role in ROLES[part.kind]:
+            param = by_key[f"{prefix}{role}"]
+            size = max(1, len(param.labels))
+            firsts.append(
+                int(vector_positions(layout, table, param.key, [priors[param.key]] * size)[0])
+            )
+        firsts += [-1] * (2 - len(firsts))
+        fitted = part.covariate is None and part.kind not in ("varIdent", "varFixed")
+        codes = part.strata_codes
+        codes = np.zeros(n, np.int64) if codes is None else np.asarray(codes, np.int64)
+        if part.kind == "varFixed":
+            term = 0.5 * np.log(np.asarray(part.covariate, dtype=float))
+        elif fitted:
+            term = offset  # v = eta + offset
+        elif part.kind == "varExp":
+            term = np.asarray(part.covariate, dtype=float)
+        elif part.kind in ("varPower", "varConstPower"):
+            term = np.log(np.abs(np.asarray(part.covariate, dtype=float)))
+        else:
+            term = np.zeros(n)
+        if part.kind not in ("varIdent", "varFixed") and len(part.strata_levels) <= 1:
+            codes = np.zeros(n, np.int64)  # one parameter for all rows
+        table_rows.append((VARIANCE_KINDS[part.kind], int(fitted), *firsts))
+        strata.append(codes)
+        terms.append(term)
+    return table_rows, strata, terms
 
 
 def _correlation(layout: VariableLayout, table: PriorRows, bound, priors, n: int):
-    """Kind, phi's position and interval, the rows' time order, first flags and gaps."""
+    """Kind, the parameter's position and interval, the rows' time order, first flags,
+    gaps and correlation groups, and the number of groups."""
+    unit = np.ones(n, np.int64)
     if bound is None:
-        return S.NO_CORRELATION, -1, (0.0, 0.0), np.arange(n), np.ones(n, np.int64), np.ones(n)
+        return S.NO_CORRELATION, -1, (0.0, 0.0), np.arange(n), unit, np.ones(n), unit * 0, 0
     if bound.kind not in CORRELATION_KINDS:
         raise Unsupported(f"correlation structure {bound.kind}")
-    (phi_pos,) = vector_positions(layout, table, "Phi", [priors["Phi"]])
-    prior = priors["Phi"]
+    key = "Rho" if bound.kind == "corCompSymm" else "Phi"
+    (position,) = vector_positions(layout, table, key, [priors[key]])
+    interval = (priors[key].lower, priors[key].upper)
+    kind = CORRELATION_KINDS[bound.kind]
+    groups = np.unique(np.asarray(bound.group_codes), return_inverse=True)[1].astype(np.int64)
+    if kind == S.COR_COMP_SYMM:
+        return (
+            kind,
+            int(position),
+            interval,
+            np.arange(n),
+            unit,
+            np.ones(n),
+            groups,
+            groups.max() + 1,
+        )
     markov = bound.markov
     gap = np.asarray(markov.gap, dtype=float)
-    if bound.kind == "corAR1":
+    if kind == S.COR_AR1:
         gap = np.round(gap)  # as the model's graph: integer powers of phi
-    first = np.asarray(markov.first, dtype=np.int64)
     order = np.asarray(markov.order, dtype=np.int64)
-    kind = CORRELATION_KINDS[bound.kind]
-    return kind, int(phi_pos), (prior.lower, prior.upper), order, first, gap
+    first = np.asarray(markov.first, dtype=np.int64)
+    return kind, int(position), interval, order, first, gap, groups, groups.max() + 1
 
 
 def structured_program(
@@ -81,8 +130,7 @@ def structured_program(
 ) -> Program | None:
     """The Program of ``model`` (``build_structured_model(design, residual, priors,
     params)``), or ``None`` when its structure is not covered."""
-    if residual.uses_fitted:
-        return None
+    offset = np.asarray(design.offset_or_zero, dtype=float)
     design = design.offset_absorbed()
     try:
         layout, table = VariableLayout(model), PriorRows()
@@ -92,19 +140,16 @@ def structured_program(
         zbars = [block_centring(block) for block in design.blocks]
         effects = effect_tables(layout, table, design, priors, zbars, shear=False)
         n = design.n_obs
-        var_kind, u_pos, strata, covariate = _variance(
-            layout, table, residual.variance, priors, params, n
-        )
+        parts, strata, terms = _variance(layout, table, residual.variance, priors, params, offset)
         sigma_name = "sigma" if residual.variance is None else "sigma_c"
         (sigma_pos,) = vector_positions(layout, table, sigma_name, [priors["sigma"]])
-        cor_kind, phi_pos, interval, order, first, gap = _correlation(
+        kind, position, interval, order, first, gap, groups, n_groups = _correlation(
             layout, table, residual.correlation, priors, n
         )
         weights = np.ones(n) if design.weights is None else np.asarray(design.weights, float)
-        res_i = np.concatenate(
-            [[var_kind, len(u_pos), cor_kind, phi_pos, int(sigma_pos)], u_pos, strata, order, first]
-        )
-        res_f = np.concatenate([interval, covariate, gap, np.log(weights)])
+        header = [len(parts), kind, position, int(sigma_pos), n_groups]
+        res_i = np.concatenate([header, np.ravel(parts), *strata, order, first, groups])
+        res_f = np.concatenate([interval, *terms, gap, np.log(weights)])
         return assemble(
             layout,
             table,
