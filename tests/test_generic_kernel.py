@@ -38,6 +38,7 @@ from bayesmix.bayes.generic.program import lmm_program  # noqa: E402
 from bayesmix.bayes.priors import Exponential, HalfNormal, Normal, StudentT  # noqa: E402
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
+CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 
 
 def _arabidopsis():
@@ -192,7 +193,13 @@ GLMM_CASES = {
     "NB2": ("sim", "count ~ x1 + (1 | g)", "negbinomial", "log", None),
     "gamma log": ("sim", "gamma ~ x1 + (1 | g)", "gamma", "log", None),
     "gamma inverse": ("sim", "gamma ~ x1 + (1 | g)", "gamma", "inverse", None),
+    "gamma identity": ("sim", "gamma ~ x1 + (1 | g)", "gamma", "identity", None),
+    "binomial probit": ("cbpp", CBPP, "binomial", "probit", None),
+    "poisson identity": ("sim", "count ~ x2 + (1 | g)", "poisson", "identity", None),
+    "poisson sqrt": ("sim", "count ~ x2 + (1 | g)", "poisson", "sqrt", None),
 }
+#: links whose mean is valid only for eta > 0: small steps from the support point
+POSITIVE_ETA = ("inverse", "identity")
 
 
 def _glmm_case(data_name, formula, family, link, zi, **kwargs):
@@ -211,17 +218,27 @@ def test_glmm_density_and_gradient_equal_pymc(case):
     data_name, formula, family, link, zi = GLMM_CASES[case]
     kwargs = {"offset": np.full(180, 0.1)} if "offset" in case else {}
     model, program = _glmm_case(data_name, formula, family, link, zi, **kwargs)
-    # the inverse link needs eta > 0 at every row: small steps from the support point
-    _assert_matches(model, program, scale=0.01 if link == "inverse" else 0.5)
+    _assert_matches(model, program, scale=0.01 if link in POSITIVE_ETA else 0.5)
 
 
-def test_links_the_kernel_lacks_fall_back_to_their_own_compilation():
-    model, program = _glmm_case("cbpp", GLMM_CASES["binomial logit"][1], "binomial", "probit", None)
+def test_compile_generic_refuses_a_model_the_kernel_does_not_cover():
+    model, program = _structured_case("corARMA11")
     assert program is None
     from bayesmix.bayes.compile.nutpie import compile_nutpie
 
     with pytest.raises(ArgumentError, match="compile='generic'"):
-        compile_nutpie(model, None, "generic", program=None)
+        compile_nutpie(model, None, "generic", program=program)
+
+
+@pytest.mark.parametrize("eta", [-40.0, -12.0, -3.0, -0.4, 0.0, 0.7, 5.0, 30.0])
+def test_log_normal_cdf_equals_scipy(eta):
+    from scipy import stats
+
+    value, ratio = gspecial.log_phi(eta)
+    assert value == pytest.approx(stats.norm.logcdf(eta), rel=1e-13)
+    expected = np.exp(stats.norm.logpdf(eta) - stats.norm.logcdf(eta))
+    assert ratio == pytest.approx(expected, rel=1e-12)
+    assert gspecial.erfcx(abs(eta)) == pytest.approx(special.erfcx(abs(eta)), rel=1e-13)
 
 
 @pytest.mark.parametrize("x", [1e-6, 0.03, 0.5, 1.0, 2.5, 9.999, 10.0, 17.3, 250.0, 1e6])

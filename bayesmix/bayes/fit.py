@@ -204,10 +204,11 @@ def sample_model(
         How nutpie gets the log density (see :mod:`bayesmix.bayes.compile.nutpie`):
         "generic" runs the kernel compiled once per machine
         (:mod:`bayesmix.bayes.generic`), nothing compiled for this model (with
-        ``FUSED_MIN_OBS`` rows or more it replaces the fused and collapsed forms); "cfunc" compiles this model's own log
-        density, "python" calls it from Python (starts fastest of the two in a new
-        process). "auto" takes "generic" where it applies, else "python" for short
-        runs of small models and "cfunc" otherwise.
+        ``FUSED_MIN_OBS`` rows or more it replaces the fused and collapsed forms);
+        "cfunc" compiles this model's own log density, "python" calls it from
+        Python (starts fastest of the two in a new process). "auto" takes
+        "generic" where it applies, else "python" for short runs of small models
+        and "cfunc" otherwise.
 
     Returns
     -------

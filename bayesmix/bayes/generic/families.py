@@ -20,11 +20,26 @@ import math
 
 from numba import njit
 
-from bayesmix.bayes.generic.special import digamma, logaddexp, sigmoid, softplus
+from bayesmix.bayes.generic.special import digamma, log_phi, logaddexp, sigmoid, softplus
 
 # family codes (with their links)
 GAUSSIAN, BINOMIAL_LOGIT, POISSON_LOG, NEGBIN_LOG, GAMMA_LOG = 0, 1, 2, 3, 4
-GAMMA_INVERSE, BINOMIAL_CLOGLOG = 5, 6
+GAMMA_INVERSE, BINOMIAL_CLOGLOG, BINOMIAL_PROBIT = 5, 6, 7
+POISSON_IDENTITY, POISSON_SQRT, GAMMA_IDENTITY = 8, 9, 10
+
+
+@njit(cache=False, inline="always")
+def _mean(family, eta):
+    """mu, log mu and their derivatives in eta under the family's link (Poisson, Gamma)."""
+    if family == POISSON_LOG or family == GAMMA_LOG:
+        mu = math.exp(eta)
+        return mu, eta, mu, 1.0
+    if family == POISSON_IDENTITY or family == GAMMA_IDENTITY:
+        return eta, math.log(eta), 1.0, 1.0 / eta
+    if family == POISSON_SQRT:
+        mu = eta * eta
+        return mu, math.log(mu), 2.0 * eta, 2.0 / eta
+    return 1.0 / eta, -math.log(eta), -1.0 / (eta * eta), -1.0 / eta  # GAMMA_INVERSE
 
 
 @njit(cache=False, fastmath={"reassoc", "contract"})
@@ -61,11 +76,17 @@ def counts(family, y, w, c, eta, d, disp, d_disp, rows):
             log_p = math.log(-math.expm1(-rate)) if rate < 0.6931 else math.log1p(-math.exp(-rate))
             rows[i] = c[i] + y[i] * log_p - (w[i] - y[i]) * rate
             d[i] = y[i] * rate / math.expm1(rate) - (w[i] - y[i]) * rate
-    elif family == POISSON_LOG:
+    elif family == BINOMIAL_PROBIT:  # p = Phi(eta), 1 - p = Phi(-eta)
         for i in range(n):
-            mu = math.exp(eta[i])
-            rows[i] = c[i] + y[i] * eta[i] - mu
-            d[i] = y[i] - mu
+            log_p, ratio_p = log_phi(eta[i])
+            log_q, ratio_q = log_phi(-eta[i])
+            rows[i] = c[i] + y[i] * log_p + (w[i] - y[i]) * log_q
+            d[i] = y[i] * ratio_p - (w[i] - y[i]) * ratio_q
+    elif family in (POISSON_LOG, POISSON_IDENTITY, POISSON_SQRT):
+        for i in range(n):
+            mu, log_mu, d_mu, d_log_mu = _mean(family, eta[i])
+            rows[i] = c[i] + y[i] * log_mu - mu
+            d[i] = y[i] * d_log_mu - d_mu
     elif family == NEGBIN_LOG:
         log_disp = math.log(disp)
         lgamma_disp, digamma_disp = math.lgamma(disp), digamma(disp)
@@ -76,17 +97,20 @@ def counts(family, y, w, c, eta, d, disp, d_disp, rows):
             rows[i] += y[i] * eta[i] - yt * total
             d[i] = y[i] - yt * math.exp(eta[i] - total)
             d_disp[i] = digamma(yt) - digamma_disp + log_disp + 1.0 - total - yt * math.exp(-total)
-    else:  # Gamma, log or inverse link; c holds log y
+    else:  # Gamma; c holds log y
         log_disp = math.log(disp)
         lgamma_disp, digamma_disp = math.lgamma(disp), digamma(disp)
         for i in range(n):
+            mu, log_mu, d_mu, d_log_mu = _mean(family, eta[i])
+            # y / mu as the model's graph writes it for each link
             if family == GAMMA_LOG:
-                log_mu, y_over_mu = eta[i], y[i] * math.exp(-eta[i])
-                d[i] = disp * (y_over_mu - 1.0)
-            else:  # mu = 1 / eta
-                log_mu, y_over_mu = -math.log(eta[i]), y[i] * eta[i]
-                d[i] = disp * (1.0 / eta[i] - y[i])
+                y_over_mu = y[i] * math.exp(-eta[i])
+            elif family == GAMMA_INVERSE:
+                y_over_mu = y[i] * eta[i]
+            else:
+                y_over_mu = y[i] / mu
             rows[i] = disp * (log_disp - log_mu - y_over_mu) + (disp - 1.0) * c[i] - lgamma_disp
+            d[i] = disp * (y_over_mu * d_mu / mu - d_log_mu)
             d_disp[i] = log_disp + 1.0 - log_mu - y_over_mu + c[i] - digamma_disp
     total = 0.0
     for i in range(n):

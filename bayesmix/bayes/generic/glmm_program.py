@@ -31,6 +31,10 @@ from bayesmix.spec.design import Design
 FAMILY_CODES = {
     ("binomial", "logit"): F.BINOMIAL_LOGIT,
     ("binomial", "cloglog"): F.BINOMIAL_CLOGLOG,
+    ("binomial", "probit"): F.BINOMIAL_PROBIT,
+    ("poisson", "identity"): F.POISSON_IDENTITY,
+    ("poisson", "sqrt"): F.POISSON_SQRT,
+    ("gamma", "identity"): F.GAMMA_IDENTITY,
     ("poisson", "log"): F.POISSON_LOG,
     ("negbinomial", "log"): F.NEGBIN_LOG,
     ("gamma", "log"): F.GAMMA_LOG,
