@@ -1,11 +1,11 @@
 """Compile PyMC models for nutpie, and reuse compiled models within a process.
 
-Linear mixed models with the graph likelihood, GLMMs and most residual
-structures need no compilation of their own (``compile="auto"`` or
+Linear mixed models with the graph likelihood, GLMMs and residual structures
+other than corARMA need no compilation of their own (``compile="auto"`` or
 ``"generic"``): :mod:`bayesmix.bayes.generic` describes the model as arrays to
 one log density compiled once per machine. Every other model (large data with
-the fused or collapsed likelihoods, nonlinear models, corARMA, corSymm and
-spatial correlations, or ``compile="cfunc"``/``"python"`` by request) gets its own:
+the fused or collapsed likelihoods, nonlinear models, corARMA, or
+``compile="cfunc"``/``"python"`` by request) gets its own:
 
 nutpie's standard route (``compile="cfunc"``, ``nutpie.compile_pymc_model``)
 wraps the PyTensor/numba logp in a ``numba.cfunc``: gradients cost no Python and
@@ -259,10 +259,9 @@ def compile_nutpie(
         from bayesmix.errors import ArgumentError
 
         raise ArgumentError(
-            "compile='generic' runs linear mixed models and GLMMs, with residual variance "
-            "functions and corAR1, corCAR1 or corCompSymm errors; nonlinear models, "
-            "corARMA, corSymm, the spatial correlations and Beta priors on a correlation "
-            "need compile='auto' or 'cfunc'."
+            "compile='generic' runs linear mixed models and GLMMs, with any residual "
+            "variance function and correlation structure but corARMA; nonlinear models, "
+            "corARMA and Beta priors on an autocorrelation need compile='auto' or 'cfunc'."
         )
     if route in ("auto", "generic") and program is not None:
         from bayesmix.bayes.generic.nutpie_model import compiled_model

@@ -14,10 +14,9 @@ import numpy as np
 from scipy import special
 
 from bayesmix.bayes.generic import families as F
+from bayesmix.bayes.generic.prior_rows import PriorRows, Unsupported
 from bayesmix.bayes.generic.program import (
-    PriorRows,
     Program,
-    Unsupported,
     VariableLayout,
     assemble,
     effect_tables,

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from bayesmix.bayes.generic.families import GAUSSIAN, counts, gaussian, zero_inflate
+from bayesmix.bayes.generic.lkj_kernel import lkj_backward, lkj_forward
 from bayesmix.bayes.generic.residual import structured_gaussian
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -43,7 +44,7 @@ BLOCK_WIDTH = 7  # levels, terms, first term, LKJ start, shear term, R offset, L
 TERM_WIDTH = 5  # z start, sd position, block, place in block, column of ones
 # prior family codes (parameters in the prior classes' field order)
 NORMAL, STUDENT_T, HALF_NORMAL, HALF_STUDENT_T, EXPONENTIAL = 0, 1, 2, 3, 4
-LOG_NORMAL, UNIFORM = 5, 6
+LOG_NORMAL, UNIFORM, BETA = 5, 6, 7
 # how x maps to a prior's variable: itself, exp(x), lower + (upper - lower) expit(x)
 IDENTITY, LOG, INTERVAL = 0, 1, 2
 
@@ -74,57 +75,11 @@ def prior_logp(family, v, a, b, c, constant):
         return constant - log_v - 0.5 * z * z, -(1.0 + z / b) / v
     if family == UNIFORM:  # (lower, upper): the transform keeps v inside
         return constant, 0.0
+    if family == BETA:  # (alpha, beta) on (0, 1)
+        value = constant + (a - 1.0) * math.log(v) + (b - 1.0) * math.log1p(-v)
+        return value, (a - 1.0) / v - (b - 1.0) / (1.0 - v)
     # EXPONENTIAL (lam,)
     return constant - a * v, -a
-
-
-@njit(cache=False)
-def lkj_forward(x, start, k, eta, L, offset):
-    """Fill the ``k x k`` LKJ Cholesky factor at ``L[offset:]``; return the LKJ log
-    density plus the log Jacobian of Stan's map from ``x[start:]`` (see
-    :func:`bayesmix.bayes.lkj.correlation_cholesky_entries`)."""
-    for i in range(k * k):
-        L[offset + i] = 0.0
-    L[offset] = 1.0
-    logp = 0.0
-    position = start
-    for i in range(1, k):
-        log_remaining = 0.0
-        for j in range(i):
-            w = math.tanh(x[position])
-            log_rest = math.log1p(-w * w)
-            L[offset + i * k + j] = w * math.exp(0.5 * log_remaining)
-            logp += log_rest + 0.5 * log_remaining
-            log_remaining += log_rest
-            position += 1
-        logp += (k - i + 2.0 * eta - 3.0) * 0.5 * log_remaining
-        L[offset + i * k + i] = math.exp(0.5 * log_remaining)
-    return logp
-
-
-@njit(cache=False)
-def lkj_backward(x, start, k, eta, adj_L, offset, grad):
-    """Add to ``grad[start:]`` the gradient of ``lkj_forward``'s log density plus
-    ``sum(adj_L * L)`` (the adjoint of the factor)."""
-    for i in range(1, k):
-        base = start + i * (i - 1) // 2
-        log_remaining = 0.0
-        for j in range(i):
-            w = math.tanh(x[base + j])
-            log_remaining += math.log1p(-w * w)
-        adj_log = (
-            adj_L[offset + i * k + i] * 0.5 * math.exp(0.5 * log_remaining)
-            + (k - i + 2.0 * eta - 3.0) * 0.5
-        )
-        for j in range(i - 1, -1, -1):  # back along the row: the remaining length before j
-            w = math.tanh(x[base + j])
-            log_rest = math.log1p(-w * w)
-            log_remaining -= log_rest
-            scale = math.exp(0.5 * log_remaining)
-            adj_rest = adj_log + 1.0
-            adj_log = adj_log + 0.5 + adj_L[offset + i * k + j] * w * 0.5 * scale
-            adj_w = adj_L[offset + i * k + j] * scale
-            grad[base + j] += adj_w * (1.0 - w * w) - 2.0 * w * adj_rest
 
 
 @njit(cache=False, fastmath=REASSOCIATE)
@@ -263,10 +218,12 @@ def scalar_priors(x, grad, prior_i, prior_f, skip):
             value, d = prior_logp(prior_i[3 * row + 1], v, f[0], f[1], f[2], f[3])
             logp += value + u
             grad[pos] += d * v + 1.0
-        elif transform == INTERVAL:  # bounds: the prior's first two parameters (Uniform)
+        elif transform == INTERVAL:  # Uniform: its own bounds; Beta: (0, 1)
+            family = prior_i[3 * row + 1]
+            lower, upper = (0.0, 1.0) if family == BETA else (f[0], f[1])
             s = 1.0 / (1.0 + math.exp(-u))
-            width = f[1] - f[0]
-            value, d = prior_logp(prior_i[3 * row + 1], f[0] + width * s, f[0], f[1], f[2], f[3])
+            width = upper - lower
+            value, d = prior_logp(family, lower + width * s, f[0], f[1], f[2], f[3])
             # log Jacobian: log(width) + log s + log(1 - s)
             logp += value + math.log(width) + math.log(s) + math.log1p(-s)
             grad[pos] += d * width * s * (1.0 - s) + 1.0 - 2.0 * s

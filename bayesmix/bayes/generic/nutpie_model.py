@@ -30,7 +30,14 @@ from numba import carray, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from bayesmix.bayes.generic import families, kernel, residual, special
+from bayesmix.bayes.generic import (
+    dense_correlation,
+    families,
+    kernel,
+    lkj_kernel,
+    residual,
+    special,
+)
 from bayesmix.bayes.generic.kernel import N_DIM, expand, logp_grad
 from bayesmix.bayes.generic.program import Program
 
@@ -136,7 +143,8 @@ _CALLBACKS: list = []
 def cache_key() -> str:
     """Disk-cache key of the callbacks: this code's source and numba's version."""
     digest = hashlib.sha256(numba.__version__.encode())
-    for path in (kernel.__file__, families.__file__, residual.__file__, special.__file__, __file__):
+    modules = (kernel, families, residual, dense_correlation, lkj_kernel, special)
+    for path in (*[m.__file__ for m in modules], __file__):
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()
 

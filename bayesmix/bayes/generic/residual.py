@@ -43,13 +43,15 @@ import math
 import numpy as np
 from numba import njit
 
+from bayesmix.bayes.generic.dense_correlation import dense_groups
 from bayesmix.bayes.generic.special import logaddexp
 
 # variance part kinds
 VAR_IDENT, VAR_POWER, VAR_EXP, VAR_CONST_POWER, VAR_FIXED = 1, 2, 3, 4, 5
-# correlation kinds
+# correlation kinds; the last three factor each group's dense matrix
 NO_CORRELATION, COR_AR1, COR_CAR1, COR_COMP_SYMM = 0, 1, 2, 3
-HEADER, PART_WIDTH = 5, 4
+COR_EXP, COR_GAUS, COR_SYMM = 4, 5, 6
+HEADER, PART_WIDTH = 7, 4
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -147,13 +149,20 @@ def structured_gaussian(x, grad, y, eta, d, res_i, res_f):
     """Log-likelihood; ``d`` gets d/d eta, ``grad`` the structure's and sigma's parts."""
     n = y.size
     n_parts, cor_kind, phi_pos, sigma_pos = res_i[0], res_i[1], res_i[2], res_i[3]
+    n_groups = res_i[4]
     parts = res_i[HEADER : HEADER + PART_WIDTH * n_parts]
     at = HEADER + PART_WIDTH * n_parts
     strata = res_i[at : at + n_parts * n]
-    order, first = res_i[at + n_parts * n : at + (n_parts + 1) * n], res_i[at + (n_parts + 1) * n :]
-    groups = first[n:]
+    at += n_parts * n
+    order, first, groups = (
+        res_i[at : at + n],
+        res_i[at + n : at + 2 * n],
+        res_i[at + 2 * n : at + 3 * n],
+    )
+    starts = res_i[at + 3 * n : at + 4 * n + 1]
     terms = res_f[2 : 2 + n_parts * n]
-    gap, log_w = res_f[2 + n_parts * n : 2 + (n_parts + 1) * n], res_f[2 + (n_parts + 1) * n :]
+    at = 2 + n_parts * n
+    gap, log_w, distance = res_f[at : at + n], res_f[at + n : at + 2 * n], res_f[at + 2 * n :]
     # work: log s, e, adjoints, exp(-log s), and each part's derivatives per row
     work = np.empty(4 * n + 3 * n_parts * n)
     log_s, e, adj_e, scale = work[:n], work[n : 2 * n], work[2 * n : 3 * n], work[3 * n : 4 * n]
@@ -179,14 +188,19 @@ def structured_gaussian(x, grad, y, eta, d, res_i, res_f):
         e[i] = (y[i] - eta[i]) * scale[i]
         total_log_s += log_s[i]
         adj_e[i] = 0.0
-    param = 0.0
-    if cor_kind != NO_CORRELATION:
+    param, adj_param = 0.0, 0.0
+    if cor_kind != NO_CORRELATION and cor_kind < COR_EXP:
         param = res_f[0] + (res_f[1] - res_f[0]) / (1.0 + math.exp(-x[phi_pos]))
-    if cor_kind == COR_COMP_SYMM:
-        quad, log_det, adj_param = _compound_symmetry(e, adj_e, groups, res_i[4], param)
+    extra = 0.0
+    if cor_kind >= COR_EXP:  # adds its parameters' gradient itself
+        quad, log_det, extra = dense_groups(x, grad, e, adj_e, order, starts[: n_groups + 1],
+                                     groups, distance, cor_kind, phi_pos, res_i[5],
+                                     res_i[6], res_f[0])  # fmt: skip
+    elif cor_kind == COR_COMP_SYMM:
+        quad, log_det, adj_param = _compound_symmetry(e, adj_e, groups, n_groups, param)
     else:
-        quad, log_det, adj_param = _markov(e, adj_e, order, first[:n], gap, cor_kind, param)
-    logp = -0.5 * quad - total_log_s - 0.5 * log_det - 0.5 * n * LOG_2PI
+        quad, log_det, adj_param = _markov(e, adj_e, order, first, gap, cor_kind, param)
+    logp = extra - 0.5 * quad - total_log_s - 0.5 * log_det - 0.5 * n * LOG_2PI
     # back to eta, log sigma and the variance parameters; adj_e becomes d/d log s
     mean_adj = 0.0
     for i in range(n):
@@ -210,7 +224,7 @@ def structured_gaussian(x, grad, y, eta, d, res_i, res_f):
                 if kind == VAR_CONST_POWER:
                     grad[first_b + stratum] += adj_g * derivatives[k + 2]
             d[i] += adj_g * derivatives[k]
-    if cor_kind != NO_CORRELATION:
+    if cor_kind != NO_CORRELATION and cor_kind < COR_EXP:
         s = 1.0 / (1.0 + math.exp(-x[phi_pos]))
         grad[phi_pos] += adj_param * (res_f[1] - res_f[0]) * s * (1.0 - s)
     return logp

@@ -3,11 +3,12 @@
 Describes :func:`bayesmix.bayes.residual_model.build_structured_model` to the
 generic kernel (:mod:`bayesmix.bayes.generic.residual`) when its structure is
 covered: any variance function (of a covariate or of the fitted values, and
-their varComb) with corAR1, corCAR1, corCompSymm or no correlation, under the
-kinds of priors the defaults use (LogNormal ratios and constants, Normal or
-Student-t powers and exponents, a Uniform correlation). corARMA, corSymm, the
-spatial correlations and Beta priors return ``None``: the model then gets its
-own compiled log density.
+their varComb) with corAR1, corCAR1, corCompSymm, corSymm, corExp, corGaus or no
+correlation, under the kinds of priors the defaults use (LogNormal ratios,
+constants and ranges, Normal or Student-t powers and exponents, a Uniform
+autocorrelation, a Beta or Uniform nugget, LKJ for corSymm). corARMA and a Beta
+prior on an autocorrelation return ``None``: the model then gets its own
+compiled log density.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from bayesmix.bayes.generic import families as F
+from bayesmix.bayes.generic import kernel as K
 from bayesmix.bayes.generic import residual as S
+from bayesmix.bayes.generic.prior_rows import PriorRows, Unsupported
 from bayesmix.bayes.generic.program import (
-    PriorRows,
     Program,
-    Unsupported,
     VariableLayout,
     assemble,
     effect_tables,
@@ -29,6 +30,8 @@ from bayesmix.bayes.generic.program import (
 )
 from bayesmix.bayes.graph_parts import block_centring
 from bayesmix.bayes.priors import intercept_index
+from bayesmix.bayes.residual_priors import Beta, Uniform
+from bayesmix.spec.correlation_structures import distances
 from bayesmix.spec.design import Design
 
 VARIANCE_KINDS = {
@@ -38,7 +41,14 @@ VARIANCE_KINDS = {
     "varConstPower": S.VAR_CONST_POWER,
     "varFixed": S.VAR_FIXED,
 }
-CORRELATION_KINDS = {"corAR1": S.COR_AR1, "corCAR1": S.COR_CAR1, "corCompSymm": S.COR_COMP_SYMM}
+CORRELATION_KINDS = {
+    "corAR1": S.COR_AR1,
+    "corCAR1": S.COR_CAR1,
+    "corCompSymm": S.COR_COMP_SYMM,
+    "corExp": S.COR_EXP,
+    "corGaus": S.COR_GAUS,
+    "corSymm": S.COR_SYMM,
+}
 #: The parameters of each variance function, in the order the kernel reads them.
 ROLES = {"varIdent": ("delta",), "varPower": ("power",), "varExp": ("expon",),
          "varConstPower": ("const", "power"), "varFixed": ()}  # fmt: skip
@@ -88,37 +98,60 @@ def _variance(layout: VariableLayout, table: PriorRows, bound, priors, params, o
     return table_rows, strata, terms
 
 
-def _correlation(layout: VariableLayout, table: PriorRows, bound, priors, n: int):
-    """Kind, the parameter's position and interval, the rows' time order, first flags,
-    gaps and correlation groups, and the number of groups."""
-    unit = np.ones(n, np.int64)
+def _correlation(layout: VariableLayout, table: PriorRows, bound, priors, n: int) -> dict:
+    """The correlation's kind, parameters' positions and the arrays its kernel reads."""
+    out = {
+        "kind": S.NO_CORRELATION, "p1": -1, "p2": -1, "K": 0, "interval": (0.0, 0.0),
+        "order": np.arange(n), "first": np.ones(n, np.int64), "gap": np.ones(n),
+        "groups": np.zeros(n, np.int64), "n_groups": 0, "starts": [], "distance": [],
+    }  # fmt: skip
     if bound is None:
-        return S.NO_CORRELATION, -1, (0.0, 0.0), np.arange(n), unit, np.ones(n), unit * 0, 0
+        return out
     if bound.kind not in CORRELATION_KINDS:
         raise Unsupported(f"correlation structure {bound.kind}")
-    key = "Rho" if bound.kind == "corCompSymm" else "Phi"
-    (position,) = vector_positions(layout, table, key, [priors[key]])
-    interval = (priors[key].lower, priors[key].upper)
-    kind = CORRELATION_KINDS[bound.kind]
+    kind = out["kind"] = CORRELATION_KINDS[bound.kind]
     groups = np.unique(np.asarray(bound.group_codes), return_inverse=True)[1].astype(np.int64)
-    if kind == S.COR_COMP_SYMM:
-        return (
-            kind,
-            int(position),
-            interval,
-            np.arange(n),
-            unit,
-            np.ones(n),
-            groups,
-            groups.max() + 1,
-        )
-    markov = bound.markov
-    gap = np.asarray(markov.gap, dtype=float)
-    if kind == S.COR_AR1:
-        gap = np.round(gap)  # as the model's graph: integer powers of phi
-    order = np.asarray(markov.order, dtype=np.int64)
-    first = np.asarray(markov.first, dtype=np.int64)
-    return kind, int(position), interval, order, first, gap, groups, groups.max() + 1
+    out["n_groups"] = int(groups.max()) + 1
+    if kind in (S.COR_AR1, S.COR_CAR1, S.COR_COMP_SYMM):
+        key = "Rho" if kind == S.COR_COMP_SYMM else "Phi"
+        out["p1"] = int(vector_positions(layout, table, key, [priors[key]])[0])
+        out["interval"] = (priors[key].lower, priors[key].upper)
+        out["groups"] = groups
+        if kind != S.COR_COMP_SYMM:
+            gap = np.asarray(bound.markov.gap, dtype=float)
+            out["gap"] = np.round(gap) if kind == S.COR_AR1 else gap  # AR1: integer powers
+            out["order"] = np.asarray(bound.markov.order, dtype=np.int64)
+            out["first"] = np.asarray(bound.markov.first, dtype=np.int64)
+        return out
+    # dense: each group's rows, their times (corSymm) or distances (spatial)
+    members, times, starts, distance = [], [], [0], []
+    for rows, patterns, inverse in bound.dense.classes:
+        for g in range(rows.shape[0]):
+            coords = patterns[inverse[g]]
+            members.append(rows[g])
+            times.append(coords[:, 0])
+            starts.append(starts[-1] + rows.shape[1])
+            if kind != S.COR_SYMM:
+                distance.append(distances(coords[None], bound.spec.metric)[0].ravel())
+    out.update(order=np.concatenate(members), groups=np.concatenate(times).astype(np.int64))
+    out.update(starts=starts, distance=distance, n_groups=len(starts) - 1)
+    if kind == S.COR_SYMM:
+        out["K"] = bound.n_times
+        out["p1"] = int(layout.positions("corSymm_raw", out["K"] * (out["K"] - 1) // 2)[0])
+        out["interval"] = (priors["corSymm"].eta, 0.0)
+        return out
+    out["p1"] = int(vector_positions(layout, table, "range", [priors["range"]])[0])
+    if layout.transform["range"] != K.LOG:
+        raise Unsupported("a range prior without a log transform")
+    if bound.spec.nugget:
+        nugget = priors["nugget"]
+        name = "nugget_unit" if isinstance(nugget, Beta) else "nugget"
+        if not isinstance(nugget, Beta | Uniform) or (
+            isinstance(nugget, Uniform) and (nugget.lower, nugget.upper) != (0.0, 1.0)
+        ):
+            raise Unsupported("a nugget prior other than Beta or Uniform(0, 1)")
+        out["p2"] = int(vector_positions(layout, table, name, [nugget])[0])
+    return out
 
 
 def structured_program(
@@ -143,13 +176,17 @@ def structured_program(
         parts, strata, terms = _variance(layout, table, residual.variance, priors, params, offset)
         sigma_name = "sigma" if residual.variance is None else "sigma_c"
         (sigma_pos,) = vector_positions(layout, table, sigma_name, [priors["sigma"]])
-        kind, position, interval, order, first, gap, groups, n_groups = _correlation(
-            layout, table, residual.correlation, priors, n
-        )
+        cor = _correlation(layout, table, residual.correlation, priors, n)
         weights = np.ones(n) if design.weights is None else np.asarray(design.weights, float)
-        header = [len(parts), kind, position, int(sigma_pos), n_groups]
-        res_i = np.concatenate([header, np.ravel(parts), *strata, order, first, groups])
-        res_f = np.concatenate([interval, *terms, gap, np.log(weights)])
+        header = [len(parts), cor["kind"], cor["p1"], int(sigma_pos), cor["n_groups"]]
+        header += [cor["p2"], cor["K"]]
+        res_i = np.concatenate(
+            [header, np.ravel(parts), *strata, cor["order"], cor["first"], cor["groups"]]
+            + [np.asarray(cor["starts"], dtype=np.int64)]
+        )
+        res_f = np.concatenate(
+            [cor["interval"], *terms, cor["gap"], np.log(weights), *cor["distance"]]
+        )
         return assemble(
             layout,
             table,
