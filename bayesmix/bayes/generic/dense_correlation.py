@@ -28,7 +28,7 @@ from bayesmix.bayes.generic.lkj_kernel import lkj_backward, lkj_forward
 COR_EXP, COR_GAUS, COR_SYMM = 4, 5, 6
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def _cholesky(C, L, m):
     """Lower factor of the leading m x m block of C (row stride m) into L; False if not PD."""
     for j in range(m):
@@ -47,7 +47,7 @@ def _cholesky(C, L, m):
     return True
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def _inverse(L, inverse, work, m):
     """C^-1 = L^-T L^-1 into ``inverse`` (work: L^-1)."""
     for col in range(m):
@@ -64,7 +64,7 @@ def _inverse(L, inverse, work, m):
             inverse[i * m + j] = total
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def dense_groups(x, grad, e, adj_e, members, starts, times, distance, kind, p1, p2, K, eta):
     """Add each group's ``e' C^-1 e`` and ``log|C|`` (returned, with corSymm's LKJ log
     density); ``adj_e`` gets ``-C^-1 e``, ``grad`` the parameters' gradient."""

@@ -28,7 +28,7 @@ GAMMA_INVERSE, BINOMIAL_CLOGLOG, BINOMIAL_PROBIT = 5, 6, 7
 POISSON_IDENTITY, POISSON_SQRT, GAMMA_IDENTITY = 8, 9, 10
 
 
-@njit(cache=False, inline="always")
+@njit(cache=False, error_model="numpy", inline="always")
 def _mean(family, eta):
     """mu, log mu and their derivatives in eta under the family's link (Poisson, Gamma)."""
     if family == POISSON_LOG or family == GAMMA_LOG:
@@ -42,7 +42,7 @@ def _mean(family, eta):
     return 1.0 / eta, -math.log(eta), -1.0 / (eta * eta), -1.0 / eta  # GAMMA_INVERSE
 
 
-@njit(cache=False, fastmath={"reassoc", "contract"})
+@njit(cache=False, error_model="numpy", fastmath={"reassoc", "contract"})
 def gaussian(y, w, c, eta, d, sigma):
     """Normal(y | eta, sigma / sqrt(w)): the log-likelihood; ``d`` gets its eta derivative.
 
@@ -60,7 +60,7 @@ def gaussian(y, w, c, eta, d, sigma):
     return logp, -n + squares * inv_var
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def counts(family, y, w, c, eta, d, disp, d_disp, rows):
     """Binomial, Poisson, NB2 and Gamma rows: each row's log-likelihood to ``rows``, its
     derivatives to ``d`` and ``d_disp``; returns the total."""
@@ -118,7 +118,7 @@ def counts(family, y, w, c, eta, d, disp, d_disp, rows):
     return total
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def zero_inflate(y, eta_zi, logp_rows, d, d_disp, d_zi):
     """Mix every row with a structural zero of probability ``expit(eta_zi)``.
 

@@ -8,7 +8,10 @@ density is exactly that of the PyMC models of :mod:`bayesmix.bayes.model`
 (graph likelihood) and :mod:`bayesmix.bayes.glmm_model`, on the same
 unconstrained vector ``x`` in PyMC's order, constants included; the gradient is
 written out in reverse mode. Hand-written, because the point is to avoid
-generating and compiling code per model.
+generating and compiling code per model. Every function of this subpackage
+compiles with numba's ``error_model="numpy"``: a division by zero gives inf or
+NaN, which the C callback reports to nutpie as a rejected point, instead of an
+exception raised inside a C callback, where it cannot propagate.
 
 Notation
 --------
@@ -49,7 +52,7 @@ LOG_NORMAL, UNIFORM, BETA = 5, 6, 7
 IDENTITY, LOG, INTERVAL = 0, 1, 2
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def prior_logp(family, v, a, b, c, constant):
     """Log density of a scalar prior at ``v`` and its derivative.
 
@@ -82,7 +85,7 @@ def prior_logp(family, v, a, b, c, constant):
     return constant - a * v, -a
 
 
-@njit(cache=False, fastmath=REASSOCIATE)
+@njit(cache=False, error_model="numpy", fastmath=REASSOCIATE)
 def effects_forward(x, blocks, terms, lkj_eta, R, L):
     """Every block's effects ``R`` (levels x terms, ``r_i = sd_i sum_j L_ij z_j``) and
     the standard-normal and LKJ log densities; returns the log density."""
@@ -116,7 +119,7 @@ def effects_forward(x, blocks, terms, lkj_eta, R, L):
     return logp
 
 
-@njit(cache=False, fastmath=REASSOCIATE)
+@njit(cache=False, error_model="numpy", fastmath=REASSOCIATE)
 def effects_backward(x, blocks, terms, lkj_eta, R, L, adj_R, adj_L, grad):
     """Carry ``adj_R`` back to the z's, the log SDs and the LKJ parameters (``adj_L``:
     zeros, the factor's adjoint), and add the standard-normal log density's gradient."""
@@ -149,7 +152,7 @@ def effects_backward(x, blocks, terms, lkj_eta, R, L, adj_R, adj_L, grad):
             lkj_backward(x, lkj, k, lkj_eta[b], adj_L, l_off, grad)
 
 
-@njit(cache=False, fastmath=REASSOCIATE)
+@njit(cache=False, error_model="numpy", fastmath=REASSOCIATE)
 def predictor(Xc, fixed, beta, Zc, gather, terms, R, offset, eta):
     """``eta = offset + Xc beta + sum_t Zc[t] * R[gather[t]]`` (columns of ones not multiplied)."""
     n = eta.size
@@ -173,7 +176,7 @@ def predictor(Xc, fixed, beta, Zc, gather, terms, R, offset, eta):
                 eta[i] += Zc[t * n + i] * R[index[i]]
 
 
-@njit(cache=False, fastmath=REASSOCIATE)
+@njit(cache=False, error_model="numpy", fastmath=REASSOCIATE)
 def predictor_backward(Xc, fixed, d, Zc, gather, terms, adj_beta, adj_R):
     """The adjoints of ``predictor``'s beta and R given ``d = dlogp/deta``."""
     n = d.size
@@ -202,7 +205,7 @@ def predictor_backward(Xc, fixed, d, Zc, gather, terms, adj_beta, adj_R):
         adj_R[current] += run
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def scalar_priors(x, grad, prior_i, prior_f, skip):
     """Every scalar prior (with the log transform's Jacobian) except row ``skip``."""
     logp = 0.0
@@ -234,7 +237,7 @@ def scalar_priors(x, grad, prior_i, prior_f, skip):
     return logp
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def logp_grad(x, grad, ints, floats):
     """Log density at ``x``; its gradient goes to ``grad``.
 
@@ -340,7 +343,7 @@ def logp_grad(x, grad, ints, floats):
     return logp
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def expand(x, transforms, bounds, out):
     """What the sampler stores: ``x``, then its transformed entries on their own scale."""
     m = x.size

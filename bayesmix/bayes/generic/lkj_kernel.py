@@ -14,7 +14,7 @@ import math
 from numba import njit
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def lkj_forward(x, start, k, eta, L, offset):
     """Fill the ``k x k`` LKJ Cholesky factor at ``L[offset:]``; return the LKJ log
     density plus the log Jacobian of Stan's map from ``x[start:]`` (see
@@ -38,7 +38,7 @@ def lkj_forward(x, start, k, eta, L, offset):
     return logp
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def lkj_backward(x, start, k, eta, adj_L, offset, grad):
     """Add to ``grad[start:]`` the gradient of ``lkj_forward``'s log density plus
     ``sum(adj_L * L)`` (the adjoint of the factor)."""

@@ -57,17 +57,17 @@ def address_to_pointer(typingctx, address):
     return types.voidptr(address), codegen
 
 
-@numba.njit(cache=False, inline="always")
+@numba.njit(cache=False, error_model="numpy", inline="always")
 def _ints(record, k):
     return carray(address_to_pointer(record[2 * k]), (record[2 * k + 1],), np.int64)
 
 
-@numba.njit(cache=False, inline="always")
+@numba.njit(cache=False, error_model="numpy", inline="always")
 def _floats(record, k):
     return carray(address_to_pointer(record[2 * k]), (record[2 * k + 1],), np.float64)
 
 
-@numba.njit(cache=False)
+@numba.njit(cache=False, error_model="numpy")
 def _unpack(user_data_):
     record = carray(user_data_, (N_WORDS,))
     ints = (
@@ -161,8 +161,9 @@ def callbacks():
             key = cache_key()
             CACHED_SRC_FUNCTIONS[_logp_callback] = f"bayesmix-generic-logp-{key}"
             CACHED_SRC_FUNCTIONS[_expand_callback] = f"bayesmix-generic-expand-{key}"
-            _CALLBACKS.append(numba.cfunc(_LOGP_SIGNATURE, cache=True)(_logp_callback))
-            _CALLBACKS.append(numba.cfunc(_EXPAND_SIGNATURE, cache=True)(_expand_callback))
+            options = {"cache": True, "error_model": "numpy"}
+            _CALLBACKS.append(numba.cfunc(_LOGP_SIGNATURE, **options)(_logp_callback))
+            _CALLBACKS.append(numba.cfunc(_EXPAND_SIGNATURE, **options)(_expand_callback))
             _mark_used(key)
     return _CALLBACKS[0], _CALLBACKS[1]
 

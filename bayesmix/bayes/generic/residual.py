@@ -55,7 +55,7 @@ HEADER, PART_WIDTH = 7, 4
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def _part_log_g(kind, stratum, term, eta_i, fitted, x, first_a, first_b):
     """One variance part's log g at a row, its derivative in v (for fitted values), and
     the derivatives in its parameters a, b (varConstPower: log const, power)."""
@@ -83,7 +83,7 @@ def _part_log_g(kind, stratum, term, eta_i, fitted, x, first_a, first_b):
     return log_g, d_v, w_const, w_power * log_abs
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def _rho(kind, phi, gap):
     """rho at a row and d rho / d phi (corAR1, corCAR1)."""
     if kind == COR_AR1:
@@ -94,7 +94,7 @@ def _rho(kind, phi, gap):
     return rho, gap * rho / phi
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def _markov(e, adj_e, order, first, gap, kind, phi):
     """e' C^-1 e and log|C| of AR(1) rows; adj_e gets -1/2 d(e' C^-1 e)/de; and
     d/d phi of -1/2 (e' C^-1 e + log|C|)."""
@@ -118,7 +118,7 @@ def _markov(e, adj_e, order, first, gap, kind, phi):
     return squares, log_det, adj_phi
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def _compound_symmetry(e, adj_e, groups, n_groups, rho):
     """As ``_markov``, for groups with equal correlation ``rho`` between any two rows."""
     sums = np.zeros(3 * n_groups)  # S1, S2 and size of each group
@@ -144,7 +144,7 @@ def _compound_symmetry(e, adj_e, groups, n_groups, rho):
     return quad, log_det, adj_rho
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def structured_gaussian(x, grad, y, eta, d, res_i, res_f):
     """Log-likelihood; ``d`` gets d/d eta, ``grad`` the structure's and sigma's parts."""
     n = y.size

@@ -17,7 +17,7 @@ from numba import njit
 _DIGAMMA_SERIES_FROM = 10.0
 
 
-@njit(cache=False, inline="always")
+@njit(cache=False, error_model="numpy", inline="always")
 def digamma(x: float) -> float:
     """psi(x) for x > 0: the recurrence psi(x) = psi(x + 1) - 1/x up to 10, then
     the asymptotic series to the x^-14 term (truncation error below 1e-16 from 10 on)."""
@@ -41,7 +41,7 @@ def digamma(x: float) -> float:
     return shift + math.log(x) - 0.5 / x + series
 
 
-@njit(cache=False, inline="always")
+@njit(cache=False, error_model="numpy", inline="always")
 def softplus(x: float) -> float:
     """log(1 + exp(x)) without overflow."""
     if x > 0.0:
@@ -49,7 +49,7 @@ def softplus(x: float) -> float:
     return math.log1p(math.exp(x))
 
 
-@njit(cache=False, inline="always")
+@njit(cache=False, error_model="numpy", inline="always")
 def sigmoid(x: float) -> float:
     """1 / (1 + exp(-x)) without overflow."""
     if x >= 0.0:
@@ -58,7 +58,7 @@ def sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-@njit(cache=False, inline="always")
+@njit(cache=False, error_model="numpy", inline="always")
 def logaddexp(a: float, b: float) -> float:
     """log(exp(a) + exp(b)) without overflow."""
     if a > b:
@@ -70,7 +70,7 @@ def logaddexp(a: float, b: float) -> float:
 _ERFCX_SERIES_FROM = 10.0
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def erfcx(t: float) -> float:
     """exp(t^2) erfc(t), without overflow or underflow for large t."""
     if t < _ERFCX_SERIES_FROM:
@@ -83,7 +83,7 @@ def erfcx(t: float) -> float:
     return total / (t * math.sqrt(math.pi))
 
 
-@njit(cache=False)
+@njit(cache=False, error_model="numpy")
 def log_phi(eta: float):
     """log Phi(eta) and its derivative phi(eta) / Phi(eta), stable in both tails.
 
