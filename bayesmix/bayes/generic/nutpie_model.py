@@ -40,6 +40,7 @@ from bayesmix.bayes.generic import (
 )
 from bayesmix.bayes.generic.kernel import N_DIM, expand, logp_grad
 from bayesmix.bayes.generic.program import Program
+from bayesmix.bayes.generic.residual import logp_grad_structured
 
 #: Arrays in the record: the program's 8 integer and 10 float arrays, then its
 #: transforms and bounds (for ``expand``).
@@ -100,11 +101,24 @@ def _logp_callback(dim, x_, grad_, logp_, user_data_):
     ints, floats, _, _ = _unpack(user_data_)
     if dim != ints[0][N_DIM]:
         return -1
-    x = carray(x_, (dim,))
     grad = carray(grad_, (dim,))
-    value = logp_grad(x, grad, ints, floats)
+    return _finish(logp_grad(carray(x_, (dim,)), grad, ints, floats), grad, logp_)
+
+
+def _logp_structured_callback(dim, x_, grad_, logp_, user_data_):
+    """As ``_logp_callback``, for models with a residual structure."""
+    ints, floats, _, _ = _unpack(user_data_)
+    if dim != ints[0][N_DIM]:
+        return -1
+    grad = carray(grad_, (dim,))
+    return _finish(logp_grad_structured(carray(x_, (dim,)), grad, ints, floats), grad, logp_)
+
+
+@numba.njit(cache=False, error_model="numpy")
+def _finish(value, grad, logp_):
+    """Store the log density; nutpie's codes 3 and 4 for a non-finite gradient or value."""
     logp_[0] = value
-    for i in range(dim):
+    for i in range(grad.size):
         if not np.isfinite(grad[i]):
             return 3
     if not np.isfinite(value):
@@ -137,7 +151,14 @@ _EXPAND_SIGNATURE = types.int64(
 )
 
 _LOCK = threading.Lock()
-_CALLBACKS: list = []
+#: The compiled callbacks: "logp" and "logp-structured" (compiled when first needed),
+#: and "expand".
+_CALLBACKS: dict[str, object] = {}
+_PYTHON_FUNCTIONS = {
+    "logp": (_logp_callback, _LOGP_SIGNATURE),
+    "logp-structured": (_logp_structured_callback, _LOGP_SIGNATURE),
+    "expand": (_expand_callback, _EXPAND_SIGNATURE),
+}
 
 
 def cache_key() -> str:
@@ -149,23 +170,30 @@ def cache_key() -> str:
     return digest.hexdigest()
 
 
-def callbacks():
-    """The compiled C callbacks (logp, expand): from the disk cache after a machine's first fit."""
+def _callback(name: str, key: str):
+    if name not in _CALLBACKS:
+        from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
+
+        function, signature = _PYTHON_FUNCTIONS[name]
+        CACHED_SRC_FUNCTIONS[function] = f"bayesmix-generic-{name}-{key}"
+        _CALLBACKS[name] = numba.cfunc(signature, cache=True, error_model="numpy")(function)
+    return _CALLBACKS[name]
+
+
+def callbacks(structured: bool = False):
+    """The compiled C callbacks (logp, expand), the logp with the residual structures'
+    code or without: from the disk cache after a machine's first fit of each kind."""
     with _LOCK:
-        if not _CALLBACKS:
-            from bayesmix.bayes.compile.cache import configure_pytensor
+        from bayesmix.bayes.compile.cache import configure_pytensor
 
-            configure_pytensor()  # bayesmix's cache directory, before PyTensor's numba cache
-            from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS
-
-            key = cache_key()
-            CACHED_SRC_FUNCTIONS[_logp_callback] = f"bayesmix-generic-logp-{key}"
-            CACHED_SRC_FUNCTIONS[_expand_callback] = f"bayesmix-generic-expand-{key}"
-            options = {"cache": True, "error_model": "numpy"}
-            _CALLBACKS.append(numba.cfunc(_LOGP_SIGNATURE, **options)(_logp_callback))
-            _CALLBACKS.append(numba.cfunc(_EXPAND_SIGNATURE, **options)(_expand_callback))
-            _mark_used(key)
-    return _CALLBACKS[0], _CALLBACKS[1]
+        configure_pytensor()  # bayesmix's cache directory, before PyTensor's numba cache
+        key = cache_key()
+        out = (
+            _callback("logp-structured" if structured else "logp", key),
+            _callback("expand", key),
+        )
+        _mark_used(key)
+    return out
 
 
 def _mark_used(key: str) -> None:
@@ -215,7 +243,7 @@ def compiled_model(model, program: Program):
     """nutpie's ``CompiledPyMCModel`` of the PyMC ``model`` that ``program`` describes."""
     from nutpie.compile_pymc import CompiledPyMCModel, _prepare_dims_and_coords
 
-    logp_callback, expand_callback = callbacks()
+    logp_callback, expand_callback = callbacks(structured=program.ints[7].size > 0)
     words, arrays = record(program)
     shapes = [tuple(int(d) for d in shape) for shape in program.shapes]
     slices, position = [], 0
