@@ -35,7 +35,6 @@ from bayesmix.bayes.generic import kernel  # noqa: E402
 from bayesmix.bayes.generic import special as gspecial
 from bayesmix.bayes.generic.glmm_program import glmm_program  # noqa: E402
 from bayesmix.bayes.generic.program import lmm_program  # noqa: E402
-from bayesmix.bayes.generic.residual import logp_grad_structured  # noqa: E402
 from bayesmix.bayes.priors import Exponential, HalfNormal, Normal, StudentT  # noqa: E402
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
@@ -129,7 +128,7 @@ def _assert_matches(model, program, scale: float = 1.0, seed: int = 0) -> None:
     np.testing.assert_allclose(program.support, flat_start, rtol=1e-14, atol=1e-14)
     rng = np.random.default_rng(seed)
     values, expected = [], []
-    logp_grad = logp_grad_structured if program.ints[7].size else kernel.logp_grad
+    logp_grad = kernel.logp_grad_structured if program.ints[7].size else kernel.logp_grad
     for _ in range(3):
         x = program.support + scale * rng.uniform(-1, 1, program.n_dim)
         grad = np.empty(program.n_dim)

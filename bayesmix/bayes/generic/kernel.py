@@ -31,6 +31,7 @@ from numba import njit
 
 from bayesmix.bayes.generic.families import GAUSSIAN, counts, gaussian, zero_inflate
 from bayesmix.bayes.generic.lkj_kernel import lkj_backward, lkj_forward
+from bayesmix.bayes.generic.residual import structured_gaussian
 
 LOG_2PI = math.log(2.0 * math.pi)
 #: LLVM may reorder sums (vectorised row loops); no other fast-math assumption, so
@@ -236,188 +237,126 @@ def scalar_priors(x, grad, prior_i, prior_f, skip):
     return logp
 
 
-@njit(cache=False, error_model="numpy")
-def workspace(layout):
-    """One allocation for every work array (chains call the kernel concurrently);
-    only the accumulated ones are zeroed (see :func:`views`)."""
-    n, p, n_blocks, q = layout[N_ROWS], layout[N_FIXED], layout[N_BLOCKS], layout[N_ZI]
-    n_effects, n_chol = layout[N_EFFECTS], layout[N_CHOL]
-    # row arrays: eta, d (all), rows, d_disp (GLMMs), eta_zi, d_zi (zero inflation)
-    n_row_arrays = 2 if layout[FAMILY] == GAUSSIAN else (4 if q == 0 else 6)
-    size = 2 * n_effects + 2 * n_chol + n_blocks + 2 * p + 2 * q + n_row_arrays * n
-    work = np.empty(size)
-    for i in range(n_effects, 2 * n_effects + 2 * n_chol + n_blocks):
-        work[i] = 0.0
-    return work
+def _kernel(structured: bool):
+    """The log density function, with the residual structures' likelihood or without.
 
+    ``structured`` is a closure constant: numba drops the branch not taken, so the
+    kernel without residual structures never compiles their code.
+    """
 
-@njit(cache=False, error_model="numpy", inline="always")
-def views(work, layout):
-    """R, adj_R, L, adj_L, block means, beta, adj_beta, zi_beta, adj_zi, eta, d, rows,
-    d_disp, eta_zi, d_zi: the parts of ``work`` (taken once per evaluation: each view
-    costs reference counting)."""
-    n, p, n_blocks, q = layout[N_ROWS], layout[N_FIXED], layout[N_BLOCKS], layout[N_ZI]
-    n_effects, n_chol = layout[N_EFFECTS], layout[N_CHOL]
-    R, adj_R = work[:n_effects], work[n_effects : 2 * n_effects]
-    at = 2 * n_effects
-    L, adj_L = work[at : at + n_chol], work[at + n_chol : at + 2 * n_chol]
-    means = work[at + 2 * n_chol : at + 2 * n_chol + n_blocks]
-    at += 2 * n_chol + n_blocks
-    beta, adj_beta = work[at : at + p], work[at + p : at + 2 * p]
-    at += 2 * p
-    zi_beta, adj_zi = work[at : at + q], work[at + q : at + 2 * q]
-    at += 2 * q
-    eta, d = work[at : at + n], work[at + n : at + 2 * n]
-    rows, d_disp = work[at + 2 * n : at + 3 * n], work[at + 3 * n : at + 4 * n]
-    eta_zi, d_zi = work[at + 4 * n : at + 5 * n], work[at + 5 * n : at + 6 * n]
-    return (
-        R,
-        adj_R,
-        L,
-        adj_L,
-        means,
-        beta,
-        adj_beta,
-        zi_beta,
-        adj_zi,
-        eta,
-        d,
-        rows,
-        d_disp,
-        eta_zi,
-        d_zi,
-    )
+    def logp_grad(x, grad, ints, floats):
+        """Log density at ``x``; its gradient goes to ``grad``.
 
-
-@njit(cache=False, error_model="numpy", inline="always")
-def forward(x, grad, ints, floats, R, L, means, beta, eta):
-    """Priors, group effects ``R`` and the linear predictor ``eta``; returns the
-    log density so far, the GLMM shear's level and its adjoint from the intercept prior."""
-    layout, fixed, gather, blocks, terms, prior_i = (
-        ints[0],
-        ints[1],
-        ints[2],
-        ints[3],
-        ints[4],
-        ints[5],
-    )
-    Xc, Zc, offset, prior_f, lkj_eta = floats[0], floats[1], floats[4], floats[6], floats[7]
-    for i in range(grad.size):
-        grad[i] = 0.0
-    shift_row = layout[SHIFT_ROW]
-    logp = scalar_priors(x, grad, prior_i, prior_f, shift_row)
-    logp += effects_forward(x, blocks, terms, lkj_eta, R, L)
-    # GLMM shear: a block's intercept effects enter less their mean (see glmm_model);
-    # those columns are ones, so every row's predictor moves by the sum of the means
-    level = 0.0
-    for b in range(layout[N_BLOCKS]):
-        o = b * BLOCK_WIDTH
-        if blocks[o + 4] >= 0:
-            for lv in range(blocks[o]):
-                means[b] += R[blocks[o + 5] + lv * blocks[o + 1] + blocks[o + 4]]
-            means[b] /= blocks[o]
-            level += means[b]
-    adj_level = 0.0
-    if shift_row >= 0:  # the intercept's prior sits at the reported intercept
-        pos = prior_i[3 * shift_row]
-        f = prior_f[4 * shift_row : 4 * shift_row + 4]
-        value, dv = prior_logp(prior_i[3 * shift_row + 1], x[pos] - level, f[0], f[1], f[2], f[3])
-        logp += value
-        grad[pos] += dv
-        adj_level = -dv
-    for j in range(beta.size):
-        beta[j] = x[fixed[2 * j]]
-    predictor(Xc, fixed, beta, Zc, gather, terms, R, offset, eta)
-    if level != 0.0:
-        for i in range(eta.size):
-            eta[i] -= level
-    return logp, level, adj_level
-
-
-@njit(cache=False, error_model="numpy", inline="always")
-def likelihood(
-    x, grad, ints, floats, R, adj_R, zi_beta, adj_zi, eta, d, rows, d_disp, eta_zi, d_zi
-):
-    """The response's log-likelihood given ``eta``: Gaussian (no residual structure) or a
-    GLMM family, with zero inflation; ``d`` gets its eta derivative."""
-    layout, gather, terms, zi_pos = ints[0], ints[2], ints[4], ints[6]
-    Zc, y, row_w, row_const, zi_Xc = floats[1], floats[2], floats[3], floats[5], floats[8]
-    family = layout[FAMILY]
-    if family == GAUSSIAN:
-        sigma_pos = layout[SIGMA_POS]
-        value, d_log_sigma = gaussian(y, row_w, row_const, eta, d, math.exp(x[sigma_pos]))
-        grad[sigma_pos] += d_log_sigma
-        return value
-    disp = 0.0
-    if layout[DISP_POS] >= 0:
-        inv_sqrt = math.exp(x[layout[DISP_POS]])
-        disp = 1.0 / (inv_sqrt * inv_sqrt)
-    logp = counts(family, y, row_w, row_const, eta, d, disp, d_disp, rows)
-    if zi_beta.size > 0:
-        for j in range(zi_beta.size):
-            zi_beta[j] = x[zi_pos[2 * j]]
-        predictor(zi_Xc, zi_pos, zi_beta, Zc, gather, terms[:0], R, y[:0], eta_zi)
-        logp = zero_inflate(y, eta_zi, rows, d, d_disp, d_zi)
-        predictor_backward(zi_Xc, zi_pos, d_zi, Zc, gather, terms[:0], adj_zi, adj_R)
-        for j in range(zi_beta.size):
-            grad[zi_pos[2 * j]] += adj_zi[j]
-    if layout[DISP_POS] >= 0:
-        total = 0.0
-        for i in range(y.size):
-            total += d_disp[i]
-        grad[layout[DISP_POS]] += total * (-2.0 * disp)  # disp = exp(-2 x)
-    return logp
-
-
-@njit(cache=False, error_model="numpy", inline="always")
-def backward(x, grad, ints, floats, R, adj_R, L, adj_L, adj_beta, d, level, adj_level):
-    """Carry ``d = dlogp/deta`` back to the fixed and group effects."""
-    layout, fixed, gather, blocks, terms = ints[0], ints[1], ints[2], ints[3], ints[4]
-    Xc, Zc, lkj_eta = floats[0], floats[1], floats[7]
-    predictor_backward(Xc, fixed, d, Zc, gather, terms, adj_beta, adj_R)
-    for j in range(adj_beta.size):
-        grad[fixed[2 * j]] += adj_beta[j]
-    if level != 0.0 or layout[SHIFT_ROW] >= 0:
-        total = adj_level
-        for i in range(d.size):
-            total -= d[i]
-        for b in range(layout[N_BLOCKS]):
+        ``ints`` and ``floats`` are the program's arrays (see
+        :class:`bayesmix.bayes.generic.program.Program`), in that order.
+        """
+        layout, fixed, gather, blocks, terms, prior_i, zi_pos, res_i = ints
+        Xc, Zc, y, row_w, offset, row_const, prior_f, lkj_eta, zi_Xc, res_f = floats
+        n, p, n_blocks, q = layout[N_ROWS], layout[N_FIXED], layout[N_BLOCKS], layout[N_ZI]
+        n_effects, n_chol, family = layout[N_EFFECTS], layout[N_CHOL], layout[FAMILY]
+        # one allocation for every work array (chains call this concurrently); only the
+        # accumulated ones are zeroed. Row arrays: eta, d (all), rows, d_disp (GLMMs),
+        # eta_zi, d_zi (zero inflation).
+        n_row_arrays = 2 if family == GAUSSIAN else (4 if q == 0 else 6)
+        size = 2 * n_effects + 2 * n_chol + n_blocks + 2 * p + 2 * q + n_row_arrays * n
+        work = np.empty(size)
+        accumulated = 2 * n_effects + 2 * n_chol + n_blocks
+        for i in range(n_effects, accumulated):
+            work[i] = 0.0
+        R, adj_R = work[:n_effects], work[n_effects : 2 * n_effects]
+        at = 2 * n_effects
+        L, adj_L = work[at : at + n_chol], work[at + n_chol : at + 2 * n_chol]
+        means = work[at + 2 * n_chol : accumulated]
+        at = accumulated
+        beta, adj_beta = work[at : at + p], work[at + p : at + 2 * p]
+        at += 2 * p
+        zi_beta, adj_zi = work[at : at + q], work[at + q : at + 2 * q]
+        at += 2 * q
+        eta, d = work[at : at + n], work[at + n : at + 2 * n]
+        rows, d_disp = work[at + 2 * n : at + 3 * n], work[at + 3 * n : at + 4 * n]
+        eta_zi, d_zi = work[at + 4 * n : at + 5 * n], work[at + 5 * n : at + 6 * n]
+        for i in range(grad.size):
+            grad[i] = 0.0
+        shift_row = layout[SHIFT_ROW]
+        logp = scalar_priors(x, grad, prior_i, prior_f, shift_row)
+        logp += effects_forward(x, blocks, terms, lkj_eta, R, L)
+        # GLMM shear: a block's intercept effects enter less their mean (see glmm_model);
+        # those columns are ones, so every row's predictor moves by the sum of the means
+        level = 0.0
+        for b in range(n_blocks):
             o = b * BLOCK_WIDTH
             if blocks[o + 4] >= 0:
-                share = total / blocks[o]
                 for lv in range(blocks[o]):
-                    adj_R[blocks[o + 5] + lv * blocks[o + 1] + blocks[o + 4]] += share
-    effects_backward(x, blocks, terms, lkj_eta, R, L, adj_R, adj_L, grad)
+                    means[b] += R[blocks[o + 5] + lv * blocks[o + 1] + blocks[o + 4]]
+                means[b] /= blocks[o]
+                level += means[b]
+        adj_level = 0.0
+        if shift_row >= 0:  # the intercept's prior sits at the reported intercept
+            pos = prior_i[3 * shift_row]
+            f = prior_f[4 * shift_row : 4 * shift_row + 4]
+            value, dv = prior_logp(
+                prior_i[3 * shift_row + 1], x[pos] - level, f[0], f[1], f[2], f[3]
+            )
+            logp += value
+            grad[pos] += dv
+            adj_level = -dv
+        for j in range(p):
+            beta[j] = x[fixed[2 * j]]
+        predictor(Xc, fixed, beta, Zc, gather, terms, R, offset, eta)
+        if level != 0.0:
+            for i in range(n):
+                eta[i] -= level
+        if structured:  # a residual variance function or correlation structure
+            logp += structured_gaussian(x, grad, y, eta, d, res_i, res_f)
+        elif family == GAUSSIAN:
+            sigma_pos = layout[SIGMA_POS]
+            value, d_log_sigma = gaussian(y, row_w, row_const, eta, d, math.exp(x[sigma_pos]))
+            logp += value
+            grad[sigma_pos] += d_log_sigma
+        else:
+            disp = 0.0
+            if layout[DISP_POS] >= 0:
+                inv_sqrt = math.exp(x[layout[DISP_POS]])
+                disp = 1.0 / (inv_sqrt * inv_sqrt)
+            if q == 0:
+                logp += counts(family, y, row_w, row_const, eta, d, disp, d_disp, rows)
+            else:
+                counts(family, y, row_w, row_const, eta, d, disp, d_disp, rows)
+                for j in range(q):
+                    zi_beta[j] = x[zi_pos[2 * j]]
+                predictor(zi_Xc, zi_pos, zi_beta, Zc, gather, terms[:0], R, y[:0], eta_zi)
+                logp += zero_inflate(y, eta_zi, rows, d, d_disp, d_zi)
+                predictor_backward(zi_Xc, zi_pos, d_zi, Zc, gather, terms[:0], adj_zi, adj_R)
+                for j in range(q):
+                    grad[zi_pos[2 * j]] += adj_zi[j]
+            if layout[DISP_POS] >= 0:
+                total = 0.0
+                for i in range(n):
+                    total += d_disp[i]
+                grad[layout[DISP_POS]] += total * (-2.0 * disp)  # disp = exp(-2 x)
+        predictor_backward(Xc, fixed, d, Zc, gather, terms, adj_beta, adj_R)
+        for j in range(p):
+            grad[fixed[2 * j]] += adj_beta[j]
+        if level != 0.0 or shift_row >= 0:
+            total = adj_level
+            for i in range(n):
+                total -= d[i]
+            for b in range(n_blocks):
+                o = b * BLOCK_WIDTH
+                if blocks[o + 4] >= 0:
+                    share = total / blocks[o]
+                    for lv in range(blocks[o]):
+                        adj_R[blocks[o + 5] + lv * blocks[o + 1] + blocks[o + 4]] += share
+        effects_backward(x, blocks, terms, lkj_eta, R, L, adj_R, adj_L, grad)
+        return logp
+
+    return njit(cache=False, error_model="numpy")(logp_grad)
 
 
-@njit(cache=False, error_model="numpy")
-def logp_grad(x, grad, ints, floats):
-    """Log density at ``x`` of a model without residual structure; its gradient goes to
-    ``grad``. ``ints`` and ``floats`` are the program's arrays (see
-    :class:`bayesmix.bayes.generic.program.Program`), in that order."""
-    (
-        R,
-        adj_R,
-        L,
-        adj_L,
-        means,
-        beta,
-        adj_beta,
-        zi_beta,
-        adj_zi,
-        eta,
-        d,
-        rows,
-        d_disp,
-        eta_zi,
-        d_zi,
-    ) = views(workspace(ints[0]), ints[0])
-    logp, level, adj_level = forward(x, grad, ints, floats, R, L, means, beta, eta)
-    logp += likelihood(
-        x, grad, ints, floats, R, adj_R, zi_beta, adj_zi, eta, d, rows, d_disp, eta_zi, d_zi
-    )
-    backward(x, grad, ints, floats, R, adj_R, L, adj_L, adj_beta, d, level, adj_level)
-    return logp
+#: The log density and gradient: of models without a residual structure, and with one
+#: (:mod:`bayesmix.bayes.generic.residual`), compiled separately.
+logp_grad = _kernel(False)
+logp_grad_structured = _kernel(True)
 
 
 @njit(cache=False, error_model="numpy")

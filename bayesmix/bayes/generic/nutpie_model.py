@@ -38,9 +38,8 @@ from bayesmix.bayes.generic import (
     residual,
     special,
 )
-from bayesmix.bayes.generic.kernel import N_DIM, expand, logp_grad
+from bayesmix.bayes.generic.kernel import N_DIM, expand, logp_grad, logp_grad_structured
 from bayesmix.bayes.generic.program import Program
-from bayesmix.bayes.generic.residual import logp_grad_structured
 
 #: Arrays in the record: the program's 8 integer and 10 float arrays, then its
 #: transforms and bounds (for ``expand``).

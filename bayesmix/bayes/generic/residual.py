@@ -44,7 +44,6 @@ import numpy as np
 from numba import njit
 
 from bayesmix.bayes.generic.dense_correlation import dense_groups
-from bayesmix.bayes.generic.kernel import backward, forward, views, workspace
 from bayesmix.bayes.generic.special import logaddexp
 
 # variance part kinds
@@ -228,17 +227,4 @@ def structured_gaussian(x, grad, y, eta, d, res_i, res_f):
     if cor_kind != NO_CORRELATION and cor_kind < COR_EXP:
         s = 1.0 / (1.0 + math.exp(-x[phi_pos]))
         grad[phi_pos] += adj_param * (res_f[1] - res_f[0]) * s * (1.0 - s)
-    return logp
-
-
-@njit(cache=False, error_model="numpy")
-def logp_grad_structured(x, grad, ints, floats):
-    """As :func:`bayesmix.bayes.generic.kernel.logp_grad`, for a Gaussian model with a
-    residual structure (a separate kernel: models without one never compile this code)."""
-    R, adj_R, L, adj_L, means, beta, adj_beta, _, _, eta, d, _, _, _, _ = views(
-        workspace(ints[0]), ints[0]
-    )
-    logp, level, adj_level = forward(x, grad, ints, floats, R, L, means, beta, eta)
-    logp += structured_gaussian(x, grad, floats[2], eta, d, ints[7], floats[9])
-    backward(x, grad, ints, floats, R, adj_R, L, adj_L, adj_beta, d, level, adj_level)
     return logp
