@@ -4,10 +4,11 @@ nutpie calls a model's log density through a C function pointer,
 ``int64(n_dim, x*, grad*, logp*, user_data*)``, and hands it the address of a
 ``user_data`` record it does not read itself. Here that record is a vector of
 8-byte words holding each of a :class:`~bayesmix.bayes.generic.program.Program`'s
-arrays as (address, length), and the two C callbacks below are fixed code that
+arrays as (address, length), and the C callbacks below are fixed code that
 views those words as arrays and calls
-:func:`bayesmix.bayes.generic.kernel.logp_grad` (and ``expand``). Neither
-depends on the model, so numba compiles them on the first fit on a machine,
+:func:`bayesmix.bayes.generic.kernel.logp_grad` (or ``logp_grad_structured``
+for a residual structure, and ``expand``). None depends on the model, so numba
+compiles each on the first fit on a machine that needs it,
 stores them in bayesmix's compile cache (:mod:`bayesmix.bayes.compile.cache`)
 under a key made of this code's source, and every later model in any process
 loads them (about 0.1 s) instead of compiling its own log density.
