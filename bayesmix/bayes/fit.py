@@ -21,20 +21,16 @@ import xarray as xr
 from bayesmix.bayes.compile.nutpie import CompileRoute, compile_nutpie
 from bayesmix.bayes.likelihoods.collapsed import collapse_plan
 from bayesmix.bayes.priors import Prior, resolve_priors
-from bayesmix.bayes.sampler_defaults import (
-    TARGET_ACCEPT_LARGE,
-    default_target_accept,
-)
+from bayesmix.bayes.sampler_defaults import default_target_accept
+from bayesmix.bayes.sampling_checks import check_diagnostics
 from bayesmix.bayes.validate import check_sampling_args, seed_to_int
-from bayesmix.errors import FitError, SamplingWarning, warn
+from bayesmix.errors import FitError
 from bayesmix.spec.design import Design
 
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 #: Largest (draws * observations) for which the log-likelihood group is stored eagerly.
 LOGLIK_MAX_SIZE = 25_000_000
 
-RHAT_MAX = 1.01
-ESS_MIN = 400
 
 #: Observations from which nutpie samples the fused or collapsed likelihood (see
 #: ``likelihood_form``), each compiled for its model; below, the generic kernel
@@ -373,43 +369,3 @@ def run_sampler(
         idata["log_likelihood"] = xr.Dataset({"y": (loglik or pointwise_loglik)(result)})
     check_diagnostics(result)
     return result
-
-
-def _target_accept(result) -> float:
-    return float(getattr(result, "timing", {}).get("target_accept", TARGET_ACCEPT_LARGE))
-
-
-def _higher_target_accept(result) -> float:
-    return 0.95 if _target_accept(result) < 0.95 else 0.99
-
-
-def check_diagnostics(result, *, rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> None:
-    """Warn with :class:`SamplingWarning` when the draws look unreliable."""
-    diag = result.diagnostics()
-    problems = []
-    if diag["divergences"] > 0:
-        problems.append(
-            f"{diag['divergences']} divergent transitions (raise target_accept above "
-            f"{_target_accept(result):g}, e.g. to {_higher_target_accept(result):g}, "
-            "or use stronger priors on the group SDs)"
-        )
-    table = diag["table"]
-    bad_rhat = table.index[table["r_hat"] > rhat_max].tolist()
-    if bad_rhat:
-        problems.append(
-            f"R-hat > {rhat_max:g} for {_names(bad_rhat)} (run more tune/draws or chains)"
-        )
-    bad_ess = table.index[table["ess_bulk"] < ess_min].tolist()
-    if bad_ess:
-        problems.append(
-            f"bulk ESS < {ess_min:g} for {_names(bad_ess)} (increase draws/tune; "
-            "for a poorly identified SD, consider a stronger prior or a simpler "
-            "random-effects structure)"
-        )
-    if problems:
-        warn("The posterior draws may be unreliable: " + "; ".join(problems) + ".", SamplingWarning)
-
-
-def _names(names: list[str], limit: int = 6) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
