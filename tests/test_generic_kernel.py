@@ -243,7 +243,9 @@ def test_glmm_density_and_gradient_equal_pymc(case):
 
 
 def test_compile_generic_refuses_a_model_the_kernel_does_not_cover():
-    model, program = _structured_case("corARMA11")
+    from bayesmix.bayes.residual_priors import Beta
+
+    model, program = _structured_case("corAR1", {"Phi": Beta(2.0, 2.0)})
     assert program is None
     from bayesmix.bayes.compile.nutpie import compile_nutpie
 
@@ -341,10 +343,13 @@ def test_callbacks_compile_once_per_machine(tmp_path):
     assert len(files) == 4 and all(f.stat().st_mtime >= between for f in files)
 
 
-#: Residual structures the kernel covers (the cases of test_residual_bayes); corARMA
-#: keeps its own compiled density.
+#: Residual structures the kernel covers: every case of test_residual_bayes.
 RESIDUAL_COVERED = [
     "corAR1",
+    "corARMA11",
+    "corARMA21",
+    "corARMA30_gaps",
+    "corARMA02",
     "corAR1_gaps",
     "corCAR1",
     "corCAR1_unsorted",
@@ -390,9 +395,10 @@ def test_residual_structure_density_and_gradient_equal_pymc(case):
     _assert_matches(model, program, scale=0.3)
 
 
-@pytest.mark.parametrize("case", ["corARMA11", "corARMA02", "corARMA30_gaps"])
-def test_residual_structures_the_kernel_lacks_are_left_to_their_own_compilation(case):
-    assert _structured_case(case)[1] is None
+def test_every_residual_case_is_covered():
+    from test_residual_bayes import CASES
+
+    assert sorted(RESIDUAL_COVERED) == sorted(CASES)
 
 
 def test_a_beta_prior_on_the_autocorrelation_is_left_to_its_own_compilation():

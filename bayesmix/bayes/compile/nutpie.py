@@ -1,10 +1,11 @@
 """Compile PyMC models for nutpie, and reuse compiled models within a process.
 
 Linear mixed models with the graph likelihood, GLMMs and residual structures
-other than corARMA need no compilation of their own (``compile="auto"`` or
+need no compilation of their own (``compile="auto"`` or
 ``"generic"``): :mod:`bayesmix.bayes.generic` describes the model as arrays to
 one log density compiled once per machine. Every other model (large data with
-the fused or collapsed likelihoods, nonlinear models, corARMA, or
+the fused or collapsed likelihoods, nonlinear models, a Beta prior on an
+autocorrelation, or
 ``compile="cfunc"``/``"python"`` by request) gets its own:
 
 nutpie's standard route (``compile="cfunc"``, ``nutpie.compile_pymc_model``)
@@ -260,8 +261,8 @@ def compile_nutpie(
 
         raise ArgumentError(
             "compile='generic' runs linear mixed models and GLMMs, with any residual "
-            "variance function and correlation structure but corARMA; nonlinear models, "
-            "corARMA and Beta priors on an autocorrelation need compile='auto' or 'cfunc'."
+            "variance function and correlation structure; nonlinear models and Beta priors "
+            "on an autocorrelation need compile='auto' or 'cfunc'."
         )
     if route in ("auto", "generic") and program is not None:
         from bayesmix.bayes.generic.nutpie_model import compiled_model

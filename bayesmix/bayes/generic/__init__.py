@@ -2,8 +2,8 @@
 
 ``program`` (with ``prior_rows``, ``glmm_program`` and ``residual_program``) turns
 a built PyMC model (a Gaussian LMM with the graph likelihood, a GLMM, or a model
-with a residual structure other than corARMA) into arrays; ``kernel`` (with
-``families``, ``residual``, ``dense_correlation``, ``lkj_kernel`` and
+with a residual structure) into arrays; ``kernel`` (with
+``families``, ``residual``, ``dense_correlation``, ``arma``, ``lkj_kernel`` and
 ``special``) computes its log density and gradient from those arrays;
 ``nutpie_model`` wraps that kernel in nutpie's C callbacks, compiled once per
 machine and kept in bayesmix's compile cache. May import ``spec``, the ``bayes``

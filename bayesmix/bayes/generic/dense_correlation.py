@@ -1,4 +1,4 @@
-"""Residual correlations factored group by group: corExp, corGaus and corSymm.
+"""Residual correlations factored group by group: corExp, corGaus, corSymm and corARMA.
 
 For each correlation group of m rows the kernel forms the m x m matrix C (the
 spatial functions of the distances with their nugget, or corSymm's rows and
@@ -23,9 +23,10 @@ import math
 import numpy as np
 from numba import njit
 
+from bayesmix.bayes.generic.arma import arma_rho_and_jacobian
 from bayesmix.bayes.generic.lkj_kernel import lkj_backward, lkj_forward
 
-COR_EXP, COR_GAUS, COR_SYMM = 4, 5, 6
+COR_EXP, COR_GAUS, COR_SYMM, COR_ARMA = 4, 5, 6, 7
 
 
 @njit(cache=False, error_model="numpy")
@@ -65,9 +66,16 @@ def _inverse(L, inverse, work, m):
 
 
 @njit(cache=False, error_model="numpy")
-def dense_groups(x, grad, e, adj_e, members, starts, times, distance, kind, p1, p2, K, eta):
+def dense_groups(x, grad, e, adj_e, members, starts, times, distance, kind, p1, p2, K, q, c1, c2):
     """Add each group's ``e' C^-1 e`` and ``log|C|`` (returned, with corSymm's LKJ log
-    density); ``adj_e`` gets ``-C^-1 e``, ``grad`` the parameters' gradient."""
+    density); ``adj_e`` gets ``-C^-1 e``, ``grad`` the parameters' gradient.
+
+    Parameters by kind: spatial, the range's and nugget's positions (``p1``, ``p2``);
+    corSymm, the LKJ values' first position ``p1``, ``K`` times and LKJ's ``eta = c1``;
+    corARMA, the partial autocorrelations' first positions ``p1``, ``p2``, their
+    numbers ``K``, ``q`` and interval ``(c1, c2)``; ``times`` are positions or times.
+    """
+    eta = c1
     n_groups = starts.size - 1
     largest = 0
     for g in range(n_groups):
@@ -82,7 +90,17 @@ def dense_groups(x, grad, e, adj_e, members, starts, times, distance, kind, p1, 
     adj_S, adj_L = work[at + 2 * K * K : at + 3 * K * K], work[at + 3 * K * K :]
     extra = 0.0
     scale, nugget = 1.0, 0.0
-    if kind == COR_SYMM:
+    rho, jacobian = np.zeros(1), np.zeros((1, 1))
+    if kind == COR_ARMA:
+        max_lag = 0
+        for g in range(n_groups):
+            low, high = times[starts[g]], times[starts[g]]
+            for i in range(starts[g], starts[g + 1]):
+                low, high = min(low, times[i]), max(high, times[i])
+            max_lag = max(max_lag, high - low)
+        rho, jacobian = arma_rho_and_jacobian(x, p1, K, p2, q, c1, c2, max_lag)
+        adj_rho = np.zeros(max_lag + 1)
+    elif kind == COR_SYMM:
         extra = lkj_forward(x, p1, K, eta, L, 0)
         for i in range(K):
             for j in range(K):
@@ -103,6 +121,8 @@ def dense_groups(x, grad, e, adj_e, members, starts, times, distance, kind, p1, 
             for j in range(m):
                 if kind == COR_SYMM:
                     value = S[times[first + i] * K + times[first + j]]
+                elif kind == COR_ARMA:
+                    value = rho[abs(times[first + i] - times[first + j])]
                 elif i == j:
                     value = 1.0
                 else:
@@ -131,6 +151,8 @@ def dense_groups(x, grad, e, adj_e, members, starts, times, distance, kind, p1, 
                 G = 0.5 * (a[i] * a[j] - inverse[i * m + j])
                 if kind == COR_SYMM:
                     adj_S[times[first + i] * K + times[first + j]] += G
+                elif kind == COR_ARMA:
+                    adj_rho[abs(times[first + i] - times[first + j])] += G
                 elif i != j:
                     d = distance[offset + i * m + j]
                     t = d / scale
@@ -143,7 +165,13 @@ def dense_groups(x, grad, e, adj_e, members, starts, times, distance, kind, p1, 
                     adj_range += G * (1.0 - nugget) * d_scale
                     adj_nugget -= G * f
         offset += m * m
-    if kind == COR_SYMM:  # S = L L': d/dL = (G + G') L, then through the LKJ map
+    if kind == COR_ARMA:  # through rho's Jacobian in the partial autocorrelations' x
+        for k in range(K + q):
+            total = 0.0
+            for lag in range(adj_rho.size):
+                total += adj_rho[lag] * jacobian[lag, k]
+            grad[p1 + k if k < K else p2 + k - K] += total
+    elif kind == COR_SYMM:  # S = L L': d/dL = (G + G') L, then through the LKJ map
         for i in range(K):
             for j in range(K):
                 total = 0.0

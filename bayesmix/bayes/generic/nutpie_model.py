@@ -32,6 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from bayesmix.bayes.generic import (
+    arma,
     dense_correlation,
     families,
     kernel,
@@ -164,7 +165,7 @@ _PYTHON_FUNCTIONS = {
 def cache_key() -> str:
     """Disk-cache key of the callbacks: this code's source and numba's version."""
     digest = hashlib.sha256(numba.__version__.encode())
-    modules = (kernel, families, residual, dense_correlation, lkj_kernel, special)
+    modules = (kernel, families, residual, dense_correlation, arma, lkj_kernel, special)
     for path in (*[m.__file__ for m in modules], __file__):
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()

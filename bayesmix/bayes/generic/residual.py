@@ -50,8 +50,8 @@ from bayesmix.bayes.generic.special import logaddexp
 VAR_IDENT, VAR_POWER, VAR_EXP, VAR_CONST_POWER, VAR_FIXED = 1, 2, 3, 4, 5
 # correlation kinds; the last three factor each group's dense matrix
 NO_CORRELATION, COR_AR1, COR_CAR1, COR_COMP_SYMM = 0, 1, 2, 3
-COR_EXP, COR_GAUS, COR_SYMM = 4, 5, 6
-HEADER, PART_WIDTH = 7, 4
+COR_EXP, COR_GAUS, COR_SYMM, COR_ARMA = 4, 5, 6, 7
+HEADER, PART_WIDTH = 8, 4
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -195,7 +195,7 @@ def structured_gaussian(x, grad, y, eta, d, res_i, res_f):
     if cor_kind >= COR_EXP:  # adds its parameters' gradient itself
         quad, log_det, extra = dense_groups(x, grad, e, adj_e, order, starts[: n_groups + 1],
                                      groups, distance, cor_kind, phi_pos, res_i[5],
-                                     res_i[6], res_f[0])  # fmt: skip
+                                     res_i[6], res_i[7], res_f[0], res_f[1])  # fmt: skip
     elif cor_kind == COR_COMP_SYMM:
         quad, log_det, adj_param = _compound_symmetry(e, adj_e, groups, n_groups, param)
     else:

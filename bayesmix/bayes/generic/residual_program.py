@@ -3,12 +3,12 @@
 Describes :func:`bayesmix.bayes.residual_model.build_structured_model` to the
 generic kernel (:mod:`bayesmix.bayes.generic.residual`) when its structure is
 covered: any variance function (of a covariate or of the fitted values, and
-their varComb) with corAR1, corCAR1, corCompSymm, corSymm, corExp, corGaus or no
-correlation, under the kinds of priors the defaults use (LogNormal ratios,
-constants and ranges, Normal or Student-t powers and exponents, a Uniform
-autocorrelation, a Beta or Uniform nugget, LKJ for corSymm). corARMA and a Beta
-prior on an autocorrelation return ``None``: the model then gets its own
-compiled log density.
+their varComb) with any correlation structure or none, under the kinds of
+priors the defaults use (LogNormal ratios, constants and ranges, Normal or
+Student-t powers and exponents, Uniform autocorrelations and partial
+autocorrelations, a Beta or Uniform nugget, LKJ for corSymm). A Beta prior on
+an autocorrelation returns ``None``: the model then gets its own compiled log
+density.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ CORRELATION_KINDS = {
     "corExp": S.COR_EXP,
     "corGaus": S.COR_GAUS,
     "corSymm": S.COR_SYMM,
+    "corARMA": S.COR_ARMA,
 }
 #: The parameters of each variance function, in the order the kernel reads them.
 ROLES = {"varIdent": ("delta",), "varPower": ("power",), "varExp": ("expon",),
@@ -103,7 +104,7 @@ def _correlation(layout: VariableLayout, table: PriorRows, bound, priors, n: int
     out = {
         "kind": S.NO_CORRELATION, "p1": -1, "p2": -1, "K": 0, "interval": (0.0, 0.0),
         "order": np.arange(n), "first": np.ones(n, np.int64), "gap": np.ones(n),
-        "groups": np.zeros(n, np.int64), "n_groups": 0, "starts": [], "distance": [],
+        "groups": np.zeros(n, np.int64), "n_groups": 0, "starts": [], "distance": [], "q": 0,
     }  # fmt: skip
     if bound is None:
         return out
@@ -131,10 +132,24 @@ def _correlation(layout: VariableLayout, table: PriorRows, bound, priors, n: int
             members.append(rows[g])
             times.append(coords[:, 0])
             starts.append(starts[-1] + rows.shape[1])
-            if kind != S.COR_SYMM:
+            if kind in (S.COR_EXP, S.COR_GAUS):
                 distance.append(distances(coords[None], bound.spec.metric)[0].ravel())
     out.update(order=np.concatenate(members), groups=np.concatenate(times).astype(np.int64))
     out.update(starts=starts, distance=distance, n_groups=len(starts) - 1)
+    if kind == S.COR_ARMA:  # partial autocorrelations, Uniform on one interval
+        counts = {"pacf_ar": bound.spec.p, "pacf_ma": bound.spec.q}
+        for key, slot in (("pacf_ar", "p1"), ("pacf_ma", "p2")):
+            if counts[key]:
+                prior = priors[key]
+                if not isinstance(prior, Uniform):
+                    raise Unsupported("a corARMA prior other than Uniform")
+                out[slot] = int(vector_positions(layout, table, key, [prior] * counts[key])[0])
+                out["interval"] = (prior.lower, prior.upper)
+        intervals = {(priors[k].lower, priors[k].upper) for k in counts if counts[k]}
+        if len(intervals) != 1:
+            raise Unsupported("corARMA priors on different intervals")
+        out["K"], out["q"] = bound.spec.p, bound.spec.q
+        return out
     if kind == S.COR_SYMM:
         out["K"] = bound.n_times
         out["p1"] = int(layout.positions("corSymm_raw", out["K"] * (out["K"] - 1) // 2)[0])
@@ -179,7 +194,7 @@ def structured_program(
         cor = _correlation(layout, table, residual.correlation, priors, n)
         weights = np.ones(n) if design.weights is None else np.asarray(design.weights, float)
         header = [len(parts), cor["kind"], cor["p1"], int(sigma_pos), cor["n_groups"]]
-        header += [cor["p2"], cor["K"]]
+        header += [cor["p2"], cor["K"], cor["q"]]
         res_i = np.concatenate(
             [header, np.ravel(parts), *strata, cor["order"], cor["first"], cor["groups"]]
             + [np.asarray(cor["starts"], dtype=np.int64)]
