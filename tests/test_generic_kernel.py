@@ -373,7 +373,7 @@ RESIDUAL_COVERED = [
 ]
 
 
-def _structured_case(case, overrides=None):
+def _structured_case(case, overrides=None, route="generic"):
     from test_residual_bayes import CASES, _model
 
     from bayesmix.bayes.generic.residual_program import structured_program
@@ -385,7 +385,7 @@ def _structured_case(case, overrides=None):
     design = m.design.offset_absorbed()
     priors, params = resolve_structured_priors(design, m.residual, overrides)
     model = build_structured_model(m.design, m.residual, priors, params)
-    return model, structured_program(model, m.design, m.residual, priors, params)
+    return model, structured_program(model, m.design, m.residual, priors, params, route=route)
 
 
 @pytest.mark.parametrize("case", RESIDUAL_COVERED)
@@ -399,6 +399,11 @@ def test_every_residual_case_is_covered():
     from test_residual_bayes import CASES
 
     assert sorted(RESIDUAL_COVERED) == sorted(CASES)
+
+
+def test_auto_compiles_corarma_where_the_kernel_samples_slower():
+    assert _structured_case("corARMA11", route="auto")[1] is None
+    assert _structured_case("corAR1", route="auto")[1] is not None
 
 
 def test_a_beta_prior_on_the_autocorrelation_is_left_to_its_own_compilation():

@@ -390,7 +390,9 @@ def sample_structured(
     if options["sampler"] == "nutpie":
         from bayesmix.bayes.generic.residual_program import structured_program
 
-        program = structured_program(model, design, residual, all_priors, params)
+        program = structured_program(
+            model, design, residual, all_priors, params, route=options["compile"]
+        )
 
     def wrap(idata, timing):
         return StructuredBayesResult(

@@ -4,8 +4,9 @@ Linear mixed models with the graph likelihood, GLMMs and residual structures
 need no compilation of their own (``compile="auto"`` or
 ``"generic"``): :mod:`bayesmix.bayes.generic` describes the model as arrays to
 one log density compiled once per machine. Every other model (large data with
-the fused or collapsed likelihoods, nonlinear models, a Beta prior on an
-autocorrelation, or
+the fused or collapsed likelihoods, nonlinear models, corARMA (the generic
+kernel samples it more slowly: :mod:`bayesmix.bayes.generic.residual_program`),
+a Beta prior on an autocorrelation, or
 ``compile="cfunc"``/``"python"`` by request) gets its own:
 
 nutpie's standard route (``compile="cfunc"``, ``nutpie.compile_pymc_model``)
