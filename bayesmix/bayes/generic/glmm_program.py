@@ -14,16 +14,14 @@ import numpy as np
 from scipy import special
 
 from bayesmix.bayes.generic import families as F
-from bayesmix.bayes.generic.prior_rows import PriorRows, Unsupported
+from bayesmix.bayes.generic.prior_rows import Unsupported
 from bayesmix.bayes.generic.program import (
     Program,
-    VariableLayout,
     assemble,
-    effect_tables,
+    mean_part,
     vector_positions,
 )
-from bayesmix.bayes.graph_parts import block_centring
-from bayesmix.bayes.priors import Prior, intercept_index
+from bayesmix.bayes.priors import Prior
 from bayesmix.spec.design import Design
 
 #: (family, link) pairs the kernel computes, and their codes.
@@ -57,15 +55,7 @@ def glmm_program(
     if code is None:
         return None
     try:
-        layout, table = VariableLayout(model), PriorRows()
-        j0 = intercept_index(design)
-        fixed_priors = [priors[t] for t in design.fixed_terms]
-        name = "beta" if j0 is None else "beta_c"
-        fixed_pos = vector_positions(layout, table, name, fixed_priors)
-        zbars = [block_centring(block) for block in design.blocks]
-        effects = effect_tables(
-            layout, table, design, priors, zbars, shear=j0 is not None and SHEAR
-        )
+        layout, table, fixed_pos, effects, j0 = mean_part(model, design, priors, shear=SHEAR)
         shear = any(block[4] >= 0 for block in effects[0])
         shift_row = -1
         if shear:  # the intercept's prior is evaluated at the reported intercept
@@ -104,7 +94,7 @@ def glmm_program(
             row_const = np.log(y)
         else:
             row_const = -special.gammaln(y + 1.0)
-        offset = np.zeros(n) if design.offset is None else np.asarray(design.offset, float)
+        offset = np.asarray(design.offset_or_zero, dtype=float)
         return assemble(
             layout,
             table,

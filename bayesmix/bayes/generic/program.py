@@ -176,6 +176,23 @@ def effect_tables(
     return blocks, terms, gather, Zc, etas, r_offset, l_offset
 
 
+def mean_part(model, design: Design, priors, shear: bool = False):
+    """What every model's Program starts from: the variables' layout, the prior rows, the
+    fixed effects' positions (``beta_c`` with an intercept) and the blocks' tables.
+
+    Returns ``(layout, table, fixed_pos, effects, j0)``; raises ``Unsupported``.
+    ``shear`` (GLMMs with an intercept) lets each block's intercept effects enter
+    less their mean.
+    """
+    layout, table = VariableLayout(model), PriorRows()
+    j0 = intercept_index(design)
+    name = "beta" if j0 is None else "beta_c"
+    fixed_pos = vector_positions(layout, table, name, [priors[t] for t in design.fixed_terms])
+    zbars = [block_centring(block) for block in design.blocks]
+    effects = effect_tables(layout, table, design, priors, zbars, shear=shear and j0 is not None)
+    return layout, table, fixed_pos, effects, j0
+
+
 def _columns_table(positions, columns: np.ndarray) -> np.ndarray:
     """(position in x, column is all ones) of each coefficient, flattened."""
     ones = [int(_is_ones(columns[:, j])) for j in range(columns.shape[1])]
@@ -281,14 +298,8 @@ def lmm_program(model, design: Design, priors: Mapping[str, Prior]) -> Program |
     ``design`` is the offset-absorbed design the model was built from.
     """
     try:
-        layout, table = VariableLayout(model), PriorRows()
-        j0 = intercept_index(design)
-        name = "beta" if j0 is None else "beta_c"
-        fixed_pos = vector_positions(layout, table, name, [priors[t] for t in design.fixed_terms])
-        zbars = [block_centring(block) for block in design.blocks]
-        effects = effect_tables(layout, table, design, priors, zbars, shear=False)
-        sigma_pos = int(layout.positions("sigma", 1)[0])
-        table.add(sigma_pos, priors["sigma"], layout.transform["sigma"])
+        layout, table, fixed_pos, effects, _ = mean_part(model, design, priors)
+        (sigma_pos,) = vector_positions(layout, table, "sigma", [priors["sigma"]])
         n = design.n_obs
         weights = np.ones(n) if design.weights is None else np.asarray(design.weights, float)
         row_const = -0.5 * np.log(2.0 * np.pi) + 0.5 * np.log(weights)
@@ -302,7 +313,7 @@ def lmm_program(model, design: Design, priors: Mapping[str, Prior]) -> Program |
             y=design.y,
             row_w=weights,
             row_const=row_const,
-            sigma_pos=sigma_pos,
+            sigma_pos=int(sigma_pos),
         )
     except Unsupported:
         return None

@@ -25,11 +25,9 @@ from bayesmix.bayes.generic.program import (
     Program,
     VariableLayout,
     assemble,
-    effect_tables,
+    mean_part,
     vector_positions,
 )
-from bayesmix.bayes.graph_parts import block_centring
-from bayesmix.bayes.priors import intercept_index
 from bayesmix.bayes.residual_priors import Beta, Uniform
 from bayesmix.spec.correlation_structures import distances
 from bayesmix.spec.design import Design
@@ -194,12 +192,7 @@ def structured_program(
     offset = np.asarray(design.offset_or_zero, dtype=float)
     design = design.offset_absorbed()
     try:
-        layout, table = VariableLayout(model), PriorRows()
-        j0 = intercept_index(design)
-        name = "beta" if j0 is None else "beta_c"
-        fixed_pos = vector_positions(layout, table, name, [priors[t] for t in design.fixed_terms])
-        zbars = [block_centring(block) for block in design.blocks]
-        effects = effect_tables(layout, table, design, priors, zbars, shear=False)
+        layout, table, fixed_pos, effects, _ = mean_part(model, design, priors)
         n = design.n_obs
         parts, strata, terms = _variance(layout, table, residual.variance, priors, params, offset)
         sigma_name = "sigma" if residual.variance is None else "sigma_c"
