@@ -265,7 +265,9 @@ class GradientPlan:
             if with_cross
             else W
         )
-        Y, wsw, cross = _selected(S_inv, W, H, self.rows, self.indptr, K._k1)
+        # dpotri's result is Fortran-ordered: its transpose (the same symmetric
+        # matrix) is the C-ordered view whose rows the level loop reads contiguously
+        Y, wsw, cross = _selected(S_inv.T, W, H, self.rows, self.indptr, K._k1)
         out["sigma11"] += wsw
         out.update(S_inv=S_inv, Y=Y, T_r=T_r, cross=cross)
         return out
