@@ -7,9 +7,10 @@ Usage::
     .venv/bin/python bench/bench_bayes.py --cases all --samplers nutpie,nutpie-python,pymc
     .venv/bin/python bench/bench_bayes.py --cases all --bambi-python /tmp/bambi-venv/bin/python
 
-Every (case, sampler) runs in its own subprocess with a fresh, empty PyTensor
-compile directory (``PYTENSOR_FLAGS=base_compiledir=<tmp>``, which also holds
-PyTensor's numba cache and bayesmix's compiled nutpie wrappers). In it:
+Every (case, sampler) runs in its own subprocess with fresh, empty compile
+caches: PyTensor's (``PYTENSOR_FLAGS=base_compiledir=<tmp>``, which also holds
+PyTensor's numba cache) and bayesmix's (``BAYESMIX_CACHE_DIR``: the generic
+kernel and the compiled nutpie wrappers). In it:
 
 * cold wall = process start (before ``import bayesmix``) to the finished
   posterior of a first run (seed 0), compiling everything from scratch; that
@@ -166,7 +167,13 @@ def run_bambi(case: str, method: str, args) -> dict:
 def run_worker(cmd: list[str], case: str, sampler: str, args) -> dict:
     """Run a worker command in a fresh subprocess with an empty PyTensor compile directory."""
     with tempfile.TemporaryDirectory(prefix="bmx-bench-") as cache:
-        env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}")
+        env = dict(
+            os.environ,
+            # bayesmix's own layout (PyTensor's directory inside its cache), which
+            # bambi's worker gets through PYTENSOR_FLAGS
+            BAYESMIX_CACHE_DIR=f"{cache}/bayesmix",
+            PYTENSOR_FLAGS=f"base_compiledir={cache}/bayesmix/pytensor",
+        )
         cmd = [
             *cmd,
             *("--draws", str(args.draws), "--tune", str(args.tune)),
