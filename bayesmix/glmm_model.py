@@ -131,6 +131,15 @@ class GeneralizedLinearMixedModel:
             f"{blocks}>"
         )
 
+    def _repr_html_(self) -> str:
+        from bayesmix.spec.overview import design_rows, html_table
+
+        rows = design_rows(self.design)
+        rows.insert(1, ("Family", f"{self.family.name} ({self.family.link.name} link)"))
+        if self.ziformula is not None:
+            rows.append(("Zero inflation", f"~ {self.ziformula}"))
+        return html_table("Generalized linear mixed model", rows)
+
     def fit(self, nagq: int = 1, information: str | None = None) -> GLMMResult:
         """Maximum-likelihood fit: ``nagq=1`` Laplace (glmer's default), ``0`` lme4's fast
         fit, ``2..25`` adaptive Gauss-Hermite quadrature (one scalar random effect).
@@ -249,6 +258,23 @@ class GeneralizedLinearMixedModel:
 
         return default_glmm_priors(self.design, self.family, self.zi_X, self.zi_names)
 
+    def sample_prior_predictive(
+        self,
+        draws: int = 500,
+        *,
+        priors: dict | None = None,
+        random_seed: int | None = None,
+    ) -> Any:
+        """Parameters drawn from the priors and replicates of the rows from them.
+
+        Returns an ``xarray.DataTree`` with the groups ``prior``,
+        ``prior_predictive`` (``y``) and ``observed_data``, for ``bmx.plot_ppc``
+        (see :func:`bayesmix.bayes.predictive.sample_prior_predictive`).
+        """
+        from bayesmix.bayes.predictive import sample_prior_predictive
+
+        return sample_prior_predictive(self, draws, priors, random_seed)
+
     def sample(
         self,
         *,
@@ -259,7 +285,7 @@ class GeneralizedLinearMixedModel:
         target_accept: float | None = None,
         priors: Mapping[str, object] | None = None,
         random_seed: int | None = None,
-        progressbar: bool = False,
+        progressbar: bool | None = None,
     ) -> GLMMBayesResult:
         """Draw from the posterior with NUTS (nutpie by default), as ``lmm(...).sample()``.
 
@@ -276,8 +302,10 @@ class GeneralizedLinearMixedModel:
             Overrides of :meth:`default_priors`, keyed by the same names.
         random_seed : int, optional
             Seed for reproducible draws.
-        progressbar : bool
-            Show the sampler's progress bar.
+        progressbar : bool, optional
+            Show a line while the model compiles and the sampler's progress bar;
+            default: on in a notebook, IPython or at the Python prompt, off in
+            scripts and tests.
 
         Returns
         -------

@@ -127,6 +127,14 @@ class LinearMixedModel:
             f"{self.design.n_fixed} fixed effects, random effects: {blocks}{residual}>"
         )
 
+    def _repr_html_(self) -> str:
+        from bayesmix.spec.overview import design_rows, html_table
+
+        rows = design_rows(self.design)
+        if self.residual is not None:
+            rows.append(("Residuals", " and ".join(p.spec.nlme() for p in self.residual.parts)))
+        return html_table("Linear mixed model", rows)
+
     # ---------------------------------------------------------------- ML / REML
     def fit(self, method: Literal["REML", "ML"] = "REML") -> MLResult:
         """Maximum-likelihood (``"ML"``) or restricted ML (``"REML"``) fit.
@@ -179,6 +187,23 @@ class LinearMixedModel:
         design = self.design.offset_absorbed()
         return build_pymc_model(design, resolve_priors(design, priors))
 
+    def sample_prior_predictive(
+        self,
+        draws: int = 500,
+        *,
+        priors: dict[str, Prior] | None = None,
+        random_seed: int | None = None,
+    ) -> Any:
+        """Parameters drawn from the priors and replicates of the rows from them.
+
+        Returns an ``xarray.DataTree`` with the groups ``prior``,
+        ``prior_predictive`` (``y``) and ``observed_data``, for ``bmx.plot_ppc``
+        (see :func:`bayesmix.bayes.predictive.sample_prior_predictive`).
+        """
+        from bayesmix.bayes.predictive import sample_prior_predictive
+
+        return sample_prior_predictive(self, draws, priors, random_seed)
+
     def sample(
         self,
         *,
@@ -189,7 +214,7 @@ class LinearMixedModel:
         target_accept: float | None = None,
         priors: dict[str, Prior] | None = None,
         random_seed: int | None = None,
-        progressbar: bool = False,
+        progressbar: bool | None = None,
     ) -> BayesResult:
         """Draw from the posterior with NUTS.
 
@@ -207,8 +232,10 @@ class LinearMixedModel:
             Overrides of :meth:`default_priors`, keyed by the same names.
         random_seed : int, optional
             Seed for reproducible draws.
-        progressbar : bool
-            Show the sampler's progress bar.
+        progressbar : bool, optional
+            Show a line while the model compiles and the sampler's progress bar;
+            default: on in a notebook, IPython or at the Python prompt, off in
+            scripts and tests.
 
         Returns
         -------

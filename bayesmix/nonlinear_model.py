@@ -225,7 +225,7 @@ class NonlinearMixedModel:
         target_accept: float | None = None,
         priors: dict[str, Prior] | None = None,
         random_seed: int | None = None,
-        progressbar: bool = False,
+        progressbar: bool | None = None,
     ) -> NLBayesResult:
         """Draw from the posterior with NUTS.
 
@@ -244,8 +244,10 @@ class NonlinearMixedModel:
             (``"lKa"``, ``"sd(lKa|Subject)"``, ``"cor(Subject)"``, ``"sigma"``).
         random_seed : int, optional
             Seed for reproducible draws.
-        progressbar : bool
-            Show the sampler's progress bar.
+        progressbar : bool, optional
+            Show a line while the model compiles and the sampler's progress bar;
+            default: on in a notebook, IPython or at the Python prompt, off in
+            scripts and tests.
 
         Returns
         -------

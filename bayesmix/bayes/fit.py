@@ -21,7 +21,11 @@ import xarray as xr
 from bayesmix.bayes.compile.nutpie import CompileRoute, compile_nutpie
 from bayesmix.bayes.likelihoods.collapsed import collapse_plan
 from bayesmix.bayes.priors import Prior, resolve_priors
-from bayesmix.bayes.sampler_defaults import default_target_accept
+from bayesmix.bayes.sampler_defaults import (
+    announce_compile,
+    default_target_accept,
+    resolve_progress,
+)
 from bayesmix.bayes.sampling_checks import check_diagnostics
 from bayesmix.bayes.validate import check_sampling_args, seed_to_int
 from bayesmix.errors import FitError
@@ -103,6 +107,8 @@ def sample_posterior(
         import nutpie
 
         t0 = time.perf_counter()
+        if progressbar:
+            announce_compile()
         compiled = compile_nutpie(model, design, route, chains * (tune + draws), program)
         t1 = time.perf_counter()
         try:
@@ -169,7 +175,7 @@ def sample_model(
     sampler: Sampler = "nutpie",
     target_accept: float | None = None,
     random_seed: int | np.random.Generator | None = None,
-    progressbar: bool = False,
+    progressbar: bool | None = None,
     log_likelihood: bool | None = None,
     compile: CompileRoute = "auto",
 ):
@@ -194,8 +200,10 @@ def sample_model(
     random_seed : int or numpy.random.Generator, optional
         Seed for reproducible draws: an integer from 0 to 2**63 - 1, or a
         Generator from which one such integer is drawn.
-    progressbar : bool
-        Show the sampler's progress bar.
+    progressbar : bool, optional
+        Show a line while the model compiles and the sampler's progress bar;
+        default: on in a notebook, IPython or at the Python prompt, off in
+        scripts and tests.
     log_likelihood : bool, optional
         Store the pointwise log-likelihood (needed by ``loo``). Default: only
         when draws x observations <= 25 million (``loo`` computes it on demand
@@ -308,7 +316,7 @@ def run_sampler(
     chains: int,
     target_accept: float | None,
     random_seed: int | np.random.Generator | None,
-    progressbar: bool,
+    progressbar: bool | None,
     log_likelihood: bool | None,
     compile: CompileRoute,
     complete: Callable[[Any, int | None], None] | None = None,
@@ -343,7 +351,8 @@ def run_sampler(
     if target_accept is None:
         target_accept = default_target_accept(model)
     seed = seed_to_int(options["random_seed"])
-    progressbar = bool(progressbar)  # PyMC refuses truthy values other than its own styles
+    # None: on in a notebook or at the prompt; a bool for PyMC (it refuses other truthy values)
+    progressbar = resolve_progress(progressbar)
     if seed is None and sampler == "nutpie":
         seed = int(np.random.default_rng().integers(2**31))
     idata, compile_s, sample_s = sample_posterior(

@@ -73,7 +73,7 @@ def sample_glmm(
     sampler: Sampler = "nutpie",
     target_accept: float | None = None,
     random_seed: int | np.random.Generator | None = None,
-    progressbar: bool = False,
+    progressbar: bool | None = None,
     log_likelihood: bool | None = None,
     compile: CompileRoute = "auto",
     model: Any = None,

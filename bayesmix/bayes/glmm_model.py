@@ -46,6 +46,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from bayesmix.bayes.forward import is_forward
 from bayesmix.bayes.glmm_priors import DISPERSION_KEYS, dispersion_names, zi_key
 from bayesmix.bayes.graph_inputs import PYMC_DIST, HyperData, model_data
 from bayesmix.bayes.graph_parts import (
@@ -188,7 +189,9 @@ def build_glmm_model(
             block_effects(block, info, priors, zbar, hyper)
             for block, info, zbar in zip(design.blocks, infos, zbars, strict=True)
         ]
-        level = absorb_mean_intercepts(design, columns) if j0 is not None and SHEAR else None
+        # drawn forward, the intercept carries its prior itself (see bayesmix.bayes.forward)
+        shear = j0 is not None and SHEAR and not is_forward()
+        level = absorb_mean_intercepts(design, columns) if shear else None
         beta_c, eta, _ = fixed_part(
             "beta", design.X, fixed_priors, hyper, j0, intercept_offset=level
         )

@@ -216,6 +216,15 @@ class GLMMBayesResult(BayesResult):
             return None
         return flat_draws(self._posterior()[self._dispersion_name])[draws]
 
+    def _epred(self, draw_slice: slice, include_random: bool) -> np.ndarray:
+        rows = self._rows(None, True)
+        return self._scale_draws(rows, "response", include_random, draw_slice)
+
+    def _r2_scale(self) -> np.ndarray | None:
+        # brms's binomial R² is on the counts' scale: successes and their expectations
+        binomial = self.family.name == "binomial" and self.design.weights is not None
+        return np.asarray(self.design.weights, dtype=float) if binomial else None
+
     def _n_draws(self) -> int:
         post = self._posterior()
         return int(post.sizes["chain"] * post.sizes["draw"])
@@ -335,22 +344,17 @@ class GLMMBayesResult(BayesResult):
         rng = np.random.default_rng(random_seed)
         rows = self._rows(None, True)
         mu = self.family.link.inverse(self._eta_draws(rows))
-        name = self.family.name
-        if name == "binomial":
-            n = np.ones(mu.shape[1]) if self.design.weights is None else self.design.weights
-            y = rng.binomial(np.rint(n).astype(np.int64), np.clip(mu, 0.0, 1.0))
-            y = y / n if binomial == "proportion" else y
-        elif name == "poisson":
-            y = rng.poisson(mu)
-        elif name == "negbinomial":
-            theta = self._dispersion()[:, None]
-            y = rng.negative_binomial(theta, theta / (theta + mu))
-        else:
-            shape = self._dispersion()[:, None]
-            y = rng.gamma(shape, mu / shape)
-        pi = self._zi_prob(rows)
-        if pi is not None:
-            y = np.where(rng.random(pi.shape) < pi, 0, y)
+        dispersion = self._dispersion()
+        trials = self.design.weights if self.family.name == "binomial" else None
+        y = self.family.draw(
+            mu,
+            rng,
+            trials=trials,
+            dispersion=None if dispersion is None else dispersion[:, None],
+            zero_prob=self._zi_prob(rows),
+        )
+        if binomial == "proportion" and trials is not None:
+            y = y / trials
         post = self._posterior()
         shape = (post.sizes["chain"], post.sizes["draw"], mu.shape[1])
         return xr.DataArray(np.reshape(y, shape), dims=("chain", "draw", "obs"), name="y")

@@ -316,7 +316,7 @@ def sample_structured(
     chains: int = 4,
     sampler: Sampler = "nutpie",
     random_seed: int | np.random.Generator | None = None,
-    progressbar: bool = False,
+    progressbar: bool | None = None,
     target_accept: float | None = None,
     log_likelihood: bool | None = None,
     compile: CompileRoute = "auto",

@@ -29,6 +29,7 @@ from bayesmix.bayes.tables import (
     interval_table,
 )
 from bayesmix.bayes.validate import check_ci_prob, refuse_ddf
+from bayesmix.bayes.workflow import BayesWorkflow
 from bayesmix.errors import ArgumentError, DataWarning, warn
 from bayesmix.spec.design import Design
 
@@ -40,7 +41,7 @@ def _infos(design: Design):
 
 
 @dataclass(frozen=True)
-class BayesResult:
+class BayesResult(BayesWorkflow):
     """Posterior draws of a Gaussian linear mixed model and their summaries.
 
     Attributes

@@ -1,4 +1,4 @@
-"""NUTS's default ``target_accept`` for a model, from its number of free parameters.
+"""Sampler defaults: ``target_accept`` from the number of free parameters, and progress.
 
 Notation
 --------
@@ -6,6 +6,8 @@ n_dim : the number of unconstrained values NUTS samples.
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -52,3 +54,29 @@ def n_free_parameters(model) -> int:
         return 0
     evaluate = pytensor.function([], shapes, mode=Mode(linker="py", optimizer="fast_compile"))
     return int(sum(np.prod(shape, dtype=int) for shape in evaluate()))
+
+
+def interactive_session() -> bool:
+    """A notebook, IPython or the Python prompt: not a script or a test run.
+
+    Progress (a line while the model compiles, then the sampler's bar) is shown
+    by default only here, where a silent pause of seconds reads as a hang.
+    """
+    if hasattr(sys, "ps1"):
+        return True
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return get_ipython is not None and get_ipython() is not None
+
+
+def resolve_progress(progressbar: bool | None) -> bool:
+    """``progressbar`` as given, or ``None``: on in an interactive session only."""
+    return interactive_session() if progressbar is None else bool(progressbar)
+
+
+def announce_compile() -> None:
+    """The line a user sees before the model compiles (progress on)."""
+    sys.stderr.write(
+        "bayesmix: compiling the model (the first fit on a machine: ~10 s; later ones load it)...\n"
+    )
+    sys.stderr.flush()

@@ -88,6 +88,19 @@ class InferenceMethods:
 
         return nlme_intervals(self, level)
 
+    def r2(self, approximation: str = "lognormal") -> pd.DataFrame:
+        """Marginal and conditional R² (Nakagawa and Schielzeth; ``performance::r2_nakagawa``).
+
+        Rows ``marginal`` (fixed effects) and ``conditional`` (fixed and random),
+        column ``R2``; the variance components in ``attrs["variances"]``. For a
+        log-link Poisson GLMM ``approximation`` chooses the distribution-specific
+        variance (``"lognormal"``, ``"delta"``, ``"trigamma"``; see
+        :mod:`bayesmix.ml.r_squared`).
+        """
+        from bayesmix.ml.r_squared import nakagawa_r2
+
+        return nakagawa_r2(self, approximation)
+
     def simulate(self, nsim: int = 1, seed: int | None = None, use_u: bool = False) -> pd.DataFrame:
         """Responses simulated from the fit (lme4's ``simulate``), one column per draw.
 

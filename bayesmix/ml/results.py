@@ -401,6 +401,9 @@ class MLResult(InferenceMethods):
         model = self.model.update(formula, random=random) if changed else self.model
         return model.fit(method=method or self.method)
 
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
     def __repr__(self) -> str:
         return (
             f"<MLResult {self.method}: {self.design.formula}; n={self.nobs}, "

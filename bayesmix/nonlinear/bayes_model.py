@@ -328,7 +328,7 @@ def sample_nonlinear(
     sampler: Sampler = "nutpie",
     target_accept: float | None = None,
     random_seed: int | np.random.Generator | None = None,
-    progressbar: bool = False,
+    progressbar: bool | None = None,
     log_likelihood: bool | None = None,
     compile: CompileRoute = "auto",
     residual: ResidualStructure | None = None,

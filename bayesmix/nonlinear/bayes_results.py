@@ -159,6 +159,11 @@ class NLBayesResult(BayesResult):
             mu = self.nonlinear_design.mean(np, phi, rows.covariates)
         return np.broadcast_to(np.asarray(mu, dtype=float), shape).copy()
 
+    def _epred(self, draw_slice: slice, include_random: bool) -> np.ndarray:
+        rows = self._arrays()[0]
+        mu = self._mu_draws(rows, include_random=include_random, draw_slice=draw_slice)
+        return mu + self.nonlinear_design.offset_or_zero
+
     def _infos(self):
         from bayesmix.bayes.graph_parts import block_infos
 

@@ -165,6 +165,38 @@ class Family:
         variance = self.variance(mu, dispersion)
         return variance / _required(dispersion, "shape") if self.name == "gamma" else variance
 
+    def draw(
+        self,
+        mu: np.ndarray,
+        rng: np.random.Generator,
+        trials: np.ndarray | None = None,
+        dispersion: np.ndarray | float | None = None,
+        zero_prob: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Responses drawn with means ``mu`` (any shape; parameters broadcast).
+
+        Binomial draws are successes out of ``trials`` (default 1), NB2 and
+        Gamma take ``theta``/``shape`` as ``dispersion`` (``sigma`` for the
+        Gaussian), and ``zero_prob`` sets a structural zero with that probability.
+        """
+        mu = np.asarray(mu, dtype=float)
+        if self.name == "binomial":
+            n = np.ones(mu.shape[-1]) if trials is None else np.asarray(trials, dtype=float)
+            y = rng.binomial(np.rint(n).astype(np.int64), np.clip(mu, 0.0, 1.0))
+        elif self.name == "poisson":
+            y = rng.poisson(mu)
+        elif self.name == "negbinomial":
+            theta = np.asarray(dispersion, dtype=float)
+            y = rng.negative_binomial(theta, theta / (theta + mu))
+        elif self.name == "gamma":
+            shape = np.asarray(dispersion, dtype=float)
+            y = rng.gamma(shape, mu / shape)
+        else:
+            y = mu + np.asarray(dispersion, dtype=float) * rng.standard_normal(mu.shape)
+        if zero_prob is not None:
+            y = np.where(rng.random(np.shape(zero_prob)) < zero_prob, 0, y)
+        return y
+
     def loglik(
         self,
         y: np.ndarray,
