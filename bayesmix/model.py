@@ -200,7 +200,7 @@ class LinearMixedModel:
         ``prior_predictive`` (``y``) and ``observed_data``, for ``bmx.plot_ppc``
         (see :func:`bayesmix.bayes.predictive.sample_prior_predictive`).
         """
-        from bayesmix.bayes.predictive import sample_prior_predictive
+        from bayesmix.bayes.prior_predictive import sample_prior_predictive
 
         return sample_prior_predictive(self, draws, priors, random_seed)
 

@@ -206,16 +206,7 @@ def plot_effects(
             err = None if lower is None else np.stack([mean - lower, upper - mean])
             ax.errorbar(positions, mean, yerr=err, fmt="o", color=colour, capsize=3, label=label)
         if points:
-            rows = slice(None) if by is None or _is_numeric(data[by]) else data[by] == value
-            if by is None or not _is_numeric(data[by]) or i == 1:
-                px = data.loc[rows, x]
-                px = px.to_numpy(dtype=float) if numeric_x else [xs.index(v) for v in px]
-                py = (
-                    np.asarray(result.design.y, dtype=float)[np.asarray(rows, dtype=bool)]
-                    if (not isinstance(rows, slice))
-                    else np.asarray(result.design.y, dtype=float)
-                )
-                ax.scatter(px, py, s=8, alpha=0.35, color="grey" if by is None else colour)
+            _scatter_data(ax, result, data, x, xs, by, value, i, colour)
     if not numeric_x:
         ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
     ax.set_xlabel(x)
@@ -226,6 +217,20 @@ def plot_effects(
         ax.legend(fontsize="small", frameon=False)
     ax.figure.suptitle(result.design.formula, fontsize="small")
     return ax.figure
+
+
+def _scatter_data(ax, result, data, x, xs, by, value, index: int, colour) -> None:
+    """The observations behind curve ``index``: all of them once, or its ``by`` level's."""
+    y = np.asarray(result.design.y, dtype=float)
+    if by is None or _is_numeric(data[by]):
+        if index > 0:
+            return
+        rows, colour = np.ones(len(data), dtype=bool), "grey"
+    else:
+        rows = (data[by] == value).to_numpy()
+    px = data.loc[rows, x]
+    px = px.to_numpy(dtype=float) if _is_numeric(data[x]) else [xs.index(v) for v in px]
+    ax.scatter(px, y[rows], s=8, alpha=0.35, color=colour)
 
 
 def plot_individuals(

@@ -12,6 +12,15 @@ effects, SDs, correlations, sigma and every group effect) and the divergences.
 The table gives per model the worst of each over the seeds, how many seeds
 meet all three criteria (R-hat <= 1.01, bulk ESS >= 400, no divergence: issue
 17's) and the median wall time of a fit in a warm process.
+
+``--collapsed`` measures the alternative the issue names: the collapsed
+likelihood (fixed effects and small blocks integrated out,
+:mod:`bayesmix.bayes.likelihoods.collapsed`), which ``sample()`` uses from
+``FUSED_MIN_OBS`` rows on, at every size (the threshold is lowered to 0 in
+this process; those models then compile a log density of their own instead of
+using the generic kernel)::
+
+    .venv/bin/python bench/bench_convergence.py --collapsed
 """
 
 from __future__ import annotations
@@ -76,11 +85,19 @@ def main() -> None:
     parser.add_argument("--seeds", default=",".join(str(s) for s in range(1, 11)))
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--per-seed", action="store_true", help="also print every seed's row")
+    parser.add_argument(
+        "--collapsed", action="store_true", help="the collapsed likelihood at every size"
+    )
     args = parser.parse_args()
+    if args.collapsed:
+        from bayesmix.bayes import fit
+
+        fit.FUSED_MIN_OBS = 0
     seeds = [int(s) for s in args.seeds.split(",")]
     print(machine_line())
     print(package_versions(("bayesmix", "pymc", "nutpie", "numba", "arviz")))
-    print(f"model.sample(random_seed=s) at its defaults, seeds {args.seeds}")
+    form = "; the collapsed likelihood at every size" if args.collapsed else ""
+    print(f"model.sample(random_seed=s) at its defaults, seeds {args.seeds}{form}")
     header = (
         f"{'model':<18}{'max R-hat':>10}{'min ESS':>9}{'div':>5}{'seeds ok':>10}"
         f"{'wall s':>8}  smallest-ESS parameter (worst seed)"
@@ -89,8 +106,7 @@ def main() -> None:
     for name in args.models.split(","):
         rows = run(name, seeds)
         ok = sum(
-            r["r_hat"] <= R_HAT_MAX and r["ess"] >= ESS_MIN and r["divergences"] == 0
-            for r in rows
+            r["r_hat"] <= R_HAT_MAX and r["ess"] >= ESS_MIN and r["divergences"] == 0 for r in rows
         )
         worst = min(rows, key=lambda r: r["ess"])
         walls = sorted(r["wall"] for r in rows)

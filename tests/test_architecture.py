@@ -25,6 +25,8 @@ LAYERS = {
     "inference": 4,
     "residual_diagnostics": 4,
     "plotting_residuals": 4,
+    "plotting_ppc": 4,
+    "plotting_effects": 4,
     "model": 5,
     "nonlinear_model": 5,
     "nls_model": 5,
