@@ -3,7 +3,12 @@
 Run from the repository root:  .venv/bin/python examples/demo.py
 """
 
+import os
+
 import bayesmix as bmx
+
+# Few draws when the example test runs (BAYESMIX_EXAMPLE_DRAWS); the full run otherwise.
+DRAWS = int(os.environ.get("BAYESMIX_EXAMPLE_DRAWS", "1000"))
 
 sleep = bmx.load_dataset("sleepstudy")
 model = bmx.lmm("Reaction ~ Days + (Days | Subject)", sleep)
@@ -12,7 +17,7 @@ print(model, end="\n\n")
 reml = model.fit(method="REML")
 print(reml.summary(), end="\n\n")
 
-posterior = model.sample(draws=1000, tune=1000, chains=4, random_seed=2026)
+posterior = model.sample(draws=DRAWS, tune=DRAWS, chains=4, random_seed=2026)
 print(posterior.summary(), end="\n\n")
 
 side_by_side = reml.fixef()[["estimate", "std_error"]].join(

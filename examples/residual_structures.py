@@ -1,36 +1,39 @@
-"""Residual variance functions and within-group correlation, nlme style.
+# %% [markdown]
+# # Residual variance functions and within-group correlation, nlme style
+#
+# Three analyses from Pinheiro & Bates (2000), each choosing a residual structure by
+# looking at the residuals first and comparing fits after:
+#
+# 1. Ovary (follicle counts of 11 mares over their oestrus cycles): the normalised
+#    residuals of a random-intercept model are autocorrelated (ACF); an AR(1) error
+#    removes most of it and the likelihood-ratio test agrees.
+# 2. BodyWeight (rats on 3 diets, weighed over 64 days at uneven times): the
+#    residual spread grows with the fitted weight (varPower) and nearby days are
+#    correlated (corCAR1 in continuous time); the semivariogram shows both.
+# 3. Orthodont: a residual SD per sex (varIdent), by ML and with the Bayesian
+#    model beside it.
+#
+# Run as a script (`.venv/bin/python examples/residual_structures.py`; figures are written to
+# `examples/figures/`, git-ignored) or as the notebook `examples/residual_structures.ipynb`.
 
-Run from the repository root::
-
-    .venv/bin/python examples/residual_structures.py
-
-Three analyses from Pinheiro & Bates (2000), each choosing a residual structure by
-looking at the residuals first and comparing fits after:
-
-1. Ovary (follicle counts of 11 mares over their oestrus cycles): the normalised
-   residuals of a random-intercept model are autocorrelated (ACF); an AR(1) error
-   removes most of it and the likelihood-ratio test agrees.
-2. BodyWeight (rats on 3 diets, weighed over 64 days at uneven times): the
-   residual spread grows with the fitted weight (varPower) and nearby days are
-   correlated (corCAR1 in continuous time); the semivariogram shows both.
-3. Orthodont: a residual SD per sex (varIdent), by ML and with the Bayesian
-   model beside it.
-
-Figures are written to ``examples/figures/`` (git-ignored).
-"""
-
+# %%
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+if "__file__" in globals():  # a script: figures go to files (a notebook shows them)
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import bayesmix as bmx  # noqa: E402
 
-FIGURES = Path(__file__).parent / "figures"
+# Few draws when the example test runs (BAYESMIX_EXAMPLE_DRAWS); the full run otherwise.
+DRAWS = int(os.environ.get("BAYESMIX_EXAMPLE_DRAWS", "1000"))
+
+FIGURES = (Path(__file__).parent if "__file__" in globals() else Path.cwd()) / "figures"
 FIGURES.mkdir(exist_ok=True)
 
 
@@ -81,7 +84,7 @@ def orthodont() -> None:
     )
     ml = model.fit()
     print(ml.residual_parameters(), "\n")  # Female SD / Male SD 0.454 (nlme REML: 0.4541)
-    post = model.sample(random_seed=1)
+    post = model.sample(draws=DRAWS, tune=DRAWS, random_seed=1)
     print(post.residual_parameters().round(3).to_string(), "\n")
 
 

@@ -12,6 +12,7 @@
 # Run as a script (`.venv/bin/python examples/theophylline_pk.py`) or cell by cell in a notebook.
 
 # %%
+import os
 from pathlib import Path
 
 import matplotlib
@@ -20,11 +21,14 @@ import pandas as pd
 
 import bayesmix as bmx
 
-if __name__ == "__main__":
+# Few draws when the example test runs (BAYESMIX_EXAMPLE_DRAWS); the full run otherwise.
+DRAWS = int(os.environ.get("BAYESMIX_EXAMPLE_DRAWS", "1000"))
+
+if "__file__" in globals():  # a script: figures go to files (a notebook shows them)
     matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-FIGURES = Path(__file__).with_name("figures")
+FIGURES = (Path(__file__).parent if "__file__" in globals() else Path.cwd()) / "figures"
 FIGURES.mkdir(exist_ok=True)
 
 theoph = bmx.load_dataset("Theoph")
@@ -59,7 +63,7 @@ print(selection.fit.intervals(), end="\n\n")
 # ## Bayesian fit of the same model
 
 # %%
-posterior = diagonal.sample(draws=1000, tune=1000, chains=4, random_seed=2026)
+posterior = diagonal.sample(draws=DRAWS, tune=DRAWS, chains=4, random_seed=2026)
 print(posterior.summary(), end="\n\n")
 print(posterior.coef()["Subject"].xs("lKa", level="coefficient").round(3), end="\n\n")
 
