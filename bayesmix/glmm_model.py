@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import ArgumentError, DataError, DataWarning, warn
+from bayesmix.model_overview import ModelWorkflow
 from bayesmix.spec import zero_inflation
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.families import Family
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["GeneralizedLinearMixedModel", "glmm"]
 
 
-class GeneralizedLinearMixedModel:
+class GeneralizedLinearMixedModel(ModelWorkflow):
     """A GLMM: an lme4-style formula, a response family and its link.
 
     Build it with :func:`glmm`; :meth:`fit` returns a new result and never
@@ -45,6 +46,8 @@ class GeneralizedLinearMixedModel:
     design : Design
         The numeric design; ``design.weights`` holds the binomial trials.
     """
+
+    overview_title = "Generalized linear mixed model"
 
     def __init__(
         self,
@@ -131,14 +134,12 @@ class GeneralizedLinearMixedModel:
             f"{blocks}>"
         )
 
-    def _repr_html_(self) -> str:
-        from bayesmix.spec.overview import design_rows, html_table
-
-        rows = design_rows(self.design)
+    def overview_rows(self) -> list[tuple[str, str]]:
+        rows = super().overview_rows()
         rows.insert(1, ("Family", f"{self.family.name} ({self.family.link.name} link)"))
         if self.ziformula is not None:
             rows.append(("Zero inflation", f"~ {self.ziformula}"))
-        return html_table("Generalized linear mixed model", rows)
+        return rows
 
     def fit(self, nagq: int = 1, information: str | None = None) -> GLMMResult:
         """Maximum-likelihood fit: ``nagq=1`` Laplace (glmer's default), ``0`` lme4's fast
@@ -257,23 +258,6 @@ class GeneralizedLinearMixedModel:
         from bayesmix.bayes.glmm_priors import default_glmm_priors
 
         return default_glmm_priors(self.design, self.family, self.zi_X, self.zi_names)
-
-    def sample_prior_predictive(
-        self,
-        draws: int = 500,
-        *,
-        priors: dict | None = None,
-        random_seed: int | None = None,
-    ) -> Any:
-        """Parameters drawn from the priors and replicates of the rows from them.
-
-        Returns an ``xarray.DataTree`` with the groups ``prior``,
-        ``prior_predictive`` (``y``) and ``observed_data``, for ``bmx.plot_ppc``
-        (see :func:`bayesmix.bayes.predictive.sample_prior_predictive`).
-        """
-        from bayesmix.bayes.prior_predictive import sample_prior_predictive
-
-        return sample_prior_predictive(self, draws, priors, random_seed)
 
     def sample(
         self,

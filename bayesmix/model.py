@@ -28,6 +28,7 @@ from bayesmix.spec.response_checks import note_counts_for_gaussian
 from bayesmix.spec.variance_functions import VarianceFunction
 
 from .errors import ArgumentError, DataError, FormulaError
+from .model_overview import ModelWorkflow
 
 if TYPE_CHECKING:
     from bayesmix.bayes.priors import Prior
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 
 
-class LinearMixedModel:
+class LinearMixedModel(ModelWorkflow):
     """A linear mixed model defined by an lme4-style formula and a DataFrame.
 
     Build it with :func:`lmm` or :func:`gls`. The model is never changed by
@@ -67,6 +68,8 @@ class LinearMixedModel:
         The variance function and correlation structure bound to the design's
         rows (``None`` for independent errors of equal variance).
     """
+
+    overview_title = "Linear mixed model"
 
     def __init__(
         self,
@@ -127,15 +130,12 @@ class LinearMixedModel:
             f"{self.design.n_fixed} fixed effects, random effects: {blocks}{residual}>"
         )
 
-    def _repr_html_(self) -> str:
-        from bayesmix.spec.overview import design_rows, html_table
-
-        rows = design_rows(self.design)
+    def overview_rows(self) -> list[tuple[str, str]]:
+        rows = super().overview_rows()
         if self.residual is not None:
             rows.append(("Residuals", " and ".join(p.spec.nlme() for p in self.residual.parts)))
-        return html_table("Linear mixed model", rows)
+        return rows
 
-    # ---------------------------------------------------------------- ML / REML
     def fit(self, method: Literal["REML", "ML"] = "REML") -> MLResult:
         """Maximum-likelihood (``"ML"``) or restricted ML (``"REML"``) fit.
 
@@ -186,23 +186,6 @@ class LinearMixedModel:
 
         design = self.design.offset_absorbed()
         return build_pymc_model(design, resolve_priors(design, priors))
-
-    def sample_prior_predictive(
-        self,
-        draws: int = 500,
-        *,
-        priors: dict[str, Prior] | None = None,
-        random_seed: int | None = None,
-    ) -> Any:
-        """Parameters drawn from the priors and replicates of the rows from them.
-
-        Returns an ``xarray.DataTree`` with the groups ``prior``,
-        ``prior_predictive`` (``y``) and ``observed_data``, for ``bmx.plot_ppc``
-        (see :func:`bayesmix.bayes.predictive.sample_prior_predictive`).
-        """
-        from bayesmix.bayes.prior_predictive import sample_prior_predictive
-
-        return sample_prior_predictive(self, draws, priors, random_seed)
 
     def sample(
         self,

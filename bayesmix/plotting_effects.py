@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bayesmix.bayes.validate import check_ci_prob
 from bayesmix.errors import ArgumentError, DataWarning
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -54,8 +55,9 @@ def reference_grid(data: pd.DataFrame, x: str, values: np.ndarray | list) -> pd.
         series = data[column]
         if _is_numeric(series):
             row[column] = float(series.mean())
-        else:
-            row[column] = _levels(series)[0]
+        else:  # a column with no values at all (unused by the model) stays missing
+            levels = _levels(series)
+            row[column] = levels[0] if levels else np.nan
     grid = pd.DataFrame([row] * len(values))
     for column in data.columns:  # keep categorical dtypes (and so their level order)
         if isinstance(data[column].dtype, pd.CategoricalDtype):
@@ -88,7 +90,7 @@ def _predict_interval(
 
     if hasattr(result, "idata"):  # Bayesian: the posterior's equal-tailed interval
         kwargs = {"include_random": include_random, "ci_prob": ci_prob}
-        if hasattr(result, "family") and getattr(result, "family", None) is not None:
+        if getattr(result, "family", None) is not None:
             kwargs["type"] = "response"
         with warnings.catch_warnings():  # new levels are drawn from the population on purpose
             warnings.simplefilter("ignore", DataWarning)
@@ -162,8 +164,7 @@ def plot_effects(
     for name, value in (("x", x), ("by", by)):
         if value is not None and value not in data.columns:
             raise ArgumentError(f"{name}={value!r} is not a column of the model's data.")
-    if not 0 < ci_prob < 1:
-        raise ArgumentError(f"ci_prob must be between 0 and 1, not {ci_prob!r}.")
+    check_ci_prob(ci_prob)
     if include_random and (
         not hasattr(result, "idata") or getattr(result, "family", None) is not None
     ):
@@ -191,10 +192,11 @@ def plot_effects(
                 if _is_numeric(data[by])
                 else pd.Categorical([value] * len(grid), categories=_levels(data[by]))
             )
-        if include_random:
+        if include_random:  # every factor of every grouping: no observed group is reused
             for grouping in _groupings(result):
-                if grouping in grid.columns:
-                    grid[grouping] = _NEW_LEVEL
+                for factor in grouping.split(":"):
+                    if factor in grid.columns:
+                        grid[factor] = _NEW_LEVEL
         mean, lower, upper = _predict_interval(result, grid, include_random, ci_prob)
         colour = colours[i % len(colours)]
         positions = np.asarray(xs, dtype=float) if numeric_x else np.arange(len(xs)) + 0.08 * i

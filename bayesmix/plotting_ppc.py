@@ -59,7 +59,8 @@ def plot_ppc(
         (``stat_grouped``/``ppc_stat``); ``"intervals"``: each observation with
         its predictive interval (``intervals``).
     group : str, optional
-        A grouping factor (or any column of the model's data): one panel per level.
+        A grouping factor (given a fitted result, also any column of its data):
+        one panel per level.
     levels : list, optional
         The levels of ``group`` to show (default: all, at most 16).
     stat : str

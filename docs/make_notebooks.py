@@ -13,6 +13,7 @@ runs them again with few draws.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,5 +44,7 @@ def build(name: str) -> float:
 
 
 if __name__ == "__main__":
+    # the kernels inherit this: no progress bars stored in the published outputs
+    os.environ["BAYESMIX_PROGRESS"] = "0"
     for name in sys.argv[1:] or NOTEBOOKS:
         print(f"{name}: executed in {build(name):.0f} s", flush=True)

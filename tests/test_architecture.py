@@ -28,6 +28,7 @@ LAYERS = {
     "plotting_ppc": 4,
     "plotting_effects": 4,
     "model": 5,
+    "model_overview": 5,
     "nonlinear_model": 5,
     "nls_model": 5,
     "glmm_model": 5,

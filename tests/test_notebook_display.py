@@ -16,17 +16,20 @@ from bayesmix.bayes.sampler_defaults import (
 
 
 def test_progress_is_off_in_tests_and_on_at_the_prompt(monkeypatch):
+    monkeypatch.delenv("BAYESMIX_PROGRESS", raising=False)
     assert not interactive_session()
     assert resolve_progress(None) is False
     assert resolve_progress(True) is True and resolve_progress(False) is False
     monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
     assert interactive_session() and resolve_progress(None) is True
+    monkeypatch.setenv("BAYESMIX_PROGRESS", "0")  # e.g. notebooks built for the docs
+    assert resolve_progress(None) is False and resolve_progress(True) is True
 
 
 def test_compile_line_goes_to_stderr(capsys):
     announce_compile()
     captured = capsys.readouterr()
-    assert captured.out == "" and "compiling the model" in captured.err
+    assert captured.out == "" and "preparing the model" in captured.err
 
 
 def test_sampling_with_progress_announces_the_compile(capfd):
@@ -34,11 +37,11 @@ def test_sampling_with_progress_announces_the_compile(capfd):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.sample(draws=50, tune=50, chains=1, random_seed=1, progressbar=True)
-    assert "bayesmix: compiling the model" in capfd.readouterr().err
+    assert "bayesmix: preparing the model" in capfd.readouterr().err
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.sample(draws=50, tune=50, chains=1, random_seed=1)
-    assert "compiling" not in capfd.readouterr().err
+    assert "preparing" not in capfd.readouterr().err
 
 
 def test_model_html_lists_the_models_parts():

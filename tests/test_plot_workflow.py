@@ -161,3 +161,30 @@ def test_plot_individuals(post, fit):
     shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
     assert len(shown) == 16 and "16 of 18" in fig.get_suptitle()
     assert len(_bands(shown[0])) == 1
+
+
+def test_effects_and_individuals_of_a_bayesian_glmm_and_a_nonlinear_fit():
+    data = bmx.load_dataset("cbpp")
+    model = bmx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", data, "binomial")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = model.sample(draws=100, tune=200, chains=2, random_seed=5)
+    ax = bmx.plot_effects(post, "period", points=False).axes[0]
+    means = ax.lines[0].get_ydata()
+    table = post.predict(
+        bmx.plotting_effects.reference_grid(post.design.data, "period", ["1", "2", "3", "4"]),
+        include_random=False,
+    )
+    np.testing.assert_allclose(means, table["mean"].to_numpy())
+    theoph = bmx.load_dataset("Theoph")
+    fit = bmx.nlmm(
+        "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)",
+        theoph,
+        {"lKe": "1", "lKa": "1 + (1 | Subject)", "lCl": "1 + (1 | Subject)"},
+        cov="diagonal",
+    ).fit(method="ML")
+    fig = bmx.plot_individuals(fit, "Time", levels=["1", "2"])
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert len(shown) == 2 and len(shown[0].lines) == 2
+    x, y = shown[0].lines[0].get_data()
+    assert y.max() > 5 and y[0] == pytest.approx(0.0, abs=1e-9)  # concentration starts at 0

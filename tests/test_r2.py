@@ -13,7 +13,6 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 from rfidelity import read_with_levels
 
@@ -113,10 +112,3 @@ def test_r2_refuses_what_it_does_not_define():
     ).fit()
     with pytest.raises(ArgumentError, match="correlation"):
         structured.r2()
-
-
-def test_r2_of_a_fit_without_random_variance_is_the_fixed_share():
-    fit = _fit("sleep_int")
-    v = fit.r2().attrs["variances"]
-    total = v["fixed"] + v["random"] + v["residual"]
-    assert np.isclose(fit.r2().loc["marginal", "R2"], v["fixed"] / total)

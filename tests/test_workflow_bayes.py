@@ -104,6 +104,37 @@ def test_forward_lkj_draws_have_lkj_marginals(sleep):
         assert stats.kstest((cor + 1) / 2, stats.beta(eta, eta).cdf).pvalue > 1e-3
 
 
+def test_forward_lkj_draws_of_a_3x3_block(sleep):
+    """k = 3: each correlation is Beta(eta + 1/2, eta + 1/2) on (-1, 1); the partial
+    correlations of the later column have another Beta than the first's."""
+    data = sleep.assign(D2=sleep["Days"] ** 2 / 10)
+    model = bmx.lmm("Reaction ~ Days + D2 + (Days + D2 | Subject)", data)
+    eta = 1.5
+    tree = model.sample_prior_predictive(3000, priors={"cor(Subject)": bmx.LKJ(eta)}, random_seed=8)
+    cor = tree["prior"]["cor_Subject"].values.reshape(3000, 3, 3)
+    shape = eta - 1 + 3 / 2
+    for i, j in [(1, 0), (2, 0), (2, 1)]:
+        u = (cor[:, i, j] + 1) / 2
+        assert stats.kstest(u, stats.beta(shape, shape).cdf).pvalue > 1e-3
+
+
+def test_prior_predictive_of_residual_structures():
+    orth = bmx.load_dataset("Orthodont")
+    model = bmx.lmm(
+        "distance ~ age + (1 | Subject)", orth, correlation=bmx.corSymm(group="Subject")
+    )
+    tree = model.sample_prior_predictive(200, random_seed=9)
+    y = tree["prior_predictive"]["y"].values
+    assert y.shape == (1, 200, 108) and np.all(np.isfinite(y))
+    ovary = bmx.load_dataset("Ovary")
+    model = bmx.lmm(
+        "follicles ~ sin(2*pi*Time) + (1 | Mare)", ovary, correlation=bmx.corAR1(group="Mare")
+    )
+    phi = model.sample_prior_predictive(2000, random_seed=10)["prior"]["Phi"].values.ravel()
+    # Phi's default prior is Uniform(-1, 1)
+    assert stats.kstest(phi, stats.uniform(-1, 2).cdf).pvalue > 1e-3
+
+
 def test_prior_predictive_refuses_bad_arguments(sleep):
     model = bmx.lmm("Reaction ~ Days + (1 | Subject)", sleep)
     with pytest.raises(ArgumentError, match="draws"):
@@ -190,6 +221,7 @@ def test_hypothesis_probabilities(post):
         ("__import__('os').system('true') > 0", "not a parameter name"),
         ("5 > 3", "names no parameter"),
         ("(Days > 5", "not closed"),
+        ("Days > 1e999", "not a finite number"),
         ("", "non-empty"),
     ],
 )

@@ -17,7 +17,8 @@ For ``d = lhs - rhs`` the table gives its posterior mean, SD and equal-tailed
 interval; a directed statement (``<``, ``>``) its posterior probability and the
 evidence ratio ``p / (1 - p)``; a point statement (``=``) only the interval (a
 Bayes factor needs the prior's density at the point). ``star`` marks an
-interval that excludes 0.
+interval that excludes 0. Unlike brms, which gives a directed statement a one-sided
+interval, every interval here is the equal-tailed one of ``ci_prob``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,12 @@ def _tokens(text: str, names: Sequence[str]) -> list[tuple[str, object]]:
             continue
         number = _NUMBER.match(text, i)
         if number:
-            out.append(("number", float(number.group())))
+            value = float(number.group())
+            if not np.isfinite(value):
+                raise ArgumentError(
+                    f"hypothesis {text!r}: {number.group()} is not a finite number."
+                )
+            out.append(("number", value))
             i = number.end()
             continue
         op = next((c for c in _COMPARISONS if text.startswith(c, i)), None)

@@ -62,6 +62,8 @@ def _forward_entries(name: str, k: int, eta: pt.TensorVariable) -> list[list[pt.
     columns = np.array([j for i in range(k) for j in range(i)], dtype=float)
     half = pm.Beta(f"{name}_cpc", eta + 0.5 * (k - 2 - columns), eta + 0.5 * (k - 2 - columns))
     w = 2.0 * half - 1.0
+    # the unconstrained values NUTS samples, w = tanh(raw): results read them by this name
+    pm.Deterministic(f"{name}_raw", pt.arctanh(w))
     rows, position = [], 0
     for i in range(k):
         row, remaining = [], pt.ones(())

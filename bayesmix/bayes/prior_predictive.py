@@ -97,16 +97,20 @@ def prior_result(model: Any, draws: int, priors: dict | None, random_seed: int |
     logger = logging.getLogger("pymc.sampling.forward")  # its "Sampling: [...]" line
     level = logger.level
     logger.setLevel(logging.WARNING)
-    with pymc_model, warnings.catch_warnings():
-        # the likelihood's potential is the only one left, and forward draws skip it on purpose
-        warnings.filterwarnings("ignore", message="The effect of Potentials", category=UserWarning)
-        tree = pm.sample_prior_predictive(
-            draws,
-            var_names=names,
-            random_seed=random_seed,
-            compile_kwargs={"mode": "FAST_COMPILE"},
-        )
-    logger.setLevel(level)
+    try:
+        with pymc_model, warnings.catch_warnings():
+            # the likelihood's potential is the only one left; forward draws skip it on purpose
+            warnings.filterwarnings(
+                "ignore", message="The effect of Potentials", category=UserWarning
+            )
+            tree = pm.sample_prior_predictive(
+                draws,
+                var_names=names,
+                random_seed=random_seed,
+                compile_kwargs={"mode": "FAST_COMPILE"},
+            )
+    finally:
+        logger.setLevel(level)
     return wrap(xr.DataTree.from_dict({"posterior": tree["prior"].to_dataset()}))
 
 

@@ -7,6 +7,7 @@ n_dim : the number of unconstrained values NUTS samples.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -69,14 +70,26 @@ def interactive_session() -> bool:
     return get_ipython is not None and get_ipython() is not None
 
 
+#: Environment variable that sets the default progress ("0" off, "1" on), e.g. for
+#: notebooks executed to build documentation
+PROGRESS_ENV = "BAYESMIX_PROGRESS"
+
+
 def resolve_progress(progressbar: bool | None) -> bool:
-    """``progressbar`` as given, or ``None``: on in an interactive session only."""
-    return interactive_session() if progressbar is None else bool(progressbar)
+    """``progressbar`` as given; ``None``: ``BAYESMIX_PROGRESS`` if set, else on in an
+    interactive session only."""
+    if progressbar is not None:
+        return bool(progressbar)
+    setting = os.environ.get(PROGRESS_ENV, "").strip()
+    if setting in ("0", "1"):
+        return setting == "1"
+    return interactive_session()
 
 
 def announce_compile() -> None:
     """The line a user sees before the model compiles (progress on)."""
     sys.stderr.write(
-        "bayesmix: compiling the model (the first fit on a machine: ~10 s; later ones load it)...\n"
+        "bayesmix: preparing the model (compiled on a machine's first fit, ~10 s; "
+        "loaded from the cache after that)...\n"
     )
     sys.stderr.flush()

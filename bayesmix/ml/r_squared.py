@@ -22,8 +22,12 @@ with
 These are the conventions of R's ``performance::r2_nakagawa`` (0.10), against
 which ``tests/test_r2.py`` checks them (``tests/refs/r2/``); MuMIn's
 ``r.squaredGLMM`` divides the binomial's variance by the mean trials and adds
-half the random variance to the log of ``lambda``. Unlike performance, a
-singular fit still gets its conditional R².
+half the random variance to the log of ``lambda``. Three details differ from
+performance, and agree with Johnson's and MuMIn's definitions: ``z_i`` are the
+block's own columns (insight takes the fixed-effect columns of the same names,
+dropping a random slope without a fixed counterpart); an observation-level term
+is a one-term block with a level per row; and a singular fit still gets its
+conditional R² (performance returns NA).
 
 Notation
 --------
