@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from bayesmix.model_overview import ModelWorkflow
 from bayesmix.nonlinear.build import NonlinearDesign, build_nonlinear_design
 from bayesmix.spec.correlation_structures import CorrelationStructure
 from bayesmix.spec.residual_structure import (
@@ -40,7 +41,7 @@ Sampler = Literal["nutpie", "pymc", "numpyro", "blackjax"]
 __all__ = ["NonlinearMixedModel", "nlmm"]
 
 
-class NonlinearMixedModel:
+class NonlinearMixedModel(ModelWorkflow):
     """A nonlinear mixed model: a mean function plus one linear formula per parameter.
 
     Build it with :func:`nlmm`. Fitting never changes the model; :meth:`update`
@@ -67,6 +68,14 @@ class NonlinearMixedModel:
         The variance function and correlation structure bound to the design's
         rows (``None`` for independent errors of equal variance).
     """
+
+    overview_title = "Nonlinear mixed model"
+
+    def overview_rows(self) -> list[tuple[str, str]]:
+        rows = super().overview_rows()
+        for name, formula in (self.params or {}).items():
+            rows.insert(-len(self.design.blocks) or len(rows), (f"Parameter {name}", formula))
+        return rows
 
     def __init__(
         self,

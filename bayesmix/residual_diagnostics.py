@@ -51,12 +51,16 @@ _ROBUST = (0.457, 0.494)
 
 
 def _check_fit(fit: Any, function: str) -> MLResult:
-    if not isinstance(fit, MLResult):
-        raise ArgumentError(
-            f"{function}() takes an ML or REML fit (bmx.lmm(...).fit(), bmx.gls(...).fit()), got "
-            f"{type(fit).__name__}; posterior draws have no single residual vector: use .fit()."
-        )
-    return fit
+    if isinstance(fit, MLResult):
+        return fit
+    if hasattr(fit, "idata") and hasattr(fit, "design"):  # a posterior: at its mean
+        from bayesmix.posterior_residuals import PosteriorResiduals
+
+        return PosteriorResiduals(fit, function)
+    raise ArgumentError(
+        f"{function}() takes a fit (bmx.lmm(...).fit() or .sample(), bmx.gls(...).fit()), "
+        f"got {type(fit).__name__}."
+    )
 
 
 def _check_choice(value: object, allowed: tuple[str, ...], argument: str) -> None:
@@ -126,8 +130,9 @@ def acf(
 
     Parameters
     ----------
-    fit : MLResult
-        An ML or REML fit.
+    fit : MLResult or BayesResult
+        An ML or REML fit, or a posterior (its residuals at the posterior mean;
+        see :mod:`bayesmix.posterior_residuals`).
     max_lag : int, optional
         Largest lag. Default (nlme's): ``min(m, floor(10 log10(m + 1)))`` with
         ``m`` the largest group size minus one.
@@ -151,7 +156,8 @@ def acf(
     Raises
     ------
     ArgumentError
-        For a Bayesian result, a bad ``resid_type`` or ``max_lag``.
+        For a Bayesian result with a correlation structure, a bad ``resid_type``
+        or ``max_lag``.
     DataError
         For an unknown column, or when no group has two rows.
     """
@@ -312,8 +318,9 @@ def variogram(
 
     Parameters
     ----------
-    fit : MLResult
-        An ML or REML fit.
+    fit : MLResult or BayesResult
+        An ML or REML fit, or a posterior (its residuals at the posterior mean;
+        see :mod:`bayesmix.posterior_residuals`).
     time, coords : str or sequence of str, optional
         The distance between two rows: ``|time_i - time_j|``, or the ``metric``
         distance between their ``coords``. Default: a spatial structure's own

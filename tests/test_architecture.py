@@ -27,6 +27,7 @@ LAYERS = {
     "plotting_residuals": 4,
     "plotting_ppc": 4,
     "plotting_effects": 4,
+    "posterior_residuals": 4,
     "model": 5,
     "model_overview": 5,
     "nonlinear_model": 5,

@@ -29,6 +29,7 @@ from types import SimpleNamespace
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.optimize import least_squares
 
@@ -281,9 +282,9 @@ def test_acf_follows_time_order_within_groups():
 def test_bad_input_raises_bayesmix_errors_that_name_the_problem():
     fit = own_fit("V05_bodyweight_lme_car1", "ML")
     stand_in = SimpleNamespace(residuals=lambda kind: np.zeros(3))
-    with pytest.raises(ArgumentError, match=r"ML or REML fit .*SimpleNamespace"):
+    with pytest.raises(ArgumentError, match=r"takes a fit .*SimpleNamespace"):
         acf(stand_in)
-    with pytest.raises(ArgumentError, match="ML or REML fit"):
+    with pytest.raises(ArgumentError, match="takes a fit"):
         bmx.plot_variogram(stand_in)
     with pytest.raises(DataError, match="'Tme'.*Did you mean 'Time'"):
         variogram(fit, time="Tme")
@@ -350,3 +351,30 @@ def test_registered_lazily_without_matplotlib():
         "assert {'acf', 'variogram', 'plot_acf', 'plot_variogram'} <= set(bmx.__all__)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_acf_of_a_posterior_uses_its_residuals_at_the_posterior_mean():
+    """nlme's ACF of the Pearson residuals at the posterior mean: lag 1 by hand."""
+    ovary = bmx.load_dataset("Ovary")
+    model = bmx.lmm("follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (1 | Mare)", ovary)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = model.sample(draws=100, tune=200, chains=2, random_seed=3)
+    table = acf(post)
+    r = post.residuals("pearson")
+    codes = pd.factorize(ovary["Mare"], sort=True)[0]
+    pairs = [
+        (r[i], r[i + 1]) for i in range(len(r) - 1) if codes[i] == codes[i + 1]
+    ]  # the data are sorted by Mare and Time
+    lag1 = np.mean([a * b for a, b in pairs]) / np.mean(r**2)
+    assert table.loc[table["lag"] == 1, "acf"].item() == pytest.approx(lag1, rel=1e-10)
+    assert table.equals(acf(post, resid_type="pearson"))
+    assert isinstance(variogram(post, time="Time"), pd.DataFrame)
+    structured = bmx.lmm(
+        "follicles ~ sin(2*pi*Time) + (1 | Mare)", ovary, correlation=bmx.corAR1(group="Mare")
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post_ar1 = structured.sample(draws=50, tune=100, chains=2, random_seed=3)
+    with pytest.raises(ArgumentError, match="correlation structure"):
+        acf(post_ar1)

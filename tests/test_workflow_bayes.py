@@ -135,6 +135,20 @@ def test_prior_predictive_of_residual_structures():
     assert stats.kstest(phi, stats.uniform(-1, 2).cdf).pvalue > 1e-3
 
 
+def test_prior_predictive_of_a_nonlinear_model(theoph):
+    model = bmx.nlmm(
+        "conc ~ SSfol(Dose, Time, lKe, lKa, lCl)",
+        theoph,
+        {"lKe": "1", "lKa": "1 + (1 | Subject)", "lCl": "1 + (1 | Subject)"},
+    )
+    prior = model.default_priors()["lKa"]
+    tree = model.sample_prior_predictive(2000, random_seed=11)
+    assert tree["prior_predictive"]["y"].shape == (1, 2000, 132)
+    beta = tree["prior"]["beta"].sel(fixed="lKa").values.ravel()
+    law = stats.norm(prior.mu, prior.sigma)
+    assert stats.kstest(beta, law.cdf).pvalue > 1e-3
+
+
 def test_prior_predictive_refuses_bad_arguments(sleep):
     model = bmx.lmm("Reaction ~ Days + (1 | Subject)", sleep)
     with pytest.raises(ArgumentError, match="draws"):

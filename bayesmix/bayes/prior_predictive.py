@@ -134,9 +134,28 @@ def _forward_model(model: Any, priors: dict | None) -> tuple[Any, Callable[[Any]
             "zi_formula": model.ziformula,
         }
         return pymc_model, _wrapper(GLMMBayesResult, design, table, model, extra)
+    if kind == "NonlinearMixedModel":
+        from bayesmix.nonlinear.bayes_model import (
+            build_nonlinear_pymc_model,
+            resolve_nonlinear_priors,
+        )
+        from bayesmix.nonlinear.residual_bayes import nonlinear_result
+
+        table, params = resolve_nonlinear_priors(design, model.residual, priors, model.start)
+        pymc_model = build_nonlinear_pymc_model(design, table, model.residual, params)
+
+        def wrap(idata: Any) -> Any:
+            result = nonlinear_result(
+                design, idata, table, PRIOR_SAMPLER, {}, model.residual, params
+            )
+            object.__setattr__(result, "model", model)
+            return result
+
+        return pymc_model, wrap
     if kind != "LinearMixedModel":
         raise ArgumentError(
-            f"sample_prior_predictive is available for bmx.lmm, bmx.gls and bmx.glmm models, "
+            f"sample_prior_predictive is available for bmx.lmm, bmx.gls, bmx.glmm and bmx.nlmm "
+            "models, "
             f"not yet for {kind}; sample the model with priors only by hand with "
             "model.pymc_model() and pymc."
         )
