@@ -211,6 +211,13 @@ class NonlinearMixedModel(ModelWorkflow):
 
         return resolve_nonlinear_priors(self.design, self.residual, None, self.start)[0]
 
+    def forward_model(self, priors: dict | None = None) -> tuple[Any, Any]:
+        """The PyMC model built for drawing from the priors and how to wrap its draws
+        (for :meth:`sample_prior_predictive`; see ``nonlinear.prior_forward``)."""
+        from bayesmix.nonlinear.prior_forward import forward_model
+
+        return forward_model(self, priors)
+
     def pymc_model(self, priors: dict[str, Prior] | None = None) -> Any:
         """The PyMC model that :meth:`sample` draws from, for inspection or extension."""
         from bayesmix.bayes.compile.cache import configure_pytensor

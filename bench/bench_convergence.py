@@ -13,14 +13,13 @@ The table gives per model the worst of each over the seeds, how many seeds
 meet all three criteria (R-hat <= 1.01, bulk ESS >= 400, no divergence: issue
 17's) and the median wall time of a fit in a warm process.
 
-``--collapsed`` measures the alternative the issue names: the collapsed
-likelihood (fixed effects and small blocks integrated out,
-:mod:`bayesmix.bayes.likelihoods.collapsed`), which ``sample()`` uses from
-``FUSED_MIN_OBS`` rows on, at every size (the threshold is lowered to 0 in
-this process; those models then compile a log density of their own instead of
-using the generic kernel)::
+Below 10,000 rows ``sample()`` integrates the fixed effects and the small
+blocks out of the likelihood (the collapsed form, in the generic kernel:
+:mod:`bayesmix.bayes.generic.collapsed_kernel`). ``--graph`` measures the
+graph form it replaced (``bayesmix.bayes.fit.COLLAPSE_SMALL = False`` in this
+process)::
 
-    .venv/bin/python bench/bench_convergence.py --collapsed
+    .venv/bin/python bench/bench_convergence.py --graph
 """
 
 from __future__ import annotations
@@ -86,17 +85,17 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--per-seed", action="store_true", help="also print every seed's row")
     parser.add_argument(
-        "--collapsed", action="store_true", help="the collapsed likelihood at every size"
+        "--graph", action="store_true", help="the graph likelihood below 10,000 rows"
     )
     args = parser.parse_args()
-    if args.collapsed:
+    if args.graph:
         from bayesmix.bayes import fit
 
-        fit.FUSED_MIN_OBS = 0
+        fit.COLLAPSE_SMALL = False
     seeds = [int(s) for s in args.seeds.split(",")]
     print(machine_line())
     print(package_versions(("bayesmix", "pymc", "nutpie", "numba", "arviz")))
-    form = "; the collapsed likelihood at every size" if args.collapsed else ""
+    form = "; the graph likelihood (COLLAPSE_SMALL off)" if args.graph else ""
     print(f"model.sample(random_seed=s) at its defaults, seeds {args.seeds}{form}")
     header = (
         f"{'model':<18}{'max R-hat':>10}{'min ESS':>9}{'div':>5}{'seeds ok':>10}"

@@ -128,7 +128,7 @@ def _assert_matches(model, program, scale: float = 1.0, seed: int = 0) -> None:
     np.testing.assert_allclose(program.support, flat_start, rtol=1e-14, atol=1e-14)
     rng = np.random.default_rng(seed)
     values, expected = [], []
-    logp_grad = kernel.logp_grad_structured if program.ints[7].size else kernel.logp_grad
+    logp_grad = kernel.logp_grad_structured if program.structured else kernel.logp_grad
     for _ in range(3):
         x = program.support + scale * rng.uniform(-1, 1, program.n_dim)
         grad = np.empty(program.n_dim)
@@ -169,6 +169,48 @@ def test_lmm_density_and_gradient_equal_pymc(case):
     data = _simulated() if data_name == "sim" else bmx.load_dataset(data_name)
     model, program = _lmm_case(formula, data, **kwargs)
     _assert_matches(model, program)
+
+
+COLLAPSED_CASES = {
+    "random intercept": ("Reaction ~ Days + (1 | Subject)", "sleepstudy"),
+    "correlated slopes sampled": (SLEEP, "sleepstudy"),
+    "crossed, both collapsed": ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),
+    "nested, both collapsed": ("strength ~ 1 + (1 | batch) + (1 | batch:cask)", "Pastes"),
+    "centred slopes sampled": ("distance ~ age * Sex + (age | Subject)", "Orthodont"),
+    "three-term block sampled, one collapsed": ("y ~ x1 + x2 + (x1 + x2 | g) + (1 | h)", "sim"),
+}
+
+
+@pytest.mark.parametrize("case", list(COLLAPSED_CASES))
+def test_collapsed_density_and_gradient_equal_pymc(case):
+    """The COLLAPSED family against PyMC's collapsed model (its op, closed-form gradient)."""
+    from bayesmix.bayes.generic.collapsed_program import collapsed_program
+    from bayesmix.bayes.model import build_pymc_model
+    from bayesmix.bayes.priors import resolve_priors
+
+    formula, data_name = COLLAPSED_CASES[case]
+    data = _simulated() if data_name == "sim" else bmx.load_dataset(data_name)
+    design = bmx.lmm(formula, data).design.offset_absorbed()
+    priors = resolve_priors(design, None)
+    model = build_pymc_model(design, priors, likelihood="collapsed")
+    program = collapsed_program(model, design, priors)
+    assert not program.structured
+    _assert_matches(model, program)
+
+
+def test_collapsed_program_leaves_what_it_cannot_run_to_the_graph_form():
+    from bayesmix.bayes.generic.collapsed_program import collapsed_program
+    from bayesmix.bayes.model import build_pymc_model
+    from bayesmix.bayes.priors import StudentT, resolve_priors
+
+    sim = _simulated()
+    # weights: only the graph form has per-row residual SDs; a Student-t fixed effect
+    # cannot be integrated out
+    for kwargs, priors in (({"weights": "w"}, None), ({}, {"x1": StudentT(3, 0, 1)})):
+        design = bmx.lmm("y ~ x1 + (1 | g)", sim, **kwargs).design.offset_absorbed()
+        table = resolve_priors(design, priors)
+        model = build_pymc_model(design, table)
+        assert collapsed_program(model, design, table) is None
 
 
 def test_nested_blocks_and_mixed_prior_families():
@@ -279,9 +321,15 @@ def _quiet(model, **kwargs):
         return model.sample(draws=300, tune=300, chains=2, **kwargs)
 
 
-def test_auto_samples_with_the_generic_kernel_reproducibly():
+@pytest.mark.parametrize("collapsed", [True, False])
+def test_auto_samples_with_the_generic_kernel_reproducibly(collapsed, monkeypatch):
+    """Below 10,000 rows ``auto`` samples the collapsed likelihood with the generic kernel
+    (``COLLAPSE_SMALL``; else the graph form); either way as the per-model route would."""
+    from bayesmix.bayes import fit as bayes_fit
     from bayesmix.bayes.compile.nutpie import compile_nutpie
     from bayesmix.bayes.generic.nutpie_model import callbacks
+
+    monkeypatch.setattr(bayes_fit, "COLLAPSE_SMALL", collapsed)
 
     model, program = _lmm_case(SLEEP, bmx.load_dataset("sleepstudy"))
     compiled = compile_nutpie(model, None, "auto", program=program)
@@ -295,9 +343,12 @@ def test_auto_samples_with_the_generic_kernel_reproducibly():
     # the same variables, dimensions and coordinates as a model's own compiled density gives
     from bayesmix.bayes.fit import sample_model
 
+    if collapsed:  # the per-model route writes the collapsed form from FUSED_MIN_OBS rows
+        monkeypatch.setattr(bayes_fit, "FUSED_MIN_OBS", 0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
         own = sample_model(m.design, draws=20, tune=20, chains=1, compile="cfunc", random_seed=1)
+    assert first.timing["compile_s"] < 1.0  # the kernel was compiled by the lines above
     ours, theirs = first.idata["posterior"], own.idata["posterior"]
     assert set(ours.data_vars) == set(theirs.data_vars)
     for name in ours.data_vars:

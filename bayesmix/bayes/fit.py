@@ -43,6 +43,9 @@ LOGLIK_MAX_SIZE = 25_000_000
 #: than the generic one (3.0 vs 6.7 s for 4 x 1,000 iterations), but its first compile
 #: costs 7.5 s: from here on its speed pays for the compile within a rerun or two.
 FUSED_MIN_OBS = 10_000
+#: Below ``FUSED_MIN_OBS``, sample the collapsed likelihood with the generic kernel
+#: where it applies (False: the graph form, for comparison)
+COLLAPSE_SMALL = True
 
 
 def _add_deterministics(idata, model):
@@ -250,14 +253,26 @@ def sample_model(
     model_design = design.offset_absorbed()
     all_priors = resolve_priors(model_design, priors)
     form = likelihood_form(model_design, sampler, all_priors)
-    if options["compile"] == "generic":
-        form = "graph"  # the generic kernel computes the graph form's density
-    model = build_pymc_model(model_design, all_priors, likelihood=form)
-    program = None
-    if form == "graph" and options["sampler"] == "nutpie":
-        from bayesmix.bayes.generic.program import lmm_program
+    model, program = None, None
+    if form == "graph" and _collapses_small(model_design, all_priors, options):
+        # below FUSED_MIN_OBS the generic kernel integrates the fixed effects and small
+        # blocks out too: at the defaults, seeds 1-10 converge on Penicillin (min bulk
+        # ESS 109 -> 3,031), Pastes, Dyestuff and sleepstudy's random intercept
+        # (bench/bench_convergence.py); with no compile of its own
+        from bayesmix.bayes.generic.collapsed_program import collapsed_program
 
-        program = lmm_program(model, model_design, all_priors)
+        candidate = build_pymc_model(model_design, all_priors, likelihood="collapsed")
+        program = collapsed_program(candidate, model_design, all_priors)
+        if program is not None:
+            model, form = candidate, "collapsed"
+    if model is None:
+        if options["compile"] == "generic":
+            form = "graph"  # the generic kernel computes the graph form's density
+        model = build_pymc_model(model_design, all_priors, likelihood=form)
+        if form == "graph" and options["sampler"] == "nutpie":
+            from bayesmix.bayes.generic.program import lmm_program
+
+            program = lmm_program(model, model_design, all_priors)
     complete = None
     if form == "collapsed":  # draw what the likelihood integrated out
         from bayesmix.bayes.likelihoods.collapsed_draws import add_collapsed_draws
@@ -281,6 +296,18 @@ def sample_model(
         complete=complete,
         program=program,
         **options,
+    )
+
+
+def _collapses_small(design: Design, priors, options: Mapping[str, Any]) -> bool:
+    """Whether a model below ``FUSED_MIN_OBS`` rows is sampled collapsed by the generic kernel."""
+    return (
+        COLLAPSE_SMALL
+        and options["sampler"] == "nutpie"
+        and options["compile"] in ("auto", "generic")
+        and design.weights is None
+        and bool(design.blocks)
+        and collapse_plan(design, priors) is not None
     )
 
 

@@ -115,7 +115,13 @@ def prior_result(model: Any, draws: int, priors: dict | None, random_seed: int |
 
 
 def _forward_model(model: Any, priors: dict | None) -> tuple[Any, Callable[[Any], Any]]:
-    """The PyMC model of ``model`` (built for drawing) and how to wrap its draws."""
+    """The PyMC model of ``model`` (built for drawing) and how to wrap its draws.
+
+    A model class from a layer above this one (``bmx.nlmm``) supplies both itself,
+    through its ``forward_model(priors)`` method.
+    """
+    if hasattr(model, "forward_model"):  # a model that builds its own (nlmm)
+        return model.forward_model(priors)
     kind = type(model).__name__
     design = model.design
     if kind == "GeneralizedLinearMixedModel":
@@ -134,24 +140,6 @@ def _forward_model(model: Any, priors: dict | None) -> tuple[Any, Callable[[Any]
             "zi_formula": model.ziformula,
         }
         return pymc_model, _wrapper(GLMMBayesResult, design, table, model, extra)
-    if kind == "NonlinearMixedModel":
-        from bayesmix.nonlinear.bayes_model import (
-            build_nonlinear_pymc_model,
-            resolve_nonlinear_priors,
-        )
-        from bayesmix.nonlinear.residual_bayes import nonlinear_result
-
-        table, params = resolve_nonlinear_priors(design, model.residual, priors, model.start)
-        pymc_model = build_nonlinear_pymc_model(design, table, model.residual, params)
-
-        def wrap(idata: Any) -> Any:
-            result = nonlinear_result(
-                design, idata, table, PRIOR_SAMPLER, {}, model.residual, params
-            )
-            object.__setattr__(result, "model", model)
-            return result
-
-        return pymc_model, wrap
     if kind != "LinearMixedModel":
         raise ArgumentError(
             f"sample_prior_predictive is available for bmx.lmm, bmx.gls, bmx.glmm and bmx.nlmm "

@@ -29,6 +29,7 @@ import math
 import numpy as np
 from numba import njit
 
+from bayesmix.bayes.generic.collapsed_kernel import COLLAPSED, collapsed_gaussian
 from bayesmix.bayes.generic.families import GAUSSIAN, counts, gaussian, zero_inflate
 from bayesmix.bayes.generic.lkj_kernel import lkj_backward, lkj_forward
 from bayesmix.bayes.generic.residual import structured_gaussian
@@ -257,7 +258,7 @@ def _kernel(structured: bool):
         # one allocation for every work array (chains call this concurrently); only the
         # accumulated ones are zeroed. Row arrays: eta, d (all), rows, d_disp (GLMMs),
         # eta_zi, d_zi (zero inflation).
-        n_row_arrays = 2 if family == GAUSSIAN else (4 if q == 0 else 6)
+        n_row_arrays = 2 if family == GAUSSIAN or family == COLLAPSED else (4 if q == 0 else 6)
         size = 2 * n_effects + 2 * n_chol + n_blocks + 2 * p + 2 * q + n_row_arrays * n
         work = np.empty(size)
         accumulated = 2 * n_effects + 2 * n_chol + n_blocks
@@ -308,6 +309,8 @@ def _kernel(structured: bool):
                 eta[i] -= level
         if structured:  # a residual variance function or correlation structure
             logp += structured_gaussian(x, grad, y, eta, d, res_i, res_f)
+        elif family == COLLAPSED:  # fixed effects and small blocks integrated out
+            logp += collapsed_gaussian(x, grad, y, eta, d, layout[SIGMA_POS], res_i, res_f)
         elif family == GAUSSIAN:
             sigma_pos = layout[SIGMA_POS]
             value, d_log_sigma = gaussian(y, row_w, row_const, eta, d, math.exp(x[sigma_pos]))

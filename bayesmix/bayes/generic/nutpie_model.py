@@ -33,6 +33,7 @@ from numba.extending import intrinsic
 
 from bayesmix.bayes.generic import (
     arma,
+    collapsed_kernel,
     dense_correlation,
     families,
     kernel,
@@ -42,6 +43,7 @@ from bayesmix.bayes.generic import (
 )
 from bayesmix.bayes.generic.kernel import N_DIM, expand, logp_grad, logp_grad_structured
 from bayesmix.bayes.generic.program import Program
+from bayesmix.bayes.likelihoods import collapsed_marginal
 
 #: Arrays in the record: the program's 8 integer and 10 float arrays, then its
 #: transforms and bounds (for ``expand``).
@@ -165,7 +167,17 @@ _PYTHON_FUNCTIONS = {
 def cache_key() -> str:
     """Disk-cache key of the callbacks: this code's source and numba's version."""
     digest = hashlib.sha256(numba.__version__.encode())
-    modules = (kernel, families, residual, dense_correlation, arma, lkj_kernel, special)
+    modules = (
+        kernel,
+        families,
+        residual,
+        dense_correlation,
+        arma,
+        lkj_kernel,
+        special,
+        collapsed_kernel,
+        collapsed_marginal,
+    )
     for path in (*[m.__file__ for m in modules], __file__):
         digest.update(Path(path).read_bytes())
     return digest.hexdigest()
@@ -244,7 +256,7 @@ def compiled_model(model, program: Program):
     """nutpie's ``CompiledPyMCModel`` of the PyMC ``model`` that ``program`` describes."""
     from nutpie.compile_pymc import CompiledPyMCModel, _prepare_dims_and_coords
 
-    logp_callback, expand_callback = callbacks(structured=program.ints[7].size > 0)
+    logp_callback, expand_callback = callbacks(structured=program.structured)
     words, arrays = record(program)
     shapes = [tuple(int(d) for d in shape) for shape in program.shapes]
     slices, position = [], 0

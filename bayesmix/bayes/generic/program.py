@@ -71,6 +71,12 @@ class Program:
         return int(self.transforms.size)
 
     @property
+    def structured(self) -> bool:
+        """Whether the residual arrays hold a residual structure (the kernel with them);
+        the collapsed likelihood keeps its constants there too."""
+        return bool(self.ints[7].size) and int(self.ints[0][K.FAMILY]) != K.COLLAPSED
+
+    @property
     def n_expanded(self) -> int:
         return int(self.transforms.size + np.count_nonzero(self.transforms))
 

@@ -111,7 +111,9 @@ def add_collapsed_draws(
         new[info.r_name] = r
     dataset = {}
     for name, values in new.items():
-        values = values.reshape(n_chain, n_draw, *values.shape[1:])
+        # C order, as a saved and reloaded (or pickled) posterior has: summaries sum the
+        # draws in memory order, and must not change in the last bit on a round trip
+        values = np.ascontiguousarray(values.reshape(n_chain, n_draw, *values.shape[1:]))
         if name == "beta":
             dims = ("chain", "draw", "fixed")
             coords = {"fixed": list(design.fixed_terms)}

@@ -29,6 +29,7 @@ import inspect
 
 import numpy as np
 import pytensor.tensor as pt
+from numba import njit
 from pytensor.gradient import DisconnectedType, grad_undefined
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
@@ -56,16 +57,48 @@ def collapsed_marginal(
 ):
     """Marginal log-likelihood and its gradients (module docstring); numba-compilable.
 
+    The op's form of :func:`marginal`: scalars as 0-d arrays, results as arrays.
     Returns ``(loglik, dl/dQ, dl/dt, dl/dsigma, dl/dterm_sd, dl/ddiag_sd)``.
     """
-    s = sigma[()]
-    n = n_obs[()]
+    loglik, g_q, g_t, g_sigma, g_term, g_diag = marginal(
+        q[()],
+        t,
+        sigma[()],
+        term_sd,
+        diag_sd[()],
+        fixed_mu,
+        fixed_sd,
+        n_obs[()],
+        sd_term,
+        G,
+        dzz,
+        b_indptr,
+        b_cols,
+        b_vals,
+    )
+    return (
+        np.asarray(loglik),
+        np.asarray(g_q),
+        g_t,
+        np.asarray(g_sigma),
+        g_term,
+        np.asarray(g_diag),
+    )
+
+
+@njit(cache=True)
+def marginal(
+    q, t, s, term_sd, tau_f, fixed_mu, fixed_sd, n, sd_term, G, dzz, b_indptr, b_cols, b_vals
+):
+    """:func:`collapsed_marginal` with scalars as floats (also for the generic kernel).
+
+    Returns ``(loglik, dl/dQ, dl/dt, dl/dsigma, dl/dterm_sd, dl/dtau_f)``.
+    """
     s2 = s * s
     p = fixed_mu.shape[0]
     p_c = G.shape[0]
     n_f = dzz.shape[0]
     n_t = p_c + n_f
-    tau_f = diag_sd[()]
     vc = np.empty(p_c)
     m0 = np.zeros(p_c)
     for j in range(p):
@@ -156,7 +189,7 @@ def collapsed_marginal(
     loglik = (
         -n * np.log(s)
         - 0.5 * n * LOG_2PI
-        - 0.5 * q[()] / s2
+        - 0.5 * q / s2
         - 0.5 * np.sum(m0 * m0 / vc)
         - 0.5 * log_v0
         + 0.5 * quad
@@ -179,17 +212,10 @@ def collapsed_marginal(
         g_term[k] = -count[k] / tau + g_term[k] / tau**3
     g_diag = -n_f / tau_f + (trace_f + np.sum(mu[p_c:] ** 2)) / tau_f**3
     mu_v0_mu = np.sum(mu[:p_c] ** 2 / vc) + np.sum(mu[p_c:] ** 2) / (tau_f * tau_f)
-    rss = q[()] - 2.0 * (mu @ t) + s2 * (mu @ h - mu_v0_mu)
+    rss = q - 2.0 * (mu @ t) + s2 * (mu @ h - mu_v0_mu)
     trace = s2 * (n_t - np.sum(a / vc) - trace_f / (tau_f * tau_f))
     g_sigma = -n / s + (rss + trace) / s**3
-    return (
-        np.asarray(loglik),
-        np.asarray(-0.5 / s2),
-        g_t,
-        np.asarray(g_sigma),
-        g_term,
-        np.asarray(g_diag),
-    )
+    return loglik, -0.5 / s2, g_t, g_sigma, g_term, g_diag
 
 
 class CollapsedMarginal(Op):
@@ -239,5 +265,8 @@ def _marginal_jit():
 
 register_kernel(
     CollapsedMarginal,
-    lambda op: (collapsed_marginal, source_salt(inspect.getsource(collapsed_marginal))),
+    lambda op: (
+        collapsed_marginal,
+        source_salt(inspect.getsource(collapsed_marginal), inspect.getsource(marginal.py_func)),
+    ),
 )
