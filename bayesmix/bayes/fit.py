@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from bayesmix.bayes.compile.nutpie import CompileRoute, compile_nutpie
-from bayesmix.bayes.likelihoods.collapsed import collapse_plan
+from bayesmix.bayes.likelihoods.collapsed import collapse_plan, n_coefficients
 from bayesmix.bayes.priors import Prior, resolve_priors
 from bayesmix.bayes.sampler_defaults import (
     announce_compile,
@@ -44,8 +44,15 @@ LOGLIK_MAX_SIZE = 25_000_000
 #: costs 7.5 s: from here on its speed pays for the compile within a rerun or two.
 FUSED_MIN_OBS = 10_000
 #: Below ``FUSED_MIN_OBS``, sample the collapsed likelihood with the generic kernel
-#: where it applies (False: the graph form, for comparison)
+#: where it applies (False: the graph form, for comparison) and pays: when it integrates
+#: every block out, or leaves one block sampled with at most ``COLLAPSE_SMALL_DENSE_MAX``
+#: coefficients solved densely. Measured (bench/bench_convergence.py, seeds 1-10):
+#: Penicillin, Pastes, Dyestuff, sleepstudy's intercept model (everything collapsed) and
+#: Orthodont (one block sampled, 4 dense) converge at every seed, where the graph form
+#: failed at 1-10 of 10; Arabidopsis with its slopes sampled (two blocks, or one block
+#: and 31 dense coefficients) converged no better collapsed and sampled 2-3x slower.
 COLLAPSE_SMALL = True
+COLLAPSE_SMALL_DENSE_MAX = 16
 
 
 def _add_deterministics(idata, model):
@@ -300,15 +307,22 @@ def sample_model(
 
 
 def _collapses_small(design: Design, priors, options: Mapping[str, Any]) -> bool:
-    """Whether a model below ``FUSED_MIN_OBS`` rows is sampled collapsed by the generic kernel."""
-    return (
+    """Whether a model below ``FUSED_MIN_OBS`` rows is sampled collapsed by the generic kernel
+    (see ``COLLAPSE_SMALL``)."""
+    if not (
         COLLAPSE_SMALL
         and options["sampler"] == "nutpie"
         and options["compile"] in ("auto", "generic")
         and design.weights is None
-        and bool(design.blocks)
-        and collapse_plan(design, priors) is not None
-    )
+        and design.blocks
+    ):
+        return False
+    plan = collapse_plan(design, priors)
+    if plan is None:
+        return False
+    sampled = plan.sampled(design)
+    dense = design.n_fixed + sum(n_coefficients(design.blocks[i]) for i in plan.dense)
+    return not sampled or (len(sampled) == 1 and dense <= COLLAPSE_SMALL_DENSE_MAX)
 
 
 def likelihood_form(
