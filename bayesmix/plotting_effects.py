@@ -275,6 +275,7 @@ def plot_individuals(
     import matplotlib.pyplot as plt
 
     from bayesmix.bayes.predictive import grouping_levels
+    from bayesmix.plotting_ppc import chosen_levels
 
     data = _model_data(result)
     if x not in data.columns or not _is_numeric(data[x]):
@@ -286,11 +287,8 @@ def plot_individuals(
     if group not in groupings:
         raise ArgumentError(f"group={group!r} is not one of the grouping factors {groupings}.")
     labels = np.asarray(grouping_levels(result.design)[group].values).astype(str)
-    known = list(dict.fromkeys(labels))
-    chosen = known[:_MAX_PANELS] if levels is None else [str(v) for v in levels]
-    unknown = [v for v in chosen if v not in known]
-    if unknown:
-        raise ArgumentError(f"levels {unknown} are not levels of {group!r}.")
+    known, chosen = chosen_levels(labels, levels, group)
+    chosen = chosen[:_MAX_PANELS] if levels is None else chosen
     nrows = -(-len(chosen) // ncols)
     fig, axes = plt.subplots(
         nrows,

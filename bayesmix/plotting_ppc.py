@@ -26,7 +26,7 @@ from bayesmix.errors import ArgumentError
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.figure import Figure
 
-__all__ = ["plot_ppc", "predictive_tree"]
+__all__ = ["chosen_levels", "plot_ppc", "predictive_tree"]
 
 _KINDS = ("density", "stat", "intervals")
 #: beyond this many levels, group panels become unreadable: pick some with levels=
@@ -67,7 +67,8 @@ def plot_ppc(
         The statistic for ``kind="stat"``: ``"mean"``, ``"median"``, ``"std"``,
         ``"var"``, ``"min"``, ``"max"``, ``"iqr"``, ``"mad"`` or a quantile as a float.
     num_samples : int
-        Replicates drawn for ``kind="density"`` (and simulated for an ML fit).
+        Replicates drawn for ``kind="density"`` (and simulated for an ML fit); the
+        statistic and the intervals use at least 500 (as many as the posterior has).
     random_seed : int, optional
         Seed of the replicates.
 
@@ -82,7 +83,7 @@ def plot_ppc(
         raise ArgumentError(f"kind must be one of {', '.join(_KINDS)}, not {kind!r}.")
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ArgumentError(f"num_samples must be a positive integer, not {num_samples!r}.")
-    # an ML fit's statistic and intervals need more simulations than curves to show
+    # replicates: as many curves as shown; a statistic and intervals need a few hundred
     simulations = num_samples if kind == "density" else max(num_samples, 500)
     tree, which, formula, data = predictive_tree(source, simulations, random_seed)
     if group is not None:
@@ -147,7 +148,8 @@ def predictive_tree(
             f"plot_ppc takes a fitted result or a predictive DataTree, not {type(source).__name__}."
         )
     if hasattr(source, "sample_posterior_predictive"):
-        tree = source.sample_posterior_predictive(random_seed=random_seed)
+        thinned = _thinned(source, num_samples)
+        tree = thinned.sample_posterior_predictive(random_seed=random_seed)
         return tree, "posterior_predictive", design.formula, design.data
     from bayesmix.bayes.predictive import grouping_levels
 
@@ -161,6 +163,24 @@ def predictive_tree(
         }
     )
     return tree, "posterior_predictive", design.formula, design.data
+
+
+def _thinned(result: Any, n_draws: int) -> Any:
+    """``result`` with about ``n_draws`` of its posterior draws, evenly spaced in each chain.
+
+    A plot shows a few dozen replicates (or summarises a few hundred); replicating
+    every draw would hold draws x rows values (InstEval: 4,000 x 73,421, 2.3 GB).
+    """
+    import dataclasses
+
+    posterior = result.idata["posterior"]
+    per_chain = -(-n_draws // posterior.sizes["chain"])
+    if per_chain >= posterior.sizes["draw"]:
+        return result
+    keep = np.unique(np.linspace(0, posterior.sizes["draw"] - 1, per_chain).round().astype(int))
+    idata = result.idata.copy()
+    idata["posterior"] = posterior.to_dataset().isel(draw=keep)
+    return dataclasses.replace(result, idata=idata)
 
 
 def _simulated(fit: Any, nsim: int, seed: int | None) -> np.ndarray:
@@ -185,6 +205,17 @@ def _simulated(fit: Any, nsim: int, seed: int | None) -> np.ndarray:
     return y / trials if trials is not None else np.asarray(y, dtype=float)
 
 
+def chosen_levels(labels: Any, levels: list | None, group: str) -> tuple[list, list]:
+    """``(known, chosen)``: the levels of ``labels`` in order of appearance, and ``levels``
+    as strings (all of them when ``None``), refused where not among them."""
+    known = list(dict.fromkeys(np.asarray(labels).astype(str)))
+    chosen = known if levels is None else [str(level) for level in levels]
+    unknown = [level for level in chosen if level not in known]
+    if unknown:
+        raise ArgumentError(f"levels {unknown} are not levels of {group!r}.")
+    return known, chosen
+
+
 def _split_by_group(
     tree: xr.DataTree, which: str, data: pd.DataFrame | None, group: str, levels: list | None
 ) -> xr.DataTree:
@@ -198,11 +229,7 @@ def _split_by_group(
         raise ArgumentError(
             f"group={group!r} is neither a grouping factor nor a column of the model's data."
         )
-    known = list(dict.fromkeys(values))
-    chosen = known if levels is None else [str(level) for level in levels]
-    unknown = [level for level in chosen if level not in known]
-    if unknown:
-        raise ArgumentError(f"levels {unknown} are not levels of {group!r}.")
+    known, chosen = chosen_levels(values, levels, group)
     if len(chosen) > _MAX_GROUP_PANELS:
         raise ArgumentError(
             f"{group!r} has {len(chosen)} levels; choose at most {_MAX_GROUP_PANELS} with "
