@@ -263,9 +263,8 @@ def sample_model(
     model, program = None, None
     if form == "graph" and _collapses_small(model_design, all_priors, options):
         # below FUSED_MIN_OBS the generic kernel integrates the fixed effects and small
-        # blocks out too: at the defaults, seeds 1-10 converge on Penicillin (min bulk
-        # ESS 109 -> 3,031), Pastes, Dyestuff and sleepstudy's random intercept
-        # (bench/bench_convergence.py); with no compile of its own
+        # blocks out too, with no compile of its own (see COLLAPSE_SMALL; e.g. Penicillin's
+        # smallest bulk ESS 109 -> 2,758, bench/bench_convergence.py)
         from bayesmix.bayes.generic.collapsed_program import collapsed_program
 
         candidate = build_pymc_model(model_design, all_priors, likelihood="collapsed")
