@@ -24,7 +24,8 @@ from bayesmix.spec.design import build_design
 pytest.importorskip("pymc")
 pytest.importorskip("nutpie")
 
-from bayesmix.bayes.fit import check_diagnostics, sample_model  # noqa: E402
+from bayesmix.bayes.fit import sample_model  # noqa: E402
+from bayesmix.bayes.sampling_checks import check_diagnostics  # noqa: E402
 
 REFS = Path(__file__).parent / "refs"
 
@@ -269,8 +270,8 @@ def test_vectorised_deterministics_match_draw_by_draw(dataset, formula, monkeypa
     import arviz as az
     import pymc as pm
 
-    from bayesmix.bayes.fit import _add_deterministics
     from bayesmix.bayes.model import build_pymc_model
+    from bayesmix.bayes.run import _add_deterministics
 
     model = build_pymc_model(build_design(formula, bmx.load_dataset(dataset)))
     shapes = model.eval_rv_shapes()
@@ -300,8 +301,8 @@ def test_vectorised_deterministics_match_draw_by_draw(dataset, formula, monkeypa
 
 def test_default_target_accept_depends_on_model_size(sleep_fit):
     """0.95 for small models (few groups: hard geometry, cheap steps), 0.8 for large."""
-    from bayesmix.bayes.fit import default_target_accept
     from bayesmix.bayes.model import build_pymc_model
+    from bayesmix.bayes.sampler_defaults import default_target_accept
 
     assert sleep_fit.timing["target_accept"] == 0.95  # 4 + 36 + 1 + 2 + 1 parameters
     rng = np.random.default_rng(1)

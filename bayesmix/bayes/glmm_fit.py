@@ -2,7 +2,7 @@
 
 Arguments are checked before anything is built; the model comes from
 :func:`bayesmix.bayes.glmm_model.build_glmm_model` and is sampled by the
-linear engine's :func:`bayesmix.bayes.fit.run_sampler` (nutpie by default,
+linear engine's :func:`bayesmix.bayes.run.run_sampler` (nutpie by default,
 its compile caches, deterministics afterwards, diagnostics warnings), with the
 family's pointwise log-likelihood stored for ``loo``. Errors of PyMC, PyTensor
 or nutpie surface as :class:`~bayesmix.errors.FitError` naming what to try.
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from bayesmix.bayes.compile.nutpie import CompileRoute
-from bayesmix.bayes.fit import Sampler, run_sampler
 from bayesmix.bayes.glmm_priors import resolve_glmm_priors
 from bayesmix.bayes.priors import Prior
+from bayesmix.bayes.run import Sampler, run_sampler
 from bayesmix.bayes.validate import check_sampling_args
 from bayesmix.errors import ArgumentError, FitError
 from bayesmix.spec.design_types import Design

@@ -40,7 +40,6 @@ import pytensor.tensor as pt
 
 from bayesmix.bayes.compile.nutpie import CompileRoute
 from bayesmix.bayes.correlation_graphs import pacf_to_ar
-from bayesmix.bayes.fit import Sampler, run_sampler
 from bayesmix.bayes.graph_inputs import PYMC_DIST, HyperData
 from bayesmix.bayes.graph_parts import (
     block_centring,
@@ -64,6 +63,7 @@ from bayesmix.bayes.residual_priors import (
     within_distances,
 )
 from bayesmix.bayes.residual_structures import correlation_whiten, variance_log_sd
+from bayesmix.bayes.run import Sampler, run_sampler
 from bayesmix.bayes.validate import check_sampling_args
 from bayesmix.errors import ArgumentError
 from bayesmix.spec.design import Design

@@ -1,6 +1,6 @@
 """The warnings a posterior sample gets: divergences, R-hat and bulk ESS.
 
-:func:`check_diagnostics` runs after every fit (``bayesmix.bayes.fit.run_sampler``)
+:func:`check_diagnostics` runs after every fit (``bayesmix.bayes.run.run_sampler``)
 and says what to do about each problem it finds.
 """
 

@@ -50,8 +50,9 @@ from bayesmix.nonlinear.design import NonlinearDesign
 from bayesmix.nonlinear.prior_centres import intercept_columns, parameter_scales, start_centres
 
 if TYPE_CHECKING:
-    from bayesmix.bayes.fit import CompileRoute, Sampler
+    from bayesmix.bayes.compile.nutpie import CompileRoute
     from bayesmix.bayes.residual_priors import StructureParameter
+    from bayesmix.bayes.run import Sampler
     from bayesmix.nonlinear.bayes_results import NLBayesResult
     from bayesmix.spec.residual_structure import ResidualStructure
 
@@ -367,8 +368,8 @@ def sample_nonlinear(
     SamplingWarning
         On divergences, R-hat > 1.01 or bulk ESS < 400.
     """
-    from bayesmix.bayes.fit import run_sampler
     from bayesmix.bayes.residual_results import structured_pointwise_loglik
+    from bayesmix.bayes.run import run_sampler
     from bayesmix.nonlinear.residual_bayes import check_rows, nonlinear_result
 
     options = check_sampling_args(  # before the model is built: bad options fail at once

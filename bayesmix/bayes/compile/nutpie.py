@@ -171,7 +171,7 @@ def _initial_point_fn(model):
 def _compile_cfunc_route(model):
     """nutpie model with a C-callable logp, cached on disk where numba can.
 
-    Deterministics are computed afterwards (see ``bayes_fit._add_deterministics``),
+    Deterministics are computed afterwards (see ``bayesmix.bayes.run._add_deterministics``),
     so only the free parameters are stored. nutpie's own wrapper is the fallback
     should its internals change.
     """
