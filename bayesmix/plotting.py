@@ -19,6 +19,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from bayesmix.plotting_axes import single_axes
+
+# the residual plots have their own module; importable from here as before
+from bayesmix.plotting_qq import default_residual_kind, plot_qq, plot_residuals  # noqa: F401
+
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -109,90 +114,6 @@ def plot_ranef(
     return figure
 
 
-def default_residual_kind(result: Any) -> str:
-    """The standardised residuals each result offers: nlme's normalised ones for a Gaussian
-    ML/REML fit, deviance residuals for an ML GLMM (glmer's), Pearson for a posterior."""
-    if not hasattr(result, "estimates"):
-        return "pearson"
-    return "deviance" if getattr(result, "family", None) is not None else "normalized"
-
-
-def plot_qq(result: Any, kind: str | None = None, *, ax: Axes | None = None) -> Axes:
-    """Normal quantile-quantile plot of residuals.
-
-    Parameters
-    ----------
-    result
-        A fitted result (ML/REML, GLMM or Bayesian) with a ``residuals(kind=...)`` method.
-    kind : str, optional
-        Residual type passed to ``result.residuals``; by default the result's
-        standardised residuals (:func:`default_residual_kind`).
-    ax : matplotlib Axes, optional
-        Axes to draw on; a new figure is made when omitted.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        Points (sorted residuals against normal quantiles) and a reference
-        line through the first and third quartiles, as R's ``qqline`` draws.
-    """
-    from scipy import stats
-
-    kind = default_residual_kind(result) if kind is None else kind
-    residuals = np.sort(_finite(result.residuals(kind=kind), "residuals"))
-    n = residuals.size
-    # Plotting positions of R's ppoints(): (i - a) / (n + 1 - 2a).
-    offset = 3.0 / 8.0 if n <= 10 else 0.5
-    theoretical = stats.norm.ppf((np.arange(1, n + 1) - offset) / (n + 1 - 2 * offset))
-    sample_q = np.quantile(residuals, [0.25, 0.75])
-    normal_q = stats.norm.ppf([0.25, 0.75])
-    slope = (sample_q[1] - sample_q[0]) / (normal_q[1] - normal_q[0])
-    intercept = sample_q[0] - slope * normal_q[0]
-
-    ax = _single_axes(ax)
-    ax.plot(theoretical, residuals, "o", markersize=3, color="C0", alpha=0.8)
-    ax.axline((0.0, intercept), slope=slope, color="C3", linewidth=1)
-    ax.set_xlabel("standard normal quantiles")
-    ax.set_ylabel(f"{kind} residuals")
-    ax.set_title("Normal Q-Q plot of residuals")
-    return ax
-
-
-def plot_residuals(result: Any, kind: str | None = None, *, ax: Axes | None = None) -> Axes:
-    """Residuals against fitted values.
-
-    Parameters
-    ----------
-    result
-        A fitted result (ML/REML, GLMM or Bayesian) with ``residuals(kind=...)`` and
-        ``fitted()`` methods.
-    kind : str, optional
-        Residual type passed to ``result.residuals``; by default the result's
-        standardised residuals (:func:`default_residual_kind`).
-    ax : matplotlib Axes, optional
-        Axes to draw on; a new figure is made when omitted.
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-        Scatter of residuals against fitted values with a zero line.
-    """
-    kind = default_residual_kind(result) if kind is None else kind
-    residuals = np.asarray(result.residuals(kind=kind), dtype=float).ravel()
-    fitted = np.asarray(result.fitted(), dtype=float).ravel()
-    if residuals.shape != fitted.shape:
-        raise ValueError(
-            f"residuals ({residuals.size}) and fitted values ({fitted.size}) differ in length"
-        )
-    ax = _single_axes(ax)
-    ax.plot(fitted, residuals, "o", markersize=3, color="C0", alpha=0.7)
-    ax.axhline(0.0, color="0.3", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("fitted values")
-    ax.set_ylabel(f"{kind} residuals")
-    ax.set_title("Residuals vs fitted")
-    return ax
-
-
 def plot_coefficients(
     results: Mapping[str, Any] | Sequence[Any],
     *,
@@ -239,7 +160,7 @@ def plot_coefficients(
             raise ValueError(f"unknown coefficient(s) {unknown}; available: {', '.join(available)}")
         terms = list(terms)
 
-    ax = _single_axes(ax, height=max(2.5, 0.45 * len(terms) * max(1, len(tables) / 2)))
+    ax = single_axes(ax, height=max(2.5, 0.45 * len(terms) * max(1, len(tables) / 2)))
     # Spread the models over 60% of the gap between coefficient rows.
     width = 0.6
     offsets = np.linspace(-width / 2, width / 2, len(tables)) if len(tables) > 1 else np.zeros(1)
@@ -326,23 +247,6 @@ def _intervals(
         "cannot read intervals from a table with columns "
         f"{list(table.columns)}; expected estimate/std_error or mean/lower/upper"
     )
-
-
-def _finite(values: Any, what: str) -> np.ndarray:
-    array = np.asarray(values, dtype=float).ravel()
-    array = array[np.isfinite(array)]
-    if array.size < 2:
-        raise ValueError(f"need at least two finite {what} to plot")
-    return array
-
-
-def _single_axes(ax: Axes | None, height: float = 4.0) -> Axes:
-    if ax is not None:
-        return ax
-    import matplotlib.pyplot as plt
-
-    _, new_ax = plt.subplots(figsize=(5.5, height), layout="constrained")
-    return new_ax
 
 
 def _panel_axes(ax: Axes | Sequence[Axes] | None, n_panels: int) -> list[Axes]:

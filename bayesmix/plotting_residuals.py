@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from bayesmix.errors import ArgumentError
+from bayesmix.plotting_axes import single_axes
 from bayesmix.residual_diagnostics import (
     ResidType,
     acf,
@@ -78,7 +79,7 @@ def plot_acf(
     table = acf(fit, max_lag=max_lag, resid_type=resid_type, group=group, time=time)
     lag = table["lag"].to_numpy()
     values = table["acf"].to_numpy()
-    ax = _single_axes(ax)
+    ax = single_axes(ax)
     ax.vlines(lag, 0.0, values, color="C0", linewidth=2)
     ax.plot(lag, values, "o", color="C0", markersize=4)
     ax.axhline(0.0, color="0.3", linewidth=0.8)
@@ -171,7 +172,7 @@ def plot_variogram(
         )
     dist = table["dist"].to_numpy()
     values = table["variog"].to_numpy()
-    ax = _single_axes(ax)
+    ax = single_axes(ax)
     label = "robust semivariogram" if robust else "empirical semivariogram"
     ax.plot(dist, values, "o", color="C0", markersize=4 if dist.size <= 200 else 2, label=label)
     top = float(np.max(values))
@@ -215,12 +216,3 @@ def _local_linear(x: np.ndarray, y: np.ndarray, grid: np.ndarray, span: float) -
         slope = np.sum(w * (x - centre) * (y - mean)) / spread if spread > 0 else 0.0
         out[i] = mean + slope * (x0 - centre)
     return out
-
-
-def _single_axes(ax: Axes | None, height: float = 4.0) -> Axes:
-    if ax is not None:
-        return ax
-    import matplotlib.pyplot as plt
-
-    _, new_ax = plt.subplots(figsize=(5.5, height), layout="constrained")
-    return new_ax

@@ -302,6 +302,19 @@ class GLMMBayesResult(BayesResult):
             total += self._scale_draws(rows, "response", True, sl).sum(axis=0)
         return total / n
 
+    def _response_sd(self, draw_slice: slice) -> np.ndarray:
+        """Each draw's SD of y (a proportion for the binomial with trials), (S, n)."""
+        rows = self._rows(None, True)
+        mu = self.family.link.inverse(self._eta_draws(rows, True, draw_slice))
+        disp = self._dispersion(draw_slice)
+        variance = self.family.response_variance(mu, None if disp is None else disp[:, None])
+        if self.design.weights is not None:
+            variance = variance / np.asarray(self.design.weights)[None, :]
+        pi = self._zi_prob(rows, draw_slice)
+        if pi is not None:
+            variance = (1.0 - pi) * (variance + pi * mu**2)
+        return np.sqrt(variance)
+
     def residuals(self, kind: Literal["response", "pearson"] = "response") -> np.ndarray:
         """``y - fitted()``; ``"pearson"`` divides by the SD of ``y`` at the posterior means.
 

@@ -206,6 +206,9 @@ class StructuredBayesResult(BayesResult):
             )
         return np.exp(log_s) * z
 
+    def _response_sd(self, draw_slice: slice) -> np.ndarray:
+        return np.exp(self._log_sd_draws(draw_slice))
+
     def residuals(self, kind: Literal["response", "pearson"] = "response") -> np.ndarray:
         """``y - fitted()``; ``"pearson"`` divides by the posterior mean of each row's
         residual SD ``sigma g_i`` (nlme's Pearson residuals)."""

@@ -6,12 +6,15 @@
 * :meth:`BayesWorkflow.r2`: Bayesian R² (Gelman, Goodrich, Gabry and Vehtari
   2019), conditional and marginal;
 * :meth:`BayesWorkflow.hypothesis`: posterior probabilities of linear
-  statements about parameters (:mod:`bayesmix.bayes.hypothesis`).
+  statements about parameters (:mod:`bayesmix.bayes.hypothesis`);
+* :meth:`BayesWorkflow.residual_draws`: the realized residuals ``e_s`` of
+  each draw (Gelman, Meng and Stern 1996), raw or divided by the draw's SD of y.
 
 Notation
 --------
 S draws; n fitted rows; ``ypred_s`` the expected response under draw s
-(``posterior_epred`` in brms), ``e_s = y - ypred_s``.
+(``posterior_epred`` in brms), ``e_s = y - ypred_s``; ``sd_s`` the SD of each
+row's y under draw s.
 """
 
 from __future__ import annotations
@@ -129,6 +132,46 @@ class BayesWorkflow:
         table = interval_table(np.stack(list(rows.values()), axis=1), list(rows), ci_prob)
         table.attrs.update(ci_prob=ci_prob, ci_kind=CI_KIND)
         return table
+
+    # ------------------------------------------------------------------ residuals
+    def _response_sd(self, draw_slice: slice) -> np.ndarray:
+        """``sd_s`` of the fitted rows, (S, n) or (S, 1): sigma over the root prior weight."""
+        sigma = flat_draws(self.idata["posterior"]["sigma"])[draw_slice][:, None]
+        weights = self.design.weights
+        return sigma if weights is None else sigma / np.sqrt(np.asarray(weights))[None, :]
+
+    def residual_draws(self, kind: str = "response", draws: int | None = None) -> np.ndarray:
+        """Realized residuals of the fitted rows under each posterior draw.
+
+        ``residuals()`` gives one vector, at the posterior mean; these are its
+        uncertainty: ``e_s = y - ypred_s`` for every draw s (``"response"``), or
+        ``e_s / sd_s`` with ``sd_s`` each row's SD of y under that draw
+        (``"pearson"``: sigma and the residual structure; a GLMM's family
+        variance, dispersion and zero inflation).
+
+        Parameters
+        ----------
+        kind : {"response", "pearson"}
+        draws : int, optional
+            Use about this many draws, evenly spaced over the chains (all by
+            default; the array holds draws x rows values).
+
+        Returns
+        -------
+        ndarray, shape (draws, n)
+        """
+        from bayesmix.bayes.validate import check_choice, check_count
+
+        check_choice(kind, "kind", ("response", "pearson"))
+        post = self.idata["posterior"]
+        n_draws = int(post.sizes["chain"] * post.sizes["draw"])
+        step = 1 if draws is None else max(1, n_draws // check_count(draws, "draws", 1))
+        chosen = slice(0, n_draws, step) if draws is None else slice(0, step * draws, step)
+        y = np.asarray(self.design.y, dtype=float)
+        out = y[None, :] - self._epred(chosen, True)
+        if kind == "pearson":
+            out /= self._response_sd(chosen)
+        return out
 
     # ------------------------------------------------------------------ hypotheses
     def hypothesis(self, statements: str | list[str], ci_prob: float = 0.95) -> pd.DataFrame:

@@ -164,6 +164,11 @@ class NLBayesResult(BayesResult):
         mu = self._mu_draws(rows, include_random=include_random, draw_slice=draw_slice)
         return mu + self.nonlinear_design.offset_or_zero
 
+    def _response_sd(self, draw_slice: slice) -> np.ndarray:
+        sigma = flat_draws(self._posterior()["sigma"])[draw_slice][:, None]
+        nl = self.nonlinear_design
+        return sigma if nl.weights is None else sigma / np.asarray(nl.sqrt_weights)[None, :]
+
     def _infos(self):
         from bayesmix.bayes.graph_parts import block_infos
 
