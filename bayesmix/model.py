@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from bayesmix.scale.survey import is_dask_frame
 from bayesmix.spec.correlation_structures import CorrelationStructure
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.formula import edit_formula, parse_formula
@@ -319,7 +320,10 @@ def lmm(
         ``offset(expr)`` adds a known term. A formula evaluates only the data's
         columns and the functions listed in :mod:`bayesmix.spec.formula_eval`
         (``log``, ``sqrt``, ``I``, ``C``, ``poly``, ``scale``...), never code.
-    data : DataFrame
+    data : DataFrame or dask.dataframe.DataFrame
+        One row per observation. A Dask DataFrame (data larger than memory) gives
+        a :class:`~bayesmix.dask_model.DaskLinearMixedModel`, fitted by ML/REML
+        from cross-products summed partition by partition.
     offset : str or array, optional
         Column name or array (one value per row) added to the linear predictor.
     weights : str, array or variance function, optional
@@ -362,6 +366,18 @@ def lmm(
     >>> round(fit.loglik, 3)
     -871.814
     """
+    if is_dask_frame(data):  # larger than memory: two passes, no rows here
+        from bayesmix.dask_model import DaskLinearMixedModel
+
+        return DaskLinearMixedModel(  # type: ignore[return-value]
+            formula,
+            data,
+            offset=offset,
+            weights=weights,
+            functions=functions,
+            contrasts=contrasts,
+            correlation=correlation,
+        )
     return LinearMixedModel(
         formula,
         data,
@@ -396,6 +412,19 @@ def gls(
     if parse_formula(formula).bars:
         raise FormulaError(
             f"gls() takes no random-effects terms, but {formula!r} has some; use lmm()."
+        )
+    if is_dask_frame(data):
+        from bayesmix.dask_model import DaskLinearMixedModel
+
+        return DaskLinearMixedModel(  # type: ignore[return-value]
+            formula,
+            data,
+            offset=offset,
+            weights=weights,
+            functions=functions,
+            contrasts=contrasts,
+            conventions="nlme",
+            correlation=correlation,
         )
     return LinearMixedModel(
         formula,

@@ -9,11 +9,12 @@ Dask is imported only when a cluster is used: ``import bayesmix`` stays quick.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,7 +25,7 @@ from bayesmix.errors import ArgumentError, FitError
 if TYPE_CHECKING:
     import distributed
 
-__all__ = ["ReplicateRun", "count_argument", "run_replicates"]
+__all__ = ["ReplicateRun", "count_argument", "local_client", "run_replicates", "usable_cores"]
 
 Task = Callable[[Sequence[int], Sequence[np.random.SeedSequence]], list[Any]]
 
@@ -134,7 +135,7 @@ def run_replicates(
         used, size = 0, batch_size or _default_batch_size(n, 1)
         results = _run_sync(task, seeds, size, progress)
     elif client is None:
-        used = workers or _usable_cores()
+        used = workers or usable_cores()
         size = batch_size or _default_batch_size(n, used)
         results = _run_local_cluster(task, seeds, size, used, progress)
     else:  # the user's cluster: its thread count is what can run at once
@@ -176,11 +177,11 @@ def _is_client(client: Any) -> bool:
     return isinstance(client, Client)
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     # sched_getaffinity honours taskset and cgroup cpusets; cpu_count counts the machine
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
-    return os.cpucount_argument() or 1
+    return os.cpu_count() or 1
 
 
 def _default_batch_size(n: int, workers: int) -> int:
@@ -223,6 +224,14 @@ def _run_sync(task: Task, seeds: list, size: int, progress: bool) -> list[Any]:
 
 
 def _run_local_cluster(task: Task, seeds: list, size: int, workers: int, progress: bool) -> list:
+    with local_client(workers) as client:
+        return _run_on_client(client, task, seeds, size, progress)
+
+
+@contextlib.contextmanager
+def local_client(workers: int) -> Iterator[distributed.Client]:
+    """A client of a fresh local cluster of ``workers`` single-threaded processes, closed
+    (and this process's environment restored) on leaving, errors included."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -248,7 +257,7 @@ def _run_local_cluster(task: Task, seeds: list, size: int, workers: int, progres
                 silence_logs=logging.WARNING,
             )
         with Client(cluster) as client:
-            return _run_on_client(client, task, seeds, size, progress)
+            yield client
     finally:  # also on errors and KeyboardInterrupt: no orphaned worker processes
         if cluster is not None:
             cluster.close()

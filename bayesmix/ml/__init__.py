@@ -23,6 +23,9 @@ Residual variance functions and correlation structures: the joint fit over
 ``(theta, u)`` with nlme's fitted-value fixed point (:mod:`.residual_fit`), its
 curvature-scaled search (:mod:`.scaled_search`) and the compiled one-block
 criterion (:mod:`.structured_kernel`, also used by one-block lmm fits).
+Data known only by summed cross-products (a Dask DataFrame): the products of any
+set of rows and their sum (:mod:`.cross_products`, which the kernel reads for rows in
+memory too) and the fit from them (:mod:`.products_fit`).
 
 May import: :mod:`bayesmix.spec`, :mod:`bayesmix.errors`, numpy, scipy, nlopt, numba;
 never :mod:`bayesmix.bayes`, PyMC, PyTensor or ArviZ (an ML fit must not load

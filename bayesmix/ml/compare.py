@@ -32,12 +32,25 @@ BicConvention = Literal["nlme", "lme4"]
 
 
 def _data_fingerprint(fit: MLResult) -> str:
-    """Hash of the response values and of the rows of the user's data used."""
+    """Hash of the response values and of the rows of the user's data used (a fit on a Dask
+    DataFrame, whose rows are not in memory, gives its own: ``data_fingerprint()``)."""
+    own = getattr(fit, "data_fingerprint", None)
+    if own is not None:
+        return own()
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(fit.design.y, dtype=float).tobytes())
     rows = pd.util.hash_pandas_object(pd.Series(fit.design.data.index), index=False)
     digest.update(rows.to_numpy().tobytes())
     return digest.hexdigest()
+
+
+def _same_fixed_rows(a: MLResult, b: MLResult) -> bool:
+    """Whether two fits of the same data have the same fixed-effects matrix (Dask fits:
+    the same ``X'X``, as their rows are not in memory)."""
+    if hasattr(a, "fixed_gram") or hasattr(b, "fixed_gram"):
+        gram_a, gram_b = getattr(a, "fixed_gram", None), getattr(b, "fixed_gram", None)
+        return gram_a is not None and gram_b is not None and np.array_equal(gram_a, gram_b)
+    return np.array_equal(a.design.X, b.design.X)
 
 
 def _named_fits(fits: tuple, named: dict[str, Any]) -> dict[str, MLResult]:
@@ -103,8 +116,8 @@ def check_comparable(fits: dict[str, MLResult]) -> None:
                 "the rows used differ); fit all models to the same data."
             )
         if first.method == "REML":
-            same = fit.design.fixed_terms == first.design.fixed_terms and np.array_equal(
-                fit.design.X, first.design.X
+            same = fit.design.fixed_terms == first.design.fixed_terms and _same_fixed_rows(
+                fit, first
             )
             if not same:
                 raise ComparisonError(

@@ -24,11 +24,11 @@ def conditional_variances(kernel: Any, theta: np.ndarray, sigma: float) -> tuple
     diagonal blocks of ``(L L')^-1`` come from the selected inverse of
     :meth:`bayesmix.ml.deviance_gradient.GradientPlan.selected_inverse`.
     """
-    if not kernel._blocks:
+    if not kernel.sizes:
         return ()
     f = kernel._factor(theta)
     parts = kernel.gradient_plan.selected_inverse(f)
-    T, out = f["T"], [None] * len(kernel._blocks)
+    T, out = f["T"], [None] * len(kernel.sizes)
     out[kernel._order[0]] = parts["sigma11"]
     for pos, i in enumerate(kernel._order[1:]):
         sl = slice(kernel._offsets[pos], kernel._offsets[pos + 1])

@@ -7,7 +7,9 @@ penalised least-squares problem, solved through the blocked Cholesky factor
     [L    0 ] [L'  RZX]   [Lambda'Z'Z Lambda + I   Lambda'Z'X]
     [RZX' RX'] [0   RX ] = [X'Z Lambda             X'X       ]
 
-which yields lme4's profiled deviance (ML) or REML criterion. As in
+which yields lme4's profiled deviance (ML) or REML criterion. The kernel reads
+the data only through summed cross-products (:mod:`bayesmix.ml.cross_products`),
+from rows in memory or added up partition by partition. As in
 MixedModels.jl the block with the most random effects comes first: its part
 of ``Lambda'Z'Z Lambda + I`` is block diagonal (one ``k x k`` matrix per
 level), so its factor is a batch of tiny Cholesky factorisations. All other
@@ -34,8 +36,9 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from bayesmix.errors import FitError
+from bayesmix.ml.cross_products import BlockLayout, CrossProducts, cross_products
 from bayesmix.ml.pls_solution import PLSSolution, fitted_values
-from bayesmix.ml.small_algebra import lower_cholesky, lower_solve, small_matmul, sparse_cross
+from bayesmix.ml.small_algebra import lower_cholesky, lower_solve, small_matmul
 from bayesmix.spec.covariance import (
     factors_from_theta,
     n_theta,
@@ -52,8 +55,12 @@ _DENSE_B_MAX = 60_000_000
 _DENSE_B_ALWAYS = 100_000
 # The non-first blocks are factored as one dense matrix of this order at most.
 _MAX_DENSE_REST = 20_000
-# Z'[X, y] of the first block by bincounts up to this many (k1 x (p + 1)) columns
-_BINCOUNT_MAX_COLUMNS = 32
+
+
+def block_order(sizes: Sequence[int], n_levels: Sequence[int]) -> list[int]:
+    """The kernel's order of the blocks: the most random effects first (stable, as
+    MixedModels.jl); products are computed in this order."""
+    return sorted(range(len(sizes)), key=lambda i: -sizes[i] * n_levels[i])
 
 
 class ProfiledDeviance:
@@ -73,7 +80,6 @@ class ProfiledDeviance:
     def __init__(self, y: np.ndarray, X: np.ndarray, blocks: Sequence[tuple]) -> None:
         y = np.asarray(y, dtype=float)
         X = np.asarray(X, dtype=float).reshape(y.shape[0], -1)
-        self.n_obs, self.n_fixed = X.shape
         self._blocks = [
             (
                 np.asarray(c, dtype=np.int64),
@@ -83,86 +89,82 @@ class ProfiledDeviance:
             )
             for c, z, m, kind in blocks
         ]
-        self.kinds = [b[3] for b in self._blocks]
-        self.sizes = [b[1].shape[1] for b in self._blocks]
-        self.n_levels = [b[2] for b in self._blocks]
-        self.n_theta = sum(n_theta(kd, k) for kd, k in zip(self.kinds, self.sizes))
         self._X = X
-        self._last = None  # (theta, factor) of the last evaluation
-        Xy = np.column_stack([X, y])
-        self._XyXy = Xy.T @ Xy
-        # Largest block first (stable, like MixedModels.jl).
-        self._order = sorted(
-            range(len(self._blocks)), key=lambda i: -self.sizes[i] * self.n_levels[i]
+        self._set_layout(
+            X.shape[1],
+            [b[3] for b in self._blocks],
+            [b[1].shape[1] for b in self._blocks],
+            [b[2] for b in self._blocks],
         )
-        if self._blocks:
-            self._setup_first(Xy)
-            self._setup_rest(Xy)
+        ordered = [(self._blocks[i][0], self._blocks[i][1]) for i in self._order]
+        self._setup(self.layout_products(y, X, ordered))
 
-    # ------------------------------------------------------------------ setup
-    def _setup_first(self, Xy: np.ndarray) -> None:
-        codes, Z, m1, _ = self._blocks[self._order[0]]
-        k1 = Z.shape[1]
-        D = np.empty((m1, k1, k1))
-        for t in range(k1):
-            for s in range(t, k1):
-                D[:, t, s] = D[:, s, t] = np.bincount(codes, Z[:, t] * Z[:, s], minlength=m1)
-        self._D = D
-        c = Xy.shape[1]
-        if k1 * c <= _BINCOUNT_MAX_COLUMNS:  # no sparse matrix for a few columns: 4x faster
-            ZXy1 = np.empty((m1, k1, c))
-            for t in range(k1):
-                for j in range(c):
-                    ZXy1[:, t, j] = np.bincount(codes, Z[:, t] * Xy[:, j], minlength=m1)
-            self._ZXy1 = ZXy1
-        else:
-            Z1 = sparse_cross(codes, Z, m1)
-            self._ZXy1 = np.asarray(Z1.T @ Xy).reshape(m1, k1, -1)
-        self._m1, self._k1 = m1, k1
+    @classmethod
+    def from_products(
+        cls,
+        products: CrossProducts,
+        kinds: Sequence[str],
+        sizes: Sequence[int],
+        n_levels: Sequence[int],
+    ) -> ProfiledDeviance:
+        """The kernel of rows known only by their summed products (no row is kept).
 
-    def _setup_rest(self, Xy: np.ndarray) -> None:
-        rest = self._order[1:]
-        self._offsets = np.cumsum([0] + [self.sizes[i] * self.n_levels[i] for i in rest])
-        q_r = int(self._offsets[-1])
-        self._q_r = q_r
-        if not rest:
-            return
+        ``kinds``, ``sizes`` and ``n_levels`` describe the blocks in ``theta``'s
+        order; ``products`` are in the kernel's order (:meth:`layout_products`).
+        Such a kernel has no :meth:`fitted`.
+        """
+        self = cls.__new__(cls)
+        self._blocks, self._X = None, None
+        self._set_layout(products.XyXy.shape[0] - 1, kinds, sizes, n_levels)
+        self._setup(products)
+        return self
+
+    def _set_layout(self, n_fixed: int, kinds, sizes, n_levels) -> None:
+        self.n_fixed = int(n_fixed)
+        self.kinds = [str(k) for k in kinds]
+        self.sizes = [int(k) for k in sizes]
+        self.n_levels = [int(m) for m in n_levels]
+        self.n_theta = sum(n_theta(kd, k) for kd, k in zip(self.kinds, self.sizes))
+        self._last = None  # (theta, factor) of the last evaluation
+        self._order = block_order(self.sizes, self.n_levels)
+        self._layout = BlockLayout(
+            tuple(self.sizes[i] for i in self._order), tuple(self.n_levels[i] for i in self._order)
+        )
+        q_r = self._layout.q_rest if self.sizes else 0
         if q_r > _MAX_DENSE_REST:
             raise FitError(
                 f"the random-effects blocks after the largest one have {q_r} effects in all; "
                 f"the ML engine factors them densely and supports at most {_MAX_DENSE_REST}. "
                 "Simplify the model or fit it with the Bayesian engine."
             )
-        codes1 = self._blocks[self._order[0]][0]
-        Z1 = self._blocks[self._order[0]][1]
+
+    def layout_products(
+        self, y: np.ndarray, X: np.ndarray, blocks: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> CrossProducts:
+        """The :class:`CrossProducts` of some rows: ``blocks`` (codes, Z) in the kernel's order."""
+        return cross_products(y, X, blocks, self._layout)
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self, products: CrossProducts) -> None:
+        self.n_obs = int(products.n_obs)
+        self._XyXy = products.XyXy
+        if not self.sizes:
+            return
+        self._D, self._ZXy1 = products.D, products.ZXy1
+        self._m1, self._k1 = self._layout.n_levels[0], self._layout.sizes[0]
+        self._offsets = np.asarray(self._layout.offsets)
+        self._q_r = self._layout.q_rest
+        if self._q_r:
+            self._setup_rest(products)
+
+    def _setup_rest(self, products: CrossProducts) -> None:
         m1, k1 = self._m1, self._k1
-        A_rr = np.zeros((q_r, q_r))
-        ZXy_r = np.empty((q_r, Xy.shape[1]))
+        self._A_rr, self._ZXy_r = products.A_rr.toarray(), products.ZXy_r
         self._pairs = []  # per rest block: first-block level j, values (npairs, k_b, k1)
         rows, cols = [], []
-        for pos, i in enumerate(rest):
-            codes_b, Z_b, m_b, _ = self._blocks[i]
-            k_b, off_b = Z_b.shape[1], int(self._offsets[pos])
-            ZXy_r[off_b : off_b + m_b * k_b] = sparse_cross(codes_b, Z_b, m_b).T @ Xy
-            for pos_c, c in enumerate(rest[pos:], start=pos):
-                codes_c, Z_c, m_c, _ = self._blocks[c]
-                k_c, off_c = Z_c.shape[1], int(self._offsets[pos_c])
-                key = codes_b * m_c + codes_c
-                for t in range(k_b):
-                    for s in range(k_c):
-                        cross = np.bincount(key, Z_b[:, t] * Z_c[:, s], minlength=m_b * m_c)
-                        A_rr[
-                            off_b + t : off_b + m_b * k_b : k_b, off_c + s : off_c + m_c * k_c : k_c
-                        ] = cross.reshape(m_b, m_c)
-            # sparse cross-product with the first block, stored pair by pair
-            pair_keys, inverse = np.unique(codes_b * m1 + codes1, return_inverse=True)
-            lb, j = np.divmod(pair_keys, m1)
-            vals = np.empty((len(pair_keys), k_b, k1))
-            for t in range(k_b):
-                for s in range(k1):
-                    vals[:, t, s] = np.bincount(
-                        inverse, Z_b[:, t] * Z1[:, s], minlength=len(pair_keys)
-                    )
+        for pos, (keys, vals) in enumerate(products.pairs):
+            k_b, off_b = self._layout.sizes[pos + 1], int(self._offsets[pos])
+            lb, j = np.divmod(keys, m1)
             self._pairs.append((j, vals))
             rows.append(
                 (
@@ -179,8 +181,7 @@ class ProfiledDeviance:
                     + np.zeros((1, k_b, 1), dtype=np.int64)
                 ).ravel()
             )
-        self._A_rr = np.triu(A_rr) + np.triu(A_rr, 1).T
-        self._ZXy_r = ZXy_r
+        q_r = self._q_r
         rows, cols = np.concatenate(rows), np.concatenate(cols)
         q1 = m1 * k1
         # Choose how B B' is formed: flops of the sparse product vs dense SYRK.
@@ -216,7 +217,7 @@ class ProfiledDeviance:
     @property
     def dense_order(self) -> int:
         """Order of the dense factor ``L22`` (0 with fewer than two blocks)."""
-        return self._q_r if self._blocks else 0
+        return self._q_r if self.sizes else 0
 
     # ---------------------------------------------------------- factorising
     def _lam_t_rows(self, M: np.ndarray, T: list, transpose: bool = True) -> np.ndarray:
@@ -265,7 +266,7 @@ class ProfiledDeviance:
         p = self.n_fixed
         f = {"T": T, "ldL2": 0.0}
         M = self._XyXy.copy()
-        if self._blocks:
+        if self.sizes:
             T1 = T[self._order[0]]
             k1 = self._k1
             if k1 == 1:
@@ -354,8 +355,8 @@ class ProfiledDeviance:
             if p
             else np.zeros(0)
         )
-        u = [None] * len(self._blocks)
-        if self._blocks:
+        u = [None] * len(self.sizes)
+        if self.sizes:
             first = self._order[0]
             R1 = f["R1"]
             r1 = R1[..., p] - R1[..., :p] @ beta
@@ -397,4 +398,9 @@ class ProfiledDeviance:
 
     def fitted(self, beta: np.ndarray, b: Sequence[np.ndarray]) -> np.ndarray:
         """Conditional fitted values ``X beta + sum_i rowsum(Z_i * b_i[codes_i])``."""
+        if self._X is None:
+            raise ValueError(
+                "this kernel was built from summed products and holds no rows: "
+                "compute fitted values where the rows are (by partition)."
+            )
         return fitted_values(self._X, self._blocks, beta, b)

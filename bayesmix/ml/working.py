@@ -82,6 +82,9 @@ class WorkingProblem:
         ``d`` per block and column (``Z = Z_w D``); ones for ordinary columns.
     theta_scale : ndarray
         ``d`` of each ``theta`` entry's row: ``theta_w = theta_scale * theta``.
+    n_obs, n_fixed : int
+        n and p (``design`` is ``None`` for a problem formed from summed products,
+        :mod:`bayesmix.ml.products_fit`).
     """
 
     design: Design
@@ -93,6 +96,8 @@ class WorkingProblem:
     log_weights: float
     column_scales: tuple[np.ndarray, ...]
     theta_scale: np.ndarray
+    n_obs: int
+    n_fixed: int
 
     @property
     def scale(self) -> float:
@@ -101,7 +106,7 @@ class WorkingProblem:
 
     def criterion_shift(self, reml: bool) -> float:
         """``crit(original) - crit(working)`` (a constant in ``theta``)."""
-        n, p = self.design.n_obs, self.design.n_fixed
+        n, p = self.n_obs, self.n_fixed
         dof = n - p if reml else n
         shift = 2.0 * dof * (np.log(self.m) + np.log(self.s1)) - self.log_weights
         return shift + (2.0 * self.log_det_G if reml else 0.0)
@@ -238,7 +243,9 @@ def working_problem(design: Design) -> WorkingProblem:
     blocks, column_scales, theta_scale = _scaled_blocks(white)
     working = replace(white, y=residual / s1, X=Q, blocks=blocks, offset=None, weights=None)
     log_det_G = float(np.sum(np.log(np.abs(np.diag(G))))) if p else 0.0
-    return WorkingProblem(working, G, c, m, s1, log_det_G, log_weights, column_scales, theta_scale)
+    return WorkingProblem(
+        working, G, c, m, s1, log_det_G, log_weights, column_scales, theta_scale, n, p
+    )
 
 
 def _scaled_blocks(white: Design) -> tuple[tuple, tuple[np.ndarray, ...], np.ndarray]:

@@ -8,11 +8,12 @@ zero-inflation design (:mod:`.zero_inflation`), checks of a response against its
 model (:mod:`.response_checks`), finding, checking and cleaning the columns a
 formula uses (:mod:`.data_prep`), the :class:`~.design.Design` and its
 :class:`~.design.RandomBlock` bars (:mod:`.design`, :mod:`.design_types`,
-:mod:`.design_columns`; parts made of plain numeric columns without formulae,
-:mod:`.plain_terms`), the covariance parameterisations shared by both engines
-(:mod:`.covariance`), and nlme's residual variance functions
-(:mod:`.variance_functions`, bound to rows in :mod:`.variance_bound`) and
-within-group correlation structures (:mod:`.correlation_structures`, their
+:mod:`.design_columns`, whose grouping levels are looked up by :mod:`.level_codes`;
+parts made of plain numeric columns without formulae, :mod:`.plain_terms`), the
+covariance parameterisations shared by both engines (:mod:`.covariance`), and nlme's
+residual variance functions (:mod:`.variance_functions`, bound to rows in
+:mod:`.variance_bound`) and within-group correlation structures
+(:mod:`.correlation_structures`, their
 binding to the data :mod:`.correlation_binding` and arithmetic
 :mod:`.correlation_math`), read from nlme's syntax as data (:mod:`.nlme_syntax`)
 and combined into the residual covariance that both engines whiten by

@@ -15,6 +15,7 @@ way that can be repeated on new rows for prediction.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ import pandas as pd
 
 from bayesmix.errors import DataError, DataWarning, warn
 from bayesmix.spec.data_prep import align_categories, numeric_argument
+from bayesmix.spec.level_codes import LevelIndex
 from bayesmix.spec.plain_terms import PlainColumns
 
 if TYPE_CHECKING:
@@ -151,19 +153,6 @@ def _object_array(values: list[Any]) -> np.ndarray:
     return out
 
 
-def _key_of(value: Any) -> Any:
-    """A value as a lookup key: numbers compare by value (1 == 1.0), text as text."""
-    if isinstance(value, (bool, np.bool_)):
-        return ("bool", bool(value))
-    if isinstance(value, (int, float, np.number)):
-        number = value.item() if isinstance(value, np.generic) else value
-        # integral values as exact integers: IDs above 2**53 must not merge as floats
-        if isinstance(number, float) and number.is_integer():
-            number = int(number)
-        return ("number", number)
-    return ("text", str(value))
-
-
 def warn_constant_slopes(block: Any) -> None:
     """Warn when a random slope's variable never varies within a group."""
     for j, term in enumerate(block.terms):
@@ -203,6 +192,12 @@ class Encoder:
     offset_column: str | None = None
     offset_array: bool = False
 
+    @functools.cached_property
+    def level_indexes(self) -> tuple[LevelIndex, ...]:
+        """Each bar's levels prepared for lookups, once per encoder (a Dask fit encodes
+        every partition with one encoder)."""
+        return tuple(LevelIndex(keys) for keys in self.level_keys)
+
     def encode(self, newdata: pd.DataFrame) -> NewData:
         """Encode ``newdata`` (a DataFrame with the formula's predictor columns)."""
         if not isinstance(newdata, pd.DataFrame):
@@ -235,17 +230,13 @@ class Encoder:
                 )
         X = self._evaluate(self.fixed_dm.common, frame)[:, self.keep]
         encoded, new_levels = [], []
-        for bar, keys in zip(self.spec.bars, self.level_keys):
+        for bar, index in zip(self.spec.bars, self.level_indexes):
             matrices = self.lhs_matrices[bar.lhs]
             if matrices is None:  # an intercept-only bar
                 Z = np.ones((len(frame), 1))
             else:
                 Z = self._evaluate(matrices.common, frame)
-            lookup = {tuple(_key_of(v) for v in key): i for i, key in enumerate(keys)}
-            rows = zip(*(newdata[name].tolist() for name in bar.factors))
-            codes = np.array(
-                [lookup.get(tuple(_key_of(v) for v in row), -1) for row in rows], dtype=np.int64
-            )
+            codes = index.codes(newdata, bar.factors)
             if (codes < 0).any() and bar.grouping not in new_levels:
                 new_levels.append(bar.grouping)
             encoded.append((codes, Z))
