@@ -258,3 +258,19 @@ def test_what_needs_rows_in_memory_is_refused():
     expected = bmx.lmm("Reaction ~ Days + (1 | Subject)", data).fit().confint(method="Wald")
     assert list(wald.index) == list(expected.index)
     np.testing.assert_allclose(wald.to_numpy(float), expected.to_numpy(float), rtol=1e-6)
+
+
+def test_the_template_says_nothing_of_itself():
+    """The template holds one row per level, so within-level checks on it would describe
+    the template, not the data: a varying slope gets no 'does not vary' warning."""
+    rng = np.random.default_rng(5)
+    groups = np.tile(np.arange(2000), 3)  # each level's rows are 2,000 rows apart
+    x = rng.normal(size=groups.size)
+    y = x + rng.normal(size=2000)[groups] + rng.normal(size=groups.size)
+    data = pd.DataFrame({"y": y, "x": x, "g": groups.astype(str)})
+    ddf = dd.from_pandas(data, npartitions=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = bmx.lmm("y ~ x + (1 + x | g)", ddf).fit(client="sync")
+    assert not [w for w in caught if "does not vary" in str(w.message)]
+    assert fit.loglik == pytest.approx(bmx.lmm("y ~ x + (1 + x | g)", data).fit().loglik, abs=1e-8)
