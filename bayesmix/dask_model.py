@@ -97,9 +97,10 @@ class DaskLinearMixedModel:
         ----------
         method : {"REML", "ML"}
         client : distributed.Client, "sync" or None
-            The user's cluster (used and left open); ``None`` starts a local
-            cluster of this machine's cores and closes it afterwards; ``"sync"``
-            reads the partitions one by one in this process.
+            The user's cluster (used and left open); ``None`` uses the client
+            already active in this process (as Dask itself would), else starts a
+            local cluster of this machine's cores and closes it afterwards;
+            ``"sync"`` reads the partitions one by one in this process.
         progress : bool, optional
             Dask's progress bars of both passes; by default on when run
             interactively (a notebook, the Python prompt), off in scripts.
@@ -117,6 +118,8 @@ class DaskLinearMixedModel:
         if isinstance(client, str) and client == "sync":
             with dask.config.set(scheduler="sync"):
                 return self._fit(method, "sync", show, max_driver_memory)
+        if client is None:
+            client = _active_client()
         if client is not None:
             if not hasattr(client, "submit"):
                 raise ArgumentError(
@@ -130,9 +133,9 @@ class DaskLinearMixedModel:
             return self._fit(method, local, show, max_driver_memory)
 
     def _fit(self, method: str, client: Any, progress: bool, max_bytes: float) -> Any:
-        from bayesmix.ml.products_fit import fit_products
-        from bayesmix.scale.accumulate import PartitionRows, accumulate, products_nbytes
-        from bayesmix.scale.results import DaskMLResult, data_fingerprint
+        from bayesmix.ml.products_fit import centred_back, fit_products
+        from bayesmix.scale.accumulate import accumulate, products_nbytes
+        from bayesmix.scale.results import DaskMLResult, data_fingerprint, rowless_design
         from bayesmix.scale.survey import survey
 
         start = time.perf_counter()
@@ -157,31 +160,66 @@ class DaskLinearMixedModel:
                 f"{max_bytes / 2**30:.1f} GiB; the blocks after the largest are held densely: "
                 "simplify them, or raise max_driver_memory if this machine has the memory."
             )
-        rows = PartitionRows(
-            template, tuple(found.columns), found.spec.response, self.weights, self.functions
-        )
+        rows = self._partition_rows(found)
         surveyed = time.perf_counter()
         products, log_weights = accumulate(self.data, rows, client, progress)
         summed = time.perf_counter()
-        estimates = fit_products(products, template, method, log_weights=log_weights)
+        products, fitted_rows = _fitted_columns(products, rows)
+        estimates = fit_products(products, fitted_rows.template, method, log_weights=log_weights)
+        if rows.intercept is not None:
+            names = fitted_rows.template.fixed_terms
+            kept = [rows.template.fixed_terms.index(name) for name in names]
+            estimates = centred_back(
+                estimates, names.index("Intercept"), rows.x_shift[kept], rows.y_shift
+            )
         timing = {
             "survey_s": surveyed - start,
             "products_s": summed - surveyed,
             "optimise_s": time.perf_counter() - summed,
         }
-        p = template.n_fixed
+        p = fitted_rows.template.n_fixed
         from dask.base import tokenize
 
         return DaskMLResult(
-            design=template,
+            design=rowless_design(fitted_rows.template, products.n_obs),
             estimates=estimates,
             model=self,
             data=self.data,
             survey=found,
-            rows=rows,
-            fingerprint=data_fingerprint(tokenize(self.data), products.n_obs, products.XyXy),
+            rows=fitted_rows,
+            fingerprint=data_fingerprint(tokenize(self.data), products.n_obs, self.formula),
             fixed_gram=np.array(products.XyXy[:p, :p]),
             timing=timing,
+        )
+
+    def _partition_rows(self, found: Any) -> Any:
+        """How the second pass encodes a partition: the template, the predictors new data
+        need, and the centring (on the template's means) when there is an intercept."""
+        from bayesmix.scale.accumulate import PartitionRows
+        from bayesmix.spec.data_prep import used_columns
+        from bayesmix.spec.formula import parse_formula
+
+        template = found.template
+        response = parse_formula(f"{found.spec.response} ~ 1")
+        in_response = set(used_columns(response, self.data._meta, self.functions))
+        predictors = tuple(c for c in found.columns if c not in in_response and c != self.weights)
+        names = template.fixed_terms
+        intercept, x_shift, y_shift = None, None, 0.0
+        if "Intercept" in names and np.all(template.X[:, names.index("Intercept")] == 1.0):
+            intercept = names.index("Intercept")
+            x_shift = np.asarray(template.X, dtype=float).mean(axis=0)
+            x_shift[intercept] = 0.0
+            y_shift = float(np.mean(template.y - template.offset_or_zero))
+        return PartitionRows(
+            template,
+            tuple(found.columns),
+            found.spec.response,
+            self.weights,
+            self.functions,
+            predictors,
+            intercept,
+            x_shift,
+            y_shift,
         )
 
     def sample(self, *args: Any, **kwargs: Any) -> Any:
@@ -189,6 +227,59 @@ class DaskLinearMixedModel:
             "Bayesian fits need the data in memory; call ddf.compute() and fit "
             "bmx.lmm(formula, data).sample(), or fit this model by ML/REML with .fit()."
         )
+
+
+def _fitted_columns(products: Any, rows: Any) -> tuple[Any, Any]:
+    """The products and partition encoding of the fixed-effects columns that are not
+    aliased in the whole data's ``X'X`` (R's rule, with the in-memory warning); the
+    encoding, for the result's lazy rows, is uncentred."""
+    import dataclasses
+
+    from bayesmix.ml.products_fit import independent_gram_columns, select_fixed
+
+    template = rows.template
+    p = template.n_fixed
+    if rows.intercept is not None and not products.XyXy[p, p] > 0.0:
+        raise FitError(
+            f"the response {template.response!r} (less any offset) is constant "
+            f"({rows.y_shift:.6g} in every row), so there is no variation to model"
+        )
+    gram = products.XyXy[:p, :p]
+    norms_sq = np.diag(gram)
+    if rows.intercept is not None:  # R's rule measures the columns as given, not centred
+        i, mu = rows.intercept, rows.x_shift
+        norms_sq = norms_sq + 2.0 * mu * gram[i] + mu**2 * gram[i, i]
+    keep = independent_gram_columns(gram, template.fixed_terms, norms_sq)
+    if len(keep) < p:
+        products = select_fixed(products, keep)
+        encoder = dataclasses.replace(
+            template.encoder, keep=[template.encoder.keep[j] for j in keep]
+        )
+        template = dataclasses.replace(
+            template,
+            X=template.X[:, keep],
+            fixed_terms=tuple(template.fixed_terms[j] for j in keep),
+            encoder=encoder,
+        )
+    uncentred = dataclasses.replace(
+        rows, template=template, intercept=None, x_shift=None, y_shift=0.0
+    )
+    return products, uncentred
+
+
+def _active_client() -> Any:
+    """The ``distributed.Client`` active in this process, if any (data persisted on it
+    can only be read through it)."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_client
+
+    try:
+        return get_client()
+    except ValueError:
+        return None
 
 
 def _check_method(method: Any) -> str:

@@ -274,3 +274,128 @@ def test_the_template_says_nothing_of_itself():
         fit = bmx.lmm("y ~ x + (1 + x | g)", ddf).fit(client="sync")
     assert not [w for w in caught if "does not vary" in str(w.message)]
     assert fit.loglik == pytest.approx(bmx.lmm("y ~ x + (1 + x | g)", data).fit().loglik, abs=1e-8)
+
+
+# ------------------------------------------------------------------ review findings
+def test_a_term_absent_from_the_sampled_rows_is_kept():
+    """Orthodont sorted by Sex: the first rows (part of the template) are all Male, yet
+    age:Sex[Female] is estimable in the data and must not be dropped as aliased."""
+    data = bmx.load_dataset("Orthodont").sort_values("Sex", kind="stable")
+    formula = "distance ~ age * Sex + (1 | Subject)"
+    fit = bmx.lmm(formula, data).fit("ML")
+    dask_fit = bmx.lmm(formula, dd.from_pandas(data, npartitions=4)).fit("ML", client="sync")
+    assert list(dask_fit.fixef().index) == list(fit.fixef().index)
+    assert_same_fit(dask_fit, fit)
+
+
+def test_aliased_columns_are_dropped_as_in_memory():
+    data = bmx.load_dataset("sleepstudy").copy()
+    data["Days2"] = 2.0 * data["Days"]
+    formula = "Reaction ~ Days + Days2 + (1 | Subject)"
+    with pytest.warns(DataWarning, match="dropping aliased column") as in_memory:
+        fit = bmx.lmm(formula, data).fit("ML")
+    ddf = dd.from_pandas(data, npartitions=3)
+    with pytest.warns(DataWarning, match="dropping aliased column") as on_dask:
+        dask_fit = bmx.lmm(formula, ddf).fit("ML", client="sync")
+    assert str(on_dask[0].message) == str(in_memory[0].message)
+    assert_same_fit(dask_fit, fit)
+    np.testing.assert_allclose(dask_fit.fitted().compute(), fit.fitted(), rtol=1e-6)
+
+
+def test_large_constant_parts_cost_no_digits():
+    """y = 1e7 + ..., x = 1e6 + ...: the rows are centred before they are summed."""
+    rng = np.random.default_rng(11)
+    groups = np.repeat(np.arange(40), 25)
+    x = 1e6 + rng.normal(size=groups.size)
+    y = 1e7 + 2.0 * (x - 1e6) + rng.normal(size=40)[groups] + rng.normal(size=groups.size)
+    data = pd.DataFrame({"y": y, "x": x, "g": groups.astype(str)})
+    # (a random slope on x + 1e6 is ill-conditioned in memory as well: Z is not centred)
+    for formula in ("y ~ x + (1 | g)", "y ~ x + I(x * x) + (1 | g)"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = bmx.lmm(formula, data).fit("ML")
+            dask_fit = bmx.lmm(formula, dd.from_pandas(data, npartitions=3)).fit(
+                "ML", client="sync"
+            )
+        assert dask_fit.loglik == pytest.approx(fit.loglik, abs=1e-6)
+        np.testing.assert_allclose(dask_fit.fixef()["estimate"], fit.fixef()["estimate"], rtol=1e-9)
+        assert dask_fit.sigma == pytest.approx(fit.sigma, rel=1e-5)
+
+
+def test_a_constant_or_exactly_fitted_response_is_refused():
+    data = bmx.load_dataset("sleepstudy").copy()
+    data["constant"] = 5.0
+    data["exact"] = 1.0 + 2.0 * data["Days"]
+    ddf = dd.from_pandas(data, npartitions=3)
+    with pytest.raises(FitError, match="constant"):
+        bmx.lmm("constant ~ Days + (1 | Subject)", ddf).fit(client="sync")
+    with pytest.raises(FitError, match="reproduce the response"):
+        bmx.lmm("exact ~ Days + (1 | Subject)", ddf).fit(client="sync")
+
+
+def test_functions_written_for_rows_in_memory_refuse_a_dask_fit():
+    data = bmx.load_dataset("sleepstudy")
+    fit = bmx.lmm("Reaction ~ Days + (Days | Subject)", dd.from_pandas(data, npartitions=2)).fit(
+        client="sync"
+    )
+    for call in (
+        lambda: bmx.ranova(fit),
+        lambda: bmx.acf(fit),
+        lambda: bmx.plot_effects(fit, "Days"),
+    ):
+        with pytest.raises(ArgumentError, match="Dask DataFrame"):
+            call()
+    assert repr(fit.design.y).startswith("<responses of the data's rows: (180,)")
+
+
+def test_a_numeric_column_coded_as_a_factor_gets_every_level():
+    data = bmx.load_dataset("sleepstudy").copy()
+    data["phase"] = (data["Days"] >= 5).astype(int) + (data["Days"] >= 8).astype(int)
+    data = data.sort_values("phase", kind="stable")  # the last levels only in late rows
+    formula = "Reaction ~ C(phase) + (1 | Subject)"
+    fit = bmx.lmm(formula, data).fit()
+    dask_fit = bmx.lmm(formula, dd.from_pandas(data, npartitions=4)).fit(client="sync")
+    assert_same_fit(dask_fit, fit)
+
+
+def test_predictions_of_new_rows_need_only_the_predictors():
+    data = bmx.load_dataset("sleepstudy")
+    dask_fit = bmx.lmm("Reaction ~ Days + (1 | Subject)", dd.from_pandas(data, 2)).fit(
+        client="sync"
+    )
+    new = pd.DataFrame(
+        {"Days": [1.0, 2.0, 3.0, 4.0], "Subject": ["308"] * 4, "Reaction": [np.nan] * 4}
+    )
+    lazy = dask_fit.predict(dd.from_pandas(new, npartitions=2)).compute()
+    assert len(lazy) == 4
+    np.testing.assert_allclose(lazy, dask_fit.predict(new), rtol=1e-12)
+
+
+def test_reml_anova_of_one_frame_on_two_schedulers():
+    """The sums come in another order on a cluster: the fixed effects still compare equal."""
+    data = bmx.load_dataset("sleepstudy")
+    ddf = dd.from_pandas(data, npartitions=4)
+    small = bmx.lmm("Reaction ~ Days + (1 | Subject)", ddf).fit(client="sync")
+    large = bmx.lmm("Reaction ~ Days + (Days | Subject)", ddf).fit()
+    table = bmx.anova(small, large)
+    expected = bmx.anova(
+        bmx.lmm("Reaction ~ Days + (1 | Subject)", data).fit(),
+        bmx.lmm("Reaction ~ Days + (Days | Subject)", data).fit(),
+    )
+    np.testing.assert_allclose(table["L.Ratio"].iloc[1], expected["L.Ratio"].iloc[1], atol=1e-6)
+
+
+def test_fit_uses_the_active_client():
+    from distributed import Client, LocalCluster
+
+    data = bmx.load_dataset("Penicillin")
+    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        ddf = client.persist(dd.from_pandas(data, npartitions=2))
+        dask_fit = bmx.lmm(formula, ddf).fit()
+    assert_same_fit(dask_fit, bmx.lmm(formula, data).fit())

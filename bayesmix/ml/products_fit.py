@@ -15,9 +15,13 @@ partition. This module fits them with the same kernel, optimiser and checks as
   diagonal), as the rows' version does.
 
 Every product is mapped by the one linear map ``[X, y] -> [Q, y_w]``, exactly
-(no rows). Cross-products square the condition number of ``X``: a predictor
-with a large constant part (a timestamp) loses digits here that the rows' QR
-keeps; centre such columns before a fit on partitions.
+(no rows). Cross-products square the condition number of ``X``, so the rows are
+centred before they are summed (:mod:`bayesmix.scale.accumulate`, on the survey's
+means; :func:`centred_back` maps the estimates back): a large constant part of a
+predictor or of the response (a timestamp, 1e6 + noise) then costs no digits.
+What centring cannot remove, an ill-conditioned ``X`` itself, costs twice the
+digits it costs the rows' QR, and aliased columns are told from ``X'X``
+(:func:`independent_gram_columns`).
 
 Notation
 --------
@@ -32,7 +36,7 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from bayesmix.errors import ConvergenceWarning, FitError, SingularFitWarning, warn
+from bayesmix.errors import ConvergenceWarning, DataWarning, FitError, SingularFitWarning, warn
 from bayesmix.ml.checks import (
     SINGULAR_TOLERANCE,
     check_unbounded,
@@ -51,14 +55,80 @@ from bayesmix.spec.covariance import (
     theta_positions,
 )
 from bayesmix.spec.design import Design
+from bayesmix.spec.design_columns import RANK_TOLERANCE
 
-__all__ = ["fit_products"]
+__all__ = ["centred_back", "fit_products", "independent_gram_columns", "select_fixed"]
 
 # |R_jj| of the column-normalised X'X's Cholesky factor below this: X is rank
 # deficient (the rows' QR uses 1e-10; products lose half the digits)
 _RANK_TOLERANCE = 1e-7
+# The residual's RMS relative to the response's below this: an exact fit. Products carry
+# the residual sum of squares as a difference of sums of squares, good to ~1e-16 of them,
+# so the residual's RMS is resolved to ~1e-8 (the rows' QR resolves 64 eps).
+_EXACT_FIT_PRODUCTS = 1e-7
 # Random-effect columns with an RMS outside this band are rescaled (as working.py).
 _Z_RMS_BAND = (1e-2, 1e2)
+
+
+def independent_gram_columns(
+    gram: np.ndarray, names: tuple[str, ...], norms_sq: np.ndarray | None = None
+) -> list[int]:
+    """The columns kept by R's rule (:func:`bayesmix.spec.design_columns.independent_columns`)
+    read from ``X'X``: column j is aliased when its residual on the kept columns has norm at
+    most ``RANK_TOLERANCE ||x_j||``. ``norms_sq`` are the columns' squared norms before
+    centring (the residuals are the same once the intercept is kept, the norms are not);
+    default ``gram``'s diagonal. Warns, as the in-memory design does, when one is dropped."""
+    norms_sq = np.diag(gram) if norms_sq is None else norms_sq
+    keep: list[int] = []
+    for j in range(gram.shape[0]):
+        norm_sq = float(norms_sq[j])
+        if norm_sq <= 0:
+            continue
+        if keep:
+            sub = gram[np.ix_(keep, keep)]
+            cross = gram[keep, j]
+            try:
+                residual_sq = float(gram[j, j]) - float(cross @ np.linalg.solve(sub, cross))
+            except np.linalg.LinAlgError:  # pragma: no cover - kept columns are independent
+                residual_sq = 0.0
+        else:
+            residual_sq = float(gram[j, j])
+        if residual_sq > RANK_TOLERANCE**2 * norm_sq:
+            keep.append(j)
+    dropped = [names[j] for j in range(gram.shape[0]) if j not in keep]
+    if dropped:
+        warn(
+            f"The fixed-effects matrix is rank deficient; dropping aliased column(s) "
+            f"{', '.join(dropped)}.",
+            DataWarning,
+        )
+    return keep
+
+
+def select_fixed(products: CrossProducts, keep: list[int]) -> CrossProducts:
+    """The products of the rows with only the fixed-effects columns ``keep`` (and y)."""
+    p = products.XyXy.shape[0] - 1
+    columns = [*keep, p]
+    return dataclasses.replace(
+        products,
+        XyXy=products.XyXy[np.ix_(columns, columns)],
+        ZXy1=products.ZXy1[..., columns] if products.ZXy1.size else products.ZXy1,
+        ZXy_r=products.ZXy_r[:, columns] if products.ZXy_r.size else products.ZXy_r,
+    )
+
+
+def centred_back(
+    estimates: MLEstimates, intercept: int, x_shift: np.ndarray, y_shift: float
+) -> MLEstimates:
+    """Estimates of the model fitted with ``X - 1 x_shift'`` and ``y - y_shift`` (the
+    ``intercept`` column absorbing both) in the original columns: ``beta = T beta_c +
+    y_shift e_int`` with ``T = I - e_int x_shift'``; ``vcov = T V_c T'``; nothing else changes
+    (the map has determinant 1, so the REML criterion is the same)."""
+    T = np.eye(len(x_shift))
+    T[intercept] -= x_shift
+    beta = T @ estimates.beta
+    beta[intercept] += y_shift
+    return dataclasses.replace(estimates, beta=beta, vcov_beta=T @ estimates.vcov_beta @ T.T)
 
 
 def _power_of_two_at_least(value: float) -> float:
@@ -137,11 +207,12 @@ def _working_products(
     G = _fixed_factor(XyXy[:p, :p], template.fixed_terms) if p else np.zeros((0, 0))
     c = sla.solve_triangular(G, XyXy[:p, p], trans="T") / m if p else np.zeros(0)
     s1_sq = (yy / m**2 - float(c @ c)) / n
-    if not s1_sq > (64 * np.finfo(float).eps) ** 2:
+    if not s1_sq > _EXACT_FIT_PRODUCTS**2:
         raise FitError(
-            f"the fixed effects reproduce the response {name!r} exactly, so the residual "
-            "variance is zero and the likelihood has no maximum; remove terms that "
-            "determine the response"
+            f"the fixed effects reproduce the response {name!r} to within "
+            f"{_EXACT_FIT_PRODUCTS:g} of its scale, so the residual variance is zero or below "
+            "what summed cross-products resolve; remove terms that determine the response, "
+            "or fit these data in memory"
         )
     s1 = float(np.sqrt(s1_sq))
     # [Q, y_w] = [X, y] M

@@ -41,13 +41,23 @@ DRIVER_MEMORY_LIMIT = 4 * 2**30
 
 @dataclass(frozen=True)
 class PartitionRows:
-    """How a partition's rows become the kernel's whitened arrays (picklable for workers)."""
+    """How a partition's rows become the kernel's whitened arrays (picklable for workers).
+
+    ``columns`` are every column the model uses, ``predictors`` those new data need.
+    With an ``intercept`` column, the rows are centred before they are summed:
+    ``X - x_shift`` (0 at the intercept) and ``y - offset - y_shift``, which the
+    intercept absorbs (:func:`bayesmix.ml.products_fit.centred_back`).
+    """
 
     template: Design
     columns: tuple[str, ...]
     response: str
     weights: str | None
     functions: Mapping[str, Callable] | None = None
+    predictors: tuple[str, ...] = ()
+    intercept: int | None = None
+    x_shift: np.ndarray | None = None
+    y_shift: float = 0.0
 
     @property
     def order(self) -> list[int]:
@@ -62,17 +72,17 @@ class PartitionRows:
         )
 
 
-def complete_rows(rows: PartitionRows, part: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``part`` with no missing value in the model's columns it has (new data
-    for prediction may lack the response and the weights)."""
-    return part[[c for c in rows.columns if c in part.columns]].dropna()
+def complete_rows(rows: PartitionRows, part: pd.DataFrame, response: bool = True) -> pd.DataFrame:
+    """The rows of ``part`` with no missing value in the model's columns (``response``
+    False: in the predictors only, as new data for prediction need)."""
+    return part[list(rows.columns if response else rows.predictors)].dropna()
 
 
 def encode_partition(rows: PartitionRows, part: pd.DataFrame, *, response: bool = True):
     """``(y, X, blocks, offset, weights)`` of a partition's complete rows (``y`` and
     ``weights`` None when ``response`` is False); blocks in the template's (formula)
     order. ``None`` for a partition without complete rows."""
-    part = complete_rows(rows, part)
+    part = complete_rows(rows, part, response)
     if len(part) == 0:
         return None
     new = rows.template.evaluate_new_data(part)
@@ -104,9 +114,12 @@ def partition_products(rows: PartitionRows, part: pd.DataFrame) -> tuple[CrossPr
         empty = [(np.zeros(0, np.int64), np.zeros((0, k))) for k in layout.sizes]
         return cross_products(np.zeros(0), np.zeros((0, p)), empty, layout), 0.0
     y, X, blocks, offset, weights = encoded
+    r = y - offset
+    if rows.intercept is not None:
+        X, r = X - rows.x_shift[None, :], r - rows.y_shift
     s = np.ones(len(y)) if weights is None else np.sqrt(weights)
     ordered = [(blocks[i][0], blocks[i][1] * s[:, None]) for i in order]
-    products = cross_products(s * (y - offset), X * s[:, None], ordered, layout)
+    products = cross_products(s * r, X * s[:, None], ordered, layout)
     return products, (0.0 if weights is None else float(np.sum(np.log(weights))))
 
 

@@ -26,13 +26,17 @@ from bayesmix.ml.rformat import format_column, render_table, zapsmall
 from bayesmix.ml.summary import MLSummary
 from bayesmix.scale.accumulate import PartitionRows, complete_rows, encode_partition
 from bayesmix.scale.survey import Survey, is_dask_frame
+from bayesmix.spec.design import Design
 
 __all__ = ["DaskMLResult"]
 
 
-def _fitted_part(part: pd.DataFrame, rows: PartitionRows, beta, b, include_random: bool):
-    """Fitted values of one partition's complete rows (offset included)."""
-    encoded = encode_partition(rows, part, response=False)
+def _fitted_part(
+    part: pd.DataFrame, rows: PartitionRows, beta, b, include_random: bool, data_rows: bool
+):
+    """Fitted values of one partition's complete rows (offset included): the rows the fit
+    used (``data_rows``), or every row of new data with its predictors."""
+    encoded = encode_partition(rows, part, response=data_rows)
     if encoded is None:
         return pd.Series(np.zeros(0), index=part.index[:0], dtype=float)
     _, X, blocks, offset, _ = encoded
@@ -40,7 +44,7 @@ def _fitted_part(part: pd.DataFrame, rows: PartitionRows, beta, b, include_rando
     if include_random:
         for (codes, Z), bi in zip(blocks, b, strict=True):
             eta += np.sum(Z * bi[codes], axis=1)
-    return pd.Series(eta, index=complete_rows(rows, part).index, dtype=float)
+    return pd.Series(eta, index=complete_rows(rows, part, data_rows).index, dtype=float)
 
 
 def _residual_part(part: pd.DataFrame, rows: PartitionRows, beta, b, scale):
@@ -95,7 +99,7 @@ class DaskMLResult(MLResult):
 
     def fitted(self) -> Any:
         """Fitted values ``offset + X beta + Z b`` of the data's rows: a Dask Series (lazy)."""
-        return self._map(self.data, True)
+        return self._map(self.data, True, True)
 
     def residuals(self, kind: str = "response") -> Any:
         """``y - fitted`` (``"response"``), or times ``sqrt(w) / sigma`` (``"pearson"``,
@@ -114,15 +118,21 @@ class DaskMLResult(MLResult):
         """Predictions: a Dask Series for the data (``newdata=None``) or a Dask ``newdata``;
         an array for a pandas ``newdata`` (as :meth:`MLResult.predict`)."""
         if newdata is None:
-            return self._map(self.data, include_random)
+            return self._map(self.data, include_random, True)
         if is_dask_frame(newdata):
-            return self._map(newdata, include_random)
+            return self._map(newdata, include_random, False)
         return super().predict(newdata, include_random)
 
-    def _map(self, frame: Any, include_random: bool) -> Any:
+    def _map(self, frame: Any, include_random: bool, data_rows: bool) -> Any:
         beta = np.asarray(self.estimates.beta, dtype=float)
         return frame.map_partitions(
-            _fitted_part, self.rows, beta, self._b(), include_random, meta=pd.Series(dtype=float)
+            _fitted_part,
+            self.rows,
+            beta,
+            self._b(),
+            include_random,
+            data_rows,
+            meta=pd.Series(dtype=float),
         )
 
     # -- comparison (bmx.anova) without the rows
@@ -189,13 +199,68 @@ def _refuse(what: str, advice: str = "compute the data into memory (ddf.compute(
     )
 
 
-def data_fingerprint(token: str, n_obs: int, XyXy: np.ndarray) -> str:
-    """Hash of the data's Dask token, the rows used and the response's sum of squares."""
+def data_fingerprint(token: str, n_obs: int, formula: str) -> str:
+    """Hash of the data's Dask token and the number of rows used (fits of one Dask frame,
+    with the same missing rows dropped, saw the same data)."""
     digest = hashlib.sha256()
     digest.update(str(token).encode())
     digest.update(str(int(n_obs)).encode())
-    digest.update(np.float64(XyXy[-1, -1]).tobytes())
     return digest.hexdigest()
+
+
+class RowsOnDask:
+    """Stands in for a row-level array of a Dask fit's design: its shape is known, its
+    values stay on Dask. Any use of the values raises an ArgumentError, so code written
+    for rows in memory (``bmx.ranova``, ``bmx.acf``, effect plots...) cannot run quietly
+    on something else."""
+
+    def __init__(self, shape: tuple[int, ...], what: str) -> None:
+        self.shape, self.ndim, self.what = shape, len(shape), what
+
+    def _refuse(self, *args: Any, **kwargs: Any):
+        _refuse(f"this use of the {self.what}", "call ddf.compute() and fit the data in memory")
+
+    __array__ = __getitem__ = __len__ = __iter__ = __array_function__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
+    __truediv__ = __rtruediv__ = __matmul__ = __rmatmul__ = __neg__ = _refuse
+
+    def __array_ufunc__(self, *args: Any, **kwargs: Any):
+        self._refuse()
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._refuse()
+
+    def __repr__(self) -> str:
+        return f"<{self.what}: {self.shape}, on Dask>"
+
+
+def rowless_design(template: Design, n_obs: int) -> Design:
+    """``template`` (names, levels, encoder) with its rows replaced by :class:`RowsOnDask`
+    of the data's shape."""
+    import dataclasses
+
+    p = template.n_fixed
+
+    def rows(shape: tuple[int, ...], what: str) -> RowsOnDask:
+        return RowsOnDask(shape, f"{what} of the data's rows")
+
+    blocks = tuple(
+        dataclasses.replace(
+            b, codes=rows((n_obs,), "level codes"), Z=rows((n_obs, b.n_terms), "columns")
+        )
+        for b in template.blocks
+    )
+    return dataclasses.replace(
+        template,
+        y=rows((n_obs,), "responses"),
+        X=rows((n_obs, p), "fixed-effects columns"),
+        data=rows((n_obs, template.data.shape[1]), "data"),
+        blocks=blocks,
+        offset=None if template.offset is None else rows((n_obs,), "offsets"),
+        weights=None if template.weights is None else rows((n_obs,), "prior weights"),
+    )
 
 
 class _DaskSummary(MLSummary):

@@ -41,6 +41,10 @@ _STATEFUL = re.compile(r"\b(scale|center|standardize|poly|bs|cr|cc|ns)\s*\(")
 #: Warnings of the template's build about variation within levels: a template holds one
 #: row per level, so they describe the template, not the data.
 _TEMPLATE_ONLY = re.compile(r"does not vary within any level")
+#: An error message that counts rows: counted in the template, which the message says.
+_COUNTS_ROWS = re.compile(r"\d+ (?:of \d+ )?rows?\b|\d+ row\(s\)")
+#: A column the formula codes as a factor: ``C(k)``, ``C(k, "sum")``.
+_CODED_FACTOR = re.compile(r"\bC\(\s*`?([A-Za-z_.][\w.]*)`?")
 #: First rows of the data added to the template (variety for the numeric columns).
 _HEAD_ROWS = 1000
 
@@ -121,7 +125,11 @@ def _report_missing(counts: pd.Series, columns: list[str], n_rows: int, n_comple
 
 def _representatives(ddf: Any, spec: FormulaSpec, columns: list[str], meta: pd.DataFrame):
     """Lazy frames of representative rows: per bar, per fixed categorical set, the head."""
-    numeric = {c for c in columns if pd.api.types.is_numeric_dtype(meta[c].dtype)}
+    # numeric columns coded as factors by C(...) need all their values too
+    coded = set(_CODED_FACTOR.findall(spec.formula))
+    numeric = {
+        c for c in columns if pd.api.types.is_numeric_dtype(meta[c].dtype) and c not in coded
+    }
     grouping = {f for bar in spec.bars for f in bar.factors}
     factor_sets = [list(dict.fromkeys(bar.factors)) for bar in spec.bars]
     fixed_factors = [c for c in columns if c not in numeric and c not in grouping]
@@ -196,14 +204,24 @@ def survey(
     rows = rows.sort_values(list(rows.columns), kind="stable", ignore_index=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        template = build_design(
-            formula,
-            rows,
-            offset=offset,
-            weights=weights,
-            functions=functions,
-            contrasts=contrasts,
-        )
+        try:  # every column kept: aliasing is decided on the whole data's X'X
+            template = build_design(
+                formula,
+                rows,
+                offset=offset,
+                weights=weights,
+                functions=functions,
+                contrasts=contrasts,
+                drop_aliased=False,
+            )
+        except DataError as error:
+            if not _COUNTS_ROWS.search(str(error)):
+                raise
+            raise DataError(
+                f"{error} (The counts are of the {len(rows)} rows the survey sampled from the "
+                "data: one per level of each grouping factor and per combination of the "
+                "categorical predictors, and the first rows.)"
+            ) from error
     for record in caught:  # what the representatives alone cannot tell is not said
         if not _TEMPLATE_ONLY.search(str(record.message)):
             warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)

@@ -60,6 +60,7 @@ def build_design(
     contrasts: Mapping[str, str] | None = None,
     binomial: bool = False,
     extra_columns: tuple[str, ...] = (),
+    drop_aliased: bool = True,
 ) -> Design:
     """Build the numeric design of a mixed model.
 
@@ -91,6 +92,10 @@ def build_design(
     extra_columns : tuple of str
         Further columns whose missing values drop a row (those of a residual
         variance function or correlation structure).
+    drop_aliased : bool
+        Drop aliased fixed-effects columns (R's rule, with a warning). ``False``
+        keeps every column: for a design of sampled rows whose rank says nothing
+        of the whole data's (:mod:`bayesmix.scale.survey`).
 
     Returns
     -------
@@ -154,7 +159,7 @@ def build_design(
         fixed_dm, y, trials, X_full, names_full = _fixed_part(
             spec, frame, env, fixed_codings, counts
         )
-    keep = independent_columns(X_full, names_full)
+    keep = independent_columns(X_full, names_full) if drop_aliased else list(range(len(names_full)))
 
     offset_matrices = tuple(
         _design_matrices(f"0 + offset({text})", frame, spec.formula, env)[0]
