@@ -54,3 +54,11 @@ def test_cases_the_fast_path_leaves_to_the_reference(values):
     keys = [(values[0],), (values[1],)]
     frame = pd.DataFrame({"g": pd.Series(values, dtype=object)})
     _both(frame, ["g"], keys)
+
+
+def test_categorical_columns_with_missing_values():
+    keys = [(3,), (1,)]
+    frame = pd.DataFrame({"g": pd.Categorical([1, None, 3, 2], categories=[1, 2, 3])})
+    assert list(_both(frame, ["g"], keys)) == [1, -1, 0, -1]
+    text = pd.DataFrame({"g": pd.Categorical(["b", None, "a"], categories=["a", "b"])})
+    assert list(_both(text, ["g"], [("a",), ("b",)])) == [1, -1, 0]

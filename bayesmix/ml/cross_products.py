@@ -26,10 +26,16 @@ import scipy.sparse as sp
 
 from bayesmix.ml.small_algebra import sparse_cross
 
-__all__ = ["BlockLayout", "CrossProducts", "add_products", "cross_products"]
+__all__ = ["BlockLayout", "CrossProducts", "add_products", "block_order", "cross_products"]
 
 # Z'[X, y] of the first block by bincounts up to this many (k1 x c) columns
 _BINCOUNT_MAX_COLUMNS = 32
+
+
+def block_order(sizes: Sequence[int], n_levels: Sequence[int]) -> list[int]:
+    """The kernel's order of the blocks: the most random effects first (stable, as
+    MixedModels.jl); products are computed in this order."""
+    return sorted(range(len(sizes)), key=lambda i: -sizes[i] * n_levels[i])
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from bayesmix.errors import FitError
-from bayesmix.ml.cross_products import BlockLayout, CrossProducts, cross_products
+from bayesmix.ml.cross_products import BlockLayout, CrossProducts, block_order, cross_products
 from bayesmix.ml.pls_solution import PLSSolution, fitted_values
 from bayesmix.ml.small_algebra import lower_cholesky, lower_solve, small_matmul
 from bayesmix.spec.covariance import (
@@ -55,12 +55,6 @@ _DENSE_B_MAX = 60_000_000
 _DENSE_B_ALWAYS = 100_000
 # The non-first blocks are factored as one dense matrix of this order at most.
 _MAX_DENSE_REST = 20_000
-
-
-def block_order(sizes: Sequence[int], n_levels: Sequence[int]) -> list[int]:
-    """The kernel's order of the blocks: the most random effects first (stable, as
-    MixedModels.jl); products are computed in this order."""
-    return sorted(range(len(sizes)), key=lambda i: -sizes[i] * n_levels[i])
 
 
 class ProfiledDeviance:

@@ -43,8 +43,8 @@ from bayesmix.ml.checks import (
     convergence_message,
     singular_message,
 )
-from bayesmix.ml.cross_products import CrossProducts
-from bayesmix.ml.deviance import ProfiledDeviance, block_order
+from bayesmix.ml.cross_products import CrossProducts, block_order
+from bayesmix.ml.deviance import ProfiledDeviance
 from bayesmix.ml.fit import MLEstimates, _diagonal_mask, _theta_names
 from bayesmix.ml.optimise import optimise
 from bayesmix.ml.working import WorkingProblem

@@ -23,8 +23,13 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import ArgumentError, DataError, FitError
-from bayesmix.ml.cross_products import BlockLayout, CrossProducts, add_products, cross_products
-from bayesmix.ml.deviance import block_order
+from bayesmix.ml.cross_products import (
+    BlockLayout,
+    CrossProducts,
+    add_products,
+    block_order,
+    cross_products,
+)
 from bayesmix.spec.design import Design, build_design
 
 __all__ = [

@@ -62,9 +62,12 @@ def _column_codes(column: pd.Series, kind: str, index: pd.Index) -> np.ndarray |
     ``kind``), or ``None`` when the vectorised comparison could differ from
     :func:`level_key`'s."""
     dtype = column.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        column = column.astype(dtype.categories.dtype)
-        dtype = column.dtype
+    if isinstance(dtype, pd.CategoricalDtype):  # look up the categories, then the codes
+        positions = _column_codes(pd.Series(dtype.categories), kind, index)
+        if positions is None:
+            return None
+        codes = column.cat.codes.to_numpy()
+        return np.where(codes >= 0, positions[np.maximum(codes, 0)], -1)
     if kind == "text":
         is_object = pd.api.types.is_object_dtype(dtype)
         if pd.api.types.is_string_dtype(dtype) or is_object:
