@@ -366,21 +366,10 @@ def lmm(
     >>> round(fit.loglik, 3)
     -871.814
     """
-    if is_dask_frame(data):  # larger than memory: two passes, no rows here
-        from bayesmix.dask_model import DaskLinearMixedModel
-
-        return DaskLinearMixedModel(  # type: ignore[return-value]
-            formula,
-            data,
-            offset=offset,
-            weights=weights,
-            functions=functions,
-            contrasts=contrasts,
-            correlation=correlation,
-        )
-    return LinearMixedModel(
+    return _model(
         formula,
         data,
+        "lme4",
         offset=offset,
         weights=weights,
         functions=functions,
@@ -413,29 +402,25 @@ def gls(
         raise FormulaError(
             f"gls() takes no random-effects terms, but {formula!r} has some; use lmm()."
         )
-    if is_dask_frame(data):
-        from bayesmix.dask_model import DaskLinearMixedModel
-
-        return DaskLinearMixedModel(  # type: ignore[return-value]
-            formula,
-            data,
-            offset=offset,
-            weights=weights,
-            functions=functions,
-            contrasts=contrasts,
-            conventions="nlme",
-            correlation=correlation,
-        )
-    return LinearMixedModel(
+    return _model(
         formula,
         data,
+        "nlme",
         offset=offset,
         weights=weights,
         functions=functions,
         contrasts=contrasts,
-        conventions="nlme",
         correlation=correlation,
     )
+
+
+def _model(formula: str, data: Any, conventions: str, **options: Any) -> LinearMixedModel:
+    """The model of ``data``: in memory, or a Dask DataFrame (two passes, no rows here)."""
+    if is_dask_frame(data):
+        from bayesmix.dask_model import DaskLinearMixedModel
+
+        return DaskLinearMixedModel(formula, data, conventions=conventions, **options)  # type: ignore[return-value]
+    return LinearMixedModel(formula, data, conventions=conventions, **options)
 
 
 def _check_method(method: str) -> Literal["REML", "ML"]:
