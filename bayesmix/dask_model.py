@@ -164,6 +164,7 @@ class DaskLinearMixedModel:
         surveyed = time.perf_counter()
         products, log_weights = accumulate(self.data, rows, client, progress)
         summed = time.perf_counter()
+        _warn_constant_slopes(products, rows.template)
         products, fitted_rows = _fitted_columns(products, rows)
         estimates = fit_products(products, fitted_rows.template, method, log_weights=log_weights)
         if rows.intercept is not None:
@@ -227,6 +228,57 @@ class DaskLinearMixedModel:
             "Bayesian fits need the data in memory; call ddf.compute() and fit "
             "bmx.lmm(formula, data).sample(), or fit this model by ML/REML with .fit()."
         )
+
+
+def _level_grams(products: Any, template: Any) -> list[np.ndarray]:
+    """Each block's per-level ``Z'Z`` (levels, k, k), in formula order, from the products."""
+    from bayesmix.ml.cross_products import block_order
+
+    blocks = template.blocks
+    if not blocks:
+        return []
+    order = block_order([b.n_terms for b in blocks], [b.n_levels for b in blocks])
+    grams: list[np.ndarray] = [np.empty(0)] * len(blocks)
+    grams[order[0]] = products.D
+    offset = 0
+    for i in order[1:]:
+        k, m = blocks[i].n_terms, blocks[i].n_levels
+        gram = np.empty((m, k, k))
+        base = offset + np.arange(m) * k
+        for t in range(k):
+            for s in range(k):
+                gram[:, t, s] = np.asarray(products.A_rr[base + t, base + s]).ravel()
+        grams[i] = gram
+        offset += m * k
+    return grams
+
+
+def _warn_constant_slopes(products: Any, template: Any) -> None:
+    """The in-memory warning (:func:`bayesmix.spec.design_columns.warn_constant_slopes`) from
+    the summed products: a slope whose (weighted) variance within every level is zero."""
+    from bayesmix.errors import DataWarning, warn
+
+    for block, gram in zip(template.blocks, _level_grams(products, template), strict=True):
+        if "Intercept" not in block.terms:
+            continue
+        i = block.terms.index("Intercept")
+        count = gram[:, i, i]
+        seen = count > 0
+        for j, term in enumerate(block.terms):
+            if j == i:
+                continue
+            mean = gram[seen, i, j] / count[seen]
+            square = gram[seen, j, j] / count[seen]
+            within = square - mean**2
+            overall = gram[:, j, j].sum() / count.sum() - (gram[:, i, j].sum() / count.sum()) ** 2
+            tiny = 1e-10 * np.maximum(square, np.finfo(float).tiny)
+            if overall > 1e-10 * gram[:, j, j].sum() / count.sum() and np.all(within <= tiny):
+                warn(
+                    f"The random slope {term!r} in {block.label} does not vary within any "
+                    f"level of {block.grouping!r}, so it is confounded with the intercept; "
+                    "consider removing it from the bar.",
+                    DataWarning,
+                )
 
 
 def _fitted_columns(products: Any, rows: Any) -> tuple[Any, Any]:

@@ -399,3 +399,18 @@ def test_fit_uses_the_active_client():
         ddf = client.persist(dd.from_pandas(data, npartitions=2))
         dask_fit = bmx.lmm(formula, ddf).fit()
     assert_same_fit(dask_fit, bmx.lmm(formula, data).fit())
+
+
+def test_a_slope_constant_within_every_level_is_warned_about_as_in_memory():
+    data = bmx.load_dataset("sleepstudy").copy()
+    data["age"] = data["Subject"].astype(str).map(lambda s: float(int(s) % 7))
+    formula = "Reaction ~ Days + (1 + age | Subject)"
+    with warnings.catch_warnings(record=True) as in_memory:
+        warnings.simplefilter("always")
+        bmx.lmm(formula, data)
+    with warnings.catch_warnings(record=True) as on_dask:
+        warnings.simplefilter("always")
+        bmx.lmm(formula, dd.from_pandas(data, npartitions=3)).fit(client="sync")
+    expected = [str(w.message) for w in in_memory if "does not vary" in str(w.message)]
+    assert expected
+    assert [str(w.message) for w in on_dask if "does not vary" in str(w.message)] == expected
