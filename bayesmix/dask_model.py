@@ -102,8 +102,8 @@ class DaskLinearMixedModel:
             local cluster of this machine's cores and closes it afterwards;
             ``"sync"`` reads the partitions one by one in this process.
         progress : bool, optional
-            Dask's progress bars of both passes; by default on when run
-            interactively (a notebook, the Python prompt), off in scripts.
+            Dask's progress bars of both passes; by default as the sampler's
+            (``BAYESMIX_PROGRESS``, else on when run interactively).
         max_driver_memory : float
             Bytes the summed products may take in this process.
 
@@ -114,7 +114,9 @@ class DaskLinearMixedModel:
         import dask
 
         method = _check_method(method)
-        show = _interactive() if progress is None else bool(progress)
+        from bayesmix.bayes.sampler_defaults import resolve_progress  # numpy only
+
+        show = resolve_progress(progress)
         if isinstance(client, str) and client == "sync":
             with dask.config.set(scheduler="sync"):
                 return self._fit(method, "sync", show, max_driver_memory)
@@ -164,7 +166,7 @@ class DaskLinearMixedModel:
         surveyed = time.perf_counter()
         products, log_weights = accumulate(self.data, rows, client, progress)
         summed = time.perf_counter()
-        _warn_constant_slopes(products, rows.template)
+        _warn_constant_slopes(products, rows)
         products, fitted_rows = _fitted_columns(products, rows)
         estimates = fit_products(products, fitted_rows.template, method, log_weights=log_weights)
         if rows.intercept is not None:
@@ -188,7 +190,7 @@ class DaskLinearMixedModel:
             data=self.data,
             survey=found,
             rows=fitted_rows,
-            fingerprint=data_fingerprint(tokenize(self.data), products.n_obs, self.formula),
+            fingerprint=data_fingerprint(tokenize(self.data), products.n_obs),
             fixed_gram=np.array(products.XyXy[:p, :p]),
             timing=timing,
         )
@@ -230,55 +232,31 @@ class DaskLinearMixedModel:
         )
 
 
-def _level_grams(products: Any, template: Any) -> list[np.ndarray]:
-    """Each block's per-level ``Z'Z`` (levels, k, k), in formula order, from the products."""
-    from bayesmix.ml.cross_products import block_order
-
-    blocks = template.blocks
-    if not blocks:
-        return []
-    order = block_order([b.n_terms for b in blocks], [b.n_levels for b in blocks])
-    grams: list[np.ndarray] = [np.empty(0)] * len(blocks)
-    grams[order[0]] = products.D
-    offset = 0
-    for i in order[1:]:
-        k, m = blocks[i].n_terms, blocks[i].n_levels
-        gram = np.empty((m, k, k))
-        base = offset + np.arange(m) * k
-        for t in range(k):
-            for s in range(k):
-                gram[:, t, s] = np.asarray(products.A_rr[base + t, base + s]).ravel()
-        grams[i] = gram
-        offset += m * k
-    return grams
-
-
-def _warn_constant_slopes(products: Any, template: Any) -> None:
+def _warn_constant_slopes(products: Any, rows: Any) -> None:
     """The in-memory warning (:func:`bayesmix.spec.design_columns.warn_constant_slopes`) from
     the summed products: a slope whose (weighted) variance within every level is zero."""
     from bayesmix.errors import DataWarning, warn
+    from bayesmix.ml.cross_products import level_grams
+    from bayesmix.spec.design_columns import constant_slope_message
 
-    for block, gram in zip(template.blocks, _level_grams(products, template), strict=True):
+    order, layout = rows.ordering
+    for i, gram in zip(order, level_grams(products, layout), strict=True):
+        block = rows.template.blocks[i]
         if "Intercept" not in block.terms:
             continue
-        i = block.terms.index("Intercept")
-        count = gram[:, i, i]
+        c = block.terms.index("Intercept")
+        count = gram[:, c, c]
         seen = count > 0
         for j, term in enumerate(block.terms):
-            if j == i:
+            if j == c:
                 continue
-            mean = gram[seen, i, j] / count[seen]
+            mean = gram[seen, c, j] / count[seen]
             square = gram[seen, j, j] / count[seen]
+            mean_square = gram[:, j, j].sum() / count.sum()
+            overall = mean_square - (gram[:, c, j].sum() / count.sum()) ** 2
             within = square - mean**2
-            overall = gram[:, j, j].sum() / count.sum() - (gram[:, i, j].sum() / count.sum()) ** 2
-            tiny = 1e-10 * np.maximum(square, np.finfo(float).tiny)
-            if overall > 1e-10 * gram[:, j, j].sum() / count.sum() and np.all(within <= tiny):
-                warn(
-                    f"The random slope {term!r} in {block.label} does not vary within any "
-                    f"level of {block.grouping!r}, so it is confounded with the intercept; "
-                    "consider removing it from the bar.",
-                    DataWarning,
-                )
+            if overall > 1e-10 * mean_square and np.all(within <= 1e-10 * square):
+                warn(constant_slope_message(term, block), DataWarning)
 
 
 def _fitted_columns(products: Any, rows: Any) -> tuple[Any, Any]:
@@ -339,13 +317,3 @@ def _check_method(method: Any) -> str:
     if upper not in ("REML", "ML"):
         raise ArgumentError(f"method must be 'REML' or 'ML', got {method!r}.")
     return upper
-
-
-def _interactive() -> bool:
-    import os
-    import sys
-
-    setting = os.environ.get("BAYESMIX_PROGRESS")
-    if setting is not None:
-        return setting not in ("", "0", "false", "False")
-    return hasattr(sys, "ps1") or "ipykernel" in sys.modules

@@ -26,16 +26,17 @@ import scipy.sparse as sp
 
 from bayesmix.ml.small_algebra import sparse_cross
 
-__all__ = ["BlockLayout", "CrossProducts", "add_products", "block_order", "cross_products"]
+__all__ = [
+    "BlockLayout",
+    "CrossProducts",
+    "add_products",
+    "block_layout",
+    "cross_products",
+    "level_grams",
+]
 
 # Z'[X, y] of the first block by bincounts up to this many (k1 x c) columns
 _BINCOUNT_MAX_COLUMNS = 32
-
-
-def block_order(sizes: Sequence[int], n_levels: Sequence[int]) -> list[int]:
-    """The kernel's order of the blocks: the most random effects first (stable, as
-    MixedModels.jl); products are computed in this order."""
-    return sorted(range(len(sizes)), key=lambda i: -sizes[i] * n_levels[i])
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,28 @@ def cross_products(
         upper = sp.csr_matrix((values, (rows, cols)), shape=(q_r, q_r))
         A_rr = (upper + sp.triu(upper, 1).T).tocsr()
     return CrossProducts(len(y), Xy.T @ Xy, D, ZXy1, A_rr, ZXy_r, tuple(pairs))
+
+
+def block_layout(sizes: Sequence[int], n_levels: Sequence[int]) -> tuple[list[int], BlockLayout]:
+    """The kernel's order of the blocks (the most random effects first, stable, as
+    MixedModels.jl; products are computed in this order) and their layout in it."""
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i] * n_levels[i])
+    return order, BlockLayout(tuple(sizes[i] for i in order), tuple(n_levels[i] for i in order))
+
+
+def level_grams(products: CrossProducts, layout: BlockLayout) -> list[np.ndarray]:
+    """Each block's ``Z'Z`` level by level, ``(m, k, k)``, in the kernel's order."""
+    if not layout.sizes:
+        return []
+    grams = [products.D]
+    for pos, (k, m) in enumerate(zip(layout.sizes[1:], layout.n_levels[1:], strict=True)):
+        base = layout.offsets[pos] + np.arange(m) * k
+        gram = np.empty((m, k, k))
+        for t in range(k):
+            for s in range(k):
+                gram[:, t, s] = np.asarray(products.A_rr[base + t, base + s]).ravel()
+        grams.append(gram)
+    return grams
 
 
 def _level_pairs(

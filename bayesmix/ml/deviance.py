@@ -36,7 +36,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from bayesmix.errors import FitError
-from bayesmix.ml.cross_products import BlockLayout, CrossProducts, block_order, cross_products
+from bayesmix.ml.cross_products import CrossProducts, block_layout, cross_products
 from bayesmix.ml.pls_solution import PLSSolution, fitted_values
 from bayesmix.ml.small_algebra import lower_cholesky, lower_solve, small_matmul
 from bayesmix.spec.covariance import (
@@ -120,10 +120,7 @@ class ProfiledDeviance:
         self.n_levels = [int(m) for m in n_levels]
         self.n_theta = sum(n_theta(kd, k) for kd, k in zip(self.kinds, self.sizes))
         self._last = None  # (theta, factor) of the last evaluation
-        self._order = block_order(self.sizes, self.n_levels)
-        self._layout = BlockLayout(
-            tuple(self.sizes[i] for i in self._order), tuple(self.n_levels[i] for i in self._order)
-        )
+        self._order, self._layout = block_layout(self.sizes, self.n_levels)
         q_r = self._layout.q_rest if self.sizes else 0
         if q_r > _MAX_DENSE_REST:
             raise FitError(

@@ -42,9 +42,11 @@ def fitted_values(
 ) -> np.ndarray:
     """Conditional fitted values ``X beta + sum_i rowsum(Z_i * b_i[codes_i])``.
 
-    ``blocks`` holds ``(codes, Z, n_levels, kind)`` per block, as the kernels take them.
+    ``blocks`` holds ``(codes, Z, ...)`` per block: the kernels' ``(codes, Z, n_levels,
+    kind)`` or encoded new rows' ``(codes, Z)``; an empty ``b`` gives ``X beta``.
     """
     eta = X @ beta
-    for (codes, Z, _, _), bi in zip(blocks, b):
+    for block, bi in zip(blocks, b):
+        codes, Z = block[0], block[1]
         eta = eta + np.einsum("nk,nk->n", Z.reshape(len(eta), -1), bi[codes])
     return eta

@@ -36,14 +36,14 @@ import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from bayesmix.errors import ConvergenceWarning, DataWarning, FitError, SingularFitWarning, warn
+from bayesmix.errors import ConvergenceWarning, FitError, SingularFitWarning, warn
 from bayesmix.ml.checks import (
     SINGULAR_TOLERANCE,
     check_unbounded,
     convergence_message,
     singular_message,
 )
-from bayesmix.ml.cross_products import CrossProducts, block_order
+from bayesmix.ml.cross_products import BlockLayout, CrossProducts, block_layout, level_grams
 from bayesmix.ml.deviance import ProfiledDeviance
 from bayesmix.ml.fit import MLEstimates, _diagonal_mask, _theta_names
 from bayesmix.ml.optimise import optimise
@@ -55,7 +55,7 @@ from bayesmix.spec.covariance import (
     theta_positions,
 )
 from bayesmix.spec.design import Design
-from bayesmix.spec.design_columns import RANK_TOLERANCE
+from bayesmix.spec.design_columns import RANK_TOLERANCE, warn_aliased
 
 __all__ = ["centred_back", "fit_products", "independent_gram_columns", "select_fixed"]
 
@@ -95,13 +95,7 @@ def independent_gram_columns(
             residual_sq = float(gram[j, j])
         if residual_sq > RANK_TOLERANCE**2 * norm_sq:
             keep.append(j)
-    dropped = [names[j] for j in range(gram.shape[0]) if j not in keep]
-    if dropped:
-        warn(
-            f"The fixed-effects matrix is rank deficient; dropping aliased column(s) "
-            f"{', '.join(dropped)}.",
-            DataWarning,
-        )
+    warn_aliased([names[j] for j in range(gram.shape[0]) if j not in keep])
     return keep
 
 
@@ -158,21 +152,17 @@ def _fixed_factor(XtX: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     return R * norms
 
 
-def _column_scales(products: CrossProducts, template: Design, order: list[int]):
+def _column_scales(
+    products: CrossProducts, template: Design, order: list[int], layout: BlockLayout
+):
     """``d`` per block column (powers of two, from the columns' RMS), in formula order,
     and each ``theta`` entry's row scale."""
-    n = products.n_obs
     sums = [None] * len(order)
-    for pos, i in enumerate(order):
-        if pos == 0:
-            sums[i] = np.einsum("mtt->t", products.D)
-        else:
-            lo, hi = _rest_slice(template, order, pos)
-            k = template.blocks[i].n_terms
-            sums[i] = products.A_rr.diagonal()[lo:hi].reshape(-1, k).sum(axis=0)
+    for i, gram in zip(order, level_grams(products, layout), strict=True):
+        sums[i] = np.einsum("mtt->t", gram)
     scales, theta_scale = [], []
     for block, total in zip(template.blocks, sums, strict=True):
-        rms = np.sqrt(total / n)
+        rms = np.sqrt(total / products.n_obs)
         outside = (rms > 0) & ((rms < _Z_RMS_BAND[0]) | (rms > _Z_RMS_BAND[1]))
         exponent = np.round(np.log2(np.where(rms > 0, rms, 1.0))).astype(int)
         d = np.where(outside, np.ldexp(1.0, exponent), 1.0)
@@ -182,14 +172,12 @@ def _column_scales(products: CrossProducts, template: Design, order: list[int]):
     return tuple(scales), (np.concatenate(theta_scale) if theta_scale else np.empty(0))
 
 
-def _rest_slice(template: Design, order: list[int], pos: int) -> tuple[int, int]:
-    sizes = [template.blocks[i].n_terms * template.blocks[i].n_levels for i in order[1:]]
-    start = int(np.sum(sizes[: pos - 1]))
-    return start, start + sizes[pos - 1]
-
-
 def _working_products(
-    products: CrossProducts, template: Design, order: list[int], log_weights: float
+    products: CrossProducts,
+    template: Design,
+    order: list[int],
+    layout: BlockLayout,
+    log_weights: float,
 ) -> tuple[CrossProducts, WorkingProblem]:
     """The products of the working problem and the map back (see the module docstring)."""
     n, p = products.n_obs, template.n_fixed
@@ -222,7 +210,7 @@ def _working_products(
         M[:p, :p] = G_inv
         M[:p, p] = -G_inv @ c / s1
     M[p, p] = 1.0 / (m * s1)
-    column_scales, theta_scale = _column_scales(products, template, order)
+    column_scales, theta_scale = _column_scales(products, template, order, layout)
     d = [column_scales[i] for i in order]
     work = dataclasses.replace(
         products,
@@ -258,7 +246,7 @@ def fit_products(
     log_weights: float = 0.0,
     max_evaluations: int = 100_000,
 ) -> MLEstimates:
-    """Fit the model whose whitened rows have ``products`` (blocks in :func:`block_order`).
+    """Fit the model whose whitened rows have ``products`` (blocks in :func:`block_layout` order).
 
     ``template`` is a design of the same formula whose blocks carry every level
     (names, levels and covariance kinds are read from it, never its rows);
@@ -275,14 +263,12 @@ def fit_products(
             f"the random effects of {', '.join(crowded)} number at least the observations "
             f"({n}), so their variance cannot be told apart from the residual variance"
         )
-    sizes = [b.n_terms for b in template.blocks]
-    order = block_order(sizes, [b.n_levels for b in template.blocks])
-    work, problem = _working_products(products, template, order, log_weights)
     kinds = [b.covariance for b in template.blocks]
     sizes = [b.n_terms for b in template.blocks]
-    kernel = ProfiledDeviance.from_products(
-        work, kinds, sizes, [b.n_levels for b in template.blocks]
-    )
+    n_levels = [b.n_levels for b in template.blocks]
+    order, layout = block_layout(sizes, n_levels)
+    work, problem = _working_products(products, template, order, layout, log_weights)
+    kernel = ProfiledDeviance.from_products(work, kinds, sizes, n_levels)
     names = _theta_names(template)
     check, converged, message, n_evals = None, True, "no random effects: closed form", 0
     theta_w = np.empty(0)

@@ -15,6 +15,7 @@ fails (to read, or to encode) is named in the error.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,12 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import ArgumentError, DataError, FitError
+from bayesmix.errors import DataError, FitError
 from bayesmix.ml.cross_products import (
     BlockLayout,
     CrossProducts,
     add_products,
-    block_order,
+    block_layout,
     cross_products,
 )
 from bayesmix.spec.design import Design, build_design
@@ -39,9 +40,6 @@ __all__ = [
     "encode_partition",
     "products_nbytes",
 ]
-
-#: Largest cross-products (bytes) the driver is allowed to receive by default.
-DRIVER_MEMORY_LIMIT = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -64,17 +62,11 @@ class PartitionRows:
     x_shift: np.ndarray | None = None
     y_shift: float = 0.0
 
-    @property
-    def order(self) -> list[int]:
+    @functools.cached_property
+    def ordering(self) -> tuple[list[int], BlockLayout]:
+        """The kernel's order of the template's blocks and their layout in it."""
         blocks = self.template.blocks
-        return block_order([b.n_terms for b in blocks], [b.n_levels for b in blocks])
-
-    @property
-    def layout(self) -> BlockLayout:
-        blocks, order = self.template.blocks, self.order
-        return BlockLayout(
-            tuple(blocks[i].n_terms for i in order), tuple(blocks[i].n_levels for i in order)
-        )
+        return block_layout([b.n_terms for b in blocks], [b.n_levels for b in blocks])
 
 
 def complete_rows(rows: PartitionRows, part: pd.DataFrame, response: bool = True) -> pd.DataFrame:
@@ -113,7 +105,7 @@ def encode_partition(rows: PartitionRows, part: pd.DataFrame, *, response: bool 
 def partition_products(rows: PartitionRows, part: pd.DataFrame) -> tuple[CrossProducts, float]:
     """The products of one partition's whitened rows and its ``sum(log w)``."""
     encoded = encode_partition(rows, part)
-    layout, order = rows.layout, rows.order
+    order, layout = rows.ordering
     if encoded is None:
         p = rows.template.n_fixed
         empty = [(np.zeros(0, np.int64), np.zeros((0, k))) for k in layout.sizes]
@@ -139,8 +131,8 @@ def products_nbytes(template: Design) -> int:
     With ``c = p + 1``, ``q1 = m1 k1`` and ``q_r`` the rest blocks' effects:
     ``8 (c^2 + q1 (k1 + c) + q_r^2 + q_r c)``.
     """
-    rows = PartitionRows(template, (), "", None)
-    layout = rows.layout
+    blocks = template.blocks
+    _, layout = block_layout([b.n_terms for b in blocks], [b.n_levels for b in blocks])
     c = template.n_fixed + 1
     if not layout.sizes:
         return 8 * c * c
@@ -173,11 +165,8 @@ def _accumulate_sync(parts: list, rows: PartitionRows, progress: bool):
 
     total = None
     for index, part in enumerate(tqdm(parts, desc="partitions", disable=not progress)):
-        try:
-            frame = part.compute(scheduler="sync")
-            out = partition_products(rows, frame)
-        except (DataError, FitError, ArgumentError) as error:
-            raise _failed(index, error) from error
+        try:  # reading and encoding alike: the error names the partition
+            out = partition_products(rows, part.compute(scheduler="sync"))
         except Exception as error:
             raise _failed(index, error) from error
         total = out if total is None else _add(total, out)

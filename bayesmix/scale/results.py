@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bayesmix.errors import ArgumentError
+from bayesmix.ml.pls_solution import fitted_values
 from bayesmix.ml.results import MLResult
 from bayesmix.ml.rformat import format_column, render_table, zapsmall
 from bayesmix.ml.summary import MLSummary
@@ -40,10 +41,7 @@ def _fitted_part(
     if encoded is None:
         return pd.Series(np.zeros(0), index=part.index[:0], dtype=float)
     _, X, blocks, offset, _ = encoded
-    eta = X @ beta + offset
-    if include_random:
-        for (codes, Z), bi in zip(blocks, b, strict=True):
-            eta += np.sum(Z * bi[codes], axis=1)
+    eta = offset + fitted_values(X, blocks, beta, b if include_random else [])
     return pd.Series(eta, index=complete_rows(rows, part, data_rows).index, dtype=float)
 
 
@@ -53,10 +51,7 @@ def _residual_part(part: pd.DataFrame, rows: PartitionRows, beta, b, scale):
     if encoded is None:
         return pd.Series(np.zeros(0), index=part.index[:0], dtype=float)
     y, X, blocks, offset, weights = encoded
-    eta = X @ beta + offset
-    for (codes, Z), bi in zip(blocks, b, strict=True):
-        eta += np.sum(Z * bi[codes], axis=1)
-    residual = y - eta
+    residual = y - offset - fitted_values(X, blocks, beta, b)
     if scale is not None:
         residual = residual * (1.0 if weights is None else np.sqrt(weights)) / scale
     return pd.Series(residual, index=complete_rows(rows, part).index, dtype=float)
@@ -199,7 +194,7 @@ def _refuse(what: str, advice: str = "compute the data into memory (ddf.compute(
     )
 
 
-def data_fingerprint(token: str, n_obs: int, formula: str) -> str:
+def data_fingerprint(token: str, n_obs: int) -> str:
     """Hash of the data's Dask token and the number of rows used (fits of one Dask frame,
     with the same missing rows dropped, saw the same data)."""
     digest = hashlib.sha256()

@@ -28,8 +28,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayesmix.errors import ArgumentError, DataError, DataWarning, FormulaError, warn
-from bayesmix.spec.data_prep import check_column_types, used_columns
+from bayesmix.errors import ArgumentError, DataError, FormulaError
+from bayesmix.spec.data_prep import (
+    check_column_types,
+    infinite_values_error,
+    report_missing,
+    used_columns,
+)
 from bayesmix.spec.design import Design, build_design
 from bayesmix.spec.formula import FormulaSpec, parse_formula
 
@@ -105,22 +110,9 @@ def _report_missing(counts: pd.Series, columns: list[str], n_rows: int, n_comple
     for name in columns:
         n_inf = int(counts.get(f"infinite:{name}", 0))
         if n_inf:
-            raise DataError(
-                f"Column {name!r} has {n_inf} infinite value(s); replace or remove them."
-            )
-    if n_complete == 0:
-        raise DataError(
-            "No complete rows remain: every row has a missing value in one of "
-            f"{', '.join(columns)}."
-        )
-    if n_rows > n_complete:
-        detail = ", ".join(
-            f"{c}: {int(counts[f'missing:{c}'])}" for c in columns if counts[f"missing:{c}"]
-        )
-        warn(
-            f"Dropped {n_rows - n_complete} of {n_rows} rows with missing values ({detail}).",
-            DataWarning,
-        )
+            raise infinite_values_error(name, n_inf)
+    per_column = {c: int(counts[f"missing:{c}"]) for c in columns}
+    report_missing(per_column, n_rows, n_rows - n_complete, columns)
 
 
 def _representatives(ddf: Any, spec: FormulaSpec, columns: list[str], meta: pd.DataFrame):

@@ -148,23 +148,33 @@ def clean_rows(data: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, in
                 n_inf = 0
             absent = column.isna().to_numpy()
         if n_inf:
-            raise DataError(
-                f"Column {name!r} has {n_inf} infinite value(s); replace or remove them."
-            )
+            raise infinite_values_error(name, n_inf)
         per_column[name] = int(absent.sum())
         if per_column[name]:
             missing |= absent
     n_dropped = int(missing.sum())
-    if n_dropped == len(data):
+    report_missing(per_column, len(data), n_dropped, columns)
+    if not n_dropped:
+        return data.copy(), 0  # a copy all the same: the fit keeps its rows
+    return data.loc[~missing], n_dropped
+
+
+def infinite_values_error(name: str, count: int) -> DataError:
+    return DataError(f"Column {name!r} has {count} infinite value(s); replace or remove them.")
+
+
+def report_missing(
+    per_column: dict[str, int], n_rows: int, n_dropped: int, columns: list[str]
+) -> None:
+    """Refuse data without a complete row; warn with the count of rows dropped per column."""
+    if n_dropped == n_rows:
         raise DataError(
             "No complete rows remain: every row has a missing value in one of "
             f"{', '.join(columns)}."
         )
-    if not n_dropped:
-        return data.copy(), 0  # a copy all the same: the fit keeps its rows
-    detail = ", ".join(f"{c}: {k}" for c, k in per_column.items() if k)
-    warn(f"Dropped {n_dropped} of {len(data)} rows with missing values ({detail}).", DataWarning)
-    return data.loc[~missing], n_dropped
+    if n_dropped:
+        detail = ", ".join(f"{c}: {k}" for c, k in per_column.items() if k)
+        warn(f"Dropped {n_dropped} of {n_rows} rows with missing values ({detail}).", DataWarning)
 
 
 def for_formulae(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

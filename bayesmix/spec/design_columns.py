@@ -84,13 +84,7 @@ def independent_columns(X: np.ndarray, names: list[str], tol: float = RANK_TOLER
         if norm > 0 and size > tol * norm:
             keep.append(j)
             basis = np.column_stack([basis, residual / size])
-    dropped = [names[j] for j in range(X.shape[1]) if j not in keep]
-    if dropped:
-        warn(
-            f"The fixed-effects matrix is rank deficient; dropping aliased column(s) "
-            f"{', '.join(dropped)}.",
-            DataWarning,
-        )
+    warn_aliased([names[j] for j in range(X.shape[1]) if j not in keep])
     return keep
 
 
@@ -164,12 +158,26 @@ def warn_constant_slopes(block: Any) -> None:
         np.minimum.at(low, block.codes, column)
         np.maximum.at(high, block.codes, column)
         if np.all(high - low == 0):
-            warn(
-                f"The random slope {term!r} in {block.label} does not vary within any level "
-                f"of {block.grouping!r}, so it is confounded with the intercept; consider "
-                "removing it from the bar.",
-                DataWarning,
-            )
+            warn(constant_slope_message(term, block), DataWarning)
+
+
+def constant_slope_message(term: str, block: Any) -> str:
+    """The warning about a random slope that never varies within a level of its grouping."""
+    return (
+        f"The random slope {term!r} in {block.label} does not vary within any level "
+        f"of {block.grouping!r}, so it is confounded with the intercept; consider "
+        "removing it from the bar."
+    )
+
+
+def warn_aliased(dropped: list[str]) -> None:
+    """The warning about fixed-effects columns dropped as aliased (R's ``qr`` rule)."""
+    if dropped:
+        warn(
+            f"The fixed-effects matrix is rank deficient; dropping aliased column(s) "
+            f"{', '.join(dropped)}.",
+            DataWarning,
+        )
 
 
 @dataclass(frozen=True)
