@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from bayesmix.errors import FitError
 from bayesmix.ml.cross_products import CrossProducts, block_layout, cross_products
 from bayesmix.ml.pls_solution import PLSSolution, fitted_values
-from bayesmix.ml.small_algebra import lower_cholesky, lower_solve, small_matmul
+from bayesmix.ml.small_algebra import level_factors, lower_cholesky, lower_solve, small_matmul
 from bayesmix.spec.covariance import (
     factors_from_theta,
     n_theta,
@@ -156,7 +156,7 @@ class ProfiledDeviance:
         for pos, (keys, vals) in enumerate(products.pairs):
             k_b, off_b = self._layout.sizes[pos + 1], int(self._offsets[pos])
             lb, j = np.divmod(keys, m1)
-            self._pairs.append((j, vals))
+            self._pairs.append((j.astype(np.int64), np.ascontiguousarray(vals, dtype=float)))
             rows.append(
                 (
                     off_b
@@ -183,7 +183,7 @@ class ProfiledDeviance:
             q_r * q1 <= _DENSE_B_MAX and dense_cost <= _DENSE_SPEEDUP * sparse_cost
         )
         if self._dense_B:
-            self._B_flat = rows * q1 + cols
+            self._B_flat = dest = rows * q1 + cols
         else:
             # compressed sparse columns with sorted rows, for subtract_gram
             pattern = sp.csc_matrix(
@@ -193,6 +193,11 @@ class ProfiledDeviance:
             perm = pattern.data.astype(np.int64) - 1
             self._B_perm = None if np.array_equal(perm, np.arange(len(perm))) else perm
             self._B_indices, self._B_indptr = pattern.indices, pattern.indptr
+            dest = np.empty_like(perm)
+            dest[perm] = np.arange(len(perm))
+        # where each pair's entries of B go (dense B's flat index, or the CSC position)
+        sizes = np.cumsum([0] + [vals.size for _, vals in self._pairs])
+        self._pair_dest = [dest[a:b] for a, b in zip(sizes[:-1], sizes[1:])]
 
     # ------------------------------------------------------------ properties
     @property
@@ -234,15 +239,19 @@ class ProfiledDeviance:
 
     def _B(self, V: np.ndarray):
         """``B = Z_r'Z_1 V`` with ``V_j = T1 L_j^-T`` (so ``L21 = Lambda_r' B``)."""
-        vals = np.concatenate([small_matmul(a, V[j]).ravel() for j, a in self._pairs])
+        from bayesmix.ml.first_block import pair_products  # numba: multi-block models only
+
         q1 = self._m1 * self._k1
         if self._dense_B:
             B = np.zeros((self._q_r, q1))
-            B.ravel()[self._B_flat] = vals
+            out = B.reshape(-1)  # a view: pair_products fills B
+        else:
+            out = np.empty(self._B_indices.size)
+        for (j, a), dest in zip(self._pairs, self._pair_dest):
+            pair_products(a, j, V, dest, out)
+        if self._dense_B:
             return B
-        if self._B_perm is not None:
-            vals = vals[self._B_perm]
-        return sp.csc_matrix((vals, self._B_indices, self._B_indptr), shape=(self._q_r, q1))
+        return sp.csc_matrix((out, self._B_indices, self._B_indptr), shape=(self._q_r, q1))
 
     def _factor(self, theta: np.ndarray) -> dict:
         theta = np.asarray(theta, dtype=float)
@@ -259,19 +268,12 @@ class ProfiledDeviance:
         M = self._XyXy.copy()
         if self.sizes:
             T1 = T[self._order[0]]
-            k1 = self._k1
-            if k1 == 1:
-                L1 = np.sqrt(T1[0, 0] ** 2 * self._D + 1.0)
-                L1inv = 1.0 / L1
-            else:
-                S1 = small_matmul(small_matmul(T1.T[None], self._D), T1[None]) + np.eye(k1)
-                L1 = np.linalg.cholesky(S1)
-                L1inv = np.linalg.inv(L1)
+            L1inv, ldL1 = level_factors(T1, self._D)
             V = small_matmul(T1[None], L1inv.transpose(0, 2, 1))
             R1 = small_matmul(V.transpose(0, 2, 1), self._ZXy1)
             R1f = R1.reshape(-1, p + 1)
             M -= R1f.T @ R1f
-            f.update(L1inv=L1inv, R1=R1, ldL2=2.0 * np.log(np.diagonal(L1, axis1=1, axis2=2)).sum())
+            f.update(L1inv=L1inv, R1=R1, ldL2=ldL1)
             if self._q_r:
                 B = self._B(V)
                 if self._dense_B:
