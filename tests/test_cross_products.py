@@ -91,3 +91,21 @@ def test_a_kernel_from_products_has_no_rows():
         np.testing.assert_allclose(v, u, rtol=1e-10)
     with pytest.raises(ValueError, match="rows"):
         other.fitted(np.zeros(1), [np.zeros((6, 1)), np.zeros((24, 1))])
+
+
+@pytest.mark.parametrize(("n_a", "n_b"), [(0, 0), (0, 5), (40, 0), (300, 200)])
+def test_adding_pairs_sums_the_values_of_equal_keys(n_a, n_b):
+    from bayesmix.ml.cross_products import _add_pairs
+
+    rng = np.random.default_rng(n_a + n_b)
+    keys_a = np.unique(rng.integers(0, 500, n_a))
+    keys_b = np.unique(rng.integers(0, 500, n_b))
+    a = (keys_a, rng.normal(size=(len(keys_a), 1, 2)))
+    b = (keys_b, rng.normal(size=(len(keys_b), 1, 2)))
+    keys, vals = _add_pairs(a, b)
+    expected_keys = np.union1d(keys_a, keys_b)
+    np.testing.assert_array_equal(keys, expected_keys)
+    expected = np.zeros((len(expected_keys), 1, 2))
+    expected[np.searchsorted(expected_keys, keys_a)] += a[1]
+    expected[np.searchsorted(expected_keys, keys_b)] += b[1]
+    np.testing.assert_allclose(vals, expected, rtol=1e-15, atol=1e-15)

@@ -87,6 +87,20 @@ def test_missing_values_are_counted_and_dropped_as_in_memory():
     assert dask_fit.survey.n_dropped == 625 - fit.nobs
 
 
+def test_partitions_without_complete_rows_add_nothing():
+    # the first two of six partitions lose every response: their empty products
+    # meet first in the reduction, and must add up to nothing
+    data = bmx.load_dataset("Penicillin").copy()
+    data.loc[:47, "diameter"] = np.nan
+    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    with pytest.warns(DataWarning, match="Dropped 48 of 144 rows"):
+        fit = bmx.lmm(formula, data).fit("REML")
+    ddf = dd.from_pandas(data, npartitions=6, sort=False)
+    with pytest.warns(DataWarning, match="Dropped 48 of 144 rows"):
+        dask_fit = bmx.lmm(formula, ddf).fit("REML", client="sync")
+    assert_same_fit(dask_fit, fit)
+
+
 def test_prior_weights_and_offsets_as_in_memory():
     data = bmx.load_dataset("sleepstudy").copy()
     data["w"] = 1.0 + (np.arange(len(data)) % 3)

@@ -115,7 +115,10 @@ def cross_products(
         the kernel's order (``layout``).
     layout : BlockLayout
     """
-    Xy = np.column_stack([np.asarray(X, dtype=float).reshape(len(y), -1), y])
+    X = np.asarray(X, dtype=float)
+    # X's own width: a chunk without rows (a partition without complete rows) has
+    # none to infer it from
+    Xy = np.column_stack([X.reshape(len(y), X.shape[1] if X.ndim == 2 else -1), y])
     c = Xy.shape[1]
     if not blocks:
         empty = np.zeros((0, 0))
@@ -204,9 +207,20 @@ def _level_pairs(
 def _add_pairs(
     a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
-    keys, inverse = np.unique(np.concatenate([a[0], b[0]]), return_inverse=True)
+    # the keys of each are sorted: a stable sort (timsort) merges the two runs in
+    # linear time, where np.unique's sort does not see them (6e6 keys: 0.03 s, 0.95 s)
+    both_keys = np.concatenate([a[0], b[0]])
+    order = np.argsort(both_keys, kind="stable")
+    merged = both_keys[order]
+    first = np.empty(len(merged), dtype=bool)
+    first[:1] = True
+    np.not_equal(merged[1:], merged[:-1], out=first[1:])
+    keys = merged[first]
+    inverse = np.empty(len(merged), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
     both = np.concatenate([a[1], b[1]])
-    flat = both.reshape(len(both), -1)
+    # explicit width: two partitions without complete rows have no pairs to infer it from
+    flat = both.reshape(len(both), int(np.prod(a[1].shape[1:])))
     # a bincount per column: np.add.at is several times slower
     vals = np.stack(
         [np.bincount(inverse, flat[:, j], minlength=len(keys)) for j in range(flat.shape[1])],

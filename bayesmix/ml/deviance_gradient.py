@@ -50,10 +50,14 @@ def _lambda_r_t(data, rows, r_block, r_column, T_r):
     entry at ``pos`` (row ``base + t``) is at ``pos - t + t'``.
     """
     out = np.zeros(data.size)
+    k = T_r.shape[1]
+    if k == 1:  # scalar rest blocks: a scaling by the entry's block
+        for pos in range(data.size):
+            out[pos] = T_r[r_block[rows[pos]], 0, 0] * data[pos]
+        return out
     for pos in range(data.size):
         a = rows[pos]
         b, t = r_block[a], r_column[a]
-        k = T_r.shape[1]
         acc = 0.0
         for t2 in range(t, k):
             w = T_r[b, t2, t]
@@ -302,8 +306,13 @@ class GradientPlan:
                 if sel is None:
                     rows = self.rows
                     sel = np.flatnonzero((self.r_block[rows] == pos) & (self.r_column[rows] == s))
+                    if sel.size == rows.size:  # one scalar rest block: every entry, no gather
+                        sel = slice(None)
                     self._rows_of[pos, s] = sel
-                value = float(Y[sel] @ C_lam_1[sel - s + t])
+                if isinstance(sel, slice):  # then s = t = 0
+                    value = float(Y @ C_lam_1)
+                else:
+                    value = float(Y[sel] @ C_lam_1[sel - s + t])
                 # columns (l, s) of S^-1 and (l, t) of A_rr Lambda_r, every level, as rows
                 # of the transposes (S^-1 is symmetric, so S_rows[j] is its column j)
                 start, k = int(K._offsets[pos]), K.sizes[block]
