@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesmix.spec.level_codes import level_codes, level_codes_by_row
+from bayesmix.spec.level_codes import LevelIndex, level_codes, level_codes_by_row
 
 
 def _both(frame, factors, keys):
@@ -62,3 +62,30 @@ def test_categorical_columns_with_missing_values():
     assert list(_both(frame, ["g"], keys)) == [1, -1, 0, -1]
     text = pd.DataFrame({"g": pd.Categorical(["b", None, "a"], categories=["a", "b"])})
     assert list(_both(text, ["g"], [("a",), ("b",)])) == [1, -1, 0]
+
+
+@pytest.mark.parametrize("sorted_keys", [True, False])
+def test_integer_ids_by_table_equal_the_reference(sorted_keys):
+    # integer levels in a narrow span are looked up in a dense table: gaps, fractions,
+    # negative IDs, values beyond both ends, NaN and nullable integers must all agree
+    rng = np.random.default_rng(7)
+    levels = sorted(set(rng.integers(-50, 2000, 800).tolist()))
+    keys = [(v,) for v in (levels if sorted_keys else rng.permutation(levels).tolist())]
+    values = rng.integers(-80, 2100, 5000).astype(float)
+    values[::97] += 0.5
+    values[::101] = np.nan
+    frame = pd.DataFrame({"g": values})
+    index = LevelIndex(keys)
+    assert index.tables[0] is not None and index.direct is sorted_keys
+    codes = _both(frame, ["g"], keys)
+    assert (codes >= 0).sum() > 1000 and (codes == -1).sum() > 100
+    nullable = pd.DataFrame({"g": pd.array(np.where(np.isnan(values), None, values // 1))})
+    _both(nullable.astype({"g": "Int64"}), ["g"], keys)
+    _both(pd.DataFrame({"g": values // 1}).astype({"g": "category"}).dropna(), ["g"], keys)
+
+
+def test_integer_ids_in_a_wide_span_use_the_hash_index():
+    keys = [(1,), (10**12,), (5,)]
+    frame = pd.DataFrame({"g": [5, 10**12, 2, 1]})
+    assert LevelIndex(keys).tables[0] is None
+    assert list(_both(frame, ["g"], keys)) == [2, 1, -1, 0]

@@ -143,7 +143,14 @@ def cross_products(
     pairs, entries = [], []
     for pos, (codes_b, Z_b) in enumerate(blocks[1:]):
         k_b, m_b, off_b = layout.sizes[pos + 1], layout.n_levels[pos + 1], offsets[pos]
-        ZXy_r[off_b : off_b + m_b * k_b] = sparse_cross(codes_b, Z_b, m_b).T @ Xy
+        if k_b * c <= _BINCOUNT_MAX_COLUMNS:
+            for t in range(k_b):
+                for j in range(c):
+                    ZXy_r[off_b + t : off_b + m_b * k_b : k_b, j] = np.bincount(
+                        codes_b, Z_b[:, t] * Xy[:, j], minlength=m_b
+                    )
+        else:
+            ZXy_r[off_b : off_b + m_b * k_b] = sparse_cross(codes_b, Z_b, m_b).T @ Xy
         for pos_c, (codes_c, Z_c) in enumerate(blocks[1 + pos :], start=pos):
             k_c, m_c, off_c = layout.sizes[pos_c + 1], layout.n_levels[pos_c + 1], offsets[pos_c]
             keys, inverse = _level_pairs(codes_b, codes_c, m_b, m_c)

@@ -57,6 +57,33 @@ def _factor_index(kind: str, values: list) -> pd.Index | None:
     return None
 
 
+def _dense_table(kind: str, values: list) -> tuple[int, np.ndarray] | None:
+    """``(lowest value, position of each value from it)`` for a factor of integer values
+    in a span of a few times their count (codes by one gather: a partition's integer
+    IDs are the common case), else ``None``."""
+    if kind != "number" or not values or not all(float(v).is_integer() for v in values):
+        return None
+    low, high = int(values[0]), int(values[-1])  # values are sorted
+    if high - low >= max(4 * len(values), 1024) or abs(low) >= _EXACT_INTEGER:
+        return None
+    table = np.full(high - low + 1, -1, dtype=np.int64)
+    table[np.asarray(values, dtype=np.int64) - low] = np.arange(len(values))
+    return low, table
+
+
+def _table_codes(column: pd.Series, low: int, table: np.ndarray) -> np.ndarray | None:
+    """A numeric column's positions by :func:`_dense_table`'s table (-1 where absent)."""
+    dtype = column.dtype
+    if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        return None
+    offset = column.to_numpy(dtype=float, na_value=np.nan) - low
+    # NaN, fractions and values outside the span are not levels
+    inside = (offset >= 0) & (offset < len(table)) & (offset == np.floor(offset))
+    codes = np.full(len(offset), -1, dtype=np.int64)
+    codes[inside] = table[offset[inside].astype(np.int64)]
+    return codes
+
+
 def _column_codes(column: pd.Series, kind: str, index: pd.Index) -> np.ndarray | None:
     """Positions of a column's values in one factor's ``index`` (its values, all of
     ``kind``), or ``None`` when the vectorised comparison could differ from
@@ -109,6 +136,9 @@ class LevelIndex:
             stride *= len(values)
         self.order = np.argsort(combined, kind="stable")
         self.sorted_levels = combined[self.order]
+        self.tables = [_dense_table(k, v) for k, v in zip(self.kinds, self.values, strict=True)]
+        # one factor whose keys are its distinct values in order: codes are positions
+        self.direct = width == 1 and np.array_equal(self.order, np.arange(len(normal)))
 
     def codes(self, newdata: pd.DataFrame, factors: Sequence[str]) -> np.ndarray:
         """The position of each row's level among the keys (-1 for one not among them)."""
@@ -120,13 +150,22 @@ class LevelIndex:
         combined = np.zeros(n, dtype=np.int64)
         missing = np.zeros(n, dtype=bool)
         stride = 1
-        for name, kind, index in zip(factors, self.kinds, self.indexes, strict=True):
-            codes = _column_codes(newdata[name], kind, index)
+        for name, kind, index, table in zip(
+            factors, self.kinds, self.indexes, self.tables, strict=True
+        ):
+            column = newdata[name]
+            codes = None
+            if table is not None and not isinstance(column.dtype, pd.CategoricalDtype):
+                codes = _table_codes(column, *table)
+            if codes is None:
+                codes = _column_codes(column, kind, index)
             if codes is None:
                 return level_codes_by_row(newdata, factors, self.keys)
             missing |= codes < 0
             combined += stride * np.maximum(codes, 0)
             stride *= len(index)
+        if self.direct:
+            return np.where(missing, -1, combined)
         at = np.minimum(np.searchsorted(self.sorted_levels, combined), len(self.keys) - 1)
         found = (self.sorted_levels[at] == combined) & ~missing
         return np.where(found, self.order[at], -1).astype(np.int64)
