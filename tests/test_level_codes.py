@@ -89,3 +89,21 @@ def test_integer_ids_in_a_wide_span_use_the_hash_index():
     frame = pd.DataFrame({"g": [5, 10**12, 2, 1]})
     assert LevelIndex(keys).tables[0] is None
     assert list(_both(frame, ["g"], keys)) == [2, 1, -1, 0]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "Float64"])
+def test_near_integer_floats_are_not_levels(dtype):
+    # with negative levels, value - lowest can round to a whole number: the table
+    # must test the value itself
+    keys = [(v,) for v in range(-5, 20)]
+    frame = pd.DataFrame({"g": [0.1 * 3 * 10, 1e-17, -1e-17, 1.000000000000001, 4.0, -5.0]})
+    codes = _both(frame.astype({"g": dtype}), ["g"], keys)
+    assert codes[-2:].tolist() == [9, 0]
+
+
+def test_repeated_keys_leave_other_positions_alone():
+    keys = [(1,), (1,), (2,)]
+    # fits never repeat a key; a repeated one must not shift the positions of others
+    assert LevelIndex(keys).direct is False
+    codes = level_codes(pd.DataFrame({"g": [2, 1, 3]}), ["g"], keys)
+    assert codes[0] == 2 and codes[1] in (0, 1) and codes[2] == -1

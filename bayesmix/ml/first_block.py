@@ -92,11 +92,12 @@ def _first_factor(T1, D, L1inv):
 
 
 def first_factor(T1: np.ndarray, D: np.ndarray) -> tuple[np.ndarray, float]:
-    """``(L_j^-1 for every level, sum_j log|L_j|^2)``; the log-determinant is NaN
-    (and ``L1inv`` partly unset) when a ``T1'D_j T1 + I`` is not positive definite,
-    which needs a non-finite ``theta``."""
+    """``(L_j^-1 for every level, sum_j log|L_j|^2)``; both are NaN when a
+    ``T1'D_j T1 + I`` is not positive definite, which needs a non-finite ``theta``."""
     L1inv = np.empty(D.shape)
     logdet = _first_factor(np.ascontiguousarray(T1), D, L1inv)
+    if np.isnan(logdet):  # stopped at a level: no factor is left half-written
+        L1inv.fill(np.nan)
     return L1inv, float(logdet)
 
 

@@ -76,11 +76,12 @@ def _table_codes(column: pd.Series, low: int, table: np.ndarray) -> np.ndarray |
     dtype = column.dtype
     if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         return None
-    offset = column.to_numpy(dtype=float, na_value=np.nan) - low
-    # NaN, fractions and values outside the span are not levels
-    inside = (offset >= 0) & (offset < len(table)) & (offset == np.floor(offset))
-    codes = np.full(len(offset), -1, dtype=np.int64)
-    codes[inside] = table[offset[inside].astype(np.int64)]
+    values = column.to_numpy(dtype=float, na_value=np.nan)
+    # NaN, fractions and values outside the span are not levels; wholeness is checked
+    # on the value itself (3.0000000000000004 - (-5) rounds to a whole 8.0)
+    inside = (values >= low) & (values < low + len(table)) & (values == np.floor(values))
+    codes = np.full(len(values), -1, dtype=np.int64)
+    codes[inside] = table[values[inside].astype(np.int64) - low]
     return codes
 
 
@@ -138,7 +139,11 @@ class LevelIndex:
         self.sorted_levels = combined[self.order]
         self.tables = [_dense_table(k, v) for k, v in zip(self.kinds, self.values, strict=True)]
         # one factor whose keys are its distinct values in order: codes are positions
-        self.direct = width == 1 and np.array_equal(self.order, np.arange(len(normal)))
+        self.direct = (
+            width == 1
+            and len(self.values[0]) == len(normal)
+            and np.array_equal(self.order, np.arange(len(normal)))
+        )
 
     def codes(self, newdata: pd.DataFrame, factors: Sequence[str]) -> np.ndarray:
         """The position of each row's level among the keys (-1 for one not among them)."""
