@@ -175,21 +175,10 @@ class ProfiledDeviance:
                 by_j = np.argsort(j, kind="stable")
                 lb, j, vals = lb[by_j], j[by_j], vals[by_j]
             self._pairs.append((j.astype(np.int64), np.ascontiguousarray(vals, dtype=float)))
-            rows.append(
-                (
-                    off_b
-                    + lb[:, None, None] * k_b
-                    + np.arange(k_b)[None, :, None]
-                    + np.zeros((1, 1, k1), dtype=np.int64)
-                ).ravel()
-            )
-            cols.append(
-                (
-                    j[:, None, None] * k1
-                    + np.arange(k1)[None, None, :]
-                    + np.zeros((1, k_b, 1), dtype=np.int64)
-                ).ravel()
-            )
+            shape = (len(j), k_b, k1)  # B's row and column of each pair's entries
+            row = (off_b + lb * k_b)[:, None, None] + np.arange(k_b)[:, None]
+            rows.append(np.broadcast_to(row, shape).ravel())
+            cols.append(np.broadcast_to((j * k1)[:, None, None] + np.arange(k1), shape).ravel())
         rows, cols = np.concatenate(rows), np.concatenate(cols)
         if self._dense_B:
             self._B_flat = dest = rows * q1 + cols
