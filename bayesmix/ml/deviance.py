@@ -181,19 +181,20 @@ class ProfiledDeviance:
             cols.append(np.broadcast_to((j * k1)[:, None, None] + np.arange(k1), shape).ravel())
         rows, cols = np.concatenate(rows), np.concatenate(cols)
         if self._dense_B:
-            self._B_flat = dest = rows * q1 + cols
+            dest = rows * q1 + cols
         else:
             # compressed sparse columns with sorted rows, for subtract_gram
             pattern = sp.csc_matrix(
                 (np.arange(len(rows), dtype=float) + 1, (rows, cols)), shape=(q_r, q1)
             )
             pattern.sort_indices()
-            perm = pattern.data.astype(np.int64) - 1
-            self._B_perm = None if np.array_equal(perm, np.arange(len(perm))) else perm
+            perm = pattern.data.astype(np.int64) - 1  # CSC position -> pair entry
             self._B_indices, self._B_indptr = pattern.indices, pattern.indptr
             dest = np.empty_like(perm)
             dest[perm] = np.arange(len(perm))
-        # where each pair's entries of B go (dense B's flat index, or the CSC position)
+        # where each pair's entries of B go (dense B's flat index, or the CSC position),
+        # whole and split by rest block (views)
+        self._B_dest = dest
         sizes = np.cumsum([0] + [vals.size for _, vals in self._pairs])
         self._pair_dest = [dest[a:b] for a, b in zip(sizes[:-1], sizes[1:])]
 

@@ -164,7 +164,7 @@ class GradientPlan:
             return
         pair_values = np.concatenate([vals.ravel() for _, vals in K._pairs])
         if K._dense_B:
-            flat = K._B_flat
+            flat = K._B_dest
             rows, cols = np.divmod(flat, q1)
             order = np.lexsort((rows, cols))
             self.dense_index = flat[order]
@@ -174,7 +174,8 @@ class GradientPlan:
         else:
             self.dense_index = None
             self.rows, self.indptr = K._B_indices, K._B_indptr
-            c_data = pair_values if K._B_perm is None else pair_values[K._B_perm]
+            c_data = np.empty_like(pair_values)
+            c_data[K._B_dest] = pair_values  # into B's compressed-column order
         self.c_data = c_data
         self.C = sp.csc_matrix((c_data, self.rows, self.indptr), shape=(q_r, q1))
         # per rest theta (block, s): the entries in rows (l, s), found on first use
